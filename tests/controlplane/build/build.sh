@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
-# Builds the pinned etcd and kube-apiserver used by Cairn's tests and lab,
-# caching the binaries outside git. A binary is rebuilt only when its
-# module's pin (go.mod, go.sum, main.go) changes: the cache key is their hash.
-# Prints the directory holding both binaries.
+# Builds the pinned etcd, kube-apiserver and kubectl used by Cairn's tests
+# and lab, caching the binaries outside git. A binary is rebuilt only when
+# its module's pin (go.mod, go.sum, its main.go) changes: the cache key is
+# their hash. Prints the directory holding the binaries.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${CAIRN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cairn}
 out="$cache/controlplane"
 mkdir -p "$out"
-for name in etcd kube-apiserver; do
-  key=$(cat "$here/$name/go.mod" "$here/$name/go.sum" "$here/$name/main.go" | sha256sum | cut -c1-16)
-  bin="$out/$name-$key"
+build() { # name module-dir package-dir
+  local name=$1 mod=$here/$2 pkg=$3
+  local key
+  key=$(cat "$mod/go.mod" "$mod/go.sum" "$mod/$pkg/main.go" | sha256sum | cut -c1-16)
+  local bin="$out/$name-$key"
   if [ ! -x "$bin" ]; then
-    echo "building $name (pin $key), a few minutes the first time..." >&2
-    (cd "$here/$name" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$bin.tmp" .)
+    echo "building $name (pin $key), minutes the first time..." >&2
+    (cd "$mod" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$bin.tmp" "./$pkg")
     mv "$bin.tmp" "$bin"
   fi
   ln -sfn "$bin" "$out/$name"
-done
+}
+build etcd etcd .
+build kube-apiserver kubernetes kube-apiserver
+build kubectl kubernetes kubectl
 echo "$out"

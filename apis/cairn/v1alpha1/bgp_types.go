@@ -1,0 +1,353 @@
+package v1alpha1
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// BGPConfiguration holds cluster-wide BGP settings in the object named
+// "default". An object named "node.<node name>" overrides listenPort,
+// logSeverityScreen and the announced service ranges for that node.
+//
+// +genclient
+// +genclient:nonNamespaced
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,shortName=bgpconfig
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="ASN",type=integer,JSONPath=`.spec.asNumber`
+// +kubebuilder:printcolumn:name="Mesh",type=boolean,JSONPath=`.spec.nodeToNodeMeshEnabled`
+// +kubebuilder:printcolumn:name="Port",type=integer,JSONPath=`.spec.listenPort`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type BGPConfiguration struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec BGPConfigurationSpec `json:"spec"`
+	// +optional
+	Status BGPConfigurationStatus `json:"status,omitempty"`
+}
+
+// BGPConfigurationSpec is the cluster's BGP set-up.
+type BGPConfigurationSpec struct {
+	// ASNumber is the cluster's default AS; a node may override it with
+	// the cairn.dev/as-number annotation.
+	// +optional
+	// +kubebuilder:default=64512
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=4294967295
+	ASNumber int64 `json:"asNumber,omitempty"`
+
+	// NodeToNodeMeshEnabled peers every node with every other (iBGP full
+	// mesh). Turn it off when route reflectors are configured.
+	// +optional
+	// +kubebuilder:default=true
+	NodeToNodeMeshEnabled *bool `json:"nodeToNodeMeshEnabled,omitempty"`
+
+	// ListenPort is the TCP port the speaker listens on.
+	// +optional
+	// +kubebuilder:default=179
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	ListenPort int32 `json:"listenPort,omitempty"`
+
+	// ServiceClusterIPs are announced by every node.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	ServiceClusterIPs []ServiceIPBlock `json:"serviceClusterIPs,omitempty"`
+	// ServiceExternalIPs are announced by every node.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	ServiceExternalIPs []ServiceIPBlock `json:"serviceExternalIPs,omitempty"`
+	// ServiceLoadBalancerIPs are announced by every node.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	ServiceLoadBalancerIPs []ServiceIPBlock `json:"serviceLoadBalancerIPs,omitempty"`
+
+	// Communities names BGP communities for use in prefixAdvertisements.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	Communities []Community `json:"communities,omitempty"`
+	// PrefixAdvertisements attaches communities to announced prefixes.
+	// +optional
+	// +kubebuilder:validation:MaxItems=256
+	PrefixAdvertisements []PrefixAdvertisement `json:"prefixAdvertisements,omitempty"`
+
+	// NodeMeshPassword is the TCP-MD5 password of node-to-node sessions.
+	// +optional
+	NodeMeshPassword *BGPPassword `json:"nodeMeshPassword,omitempty"`
+
+	// GracefulRestart keeps routes while a peer's agent restarts (RFC 4724).
+	// +optional
+	GracefulRestart *GracefulRestart `json:"gracefulRestart,omitempty"`
+
+	// LogSeverityScreen is the speaker's log level.
+	// +optional
+	// +kubebuilder:validation:Enum=Debug;Info;Warning;Error
+	LogSeverityScreen string `json:"logSeverityScreen,omitempty"`
+}
+
+// ServiceIPBlock is a service address range to announce.
+type ServiceIPBlock struct {
+	// CIDR to announce.
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="cidr must be a CIDR such as 10.96.0.0/12"
+	CIDR string `json:"cidr"`
+}
+
+// Community gives a BGP community a name.
+type Community struct {
+	// Name used in prefixAdvertisements.
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// Value is a standard community "aa:nn" or a large one "aa:nn:mm".
+	// +kubebuilder:validation:Pattern=`^[0-9]+:[0-9]+(:[0-9]+)?$`
+	Value string `json:"value"`
+}
+
+// PrefixAdvertisement attaches communities to a prefix Cairn announces.
+type PrefixAdvertisement struct {
+	// CIDR the communities apply to.
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="cidr must be a CIDR"
+	CIDR string `json:"cidr"`
+	// Communities are names from spec.communities or literal values.
+	// +kubebuilder:validation:MaxItems=16
+	Communities []string `json:"communities"`
+}
+
+// GracefulRestart holds RFC 4724 settings.
+type GracefulRestart struct {
+	// Enabled turns graceful restart on.
+	// +optional
+	// +kubebuilder:default=true
+	Enabled *bool `json:"enabled,omitempty"`
+	// RestartTime is how long peers keep our routes while we restart.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('4095s')",message="restartTime must be between 1s and 4095s"
+	RestartTime *metav1.Duration `json:"restartTime,omitempty"`
+}
+
+// BGPConfigurationStatus is what the agents observed.
+type BGPConfigurationStatus struct {
+	CommonStatus `json:",inline"`
+}
+
+// BGPConfigurationList is a list of BGPConfiguration.
+//
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+type BGPConfigurationList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []BGPConfiguration `json:"items"`
+}
+
+// BGPPassword is a TCP-MD5 password kept in a Secret.
+type BGPPassword struct {
+	// SecretKeyRef names the Secret key holding the password.
+	SecretKeyRef *SecretKeyRef `json:"secretKeyRef"`
+}
+
+// Source address choices for a BGPPeer.
+const (
+	SourceAddressUseNodeIP = "UseNodeIP"
+	SourceAddressNone      = "None"
+)
+
+// BGPPeer is a BGP session that the selected nodes open: to a router
+// (peerIP) or to other nodes (peerSelector, for route reflectors).
+//
+// +genclient
+// +genclient:nonNamespaced
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="PeerIP",type=string,JSONPath=`.spec.peerIP`
+// +kubebuilder:printcolumn:name="ASN",type=integer,JSONPath=`.spec.asNumber`
+// +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.spec.node`
+// +kubebuilder:printcolumn:name="NodeSelector",type=string,JSONPath=`.spec.nodeSelector`
+// +kubebuilder:printcolumn:name="PeerSelector",type=string,JSONPath=`.spec.peerSelector`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type BGPPeer struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec BGPPeerSpec `json:"spec"`
+	// +optional
+	Status BGPPeerStatus `json:"status,omitempty"`
+}
+
+// BGPPeerSpec describes the session.
+//
+// +kubebuilder:validation:XValidation:rule="!(has(self.node) && has(self.nodeSelector))",message="node and nodeSelector are mutually exclusive: name one node or select several",fieldPath=".nodeSelector"
+// +kubebuilder:validation:XValidation:rule="has(self.peerIP) != has(self.peerSelector)",message="exactly one of peerIP (a router) and peerSelector (other nodes) must be set",fieldPath=".peerIP"
+// +kubebuilder:validation:XValidation:rule="!has(self.peerIP) || has(self.asNumber)",message="asNumber is required with peerIP",fieldPath=".asNumber"
+type BGPPeerSpec struct {
+	// Node is the one node that opens this session. Empty with an empty
+	// nodeSelector means every node.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Node string `json:"node,omitempty"`
+	// NodeSelector selects the nodes that open this session, as a
+	// Kubernetes label selector.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	NodeSelector string `json:"nodeSelector,omitempty"`
+
+	// PeerIP is the router's address.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="peerIP must be an IPv4 or IPv6 address such as 10.0.0.1"
+	PeerIP string `json:"peerIP,omitempty"`
+	// Port of the peer.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port,omitempty"`
+	// ASNumber is the peer's AS.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=4294967295
+	ASNumber int64 `json:"asNumber,omitempty"`
+	// PeerSelector selects other nodes to peer with (route reflector
+	// topologies), as a Kubernetes label selector.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	PeerSelector string `json:"peerSelector,omitempty"`
+
+	// Password is the TCP-MD5 password, from a Secret.
+	// +optional
+	Password *BGPPassword `json:"password,omitempty"`
+	// SourceAddress: UseNodeIP binds the session to the node's address;
+	// None lets the kernel choose.
+	// +optional
+	// +kubebuilder:default=UseNodeIP
+	// +kubebuilder:validation:Enum=UseNodeIP;None
+	SourceAddress string `json:"sourceAddress,omitempty"`
+	// TTLSecurity enables GTSM (RFC 5082): the peer must be at most this
+	// many hops away.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=254
+	TTLSecurity int32 `json:"ttlSecurity,omitempty"`
+	// HoldTime of the session; 0 disables keepalives.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) == duration('0s') || (duration(self) >= duration('3s') && duration(self) <= duration('65535s'))",message="holdTime must be 0s or between 3s and 65535s"
+	HoldTime *metav1.Duration `json:"holdTime,omitempty"`
+	// KeepaliveTime of the session; defaults to a third of holdTime.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('21845s')",message="keepaliveTime must be between 1s and 21845s"
+	KeepaliveTime *metav1.Duration `json:"keepaliveTime,omitempty"`
+	// KeepOriginalNextHop announces routes with their original next hop
+	// instead of this node's address.
+	// +optional
+	KeepOriginalNextHop bool `json:"keepOriginalNextHop,omitempty"`
+	// MaxPrefixes tears the session down when the peer sends more.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	MaxPrefixes int32 `json:"maxPrefixes,omitempty"`
+	// MaxRestartTime is how long routes from this peer are kept while it
+	// restarts gracefully.
+	// +optional
+	MaxRestartTime *metav1.Duration `json:"maxRestartTime,omitempty"`
+	// Filters are BGPFilter names applied in order.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	Filters []string `json:"filters,omitempty"`
+}
+
+// BGPPeerStatus is what the agents observed about the peering.
+type BGPPeerStatus struct {
+	CommonStatus `json:",inline"`
+}
+
+// BGPPeerList is a list of BGPPeer.
+//
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+type BGPPeerList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []BGPPeer `json:"items"`
+}
+
+// BGPFilter holds import and export rules that BGPPeers refer to.
+//
+// +genclient
+// +genclient:nonNamespaced
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster
+// +kubebuilder:subresource:status
+type BGPFilter struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec BGPFilterSpec `json:"spec"`
+	// +optional
+	Status BGPFilterStatus `json:"status,omitempty"`
+}
+
+// BGPFilterSpec holds rules per direction and family, evaluated in order;
+// the first match decides.
+type BGPFilterSpec struct {
+	// +optional
+	// +kubebuilder:validation:MaxItems=256
+	ExportV4 []BGPFilterRule `json:"exportV4,omitempty"`
+	// +optional
+	// +kubebuilder:validation:MaxItems=256
+	ImportV4 []BGPFilterRule `json:"importV4,omitempty"`
+	// +optional
+	// +kubebuilder:validation:MaxItems=256
+	ExportV6 []BGPFilterRule `json:"exportV6,omitempty"`
+	// +optional
+	// +kubebuilder:validation:MaxItems=256
+	ImportV6 []BGPFilterRule `json:"importV6,omitempty"`
+}
+
+// BGPFilterRule matches prefixes and decides.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.matchOperator) || has(self.cidr)",message="matchOperator needs a cidr",fieldPath=".cidr"
+type BGPFilterRule struct {
+	// CIDR to compare prefixes with.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="cidr must be a CIDR"
+	CIDR string `json:"cidr,omitempty"`
+	// MatchOperator compares the prefix with cidr.
+	// +optional
+	// +kubebuilder:validation:Enum=Equal;NotEqual;In;NotIn
+	MatchOperator string `json:"matchOperator,omitempty"`
+	// PrefixLength bounds the prefix length matched.
+	// +optional
+	PrefixLength *PrefixLengthRange `json:"prefixLength,omitempty"`
+	// Action when the rule matches.
+	// +kubebuilder:validation:Enum=Accept;Reject
+	Action string `json:"action"`
+}
+
+// PrefixLengthRange bounds a prefix length.
+type PrefixLengthRange struct {
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=128
+	Min *int32 `json:"min,omitempty"`
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=128
+	Max *int32 `json:"max,omitempty"`
+}
+
+// BGPFilterStatus is what the agents observed about the filter.
+type BGPFilterStatus struct {
+	CommonStatus `json:",inline"`
+}
+
+// BGPFilterList is a list of BGPFilter.
+//
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+type BGPFilterList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []BGPFilter `json:"items"`
+}

@@ -1,0 +1,106 @@
+package v1alpha1
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// IPPool is a range of pod addresses. Cairn cuts it into blocks of
+// blockSize that nodes claim and announce over BGP.
+//
+// +genclient
+// +genclient:nonNamespaced
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,shortName=ipp
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="CIDR",type=string,JSONPath=`.spec.cidr`
+// +kubebuilder:printcolumn:name="BlockSize",type=integer,JSONPath=`.spec.blockSize`
+// +kubebuilder:printcolumn:name="NATOutgoing",type=boolean,JSONPath=`.spec.natOutgoing`
+// +kubebuilder:printcolumn:name="Disabled",type=boolean,JSONPath=`.spec.disabled`
+// +kubebuilder:printcolumn:name="NodeSelector",type=string,JSONPath=`.spec.nodeSelector`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type IPPool struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec IPPoolSpec `json:"spec"`
+	// +optional
+	Status IPPoolStatus `json:"status,omitempty"`
+}
+
+// IPPoolSpec is what the operator asks of a pool.
+//
+// blockSize bounds depend on the address family of cidr, so they are
+// checked here rather than on the field. Rules guard with isCIDR so a bad
+// cidr reports one clear error instead of a CEL evaluation failure.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.blockSize) || !isCIDR(self.cidr) || (cidr(self.cidr).ip().family() == 4 ? (self.blockSize >= 20 && self.blockSize <= 32) : (self.blockSize >= 116 && self.blockSize <= 128))",message="blockSize must be between 20 and 32 for an IPv4 pool and between 116 and 128 for an IPv6 pool",fieldPath=".blockSize",reason=FieldValueInvalid
+// +kubebuilder:validation:XValidation:rule="!has(self.blockSize) || !isCIDR(self.cidr) || self.blockSize >= cidr(self.cidr).prefixLength()",message="blockSize must be at least the cidr's prefix length: a block cannot be larger than its pool",fieldPath=".blockSize",reason=FieldValueInvalid
+type IPPoolSpec struct {
+	// CIDR of the pool, for example 10.244.0.0/16 or fd00:10:244::/56.
+	// Host bits must be zero. Immutable: to renumber, create a new pool
+	// and disable this one.
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="cidr must be a CIDR such as 10.244.0.0/16 or fd00:10:244::/56"
+	// +kubebuilder:validation:XValidation:rule="!isCIDR(self) || cidr(self) == cidr(self).masked()",message="cidr has host bits set: use its network address"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="cidr is immutable: create a new pool and disable this one"
+	CIDR string `json:"cidr"`
+
+	// BlockSize is the prefix length of the blocks nodes claim: 20..32
+	// for IPv4 (default 26), 116..128 for IPv6 (default 122).
+	// Immutable once set.
+	// +optional
+	// +kubebuilder:validation:Minimum=20
+	// +kubebuilder:validation:Maximum=128
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="blockSize is immutable"
+	BlockSize int32 `json:"blockSize,omitempty"`
+
+	// NATOutgoing masquerades traffic from this pool to destinations
+	// outside every pool. Pod-to-pod traffic is never translated.
+	// +optional
+	// +kubebuilder:default=false
+	NATOutgoing bool `json:"natOutgoing"`
+
+	// Disabled pools keep their allocations but give no new addresses.
+	// +optional
+	// +kubebuilder:default=false
+	Disabled bool `json:"disabled"`
+
+	// NodeSelector selects the nodes that may take blocks from this pool,
+	// as a Kubernetes label selector ("rack=r1,zone in (a,b)"). Empty
+	// selects every node.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	NodeSelector string `json:"nodeSelector,omitempty"`
+
+	// DisableBGPExport stops nodes announcing this pool's blocks to BGP
+	// peers outside the cluster's own mesh.
+	// +optional
+	DisableBGPExport bool `json:"disableBGPExport,omitempty"`
+
+	// AssignmentMode Automatic lets any pod take addresses from the pool;
+	// Manual only pods that name the pool.
+	// +optional
+	// +kubebuilder:default=Automatic
+	// +kubebuilder:validation:Enum=Automatic;Manual
+	AssignmentMode string `json:"assignmentMode,omitempty"`
+}
+
+// IPPoolStatus is what Cairn observed about a pool.
+type IPPoolStatus struct {
+	CommonStatus `json:",inline"`
+	// Blocks is the number of blocks claimed from this pool.
+	// +optional
+	Blocks int32 `json:"blocks,omitempty"`
+	// Allocated is the number of addresses in use from this pool.
+	// +optional
+	Allocated int64 `json:"allocated,omitempty"`
+}
+
+// IPPoolList is a list of IPPool.
+//
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+type IPPoolList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []IPPool `json:"items"`
+}

@@ -1,0 +1,116 @@
+package v1alpha1
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// CairnNodeStatus is written by the agent on each node, named after the
+// node: its BGP sessions, the routes it announces and learns, its blocks
+// and its last error.
+//
+// +genclient
+// +genclient:nonNamespaced
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,shortName=cns
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.spec.node`
+// +kubebuilder:printcolumn:name="Established",type=integer,JSONPath=`.status.bgp.established`
+// +kubebuilder:printcolumn:name="NotEstablished",type=integer,JSONPath=`.status.bgp.notEstablished`
+// +kubebuilder:printcolumn:name="Updated",type=date,JSONPath=`.status.lastUpdated`
+type CairnNodeStatus struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec CairnNodeStatusSpec `json:"spec"`
+	// +optional
+	Status CairnNodeStatusStatus `json:"status,omitempty"`
+}
+
+// CairnNodeStatusSpec names the node the status is about.
+type CairnNodeStatusSpec struct {
+	// Node whose agent writes this status.
+	// +kubebuilder:validation:MinLength=1
+	Node string `json:"node"`
+}
+
+// CairnNodeStatusStatus is the agent's report.
+type CairnNodeStatusStatus struct {
+	CommonStatus `json:",inline"`
+	// AgentVersion of cairn-node.
+	// +optional
+	AgentVersion string `json:"agentVersion,omitempty"`
+	// LastUpdated is when the agent last wrote this status.
+	// +optional
+	LastUpdated *metav1.Time `json:"lastUpdated,omitempty"`
+	// BGP sessions of the node.
+	// +optional
+	BGP NodeBGPStatus `json:"bgp,omitempty"`
+	// Blocks the node owns and announces.
+	// +optional
+	Blocks []string `json:"blocks,omitempty"`
+	// Routes the node announces and learns.
+	// +optional
+	Routes NodeRouteStatus `json:"routes,omitempty"`
+	// LastError the agent met, empty when healthy.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+}
+
+// NodeBGPStatus summarises a node's sessions.
+type NodeBGPStatus struct {
+	// +optional
+	Established int32 `json:"established"`
+	// +optional
+	NotEstablished int32 `json:"notEstablished"`
+	// +optional
+	Peers []BGPSessionStatus `json:"peers,omitempty"`
+}
+
+// BGPSessionStatus is one session as the node's speaker sees it.
+type BGPSessionStatus struct {
+	// PeerIP of the session.
+	PeerIP string `json:"peerIP"`
+	// Type: NodeMesh, Global (from a BGPPeer for all nodes), NodeSpecific.
+	// +optional
+	Type string `json:"type,omitempty"`
+	// State as in RFC 4271: Idle, Connect, Active, OpenSent, OpenConfirm,
+	// Established.
+	State string `json:"state"`
+	// Since is when the session entered State.
+	// +optional
+	Since *metav1.Time `json:"since,omitempty"`
+	// Reason the session is down, if known.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// +optional
+	PrefixesReceived int64 `json:"prefixesReceived,omitempty"`
+	// +optional
+	PrefixesAccepted int64 `json:"prefixesAccepted,omitempty"`
+	// +optional
+	PrefixesAdvertised int64 `json:"prefixesAdvertised,omitempty"`
+}
+
+// NodeRouteStatus lists routes; Learned is capped, LearnedCount is not.
+type NodeRouteStatus struct {
+	// +optional
+	Announced []string `json:"announced,omitempty"`
+	// +optional
+	Learned []LearnedRouteStatus `json:"learned,omitempty"`
+	// +optional
+	LearnedCount int32 `json:"learnedCount,omitempty"`
+}
+
+// LearnedRouteStatus is a prefix and its next hops.
+type LearnedRouteStatus struct {
+	Prefix   string   `json:"prefix"`
+	NextHops []string `json:"nextHops"`
+}
+
+// CairnNodeStatusList is a list of CairnNodeStatus.
+//
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+type CairnNodeStatusList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []CairnNodeStatus `json:"items"`
+}

@@ -1,0 +1,49 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// ForTest starts a control plane with Cairn's CRDs (deploy/crds) and
+// policies (deploy/policies) installed and stops it when the test ends,
+// also on failure, printing the logs' tails if the test failed. Without
+// the binaries it skips locally and fails under CI, where they must exist.
+func ForTest(t testing.TB) *ControlPlane {
+	t.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := BinDir(); errors.Is(err, ErrNoBinaries) {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI must provide the control plane: %v", err)
+		}
+		t.Skipf("skipping: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cp, err := Start(ctx, Options{CRDDir: filepath.Join(root, "deploy", "crds"), Logf: t.Logf})
+	if err != nil {
+		t.Fatalf("start control plane: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("kube-apiserver log tail:\n%s", cp.LogTail("kube-apiserver", 40))
+		}
+		if err := cp.Stop(); err != nil {
+			t.Errorf("stop control plane: %v", err)
+		}
+	})
+	if err := InstallManifests(ctx, cp.Config, filepath.Join(root, "deploy", "policies")); err != nil {
+		t.Fatalf("install admission policies: %v", err)
+	}
+	if err := WaitPoliciesActive(ctx, cp.Config, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return cp
+}
