@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what Cairn's tests and lab need on a fresh Debian machine:
+# routers and tools from apt, and the pinned etcd, kube-apiserver and
+# kubectl built from the Go module proxy (cached; rebuilt only when the pin
+# changes). Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command -> Debian package
+declare -A need=(
+  [bird]=bird2 [vtysh]=frr [iperf3]=iperf3 [ping]=iputils-ping
+  [tcpdump]=tcpdump [nft]=nftables [iptables]=iptables [ip]=iproute2
+  [protoc]=protobuf-compiler [gobgpd]=gobgpd
+)
+missing=()
+for cmd in "${!need[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/lib/frr/$cmd" ] || [ -x "/usr/sbin/$cmd" ] || missing+=("${need[$cmd]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing packages (run as root to install): ${missing[*]}" >&2
+  else
+    echo "installing: ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+# The Debian packages start their daemons; the lab and tests run their own
+# instances in namespaces, so the system ones are not needed.
+if [ "$(id -u)" -eq 0 ]; then
+  for svc in bird frr gobgpd; do
+    systemctl stop "$svc" >/dev/null 2>&1 || true
+  done
+fi
+tests/controlplane/build/build.sh
