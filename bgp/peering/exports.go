@@ -1,0 +1,167 @@
+package peering
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+
+	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
+	"github.com/cairn-net/cairn/bgp/speaker"
+)
+
+// ExportInput is everything that decides what one node announces.
+type ExportInput struct {
+	// Owned are the blocks affine to this node.
+	Owned []netip.Prefix
+	// Borrowed are addresses this node's pods use from other nodes' blocks;
+	// each is announced as a host route.
+	Borrowed []netip.Addr
+	Pools    []v1.IPPool
+	Config   *v1.BGPConfiguration
+}
+
+// Advertisements lists the prefixes a node announces: its blocks and
+// borrowed addresses (except those of pools with disableBGPExport) and the
+// configured service ranges, with the communities prefixAdvertisements
+// attach. Nothing else is ever exported: not the node's routing table, not
+// a default route. Sorted by prefix.
+func Advertisements(in ExportInput) ([]speaker.Advertisement, []error) {
+	var errs []error
+	noExport := noExportPools(in.Pools)
+	set := map[netip.Prefix]bool{}
+	for _, b := range in.Owned {
+		if !withinAny(b, noExport) {
+			set[b.Masked()] = true
+		}
+	}
+	for _, a := range in.Borrowed {
+		p := netip.PrefixFrom(a, a.BitLen())
+		if !withinAny(p, noExport) {
+			set[p] = true
+		}
+	}
+	communities := map[netip.Prefix][]uint32{}
+	if cfg := in.Config; cfg != nil {
+		for _, blocks := range [][]v1.ServiceIPBlock{cfg.Spec.ServiceClusterIPs, cfg.Spec.ServiceExternalIPs, cfg.Spec.ServiceLoadBalancerIPs} {
+			for _, b := range blocks {
+				p, err := netip.ParsePrefix(b.CIDR)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("service range %q: %w", b.CIDR, err))
+					continue
+				}
+				if p.Bits() == 0 {
+					errs = append(errs, fmt.Errorf("service range %s: a default route is never announced", p))
+					continue
+				}
+				set[p.Masked()] = true
+			}
+		}
+		var err error
+		communities, err = prefixCommunities(cfg)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	out := make([]speaker.Advertisement, 0, len(set))
+	for p := range set {
+		out = append(out, speaker.Advertisement{Prefix: p, Communities: communitiesFor(p, communities)})
+	}
+	sort.Slice(out, func(i, j int) bool { return prefixLess(out[i].Prefix, out[j].Prefix) })
+	return out, errs
+}
+
+// ImportFilter is the set of prefixes learned routes must fall within:
+// every IP pool, enabled or not (a disabled pool still has live pods).
+func ImportFilter(pools []v1.IPPool) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range pools {
+		if c, err := netip.ParsePrefix(p.Spec.CIDR); err == nil && c.Bits() > 0 {
+			out = append(out, c.Masked())
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return prefixLess(out[i], out[j]) })
+	return out
+}
+
+func noExportPools(pools []v1.IPPool) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range pools {
+		if !p.Spec.DisableBGPExport {
+			continue
+		}
+		if c, err := netip.ParsePrefix(p.Spec.CIDR); err == nil {
+			out = append(out, c.Masked())
+		}
+	}
+	return out
+}
+
+func withinAny(p netip.Prefix, pools []netip.Prefix) bool {
+	for _, pool := range pools {
+		if pool.Bits() <= p.Bits() && pool.Contains(p.Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
+// prefixCommunities resolves prefixAdvertisements to standard communities.
+// The most specific matching advertisement applies to a prefix.
+func prefixCommunities(cfg *v1.BGPConfiguration) (map[netip.Prefix][]uint32, error) {
+	named := map[string]string{}
+	for _, c := range cfg.Spec.Communities {
+		named[c.Name] = c.Value
+	}
+	out := map[netip.Prefix][]uint32{}
+	for _, pa := range cfg.Spec.PrefixAdvertisements {
+		p, err := netip.ParsePrefix(pa.CIDR)
+		if err != nil {
+			return out, fmt.Errorf("prefixAdvertisements cidr %q: %w", pa.CIDR, err)
+		}
+		for _, c := range pa.Communities {
+			if v, ok := named[c]; ok {
+				c = v
+			}
+			val, err := ParseCommunity(c)
+			if err != nil {
+				return out, fmt.Errorf("prefixAdvertisements %s: %w", pa.CIDR, err)
+			}
+			out[p.Masked()] = append(out[p.Masked()], val)
+		}
+	}
+	return out, nil
+}
+
+func communitiesFor(p netip.Prefix, all map[netip.Prefix][]uint32) []uint32 {
+	best, bestBits := []uint32(nil), -1
+	for cidr, cs := range all {
+		if cidr.Bits() <= p.Bits() && cidr.Contains(p.Addr()) && cidr.Bits() > bestBits {
+			best, bestBits = cs, cidr.Bits()
+		}
+	}
+	return best
+}
+
+// ParseCommunity parses a standard community "asn:value" (RFC 1997).
+// Large communities ("a:b:c") are refused: the speaker does not send them.
+func ParseCommunity(s string) (uint32, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) != 2 {
+		return 0, fmt.Errorf("community %q: want asn:value (large communities are not supported yet)", s)
+	}
+	hi, err1 := strconv.ParseUint(parts[0], 10, 16)
+	lo, err2 := strconv.ParseUint(parts[1], 10, 16)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("community %q: both halves must be 0..65535", s)
+	}
+	return uint32(hi<<16 | lo), nil
+}
+
+func prefixLess(a, b netip.Prefix) bool {
+	if a.Addr() != b.Addr() {
+		return a.Addr().Less(b.Addr())
+	}
+	return a.Bits() < b.Bits()
+}

@@ -1,0 +1,209 @@
+package peering
+
+import (
+	"errors"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
+	"github.com/cairn-net/cairn/bgp/speaker"
+)
+
+var (
+	n1 = NodeInfo{Name: "n1", Labels: map[string]string{"rack": "r1"}, Addr: netip.MustParseAddr("172.30.1.11"), ASN: 64512}
+	n2 = NodeInfo{Name: "n2", Labels: map[string]string{"rack": "r1"}, Addr: netip.MustParseAddr("172.30.1.12"), ASN: 64512}
+	n3 = NodeInfo{Name: "n3", Labels: map[string]string{"rack": "r2"}, Addr: netip.MustParseAddr("172.30.2.11"), ASN: 64513}
+	rr = NodeInfo{Name: "rr", Labels: map[string]string{"rr": "yes"}, Addr: netip.MustParseAddr("172.30.1.2"), ASN: 64512, RRClusterID: "1.1.1.1"}
+)
+
+func boolp(b bool) *bool { return &b }
+
+func cfg(mesh bool) *v1.BGPConfiguration {
+	return &v1.BGPConfiguration{Spec: v1.BGPConfigurationSpec{NodeToNodeMeshEnabled: boolp(mesh)}}
+}
+
+func bgpPeer(name string, spec v1.BGPPeerSpec) v1.BGPPeer {
+	return v1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}
+}
+
+func secrets(values map[string]string) Secrets {
+	return func(ref v1.SecretKeyRef) (string, error) {
+		v, ok := values[ref.Name+"/"+ref.Key]
+		if !ok {
+			return "", errors.New("secret " + ref.Name + " has no key " + ref.Key)
+		}
+		return v, nil
+	}
+}
+
+func TestPeers(t *testing.T) {
+	tor := bgpPeer("tor", v1.BGPPeerSpec{PeerIP: "172.30.1.1", ASNumber: 65001, NodeSelector: "rack=r1",
+		Password: &v1.BGPPassword{SecretKeyRef: &v1.SecretKeyRef{Name: "bgp", Key: "tor"}},
+		HoldTime: &metav1.Duration{Duration: 9 * time.Second}, TTLSecurity: 1, MaxPrefixes: 100})
+	tests := []struct {
+		name    string
+		in      PeersInput
+		want    []speaker.Peer
+		wantErr string
+	}{
+		{name: "mesh by default", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1, n2, n3}},
+			want: []speaker.Peer{
+				{Name: "mesh:n2", Address: n2.Addr, ASN: 64512},
+				{Name: "mesh:n3", Address: n3.Addr, ASN: 64513},
+			}},
+		{name: "mesh disabled", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1, n2}, Config: cfg(false)}, want: []speaker.Peer{}},
+		{name: "node without address is skipped", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1, {Name: "new", ASN: 64512}}}, want: []speaker.Peer{}},
+		{name: "router peer selected by label, settings carried", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1}, Config: cfg(false), Peers: []v1.BGPPeer{tor}},
+			want: []speaker.Peer{{Name: "peer:tor", Address: netip.MustParseAddr("172.30.1.1"), ASN: 65001, Password: "s3cret",
+				HoldTime: 9 * time.Second, TTLSecurity: 1, MaxPrefixes: 100, SourceAddress: n1.Addr}}},
+		{name: "router peer not selecting this node", in: PeersInput{Self: n3, Nodes: []NodeInfo{n3}, Config: cfg(false), Peers: []v1.BGPPeer{tor}}, want: []speaker.Peer{}},
+		{name: "peer for one named node", in: PeersInput{Self: n2, Nodes: []NodeInfo{n2}, Config: cfg(false),
+			Peers: []v1.BGPPeer{bgpPeer("only-n1", v1.BGPPeerSpec{Node: "n1", PeerIP: "10.0.0.1", ASNumber: 65000})}}, want: []speaker.Peer{}},
+		{name: "global peer, sourceAddress None", in: PeersInput{Self: n2, Nodes: []NodeInfo{n2}, Config: cfg(false),
+			Peers: []v1.BGPPeer{bgpPeer("all", v1.BGPPeerSpec{PeerIP: "fd00::1", ASNumber: 65000, SourceAddress: v1.SourceAddressNone, Port: 1179})}},
+			want: []speaker.Peer{{Name: "peer:all", Address: netip.MustParseAddr("fd00::1"), ASN: 65000, Port: 1179}}},
+		{name: "explicit peer replaces the mesh session to the same address", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1, n2},
+			Peers: []v1.BGPPeer{bgpPeer("to-n2", v1.BGPPeerSpec{PeerIP: "172.30.1.12", ASNumber: 64512, SourceAddress: v1.SourceAddressNone, MaxPrefixes: 5})}},
+			want: []speaker.Peer{{Name: "peer:to-n2", Address: n2.Addr, ASN: 64512, MaxPrefixes: 5}}},
+		{name: "route reflector: clients from peerSelector", in: PeersInput{Self: rr, Nodes: []NodeInfo{rr, n1, n2}, Config: cfg(false),
+			Peers: []v1.BGPPeer{bgpPeer("rr-clients", v1.BGPPeerSpec{NodeSelector: "rr=yes", PeerSelector: "rack=r1", SourceAddress: v1.SourceAddressNone})}},
+			want: []speaker.Peer{
+				{Name: "peer:rr-clients:n1", Address: n1.Addr, ASN: 64512, RouteReflectorClient: true, RouteReflectorClusterID: "1.1.1.1"},
+				{Name: "peer:rr-clients:n2", Address: n2.Addr, ASN: 64512, RouteReflectorClient: true, RouteReflectorClusterID: "1.1.1.1"},
+			}},
+		{name: "client side of a reflector", in: PeersInput{Self: n1, Nodes: []NodeInfo{rr, n1, n2}, Config: cfg(false),
+			Peers: []v1.BGPPeer{bgpPeer("to-rr", v1.BGPPeerSpec{PeerSelector: "rr=yes", SourceAddress: v1.SourceAddressNone})}},
+			want: []speaker.Peer{{Name: "peer:to-rr:rr", Address: rr.Addr, ASN: 64512}}},
+		{name: "bad selector is reported, others still apply", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1}, Config: cfg(false),
+			Peers: []v1.BGPPeer{bgpPeer("bad", v1.BGPPeerSpec{NodeSelector: "rack in (", PeerIP: "10.0.0.9", ASNumber: 1}), tor}},
+			want: []speaker.Peer{{Name: "peer:tor", Address: netip.MustParseAddr("172.30.1.1"), ASN: 65001, Password: "s3cret",
+				HoldTime: 9 * time.Second, TTLSecurity: 1, MaxPrefixes: 100, SourceAddress: n1.Addr}},
+			wantErr: "BGPPeer bad nodeSelector"},
+		{name: "missing secret skips the peer", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1}, Config: cfg(false),
+			Peers: []v1.BGPPeer{bgpPeer("nopw", v1.BGPPeerSpec{PeerIP: "10.0.0.9", ASNumber: 1, Password: &v1.BGPPassword{SecretKeyRef: &v1.SecretKeyRef{Name: "bgp", Key: "missing"}}})}},
+			want: []speaker.Peer{}, wantErr: "BGPPeer nopw password"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, errs := Peers(tc.in, secrets(map[string]string{"bgp/tor": "s3cret"}))
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("peers:\n got %+v\nwant %+v", got, tc.want)
+			}
+			joined := errors.Join(errs...)
+			switch {
+			case tc.wantErr == "" && joined != nil:
+				t.Errorf("unexpected errors: %v", joined)
+			case tc.wantErr != "" && (joined == nil || !strings.Contains(joined.Error(), tc.wantErr)):
+				t.Errorf("errors %v, want one containing %q", joined, tc.wantErr)
+			}
+			if joined != nil && strings.Contains(joined.Error(), "s3cret") {
+				t.Errorf("a password leaked into an error: %v", joined)
+			}
+		})
+	}
+}
+
+func pool(cidr string, noExport bool) v1.IPPool {
+	return v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: cidr}, Spec: v1.IPPoolSpec{CIDR: cidr, DisableBGPExport: noExport}}
+}
+
+func TestAdvertisements(t *testing.T) {
+	pfx := netip.MustParsePrefix
+	ad := func(p string, cs ...uint32) speaker.Advertisement {
+		return speaker.Advertisement{Prefix: pfx(p), Communities: cs}
+	}
+	tests := []struct {
+		name    string
+		in      ExportInput
+		want    []speaker.Advertisement
+		wantErr string
+	}{
+		{name: "blocks and borrowed addresses", in: ExportInput{
+			Owned: []netip.Prefix{pfx("10.244.0.64/26"), pfx("10.244.0.0/26")}, Borrowed: []netip.Addr{netip.MustParseAddr("10.244.1.5")},
+			Pools: []v1.IPPool{pool("10.244.0.0/16", false)}},
+			want: []speaker.Advertisement{ad("10.244.0.0/26"), ad("10.244.0.64/26"), ad("10.244.1.5/32")}},
+		{name: "disableBGPExport pool is not announced", in: ExportInput{
+			Owned: []netip.Prefix{pfx("10.244.0.0/26"), pfx("10.245.0.0/26")},
+			Pools: []v1.IPPool{pool("10.244.0.0/16", false), pool("10.245.0.0/16", true)}},
+			want: []speaker.Advertisement{ad("10.244.0.0/26")}},
+		{name: "service ranges and communities", in: ExportInput{
+			Owned: []netip.Prefix{pfx("10.244.0.0/26")},
+			Config: &v1.BGPConfiguration{Spec: v1.BGPConfigurationSpec{
+				ServiceClusterIPs:    []v1.ServiceIPBlock{{CIDR: "10.96.0.0/12"}},
+				Communities:          []v1.Community{{Name: "blue", Value: "64512:100"}},
+				PrefixAdvertisements: []v1.PrefixAdvertisement{{CIDR: "10.244.0.0/16", Communities: []string{"blue", "65535:65281"}}},
+			}}},
+			want: []speaker.Advertisement{ad("10.96.0.0/12"), ad("10.244.0.0/26", 64512<<16|100, 65535<<16|65281)}},
+		{name: "default route never announced", in: ExportInput{Config: &v1.BGPConfiguration{Spec: v1.BGPConfigurationSpec{
+			ServiceExternalIPs: []v1.ServiceIPBlock{{CIDR: "0.0.0.0/0"}}}}},
+			want: []speaker.Advertisement{}, wantErr: "default route"},
+		{name: "IPv6 block", in: ExportInput{Owned: []netip.Prefix{pfx("fd00:10:244::40/122")}},
+			want: []speaker.Advertisement{ad("fd00:10:244::40/122")}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, errs := Advertisements(tc.in)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("advertisements:\n got %+v\nwant %+v", got, tc.want)
+			}
+			joined := errors.Join(errs...)
+			if (tc.wantErr == "") != (joined == nil) || (joined != nil && !strings.Contains(joined.Error(), tc.wantErr)) {
+				t.Errorf("errors %v, want %q", joined, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestImportFilter(t *testing.T) {
+	got := ImportFilter([]v1.IPPool{pool("10.244.0.0/16", false), pool("fd00::/48", true), pool("bad", false), pool("0.0.0.0/0", false)})
+	want := []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00::/48")}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ImportFilter = %v, want %v (a default route is never importable)", got, want)
+	}
+}
+
+func TestNodeInfoFrom(t *testing.T) {
+	node := func(ann map[string]string, addrs ...string) *corev1.Node {
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Annotations: ann}}
+		for _, a := range addrs {
+			n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: a})
+		}
+		return n
+	}
+	tests := []struct {
+		name    string
+		node    *corev1.Node
+		addr    string
+		asn     uint32
+		wantErr string
+	}{
+		{name: "InternalIP and cluster AS", node: node(nil, "fd00::5", "172.30.1.11"), addr: "172.30.1.11", asn: 64512},
+		{name: "annotations win", node: node(map[string]string{AnnotationASNumber: "65010", AnnotationIPv4Address: "10.1.1.1/24"}, "172.30.1.11"), addr: "10.1.1.1", asn: 65010},
+		{name: "asdot AS", node: node(map[string]string{AnnotationASNumber: "1.10"}), asn: 65546},
+		{name: "bad AS", node: node(map[string]string{AnnotationASNumber: "0"}), wantErr: "between 1 and 4294967295"},
+		{name: "bad cluster ID", node: node(map[string]string{AnnotationRRClusterID: "rr-1"}), asn: 64512, wantErr: "cluster ID"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			info, err := NodeInfoFrom(tc.node, 64512)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.ASN != tc.asn || (tc.addr != "" && info.Addr.String() != tc.addr) || (tc.addr == "" && info.Addr.IsValid()) {
+				t.Errorf("got ASN %d addr %v, want %d %q", info.ASN, info.Addr, tc.asn, tc.addr)
+			}
+		})
+	}
+}

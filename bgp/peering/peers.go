@@ -1,0 +1,181 @@
+package peering
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+
+	"k8s.io/apimachinery/pkg/labels"
+
+	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
+	"github.com/cairn-net/cairn/bgp/speaker"
+)
+
+// DefaultASN is the cluster AS when no BGPConfiguration sets one.
+const DefaultASN = 64512
+
+// Secrets resolves a password reference. Errors must not contain the
+// secret's value.
+type Secrets func(ref v1.SecretKeyRef) (string, error)
+
+// PeersInput is everything that decides one node's peers.
+type PeersInput struct {
+	Self  NodeInfo
+	Nodes []NodeInfo
+	// Config is the cluster's "default" BGPConfiguration; nil means all
+	// defaults (mesh on).
+	Config *v1.BGPConfiguration
+	Peers  []v1.BGPPeer
+}
+
+// Peers computes the node's BGP neighbours: the full mesh to every other
+// node (unless disabled), then each BGPPeer that selects this node, to a
+// router (peerIP) or to the nodes its peerSelector picks. An explicit
+// BGPPeer replaces a mesh session to the same address. Problems with one
+// object (a bad selector, a missing secret) are returned and that object is
+// skipped; the rest still applies. The result is sorted by address.
+func Peers(in PeersInput, secrets Secrets) ([]speaker.Peer, []error) {
+	var errs []error
+	byAddr := map[netip.Addr]speaker.Peer{}
+	if meshEnabled(in.Config) {
+		meshPassword := ""
+		if in.Config != nil && in.Config.Spec.NodeMeshPassword != nil {
+			pw, err := resolve(secrets, in.Config.Spec.NodeMeshPassword)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("node mesh password: %w", err))
+			}
+			meshPassword = pw
+		}
+		for _, n := range in.Nodes {
+			if n.Name == in.Self.Name || !n.Addr.IsValid() {
+				continue
+			}
+			byAddr[n.Addr] = speaker.Peer{Name: "mesh:" + n.Name, Address: n.Addr, ASN: n.ASN, Password: meshPassword}
+		}
+	}
+	for i := range in.Peers {
+		p := &in.Peers[i]
+		selected, err := selectsNode(p, in.Self)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !selected {
+			continue
+		}
+		peers, err := expand(p, in, secrets)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, sp := range peers {
+			byAddr[sp.Address] = sp
+		}
+	}
+	out := make([]speaker.Peer, 0, len(byAddr))
+	for _, p := range byAddr {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Address.Less(out[j].Address) })
+	return out, errs
+}
+
+func meshEnabled(cfg *v1.BGPConfiguration) bool {
+	return cfg == nil || cfg.Spec.NodeToNodeMeshEnabled == nil || *cfg.Spec.NodeToNodeMeshEnabled
+}
+
+// selectsNode reports whether a BGPPeer applies to the node: named by
+// node, matched by nodeSelector, or global when both are empty.
+func selectsNode(p *v1.BGPPeer, self NodeInfo) (bool, error) {
+	switch {
+	case p.Spec.Node != "":
+		return p.Spec.Node == self.Name, nil
+	case p.Spec.NodeSelector != "":
+		sel, err := labels.Parse(p.Spec.NodeSelector)
+		if err != nil {
+			return false, fmt.Errorf("BGPPeer %s nodeSelector %q: %w", p.Name, p.Spec.NodeSelector, err)
+		}
+		return sel.Matches(labels.Set(self.Labels)), nil
+	default:
+		return true, nil
+	}
+}
+
+func expand(p *v1.BGPPeer, in PeersInput, secrets Secrets) ([]speaker.Peer, error) {
+	base, err := sessionSettings(p, in.Self, secrets)
+	if err != nil {
+		return nil, err
+	}
+	if p.Spec.PeerIP != "" {
+		addr, err := netip.ParseAddr(p.Spec.PeerIP)
+		if err != nil {
+			return nil, fmt.Errorf("BGPPeer %s peerIP: %w", p.Name, err)
+		}
+		if p.Spec.ASNumber < 1 || p.Spec.ASNumber > 1<<32-1 {
+			return nil, fmt.Errorf("BGPPeer %s asNumber %d out of range", p.Name, p.Spec.ASNumber)
+		}
+		base.Name, base.Address, base.ASN = "peer:"+p.Name, addr, uint32(p.Spec.ASNumber)
+		return []speaker.Peer{base}, nil
+	}
+	sel, err := labels.Parse(p.Spec.PeerSelector)
+	if err != nil {
+		return nil, fmt.Errorf("BGPPeer %s peerSelector %q: %w", p.Name, p.Spec.PeerSelector, err)
+	}
+	var out []speaker.Peer
+	for _, n := range in.Nodes {
+		if n.Name == in.Self.Name || !n.Addr.IsValid() || !sel.Matches(labels.Set(n.Labels)) {
+			continue
+		}
+		sp := base
+		sp.Name, sp.Address, sp.ASN = "peer:"+p.Name+":"+n.Name, n.Addr, n.ASN
+		// A reflector treats non-reflector nodes in its AS as clients.
+		if in.Self.RRClusterID != "" && n.RRClusterID == "" && n.ASN == in.Self.ASN {
+			sp.RouteReflectorClient = true
+			sp.RouteReflectorClusterID = in.Self.RRClusterID
+		}
+		out = append(out, sp)
+	}
+	return out, nil
+}
+
+func sessionSettings(p *v1.BGPPeer, self NodeInfo, secrets Secrets) (speaker.Peer, error) {
+	var sp speaker.Peer
+	if p.Spec.Port != 0 {
+		sp.Port = uint16(p.Spec.Port)
+	}
+	if p.Spec.Password != nil {
+		pw, err := resolve(secrets, p.Spec.Password)
+		if err != nil {
+			return sp, fmt.Errorf("BGPPeer %s password: %w", p.Name, err)
+		}
+		sp.Password = pw
+	}
+	if p.Spec.TTLSecurity > 0 {
+		sp.TTLSecurity = uint8(p.Spec.TTLSecurity)
+	}
+	if p.Spec.HoldTime != nil {
+		sp.HoldTime = p.Spec.HoldTime.Duration
+	}
+	if p.Spec.KeepaliveTime != nil {
+		sp.KeepaliveTime = p.Spec.KeepaliveTime.Duration
+	}
+	if p.Spec.MaxPrefixes > 0 {
+		sp.MaxPrefixes = uint32(p.Spec.MaxPrefixes)
+	}
+	sp.KeepOriginalNextHop = p.Spec.KeepOriginalNextHop
+	if p.Spec.SourceAddress != v1.SourceAddressNone && self.Addr.IsValid() {
+		sp.SourceAddress = self.Addr
+	}
+	return sp, nil
+}
+
+func resolve(secrets Secrets, pw *v1.BGPPassword) (string, error) {
+	if pw.SecretKeyRef == nil {
+		return "", errors.New("password has no secretKeyRef")
+	}
+	if secrets == nil {
+		return "", errors.New("no secret reader configured")
+	}
+	return secrets(*pw.SecretKeyRef)
+}
