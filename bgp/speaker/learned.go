@@ -1,0 +1,149 @@
+package speaker
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
+)
+
+// defaultLocalPref applies when a path carries no LOCAL_PREF (eBGP paths:
+// GoBGP strips it on ingress).
+const defaultLocalPref = 100
+
+// candidate is one path from GoBGP's RIB, reduced to what selection needs.
+type candidate struct {
+	Prefix      netip.Prefix
+	NextHop     netip.Addr
+	Peer        netip.Addr // the neighbour it came from; invalid for our own
+	PeerASN     uint32
+	LocalPref   uint32
+	ASPathLen   int
+	Origin      uint8
+	MED         uint32
+	Communities []uint32
+	// Unusable marks withdrawals and paths GoBGP considers unreachable.
+	Unusable bool
+}
+
+// candidateFromAPI reads a GoBGP path. ok is false for anything that is not
+// an IPv4/IPv6 unicast prefix.
+func candidateFromAPI(p *apiutil.Path) (c candidate, ok bool) {
+	n, isPrefix := p.Nlri.(*bgp.IPAddrPrefix)
+	if !isPrefix || n == nil {
+		return c, false
+	}
+	c = candidate{
+		Prefix:    n.Prefix,
+		Peer:      p.PeerAddress,
+		PeerASN:   p.PeerASN,
+		LocalPref: defaultLocalPref,
+		Unusable:  p.Withdrawal || p.IsNexthopInvalid,
+	}
+	for _, a := range p.Attrs {
+		switch a := a.(type) {
+		case *bgp.PathAttributeNextHop:
+			c.NextHop = a.Value
+		case *bgp.PathAttributeMpReachNLRI:
+			c.NextHop = a.Nexthop
+		case *bgp.PathAttributeLocalPref:
+			c.LocalPref = a.Value
+		case *bgp.PathAttributeMultiExitDisc:
+			c.MED = a.Value
+		case *bgp.PathAttributeOrigin:
+			c.Origin = a.Value
+		case *bgp.PathAttributeAsPath:
+			for _, seg := range a.Value {
+				c.ASPathLen += seg.ASLen()
+			}
+		case *bgp.PathAttributeCommunities:
+			c.Communities = append([]uint32(nil), a.Value...)
+		}
+	}
+	return c, true
+}
+
+// learnedFilter is what decides which candidates may become learned paths.
+type learnedFilter struct {
+	localASN uint32
+	// pools is the normalized import filter.
+	pools []netip.Prefix
+	// own holds the prefixes we advertise: a learned path for exactly one of
+	// them would hide our own block, so it is never handed to the dataplane.
+	own map[netip.Prefix][]uint32
+}
+
+// usable reports whether a candidate may be used at all.
+func (f learnedFilter) usable(c candidate) bool {
+	if c.Unusable || !c.Peer.IsValid() || c.Peer.IsUnspecified() {
+		return false // withdrawn, or locally originated (ours)
+	}
+	if !c.NextHop.IsValid() || c.NextHop.IsUnspecified() {
+		return false
+	}
+	if _, mine := f.own[c.Prefix.Masked()]; mine {
+		return false
+	}
+	return importable(c.Prefix, f.pools)
+}
+
+// rank orders candidates best first by the RFC 4271 decision process up to,
+// but not including, the tie-breakers that only pick one of several equal
+// paths (IGP cost, age, router ID, address): higher LOCAL_PREF, shorter
+// AS_PATH, lower ORIGIN, lower MED, eBGP over iBGP. Paths that rank equal
+// are equal-cost and all of them are used (ECMP).
+func (f learnedFilter) rank(a, b candidate) int {
+	return cmp.Or(
+		cmp.Compare(b.LocalPref, a.LocalPref),
+		cmp.Compare(a.ASPathLen, b.ASPathLen),
+		cmp.Compare(a.Origin, b.Origin),
+		cmp.Compare(a.MED, b.MED),
+		cmp.Compare(f.ibgp(a), f.ibgp(b)),
+	)
+}
+
+func (f learnedFilter) ibgp(c candidate) int {
+	if c.PeerASN == f.localASN {
+		return 1
+	}
+	return 0
+}
+
+// selectLearned picks, for every prefix, the set of best equal-cost paths and
+// returns them in a deterministic order (prefix, next hop, peer). Several
+// peers announcing the same next hop (two route reflectors reflecting one
+// node) yield that next hop once, from the lowest peer address.
+func selectLearned(cands []candidate, f learnedFilter) []Path {
+	byPrefix := make(map[netip.Prefix][]candidate)
+	for _, c := range cands {
+		if f.usable(c) {
+			p := c.Prefix.Masked()
+			byPrefix[p] = append(byPrefix[p], c)
+		}
+	}
+	var out []Path
+	for prefix, cs := range byPrefix {
+		slices.SortFunc(cs, func(a, b candidate) int {
+			return cmp.Or(f.rank(a, b), a.NextHop.Compare(b.NextHop), a.Peer.Compare(b.Peer))
+		})
+		seen := make(map[netip.Addr]bool)
+		for _, c := range cs {
+			if f.rank(c, cs[0]) != 0 {
+				break
+			}
+			if seen[c.NextHop] {
+				continue
+			}
+			seen[c.NextHop] = true
+			out = append(out, Path{Prefix: prefix, NextHop: c.NextHop, Peer: c.Peer, Communities: c.Communities})
+		}
+	}
+	slices.SortFunc(out, comparePath)
+	return out
+}
+
+func comparePath(a, b Path) int {
+	return cmp.Or(comparePrefix(a.Prefix, b.Prefix), a.NextHop.Compare(b.NextHop), a.Peer.Compare(b.Peer))
+}

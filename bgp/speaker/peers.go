@@ -1,0 +1,133 @@
+package speaker
+
+import (
+	"net/netip"
+	"slices"
+
+	"github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
+)
+
+// plan is what to change to turn actual into desired.
+type plan[K any] struct {
+	Add, Replace, Remove []K
+}
+
+// empty reports whether nothing needs to change.
+func (p plan[K]) empty() bool {
+	return len(p.Add) == 0 && len(p.Replace) == 0 && len(p.Remove) == 0
+}
+
+// diffKeyed compares desired with actual by key: keys only in desired are
+// added, keys in both whose values differ are replaced, keys only in actual
+// are removed (actual minus desired). Each list is sorted by cmp so the plan
+// is deterministic.
+func diffKeyed[K comparable, V any](desired, actual map[K]V, equal func(a, b V) bool, cmp func(a, b K) int) plan[K] {
+	var out plan[K]
+	for k, d := range desired {
+		a, ok := actual[k]
+		switch {
+		case !ok:
+			out.Add = append(out.Add, k)
+		case !equal(d, a):
+			out.Replace = append(out.Replace, k)
+		}
+	}
+	for k := range actual {
+		if _, ok := desired[k]; !ok {
+			out.Remove = append(out.Remove, k)
+		}
+	}
+	slices.SortFunc(out.Add, cmp)
+	slices.SortFunc(out.Replace, cmp)
+	slices.SortFunc(out.Remove, cmp)
+	return out
+}
+
+// diffPeers plans neighbour changes. Any change to a peer replaces it (delete
+// then add): GoBGP's UpdatePeer cannot change every field (families,
+// transport, password on the listener), and peers change rarely.
+func diffPeers(desired, actual map[netip.Addr]Peer) plan[netip.Addr] {
+	return diffKeyed(desired, actual, func(a, b Peer) bool { return a == b }, netip.Addr.Compare)
+}
+
+// diffAdvertisements plans path changes; a prefix whose communities changed
+// is re-added, which replaces the path in GoBGP's RIB in place.
+func diffAdvertisements(desired, actual map[netip.Prefix][]uint32) plan[netip.Prefix] {
+	return diffKeyed(desired, actual, slices.Equal[[]uint32], comparePrefix)
+}
+
+// peerLocal is the part of the speaker's configuration a neighbour needs.
+type peerLocal struct {
+	asn      uint32
+	routerID netip.Addr
+	gr       *GRConfig // nil or validated
+}
+
+// familyOf is the one address family a session carries: the peer address's.
+// An IPv6 prefix over an IPv4 session would need an IPv4-mapped next hop,
+// which no peer would install, so each family gets its own session.
+func familyOf(a netip.Addr) bgp.Family {
+	if a.Is4() {
+		return bgp.RF_IPv4_UC
+	}
+	return bgp.RF_IPv6_UC
+}
+
+func apiFamily(f bgp.Family) *api.Family {
+	return &api.Family{Afi: api.Family_Afi(f.Afi()), Safi: api.Family_Safi(f.Safi())}
+}
+
+// toAPIPeer translates a validated Peer into GoBGP's neighbour config.
+func toAPIPeer(p Peer, local peerLocal) *api.Peer {
+	fam := apiFamily(familyOf(p.Address))
+	grOn := local.gr != nil && local.gr.Enabled
+	out := &api.Peer{
+		Conf: &api.PeerConf{
+			NeighborAddress: p.Address.String(),
+			PeerAsn:         p.ASN,
+			AuthPassword:    p.Password,
+			Description:     p.Name,
+		},
+		Timers: &api.Timers{Config: &api.TimersConfig{
+			ConnectRetry:      uint64(connectRetry.Seconds()),
+			HoldTime:          uint64(p.HoldTime.Seconds()),
+			KeepaliveInterval: uint64(p.KeepaliveTime.Seconds()),
+		}},
+		Transport: &api.Transport{
+			PassiveMode: p.Passive,
+			RemotePort:  uint32(p.Port),
+		},
+		AfiSafis: []*api.AfiSafi{{
+			Config:            &api.AfiSafiConfig{Family: fam, Enabled: true},
+			MpGracefulRestart: &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: grOn}},
+			PrefixLimits:      &api.PrefixLimit{Family: fam, MaxPrefixes: p.MaxPrefixes},
+		}},
+	}
+	if p.HoldTime != 0 && p.KeepaliveTime == 0 {
+		out.Timers.Config.KeepaliveInterval = uint64((p.HoldTime / 3).Seconds())
+	}
+	if p.SourceAddress.IsValid() {
+		out.Transport.LocalAddress = p.SourceAddress.String()
+	}
+	if p.TTLSecurity > 0 {
+		out.TtlSecurity = &api.TtlSecurity{Enabled: true, TtlMin: 256 - uint32(p.TTLSecurity)}
+	}
+	if p.EBGPMultihop > 0 {
+		out.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.EBGPMultihop)}
+	}
+	if p.RouteReflectorClient {
+		id := p.RouteReflectorClusterID
+		if id == "" {
+			id = local.routerID.String()
+		}
+		out.RouteReflector = &api.RouteReflector{RouteReflectorClient: true, RouteReflectorClusterId: id}
+	}
+	if grOn {
+		out.GracefulRestart = &api.GracefulRestart{
+			Enabled:     true,
+			RestartTime: uint32(local.gr.RestartTime.Seconds()),
+		}
+	}
+	return out
+}

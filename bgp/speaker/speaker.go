@@ -1,0 +1,204 @@
+package speaker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// Speaker is Cairn's BGP speaker. Create it with New, start it with Run, and
+// state what it should do with SetPeers, SetAdvertisements and
+// SetImportFilter, which may be called at any time, before or during Run.
+type Speaker struct {
+	cfg     Config
+	log     *slog.Logger
+	secrets *secrets
+
+	mu      sync.Mutex
+	desired desired
+
+	wake     chan struct{} // one slot: desired state changed
+	inbox    *inbox
+	stateReq chan chan []PeerState
+	learned  chan []Path
+	started  atomic.Bool
+	done     chan struct{} // closed when Run returns
+}
+
+// desired is what the caller asked for; the owner goroutine converges
+// GoBGP towards it.
+type desired struct {
+	peers    map[netip.Addr]Peer
+	peersSet bool
+	ads      map[netip.Prefix][]uint32
+	adsSet   bool
+	pools    []netip.Prefix
+}
+
+// New validates cfg and returns a speaker that is not yet running.
+func New(cfg Config) (*Speaker, error) {
+	cfg, err := validateConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("configure BGP speaker: %w", err)
+	}
+	sec := &secrets{}
+	log := slog.New(&redactingHandler{next: cfg.Logger.Handler(), secrets: sec}).With(
+		"component", "bgp-speaker", "routerID", cfg.RouterID.String(), "asn", cfg.ASN)
+	return &Speaker{
+		cfg:     cfg,
+		log:     log,
+		secrets: sec,
+		desired: desired{
+			peers: map[netip.Addr]Peer{},
+			ads:   map[netip.Prefix][]uint32{},
+		},
+		wake:     make(chan struct{}, 1),
+		inbox:    newInbox(),
+		stateReq: make(chan chan []PeerState),
+		learned:  make(chan []Path, 1),
+		done:     make(chan struct{}),
+	}, nil
+}
+
+// SetPeers declares the complete set of neighbours. Peers not in the list
+// are removed, new ones added, changed ones re-created. Invalid input is
+// rejected as a whole (errors wrap ErrInvalid and never contain a password);
+// failures to apply are retried and shown in PeerStates.
+func (s *Speaker) SetPeers(peers []Peer) error {
+	m, err := validatePeers(peers, s.cfg.ASN)
+	if err != nil {
+		return fmt.Errorf("set BGP peers: %w", err)
+	}
+	s.mu.Lock()
+	s.desired.peers = m
+	s.desired.peersSet = true
+	s.mu.Unlock()
+	s.secrets.add(passwords(m))
+	s.poke()
+	return nil
+}
+
+// SetAdvertisements declares the complete set of prefixes this node
+// announces (IPv4 and IPv6), with next hop self. Invalid input (a default
+// route, non-unicast space, duplicates) is rejected as a whole.
+//
+// No session is opened before the first call: a peer would otherwise get our
+// End-of-RIB with an empty table and, after a restart, drop the routes it
+// kept for us. Call it (even with an empty list) once the node's owned blocks
+// are known.
+func (s *Speaker) SetAdvertisements(ads []Advertisement) error {
+	m, err := validateAdvertisements(ads)
+	if err != nil {
+		return fmt.Errorf("set BGP advertisements: %w", err)
+	}
+	s.mu.Lock()
+	s.desired.ads = m
+	s.desired.adsSet = true
+	s.mu.Unlock()
+	s.poke()
+	return nil
+}
+
+// SetImportFilter declares the prefixes (IP pools) learned paths must lie
+// within. Nothing is accepted before the first call, and a default route
+// never is: a /0 or invalid entry is dropped with a warning.
+func (s *Speaker) SetImportFilter(allowed []netip.Prefix) {
+	kept, dropped := normalizeImportFilter(allowed)
+	for _, p := range dropped {
+		s.log.Warn("ignoring import filter entry that would admit a default route or is not a prefix", "prefix", p.String())
+	}
+	s.mu.Lock()
+	s.desired.pools = kept
+	s.mu.Unlock()
+	s.poke()
+}
+
+// Learned delivers the full set of best (equal-cost) learned paths after
+// every change. It holds only the latest set, so a slow reader skips
+// intermediate ones and never blocks BGP. The first set is sent once every
+// peer has sent End-of-RIB (or reached Established without graceful
+// restart), or after Config.InitialSyncTimeout, so a restarted agent does not
+// remove routes it has simply not relearned yet. The channel is closed when
+// Run returns. Each slice belongs to the receiver.
+func (s *Speaker) Learned() <-chan []Path {
+	return s.learned
+}
+
+// PeerStates returns the state of every desired peer, sorted by address.
+func (s *Speaker) PeerStates() []PeerState {
+	if s.started.Load() {
+		reply := make(chan []PeerState, 1)
+		select {
+		case s.stateReq <- reply:
+			return <-reply
+		case <-s.done:
+		}
+	}
+	return s.idleStates("speaker not running")
+}
+
+// idleStates describes the desired peers without asking GoBGP.
+func (s *Speaker) idleStates(why string) []PeerState {
+	d := s.snapshot()
+	out := make([]PeerState, 0, len(d.peers))
+	for _, addr := range slices.SortedFunc(maps.Keys(d.peers), netip.Addr.Compare) {
+		p := d.peers[addr]
+		out = append(out, PeerState{Name: p.displayName(), Address: addr, ASN: p.ASN, State: StateIdle, LastError: why})
+	}
+	return out
+}
+
+// Run starts GoBGP, converges it towards the desired state until ctx is
+// done, then stops it. With graceful restart enabled the stop sends no
+// NOTIFICATION, so peers keep our routes (marked stale) for the restart
+// time; without it peers are told (Cease) and withdraw at once. Run may be
+// called once; it returns nil after a stop requested through ctx.
+func (s *Speaker) Run(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("run BGP speaker: Run was already called")
+	}
+	defer close(s.done)
+	defer close(s.learned)
+	r, err := s.start(ctx)
+	if err != nil {
+		return fmt.Errorf("start BGP speaker %s (AS %d): %w", s.cfg.RouterID, s.cfg.ASN, err)
+	}
+	r.loop(ctx)
+	return nil
+}
+
+// poke wakes the owner goroutine; it never blocks.
+func (s *Speaker) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// snapshot copies the desired state. Values are never mutated after
+// validation, so shallow map copies are enough.
+func (s *Speaker) snapshot() desired {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.desired
+	d.peers = maps.Clone(d.peers)
+	d.ads = maps.Clone(d.ads)
+	d.pools = slices.Clone(d.pools)
+	return d
+}
+
+func passwords(peers map[netip.Addr]Peer) []string {
+	var out []string
+	for _, p := range peers {
+		if p.Password != "" {
+			out = append(out, p.Password)
+		}
+	}
+	return out
+}

@@ -1,0 +1,143 @@
+package speaker
+
+import (
+	"log/slog"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// Config is the speaker's global configuration, fixed for its lifetime.
+type Config struct {
+	// RouterID is the BGP identifier; GoBGP requires an IPv4 address. It is
+	// also the default route-reflector cluster ID.
+	RouterID netip.Addr
+	// ASN is the local autonomous system number (4-byte ASNs allowed).
+	ASN uint32
+	// ListenPort is the TCP port to accept sessions on; 0 means do not
+	// listen (outgoing sessions only). Negative values are invalid.
+	ListenPort int32
+	// ListenAddresses restricts the listener; empty means all addresses.
+	ListenAddresses []string
+	// Logger receives the speaker's and GoBGP's logs; nil discards them.
+	Logger *slog.Logger
+	// GracefulRestart enables RFC 4724 on every session when non-nil and
+	// Enabled.
+	GracefulRestart *GRConfig
+	// InitialSyncTimeout bounds how long the first publication on Learned()
+	// waits for End-of-RIB from every peer; 0 means DefaultInitialSyncTimeout.
+	InitialSyncTimeout time.Duration
+}
+
+// GRConfig configures graceful restart (RFC 4724).
+type GRConfig struct {
+	// Enabled advertises the graceful-restart capability and End-of-RIB.
+	Enabled bool
+	// RestartTime is how long peers keep our routes while we restart;
+	// 0 means DefaultRestartTime. At most 4095s (12-bit field).
+	RestartTime time.Duration
+}
+
+// Peer is one BGP neighbour as the node agent wants it.
+type Peer struct {
+	// Name identifies the peer in logs and status (for example the BGPPeer
+	// or Node name); the address is used when empty.
+	Name string
+	// Address is the neighbour's IP address; it is the peer's identity.
+	Address netip.Addr
+	// ASN is the neighbour's AS; equal to Config.ASN means iBGP.
+	ASN uint32
+	// Port is the neighbour's TCP port; 0 means 179.
+	Port uint16
+	// Password is the TCP-MD5 key (RFC 2385). It is never logged and never
+	// put in an error or a status.
+	Password string
+	// TTLSecurity is the GTSM hop count (RFC 5082): packets must arrive with
+	// TTL >= 256-TTLSecurity. 0 disables it. Exclusive with EBGPMultihop.
+	TTLSecurity uint8
+	// EBGPMultihop is the TTL for eBGP sessions to non-adjacent peers;
+	// 0 means directly connected (TTL 1).
+	EBGPMultihop uint8
+	// HoldTime and KeepaliveTime are the session timers; 0 means GoBGP's
+	// defaults (90s, and a third of the hold time).
+	HoldTime, KeepaliveTime time.Duration
+	// MaxPrefixes shuts the session down (Cease, max prefixes) when the peer
+	// sends more prefixes than this per address family; 0 means no limit.
+	// The session stays down until the peer's configuration changes.
+	MaxPrefixes uint32
+	// RouteReflectorClient makes this speaker a route reflector for the
+	// peer (iBGP only).
+	RouteReflectorClient bool
+	// RouteReflectorClusterID is the cluster ID (dotted IPv4) used when
+	// reflecting to this client; empty means the router ID.
+	RouteReflectorClusterID string
+	// KeepOriginalNextHop asks that the next hop of routes sent to this
+	// peer is not rewritten. Cairn sends its own routes (next hop self by
+	// definition) and reflects iBGP routes (never rewritten by GoBGP), so
+	// this changes nothing today; it is kept for BGPPeer compatibility.
+	KeepOriginalNextHop bool
+	// SourceAddress, when valid, is the local address of the session.
+	SourceAddress netip.Addr
+	// Passive waits for the neighbour to connect instead of connecting.
+	Passive bool
+}
+
+// displayName is how the peer is named in logs and status.
+func (p Peer) displayName() string {
+	if p.Name != "" {
+		return p.Name
+	}
+	return p.Address.String()
+}
+
+// Advertisement is one prefix this node announces, with next hop self.
+type Advertisement struct {
+	// Prefix is an owned block, a borrowed /32 (/128) or a service range.
+	Prefix netip.Prefix
+	// Communities are RFC 1997 communities (ASN<<16 | value) to attach.
+	Communities []uint32
+}
+
+// Path is one learned route: a prefix reachable through a next hop,
+// learned from a peer.
+type Path struct {
+	Prefix      netip.Prefix
+	NextHop     netip.Addr
+	Peer        netip.Addr
+	Communities []uint32
+}
+
+// equalPath reports whether two paths are the same in every field.
+func equalPath(a, b Path) bool {
+	return a.Prefix == b.Prefix && a.NextHop == b.NextHop && a.Peer == b.Peer &&
+		slices.Equal(a.Communities, b.Communities)
+}
+
+// SessionState is a BGP finite-state-machine state (RFC 4271 section 8).
+type SessionState string
+
+// The BGP session states.
+const (
+	StateIdle        SessionState = "Idle"
+	StateConnect     SessionState = "Connect"
+	StateActive      SessionState = "Active"
+	StateOpenSent    SessionState = "OpenSent"
+	StateOpenConfirm SessionState = "OpenConfirm"
+	StateEstablished SessionState = "Established"
+)
+
+// PeerState is the observed state of one configured peer.
+type PeerState struct {
+	Name    string
+	Address netip.Addr
+	ASN     uint32
+	State   SessionState
+	// Uptime is how long the session has been Established; 0 otherwise.
+	Uptime time.Duration
+	// Received counts prefixes received, Accepted those the import policy
+	// let in, Advertised those sent (all address families of the session).
+	Received, Accepted, Advertised uint64
+	// LastError is the last reason the session went down or could not be
+	// configured; it never contains the password.
+	LastError string
+}

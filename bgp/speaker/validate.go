@@ -1,0 +1,166 @@
+package speaker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+)
+
+// Defaults applied by New.
+const (
+	// DefaultRestartTime is the graceful-restart time when GRConfig leaves
+	// it zero (the common router default).
+	DefaultRestartTime = 120 * time.Second
+	// DefaultInitialSyncTimeout bounds the wait for End-of-RIB before the
+	// first publication on Learned().
+	DefaultInitialSyncTimeout = 30 * time.Second
+	// maxRestartTime is the largest value of the 12-bit restart-time field.
+	maxRestartTime = 4095 * time.Second
+	// maxMD5KeyLen is TCP_MD5SIG_MAXKEYLEN on Linux.
+	maxMD5KeyLen = 80
+	// connectRetry replaces GoBGP's 120s connect-retry default, which made a
+	// peer that came up a moment after us wait two minutes for a session.
+	connectRetry = 5 * time.Second
+)
+
+// ErrInvalid is wrapped by every validation error, so callers can tell bad
+// input from a failure to apply it.
+var ErrInvalid = errors.New("invalid")
+
+// validateConfig checks cfg and fills defaults; it returns the config the
+// speaker will use.
+func validateConfig(cfg Config) (Config, error) {
+	if !cfg.RouterID.Is4() {
+		return cfg, fmt.Errorf("%w router ID %q: GoBGP needs an IPv4 address", ErrInvalid, cfg.RouterID)
+	}
+	if cfg.ASN == 0 {
+		return cfg, fmt.Errorf("%w ASN 0", ErrInvalid)
+	}
+	if cfg.ListenPort < 0 || cfg.ListenPort > 65535 {
+		return cfg, fmt.Errorf("%w listen port %d: want 0 (do not listen) to 65535", ErrInvalid, cfg.ListenPort)
+	}
+	if cfg.ListenPort == 0 && len(cfg.ListenAddresses) > 0 {
+		return cfg, fmt.Errorf("%w listen addresses %v given with listen port 0", ErrInvalid, cfg.ListenAddresses)
+	}
+	for _, a := range cfg.ListenAddresses {
+		if _, err := netip.ParseAddr(a); err != nil {
+			return cfg, fmt.Errorf("%w listen address %q: %w", ErrInvalid, a, err)
+		}
+	}
+	if cfg.GracefulRestart != nil {
+		gr := *cfg.GracefulRestart
+		if gr.RestartTime == 0 {
+			gr.RestartTime = DefaultRestartTime
+		}
+		if gr.RestartTime < time.Second || gr.RestartTime > maxRestartTime {
+			return cfg, fmt.Errorf("%w graceful-restart time %s: want 1s to %s", ErrInvalid, gr.RestartTime, maxRestartTime)
+		}
+		cfg.GracefulRestart = &gr
+	}
+	if cfg.InitialSyncTimeout < 0 {
+		return cfg, fmt.Errorf("%w initial sync timeout %s", ErrInvalid, cfg.InitialSyncTimeout)
+	}
+	if cfg.InitialSyncTimeout == 0 {
+		cfg.InitialSyncTimeout = DefaultInitialSyncTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.ListenAddresses = append([]string(nil), cfg.ListenAddresses...)
+	return cfg, nil
+}
+
+// validatePeers checks every peer and indexes them by address. Errors name
+// the peer, never its password.
+func validatePeers(peers []Peer, localASN uint32) (map[netip.Addr]Peer, error) {
+	out := make(map[netip.Addr]Peer, len(peers))
+	for _, p := range peers {
+		p.Address = p.Address.Unmap()
+		if p.SourceAddress.IsValid() {
+			p.SourceAddress = p.SourceAddress.Unmap()
+		}
+		if err := validatePeer(p, localASN); err != nil {
+			return nil, fmt.Errorf("peer %s (%s): %w", p.displayName(), p.Address, err)
+		}
+		if prev, dup := out[p.Address]; dup {
+			return nil, fmt.Errorf("%w: peers %s and %s have the same address %s", ErrInvalid, prev.displayName(), p.displayName(), p.Address)
+		}
+		out[p.Address] = p
+	}
+	return out, nil
+}
+
+func validatePeer(p Peer, localASN uint32) error {
+	switch {
+	case !p.Address.IsValid(), p.Address.IsUnspecified(), p.Address.IsMulticast():
+		return fmt.Errorf("%w address", ErrInvalid)
+	case p.Address.Zone() != "":
+		return fmt.Errorf("%w address: zoned (link-local) peers are not supported", ErrInvalid)
+	case p.ASN == 0:
+		return fmt.Errorf("%w ASN 0", ErrInvalid)
+	case len(p.Password) > maxMD5KeyLen:
+		// The length is not secret; the key is, so it is not shown.
+		return fmt.Errorf("%w password: %d bytes, TCP-MD5 allows at most %d", ErrInvalid, len(p.Password), maxMD5KeyLen)
+	case p.TTLSecurity > 0 && p.EBGPMultihop > 0:
+		return fmt.Errorf("%w: TTL security and eBGP multihop are mutually exclusive", ErrInvalid)
+	case p.HoldTime < 0 || p.KeepaliveTime < 0:
+		return fmt.Errorf("%w timers: negative", ErrInvalid)
+	case p.HoldTime != 0 && (p.HoldTime < 3*time.Second || p.HoldTime > 65535*time.Second):
+		return fmt.Errorf("%w hold time %s: want 0 (default) or 3s to 65535s (RFC 4271)", ErrInvalid, p.HoldTime)
+	case p.HoldTime != 0 && p.KeepaliveTime >= p.HoldTime:
+		return fmt.Errorf("%w keepalive time %s: must be below the hold time %s", ErrInvalid, p.KeepaliveTime, p.HoldTime)
+	case p.HoldTime == 0 && p.KeepaliveTime != 0:
+		return fmt.Errorf("%w keepalive time %s without a hold time", ErrInvalid, p.KeepaliveTime)
+	case p.RouteReflectorClient && p.ASN != localASN:
+		return fmt.Errorf("%w: route-reflector clients must be iBGP (AS %d), not AS %d", ErrInvalid, localASN, p.ASN)
+	case p.RouteReflectorClusterID != "" && !p.RouteReflectorClient:
+		return fmt.Errorf("%w: cluster ID without route-reflector client", ErrInvalid)
+	case p.SourceAddress.IsValid() && p.SourceAddress.Is4() != p.Address.Is4():
+		return fmt.Errorf("%w source address %s: not the peer's address family", ErrInvalid, p.SourceAddress)
+	}
+	if p.RouteReflectorClusterID != "" {
+		id, err := netip.ParseAddr(p.RouteReflectorClusterID)
+		if err != nil || !id.Is4() {
+			return fmt.Errorf("%w cluster ID %q: want a dotted IPv4 address", ErrInvalid, p.RouteReflectorClusterID)
+		}
+	}
+	return nil
+}
+
+// exportable reports why a prefix must never be announced, or nil. Only
+// unicast space can be announced; a default route never is.
+func exportable(p netip.Prefix) error {
+	a := p.Addr()
+	switch {
+	case !p.IsValid():
+		return fmt.Errorf("%w prefix", ErrInvalid)
+	case p.Bits() == 0:
+		return fmt.Errorf("%w prefix %s: a default route is never exported", ErrInvalid, p)
+	case a.Is4In6():
+		return fmt.Errorf("%w prefix %s: IPv4-mapped IPv6", ErrInvalid, p)
+	case a.Zone() != "":
+		return fmt.Errorf("%w prefix %s: zoned", ErrInvalid, p)
+	case a.IsLoopback(), a.IsMulticast(), a.IsLinkLocalUnicast(), a.IsUnspecified():
+		return fmt.Errorf("%w prefix %s: not global unicast space", ErrInvalid, p)
+	}
+	return nil
+}
+
+// validateAdvertisements checks and indexes the advertisements by their
+// masked prefix; the whole list is rejected if one entry is bad.
+func validateAdvertisements(ads []Advertisement) (map[netip.Prefix][]uint32, error) {
+	out := make(map[netip.Prefix][]uint32, len(ads))
+	for _, ad := range ads {
+		if err := exportable(ad.Prefix); err != nil {
+			return nil, err
+		}
+		p := ad.Prefix.Masked()
+		if _, dup := out[p]; dup {
+			return nil, fmt.Errorf("%w: prefix %s advertised twice", ErrInvalid, p)
+		}
+		out[p] = append([]uint32(nil), ad.Communities...)
+	}
+	return out, nil
+}
