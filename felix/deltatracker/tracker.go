@@ -1,0 +1,237 @@
+// Package deltatracker keeps desired state and actual (dataplane) state side
+// by side and tracks, incrementally, which keys differ: the updates to make
+// (desired and missing or different in the dataplane) and the deletions to
+// make (in the dataplane and not desired). It is pure bookkeeping: it knows
+// nothing of routes or the kernel.
+package deltatracker
+
+import "iter"
+
+// entry holds both sides of one key in one map value, so that a full resync
+// costs one map lookup per observed key (at 64k keys, map lookups that miss
+// the CPU cache are the dominant cost of a resync).
+type entry[V any] struct {
+	desired, actual       V
+	hasDesired, hasActual bool
+	// seen is the resync generation in which actual was last observed.
+	seen uint64
+}
+
+// Tracker tracks desired vs actual for keys K with values V. It is not safe
+// for concurrent use.
+type Tracker[K comparable, V any] struct {
+	equal          func(desired, actual V) bool
+	entries        map[K]*entry[V]
+	pendingUpdates map[K]struct{}
+	pendingDeletes map[K]struct{}
+	numDesired     int
+	numActual      int
+
+	gen       uint64
+	resyncing bool
+	// observed counts the distinct keys observed in the current resync.
+	observed int
+}
+
+// New returns an empty tracker; equal decides whether an actual value
+// already satisfies a desired one.
+func New[K comparable, V any](equal func(desired, actual V) bool) *Tracker[K, V] {
+	return &Tracker[K, V]{
+		equal:          equal,
+		entries:        map[K]*entry[V]{},
+		pendingUpdates: map[K]struct{}{},
+		pendingDeletes: map[K]struct{}{},
+	}
+}
+
+// recompute files k under the right pending set and drops empty entries.
+func (t *Tracker[K, V]) recompute(k K, e *entry[V]) {
+	switch {
+	case e.hasDesired && (!e.hasActual || !t.equal(e.desired, e.actual)):
+		t.pendingUpdates[k] = struct{}{}
+		delete(t.pendingDeletes, k)
+	case !e.hasDesired && e.hasActual:
+		t.pendingDeletes[k] = struct{}{}
+		delete(t.pendingUpdates, k)
+	default:
+		delete(t.pendingUpdates, k)
+		delete(t.pendingDeletes, k)
+	}
+	if !e.hasDesired && !e.hasActual {
+		delete(t.entries, k)
+	}
+}
+
+func (t *Tracker[K, V]) get(k K) *entry[V] {
+	e := t.entries[k]
+	if e == nil {
+		e = &entry[V]{}
+		t.entries[k] = e
+	}
+	return e
+}
+
+// SetDesired records that k should be v.
+func (t *Tracker[K, V]) SetDesired(k K, v V) {
+	e := t.get(k)
+	if !e.hasDesired {
+		t.numDesired++
+	}
+	e.desired, e.hasDesired = v, true
+	t.recompute(k, e)
+}
+
+// DeleteDesired records that k should not exist.
+func (t *Tracker[K, V]) DeleteDesired(k K) {
+	e := t.entries[k]
+	if e == nil || !e.hasDesired {
+		return
+	}
+	var zero V
+	e.desired, e.hasDesired = zero, false
+	t.numDesired--
+	t.recompute(k, e)
+}
+
+// Desired returns the desired value of k.
+func (t *Tracker[K, V]) Desired(k K) (V, bool) {
+	if e := t.entries[k]; e != nil && e.hasDesired {
+		return e.desired, true
+	}
+	var zero V
+	return zero, false
+}
+
+// Actual returns the actual value of k.
+func (t *Tracker[K, V]) Actual(k K) (V, bool) {
+	if e := t.entries[k]; e != nil && e.hasActual {
+		return e.actual, true
+	}
+	var zero V
+	return zero, false
+}
+
+// SetActual records that the dataplane holds v for k (after a write, or
+// when observed outside a resync).
+func (t *Tracker[K, V]) SetActual(k K, v V) {
+	e := t.get(k)
+	if !e.hasActual {
+		t.numActual++
+	}
+	e.actual, e.hasActual = v, true
+	t.recompute(k, e)
+}
+
+// DeleteActual records that the dataplane no longer holds k.
+func (t *Tracker[K, V]) DeleteActual(k K) {
+	e := t.entries[k]
+	if e == nil || !e.hasActual {
+		return
+	}
+	var zero V
+	e.actual, e.hasActual = zero, false
+	t.numActual--
+	t.recompute(k, e)
+}
+
+// BeginResync starts a full read-back of the dataplane: report every key it
+// holds with ObserveActual, then call EndResync, which forgets the keys that
+// were not observed.
+func (t *Tracker[K, V]) BeginResync() {
+	t.gen++
+	t.resyncing = true
+	t.observed = 0
+}
+
+// ObserveActual records one key read back during a resync.
+func (t *Tracker[K, V]) ObserveActual(k K, v V) {
+	e := t.get(k)
+	if e.seen != t.gen {
+		t.observed++
+	}
+	e.seen = t.gen
+	if e.hasActual && t.equal(v, e.actual) {
+		// Nothing changed for k: skip recompute's map writes.
+		return
+	}
+	if !e.hasActual {
+		t.numActual++
+	}
+	e.actual, e.hasActual = v, true
+	t.recompute(k, e)
+}
+
+// EndResync forgets the actual value of every key not observed since
+// BeginResync. It walks all keys only when some were not observed.
+func (t *Tracker[K, V]) EndResync() {
+	if !t.resyncing {
+		return
+	}
+	t.resyncing = false
+	// Every observed key has an actual value, so when the counts agree no
+	// held key went unobserved and the walk is skipped.
+	if t.numActual == t.observed {
+		return
+	}
+	var zero V
+	for k, e := range t.entries {
+		if e.hasActual && e.seen != t.gen {
+			e.actual, e.hasActual = zero, false
+			t.numActual--
+			t.recompute(k, e)
+		}
+	}
+}
+
+// InSync reports whether desired and actual agree on k (both absent, or
+// equal).
+func (t *Tracker[K, V]) InSync(k K) bool {
+	_, u := t.pendingUpdates[k]
+	_, d := t.pendingDeletes[k]
+	return !u && !d
+}
+
+// PendingUpdates yields each key to write, with its desired value.
+func (t *Tracker[K, V]) PendingUpdates() iter.Seq2[K, V] {
+	return func(yield func(K, V) bool) {
+		for k := range t.pendingUpdates {
+			if !yield(k, t.entries[k].desired) {
+				return
+			}
+		}
+	}
+}
+
+// PendingDeletes yields each key to delete, with its actual value.
+func (t *Tracker[K, V]) PendingDeletes() iter.Seq2[K, V] {
+	return func(yield func(K, V) bool) {
+		for k := range t.pendingDeletes {
+			if !yield(k, t.entries[k].actual) {
+				return
+			}
+		}
+	}
+}
+
+// AllActual yields every key the dataplane holds.
+func (t *Tracker[K, V]) AllActual() iter.Seq2[K, V] {
+	return func(yield func(K, V) bool) {
+		for k, e := range t.entries {
+			if e.hasActual && !yield(k, e.actual) {
+				return
+			}
+		}
+	}
+}
+
+// NumPendingUpdates is the number of keys to write.
+func (t *Tracker[K, V]) NumPendingUpdates() int { return len(t.pendingUpdates) }
+
+// NumPendingDeletes is the number of keys to delete.
+func (t *Tracker[K, V]) NumPendingDeletes() int { return len(t.pendingDeletes) }
+
+// NumDesired is the number of desired keys.
+func (t *Tracker[K, V]) NumDesired() int { return t.numDesired }
+
+// NumActual is the number of keys the dataplane holds.
+func (t *Tracker[K, V]) NumActual() int { return t.numActual }
