@@ -133,14 +133,25 @@ func translatePeerEvent(ev *apiutil.WatchEventMessage_PeerEvent, at time.Time) p
 		GRNegotiated: hasGR(st.LocalCap) && hasGR(st.RemoteCap),
 		At:           at,
 	}
-	if st.DisconnectReason != api.PeerState_DISCONNECT_REASON_UNSPECIFIED {
+	switch st.DisconnectReason {
+	case api.PeerState_DISCONNECT_REASON_UNSPECIFIED, api.PeerState_DISCONNECT_REASON_IDLE_TIMER_EXPIRED:
+		// Not a failure: GoBGP gives a reason for every transition, and
+		// the idle hold timer expiring is just "try again now".
+	default:
 		out.Reason = st.DisconnectMessage
 		if out.Reason == "" {
 			out.Reason = st.DisconnectReason.String()
 		}
 	}
+	if st.AdminState == api.PeerState_ADMIN_STATE_PFX_CT {
+		out.Reason = maxPrefixReason
+	}
 	return out
 }
+
+// maxPrefixReason replaces what GoBGP reports when it shut a session for
+// exceeding MaxPrefixes (the peer closing the connection: "read failed").
+const maxPrefixReason = "maximum prefixes exceeded: session shut down (Cease) until the peer's configuration changes"
 
 func hasGR(caps []bgp.ParameterCapabilityInterface) bool {
 	for _, c := range caps {

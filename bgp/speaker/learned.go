@@ -147,3 +147,15 @@ func selectLearned(cands []candidate, f learnedFilter) []Path {
 func comparePath(a, b Path) int {
 	return cmp.Or(comparePrefix(a.Prefix, b.Prefix), a.NextHop.Compare(b.NextHop), a.Peer.Compare(b.Peer))
 }
+
+// acceptedPerPeer counts, per neighbour, the paths in the RIB that the import
+// policy admitted (those inside the pools), whether or not they were chosen.
+func acceptedPerPeer(cands []candidate, pools []netip.Prefix) map[netip.Addr]uint64 {
+	out := map[netip.Addr]uint64{}
+	for _, c := range cands {
+		if !c.Unusable && c.Peer.IsValid() && importable(c.Prefix, pools) {
+			out[c.Peer]++
+		}
+	}
+	return out
+}

@@ -25,7 +25,9 @@ func TestSelectLearned(t *testing.T) {
 	}
 	filter := learnedFilter{localASN: local, pools: prefixes("10.244.0.0/16", "fd00::/48"),
 		own: map[netip.Prefix][]uint32{ownBlock: nil}}
-	p := func(prefix netip.Prefix, nh, peer netip.Addr) Path { return Path{Prefix: prefix, NextHop: nh, Peer: peer} }
+	p := func(prefix netip.Prefix, nh, peer netip.Addr) Path {
+		return Path{Prefix: prefix, NextHop: nh, Peer: peer}
+	}
 
 	cases := []struct {
 		name  string
@@ -157,5 +159,20 @@ func TestAdvertisedPathRoundTrip(t *testing.T) {
 		if !ok || c.Prefix != pfx || !c.NextHop.IsUnspecified() || !slices.Equal(c.Communities, []uint32{42}) {
 			t.Errorf("%s: read back %+v", s, c)
 		}
+	}
+}
+
+func TestAcceptedPerPeer(t *testing.T) {
+	a, b := netip.MustParseAddr("10.88.0.1"), netip.MustParseAddr("10.88.0.2")
+	pools := prefixes("10.244.0.0/16")
+	got := acceptedPerPeer([]candidate{
+		{Prefix: netip.MustParsePrefix("10.244.1.0/26"), Peer: a},
+		{Prefix: netip.MustParsePrefix("10.244.2.0/26"), Peer: a},
+		{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Peer: a},                  // outside the pools
+		{Prefix: netip.MustParsePrefix("10.244.3.0/26"), Peer: b, Unusable: true}, // withdrawn
+		{Prefix: netip.MustParsePrefix("10.244.4.0/26")},                          // ours
+	}, pools)
+	if len(got) != 1 || got[a] != 2 {
+		t.Errorf("got %v, want %s: 2", got, a)
 	}
 }

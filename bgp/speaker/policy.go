@@ -57,7 +57,8 @@ func (in policyInput) equal(o policyInput) bool {
 // defaults (set once at start, see globalAssignments) reject; these
 // statements are the only things that accept.
 //
-// Import: reject default routes; accept prefixes inside the pools.
+// Import: reject default routes; accept our own paths (GoBGP imports local
+// paths through the same policy); accept prefixes inside the pools.
 // Export: reject default routes; accept locally originated paths (only our
 // Advertisements are ever added locally); when reflecting, accept iBGP-learned
 // pool prefixes towards iBGP peers. GoBGP applies RFC 4456 on top, so a route
@@ -82,6 +83,14 @@ func buildPolicy(in policyInput) *api.SetPoliciesRequest {
 	imp := []*api.Statement{
 		rejectStatement("reject-default-v4", setDefaultV4),
 		rejectStatement("reject-default-v6", setDefaultV6),
+		// GoBGP runs the global import policy over locally added paths
+		// too: without this, an advertisement outside the pools (a service
+		// range) would be dropped before it reached the RIB.
+		{
+			Name:       "import-own",
+			Conditions: &api.Conditions{RouteType: api.Conditions_ROUTE_TYPE_LOCAL},
+			Actions:    &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_ACCEPT},
+		},
 	}
 	exp := []*api.Statement{
 		rejectStatement("export-reject-default-v4", setDefaultV4),

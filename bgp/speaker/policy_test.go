@@ -49,7 +49,7 @@ func TestImportable(t *testing.T) {
 	}{
 		{"10.244.1.0/26", true},
 		{"10.244.9.7/32", true},
-		{"10.244.0.0/16", true}, // the pool itself
+		{"10.244.0.0/16", true},  // the pool itself
 		{"10.244.0.0/15", false}, // covers the pool
 		{"10.0.0.0/8", false},
 		{"192.0.2.0/24", false},
@@ -112,28 +112,28 @@ func TestBuildPolicy(t *testing.T) {
 	}{
 		{
 			name:       "nothing allowed: only rejects and own routes",
-			wantImport: []string{"reject-default-v4", "reject-default-v6"},
+			wantImport: []string{"reject-default-v4", "reject-default-v6", "import-own"},
 			wantExport: []string{"export-reject-default-v4", "export-reject-default-v6", "export-own"},
 			wantSets:   []string{setDefaultV4, setDefaultV6},
 		},
 		{
 			name:       "v4 pool only: no empty v6 set",
 			in:         policyInput{pools: prefixes("10.244.0.0/16")},
-			wantImport: []string{"reject-default-v4", "reject-default-v6", "accept-" + setPoolsV4},
+			wantImport: []string{"reject-default-v4", "reject-default-v6", "import-own", "accept-" + setPoolsV4},
 			wantExport: []string{"export-reject-default-v4", "export-reject-default-v6", "export-own"},
 			wantSets:   []string{setDefaultV4, setDefaultV6, setPoolsV4},
 		},
 		{
 			name:       "dual stack with route reflection",
 			in:         policyInput{pools: prefixes("10.244.0.0/16", "fd00::/48"), reflectTo: rr},
-			wantImport: []string{"reject-default-v4", "reject-default-v6", "accept-" + setPoolsV4, "accept-" + setPoolsV6},
+			wantImport: []string{"reject-default-v4", "reject-default-v6", "import-own", "accept-" + setPoolsV4, "accept-" + setPoolsV6},
 			wantExport: []string{"export-reject-default-v4", "export-reject-default-v6", "export-own", "reflect-" + setPoolsV4, "reflect-" + setPoolsV6},
 			wantSets:   []string{setDefaultV4, setDefaultV6, setIBGPPeers, setPoolsV4, setPoolsV6},
 		},
 		{
 			name:       "reflection without pools reflects nothing",
 			in:         policyInput{reflectTo: rr},
-			wantImport: []string{"reject-default-v4", "reject-default-v6"},
+			wantImport: []string{"reject-default-v4", "reject-default-v6", "import-own"},
 			wantExport: []string{"export-reject-default-v4", "export-reject-default-v6", "export-own"},
 			wantSets:   []string{setDefaultV4, setDefaultV6, setIBGPPeers},
 		},
@@ -177,8 +177,9 @@ func checkPolicyInvariants(t *testing.T, req *api.SetPoliciesRequest) {
 			if s.Conditions.NeighborSet != nil && definedSet(req, s.Conditions.NeighborSet.Name) == nil {
 				t.Errorf("%s statement %s uses undefined neighbor set", pol, s.Name)
 			}
-			if pol == importPolicyName && s.Actions.RouteAction == api.RouteAction_ROUTE_ACTION_ACCEPT && s.Conditions.PrefixSet == nil {
-				t.Errorf("import statement %s accepts without a prefix condition", s.Name)
+			if pol == importPolicyName && s.Actions.RouteAction == api.RouteAction_ROUTE_ACTION_ACCEPT &&
+				s.Conditions.PrefixSet == nil && s.Conditions.RouteType != api.Conditions_ROUTE_TYPE_LOCAL {
+				t.Errorf("import statement %s accepts learned routes without a prefix condition", s.Name)
 			}
 			if pol == exportPolicyName && s.Actions.RouteAction == api.RouteAction_ROUTE_ACTION_ACCEPT &&
 				s.Conditions.RouteType == api.Conditions_ROUTE_TYPE_INTERNAL && s.Conditions.NeighborSet == nil {

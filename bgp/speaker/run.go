@@ -52,6 +52,9 @@ type runner struct {
 	learnedDirty  bool
 	published     []Path
 	publishedOnce bool
+	// accepted counts, per peer, the paths in the RIB the import policy let
+	// in (GoBGP's own "accepted" counter ignores the policy).
+	accepted map[netip.Addr]uint64
 }
 
 // peerStatus is what the owner tracks per applied peer from GoBGP events.
@@ -365,7 +368,8 @@ func (r *runner) onPeerEvent(ev peerEvent) {
 	if ev.State == StateEstablished {
 		st.grNegotiated = ev.GRNegotiated
 		st.eor = map[bgp.Family]bool{}
-	} else if ev.Reason != "" {
+	} else if ev.State == StateIdle && ev.Reason != "" {
+		// GoBGP drops every failed or torn-down session to Idle.
 		st.lastError = r.s.secrets.redact(ev.Reason)
 	}
 	if prev == ev.State {
@@ -411,12 +415,13 @@ func (r *runner) checkSync() {
 // whatever is waiting in the Learned channel with it.
 func (r *runner) publishLearned() {
 	r.learnedDirty = false
-	if !r.synced {
-		return
-	}
 	cands, err := r.candidates()
 	if err != nil {
 		r.log.Error("could not read the RIB; learned paths not updated", "error", err)
+		return
+	}
+	r.accepted = acceptedPerPeer(cands, r.last.pools)
+	if !r.synced {
 		return
 	}
 	paths := selectLearned(cands, learnedFilter{localASN: r.s.cfg.ASN, pools: r.last.pools, own: r.last.ads})
@@ -481,6 +486,10 @@ func (r *runner) peerStates() []PeerState {
 		if st := r.status[addr]; st != nil {
 			ps.LastError = st.lastError
 		}
+		if ap := got[addr]; ap != nil && ap.State != nil && ap.State.AdminState == api.PeerState_ADMIN_STATE_PFX_CT {
+			ps.LastError = maxPrefixReason
+		}
+		ps.Accepted = r.accepted[addr]
 		if !d.adsSet {
 			ps.LastError = "session not opened yet: waiting for the first SetAdvertisements"
 		}
@@ -500,7 +509,6 @@ func fillFromGoBGP(ps *PeerState, ap *api.Peer) {
 	for _, af := range ap.AfiSafis {
 		if af.State != nil {
 			ps.Received += af.State.Received
-			ps.Accepted += af.State.Accepted
 			ps.Advertised += af.State.Advertised
 		}
 	}

@@ -67,26 +67,28 @@ func New(cfg Config) (*Speaker, error) {
 }
 
 // SetPeers declares the complete set of neighbours. Peers not in the list
-// are removed, new ones added, changed ones re-created. Invalid input is
-// rejected as a whole (errors wrap ErrInvalid and never contain a password);
-// failures to apply are retried and shown in PeerStates.
+// are removed, new ones added, changed ones re-created. An invalid peer is
+// left out and reported in the returned error (which wraps ErrInvalid and
+// never contains a password); the valid ones are applied regardless.
+// Failures to apply are retried and shown in PeerStates.
 func (s *Speaker) SetPeers(peers []Peer) error {
 	m, err := validatePeers(peers, s.cfg.ASN)
-	if err != nil {
-		return fmt.Errorf("set BGP peers: %w", err)
-	}
 	s.mu.Lock()
 	s.desired.peers = m
 	s.desired.peersSet = true
 	s.mu.Unlock()
 	s.secrets.add(passwords(m))
 	s.poke()
+	if err != nil {
+		return fmt.Errorf("set BGP peers (invalid ones skipped): %w", err)
+	}
 	return nil
 }
 
 // SetAdvertisements declares the complete set of prefixes this node
-// announces (IPv4 and IPv6), with next hop self. Invalid input (a default
-// route, non-unicast space, duplicates) is rejected as a whole.
+// announces (IPv4 and IPv6), with next hop self. An invalid entry (a default
+// route, non-unicast space, a duplicate) is left out and reported in the
+// returned error, which wraps ErrInvalid; the valid ones are applied.
 //
 // No session is opened before the first call: a peer would otherwise get our
 // End-of-RIB with an empty table and, after a restart, drop the routes it
@@ -94,14 +96,14 @@ func (s *Speaker) SetPeers(peers []Peer) error {
 // are known.
 func (s *Speaker) SetAdvertisements(ads []Advertisement) error {
 	m, err := validateAdvertisements(ads)
-	if err != nil {
-		return fmt.Errorf("set BGP advertisements: %w", err)
-	}
 	s.mu.Lock()
 	s.desired.ads = m
 	s.desired.adsSet = true
 	s.mu.Unlock()
 	s.poke()
+	if err != nil {
+		return fmt.Errorf("set BGP advertisements (invalid ones skipped): %w", err)
+	}
 	return nil
 }
 

@@ -20,6 +20,8 @@ const (
 	maxRestartTime = 4095 * time.Second
 	// maxMD5KeyLen is TCP_MD5SIG_MAXKEYLEN on Linux.
 	maxMD5KeyLen = 80
+	// defaultHoldTime is GoBGP's hold time when a peer does not set one.
+	defaultHoldTime = 90 * time.Second
 	// connectRetry replaces GoBGP's 120s connect-retry default, which made a
 	// peer that came up a moment after us wait two minutes for a session.
 	connectRetry = 5 * time.Second
@@ -72,24 +74,37 @@ func validateConfig(cfg Config) (Config, error) {
 	return cfg, nil
 }
 
-// validatePeers checks every peer and indexes them by address. Errors name
-// the peer, never its password.
+// validatePeers checks every peer and indexes the valid ones by address. An
+// invalid peer, or a second peer with an address already taken, is left out
+// and reported; the others are kept, so one bad BGPPeer cannot take the
+// whole mesh down. Errors name the peer, never its password.
 func validatePeers(peers []Peer, localASN uint32) (map[netip.Addr]Peer, error) {
 	out := make(map[netip.Addr]Peer, len(peers))
+	var errs []error
 	for _, p := range peers {
 		p.Address = p.Address.Unmap()
 		if p.SourceAddress.IsValid() {
 			p.SourceAddress = p.SourceAddress.Unmap()
 		}
 		if err := validatePeer(p, localASN); err != nil {
-			return nil, fmt.Errorf("peer %s (%s): %w", p.displayName(), p.Address, err)
+			errs = append(errs, fmt.Errorf("peer %s (%s): %w", p.displayName(), p.Address, err))
+			continue
 		}
 		if prev, dup := out[p.Address]; dup {
-			return nil, fmt.Errorf("%w: peers %s and %s have the same address %s", ErrInvalid, prev.displayName(), p.displayName(), p.Address)
+			errs = append(errs, fmt.Errorf("%w: peer %s has the address %s of peer %s", ErrInvalid, p.displayName(), p.Address, prev.displayName()))
+			continue
 		}
 		out[p.Address] = p
 	}
-	return out, nil
+	return out, errors.Join(errs...)
+}
+
+// effectiveHoldTime is the hold time GoBGP will use.
+func effectiveHoldTime(p Peer) time.Duration {
+	if p.HoldTime == 0 {
+		return defaultHoldTime
+	}
+	return p.HoldTime
 }
 
 func validatePeer(p Peer, localASN uint32) error {
@@ -109,10 +124,8 @@ func validatePeer(p Peer, localASN uint32) error {
 		return fmt.Errorf("%w timers: negative", ErrInvalid)
 	case p.HoldTime != 0 && (p.HoldTime < 3*time.Second || p.HoldTime > 65535*time.Second):
 		return fmt.Errorf("%w hold time %s: want 0 (default) or 3s to 65535s (RFC 4271)", ErrInvalid, p.HoldTime)
-	case p.HoldTime != 0 && p.KeepaliveTime >= p.HoldTime:
-		return fmt.Errorf("%w keepalive time %s: must be below the hold time %s", ErrInvalid, p.KeepaliveTime, p.HoldTime)
-	case p.HoldTime == 0 && p.KeepaliveTime != 0:
-		return fmt.Errorf("%w keepalive time %s without a hold time", ErrInvalid, p.KeepaliveTime)
+	case p.KeepaliveTime >= effectiveHoldTime(p):
+		return fmt.Errorf("%w keepalive time %s: must be below the hold time %s", ErrInvalid, p.KeepaliveTime, effectiveHoldTime(p))
 	case p.RouteReflectorClient && p.ASN != localASN:
 		return fmt.Errorf("%w: route-reflector clients must be iBGP (AS %d), not AS %d", ErrInvalid, localASN, p.ASN)
 	case p.RouteReflectorClusterID != "" && !p.RouteReflectorClient:
@@ -149,18 +162,23 @@ func exportable(p netip.Prefix) error {
 }
 
 // validateAdvertisements checks and indexes the advertisements by their
-// masked prefix; the whole list is rejected if one entry is bad.
+// masked prefix. A bad entry (or a second one for a prefix) is left out and
+// reported; the rest is kept, so an owned block is never withdrawn because an
+// unrelated service range is wrong.
 func validateAdvertisements(ads []Advertisement) (map[netip.Prefix][]uint32, error) {
 	out := make(map[netip.Prefix][]uint32, len(ads))
+	var errs []error
 	for _, ad := range ads {
 		if err := exportable(ad.Prefix); err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
 		p := ad.Prefix.Masked()
 		if _, dup := out[p]; dup {
-			return nil, fmt.Errorf("%w: prefix %s advertised twice", ErrInvalid, p)
+			errs = append(errs, fmt.Errorf("%w: prefix %s advertised twice", ErrInvalid, p))
+			continue
 		}
 		out[p] = append([]uint32(nil), ad.Communities...)
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }

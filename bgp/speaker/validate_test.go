@@ -86,14 +86,15 @@ func TestValidatePeers(t *testing.T) {
 		{name: "GTSM and multihop", peers: []Peer{with(func(p *Peer) { p.TTLSecurity, p.EBGPMultihop = 1, 2 })}, wantErr: "mutually exclusive"},
 		{name: "hold too short", peers: []Peer{with(func(p *Peer) { p.HoldTime = time.Second })}, wantErr: "hold time"},
 		{name: "keepalive >= hold", peers: []Peer{with(func(p *Peer) { p.HoldTime, p.KeepaliveTime = 9*time.Second, 9*time.Second })}, wantErr: "keepalive"},
-		{name: "keepalive without hold", peers: []Peer{with(func(p *Peer) { p.KeepaliveTime = time.Second })}, wantErr: "without a hold time"},
+		{name: "keepalive with default hold", peers: []Peer{with(func(p *Peer) { p.KeepaliveTime = 10 * time.Second })}},
+		{name: "keepalive above default hold", peers: []Peer{with(func(p *Peer) { p.KeepaliveTime = 100 * time.Second })}, wantErr: "below the hold time 1m30s"},
 		{name: "negative timer", peers: []Peer{with(func(p *Peer) { p.HoldTime = -time.Second })}, wantErr: "negative"},
 		{name: "RR client over eBGP", peers: []Peer{with(func(p *Peer) { p.ASN, p.RouteReflectorClient = 65001, true })}, wantErr: "must be iBGP"},
 		{name: "cluster ID without client", peers: []Peer{with(func(p *Peer) { p.RouteReflectorClusterID = "1.2.3.4" })}, wantErr: "cluster ID"},
 		{name: "cluster ID not IPv4", peers: []Peer{with(func(p *Peer) { p.RouteReflectorClient, p.RouteReflectorClusterID = true, "fd00::1" })}, wantErr: "cluster ID"},
 		{name: "source of other family", peers: []Peer{with(func(p *Peer) { p.SourceAddress = netip.MustParseAddr("fd00::1") })}, wantErr: "source address"},
-		{name: "duplicate address", peers: []Peer{ok, with(func(p *Peer) { p.Name = "other" })}, wantErr: "same address"},
-		{name: "duplicate via v4-mapped", peers: []Peer{ok, with(func(p *Peer) { p.Address = netip.AddrFrom16(peerA.As16()) })}, wantErr: "same address"},
+		{name: "duplicate address", peers: []Peer{ok, with(func(p *Peer) { p.Name = "other" })}, wantErr: "has the address"},
+		{name: "duplicate via v4-mapped", peers: []Peer{ok, with(func(p *Peer) { p.Address = netip.AddrFrom16(peerA.As16()) })}, wantErr: "has the address"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -108,8 +109,12 @@ func TestValidatePeers(t *testing.T) {
 			if err != nil && strings.Contains(err.Error(), secret[:7]) {
 				t.Errorf("error shows the password: %v", err)
 			}
-			if err == nil && len(m) != len(tc.peers) {
-				t.Errorf("got %d peers, want %d", len(m), len(tc.peers))
+			want := len(tc.peers)
+			if err != nil {
+				want-- // the bad (or duplicate) one is the last
+			}
+			if len(m) != want {
+				t.Errorf("kept %d peers, want %d", len(m), want)
 			}
 		})
 	}
@@ -136,15 +141,15 @@ func TestValidateAdvertisements(t *testing.T) {
 		{name: "link-local gateway", ads: []Advertisement{{Prefix: netip.MustParsePrefix("169.254.1.1/32")}}, wantErr: "unicast"},
 		{name: "multicast", ads: []Advertisement{{Prefix: netip.MustParsePrefix("239.0.0.0/8")}}, wantErr: "unicast"},
 		{name: "v4-mapped", ads: []Advertisement{{Prefix: netip.MustParsePrefix("::ffff:10.0.0.0/104")}}, wantErr: "IPv4-mapped"},
-		{name: "duplicate", ads: []Advertisement{{Prefix: netip.MustParsePrefix("10.244.1.0/26")}, {Prefix: netip.MustParsePrefix("10.244.1.1/26")}}, wantErr: "twice"},
+		{name: "duplicate keeps the first", ads: []Advertisement{{Prefix: netip.MustParsePrefix("10.244.1.0/26")}, {Prefix: netip.MustParsePrefix("10.244.1.1/26")}},
+			want: prefixes("10.244.1.0/26"), wantErr: "twice"},
+		{name: "a bad entry does not withdraw the good ones", ads: []Advertisement{{Prefix: netip.MustParsePrefix("10.244.1.0/26")}, {Prefix: netip.MustParsePrefix("0.0.0.0/0")}, {Prefix: netip.MustParsePrefix("10.96.0.0/12")}},
+			want: prefixes("10.244.1.0/26", "10.96.0.0/12"), wantErr: "default route"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := validateAdvertisements(tc.ads)
 			checkErr(t, err, tc.wantErr)
-			if err != nil {
-				return
-			}
 			if len(m) != len(tc.want) {
 				t.Fatalf("got %v, want %v", m, tc.want)
 			}
