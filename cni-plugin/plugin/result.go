@@ -34,9 +34,13 @@ func buildResult(r *request, alloc *allocation, podMAC net.HardwareAddr) *curren
 		gw := alloc.gateways[i]
 		res.IPs = append(res.IPs, &current.IPConfig{Interface: current.Int(podIfaceIndex), Address: *addr, Gateway: gw})
 		bits := len(gw) * 8
-		scope := scopeLink
-		res.Routes = append(res.Routes,
-			&types.Route{Dst: net.IPNet{IP: gw, Mask: net.CIDRMask(bits, bits)}, Scope: &scope},
+		gwRoute := &types.Route{Dst: net.IPNet{IP: gw, Mask: net.CIDRMask(bits, bits)}}
+		if bits == 32 {
+			// IPv6 routes carry no scope in the kernel, so only v4 says so.
+			scope := scopeLink
+			gwRoute.Scope = &scope
+		}
+		res.Routes = append(res.Routes, gwRoute,
 			&types.Route{Dst: net.IPNet{IP: make(net.IP, len(gw)), Mask: net.CIDRMask(0, bits)}, GW: gw},
 		)
 	}

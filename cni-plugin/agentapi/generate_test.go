@@ -1,0 +1,46 @@
+package agentapi
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// TestGeneratedCodeIsFresh regenerates the Go code from agent.proto in a
+// copy and compares it with the committed files.
+func TestGeneratedCodeIsFresh(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping in -short: builds the pinned protoc generators")
+	}
+	if _, err := exec.LookPath("protoc"); err != nil {
+		t.Skip("protoc not installed (apt-get install -y protobuf-compiler; `make deps` does it)")
+	}
+	tmp := t.TempDir()
+	for _, name := range []string{"agent.proto", "generate.sh"} {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(tmp, name), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("bash", filepath.Join(tmp, "generate.sh")).CombinedOutput(); err != nil {
+		t.Fatalf("generate.sh: %v\n%s", err, out)
+	}
+	for _, name := range []string{"agent.pb.go", "agent_grpc.pb.go"} {
+		want, err := os.ReadFile(filepath.Join(tmp, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(want, got) {
+			t.Errorf("%s is stale: run cni-plugin/agentapi/generate.sh (or make generate) and commit the result", name)
+		}
+	}
+}

@@ -1,0 +1,56 @@
+// Package nstest gives privileged tests network namespaces that are removed
+// when the test ends, whatever its outcome. Tests only.
+package nstest
+
+import (
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/containernetworking/plugins/pkg/testutils"
+	"golang.org/x/sys/unix"
+)
+
+// RequireRoot skips the test unless it runs as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("privileged test: needs root to create network namespaces and veths (CI runs it as root)")
+	}
+}
+
+// New creates a bind-mounted network namespace (a path a runtime could pass
+// as CNI_NETNS) and removes it at the end of the test.
+func New(t testing.TB) ns.NetNS {
+	t.Helper()
+	RequireRoot(t)
+	n, err := testutils.NewNS()
+	if errors.Is(err, unix.EPERM) {
+		t.Skipf("privileged test: cannot create a network namespace here: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("create netns: %v", err)
+	}
+	t.Cleanup(func() { Remove(t, n) })
+	return n
+}
+
+// Remove closes and unmounts n; the kernel frees the namespace once nothing
+// else holds it. Removing twice is harmless.
+func Remove(t testing.TB, n ns.NetNS) {
+	t.Helper()
+	_ = n.Close() // a second Close only reports "already closed"
+	path := n.Path()
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	// A lazy unmount succeeds even while something still holds the
+	// namespace open, so no mount is ever left behind.
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
+		t.Errorf("unmount netns %s: %v", path, err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Errorf("remove netns %s: %v", path, err)
+	}
+}
