@@ -106,7 +106,9 @@ type LinkUpdate struct {
 type Kernel interface {
 	// RouteDump lists the main table of one family (4 or 6). Like a netlink
 	// dump it may return partial results with ErrDumpInterrupted; wrap the
-	// Kernel with WithDumpRetry to retry.
+	// Kernel with WithDumpRetry to retry. The returned slice may be reused
+	// by the next RouteDump of the same family (the routes' NextHops are
+	// not), so callers copy what they keep.
 	RouteDump(family int) ([]Route, error)
 	// RouteApply performs ops in order, batched, and returns one error per
 	// op (nil for success). Each op succeeds or fails on its own.

@@ -45,6 +45,9 @@ type routeSocket struct {
 	maxSend int
 	rbuf    []byte
 	wbuf    []byte
+	// dumps are reused across dumps of a family: at 64k routes, growing a
+	// fresh slice costs as much as decoding.
+	dumps [2][]Route
 }
 
 func newRouteSocket(inNS func(func() error) error) (*routeSocket, error) {
@@ -380,7 +383,12 @@ func (s *routeSocket) dump(family int) ([]Route, error) {
 		_ = s.reset()
 		return nil, fmt.Errorf("request IPv%d route dump: %w", family, err)
 	}
-	routes := make([]Route, 0, 1024)
+	fi := 0
+	if family == 6 {
+		fi = 1
+	}
+	routes := s.dumps[fi][:0]
+	defer func() { s.dumps[fi] = routes[:0] }()
 	interrupted := false
 	for {
 		data, err := s.recv()
@@ -415,19 +423,20 @@ func (s *routeSocket) dump(family int) ([]Route, error) {
 					return nil, fmt.Errorf("IPv%d route dump: %w", family, e)
 				}
 			case unix.RTM_NEWROUTE:
-				if r, ok := decodeRoute(m.body); ok {
-					routes = append(routes, r)
+				routes = append(routes, Route{})
+				if !decodeRoute(m.body, &routes[len(routes)-1]) {
+					routes = routes[:len(routes)-1]
 				}
 			}
 		}
 	}
 }
 
-// decodeRoute decodes a main-table route; ok is false for other tables and
-// for cached clones.
-func decodeRoute(b []byte) (r Route, ok bool) {
+// decodeRoute decodes a main-table route into r; ok is false for other
+// tables and for cached clones.
+func decodeRoute(b []byte, r *Route) (ok bool) {
 	if len(b) < rtmsgLen {
-		return r, false
+		return false
 	}
 	fam, dstLen, srcLen := b[0], int(b[1]), b[2]
 	table := uint32(b[4])
@@ -435,13 +444,13 @@ func decodeRoute(b []byte) (r Route, ok bool) {
 	if native.Uint32(b[8:])&unix.RTM_F_CLONED != 0 || srcLen != 0 {
 		// Clones are cache entries; source-specific routes are never ours
 		// and cannot collide with a destination-only route.
-		return r, false
+		return false
 	}
 	var dst netip.Addr
 	for a := b[rtmsgLen:]; len(a) >= 4; {
 		l, typ := int(native.Uint16(a)), native.Uint16(a[2:])
 		if l < 4 || l > len(a) {
-			return r, false
+			return false
 		}
 		v := a[4:l]
 		switch typ {
@@ -469,7 +478,7 @@ func decodeRoute(b []byte) (r Route, ok bool) {
 		a = a[min(align4(l), len(a)):]
 	}
 	if table != unix.RT_TABLE_MAIN {
-		return r, false
+		return false
 	}
 	if !dst.IsValid() {
 		if fam == unix.AF_INET {
@@ -482,7 +491,7 @@ func decodeRoute(b []byte) (r Route, ok bool) {
 		r.NextHops[0].LinkIndex = r.LinkIndex
 	}
 	r.Dst = netip.PrefixFrom(dst, dstLen)
-	return r, true
+	return true
 }
 
 func decodeMultipath(b []byte) []NextHop {

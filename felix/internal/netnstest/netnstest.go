@@ -15,6 +15,7 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
+	"golang.org/x/sys/unix"
 )
 
 // NS is a named network namespace (its path is under /var/run/netns, so
@@ -46,7 +47,12 @@ func New(tb testing.TB) *NS {
 	tb.Cleanup(func() {
 		n.Close()
 		if err := testutils.UnmountNS(n); err != nil {
-			tb.Errorf("remove network namespace %s: %v", n.Path(), err)
+			// Still in use (a socket or thread not yet gone): detach the
+			// mount so the namespace goes with its last user.
+			if err := unix.Unmount(n.Path(), unix.MNT_DETACH); err != nil {
+				tb.Errorf("remove network namespace %s: %v", n.Path(), err)
+			}
+			_ = os.Remove(n.Path())
 		}
 	})
 	s := &NS{NetNS: n, Name: filepath.Base(n.Path())}
