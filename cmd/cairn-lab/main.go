@@ -1,0 +1,251 @@
+// Command cairn-lab builds a Cairn cluster on this machine out of network
+// namespaces: a control plane (etcd, kube-apiserver), top-of-rack routers
+// (BIRD or FRR), nodes running cairn-node and pods created through the
+// real cairn-cni. It needs root. The work is in tests/lab.
+//
+//	cairn-lab demo [--keep] [up flags]     up, pods talk across nodes, status, down
+//	cairn-lab up [--nodes N] [--racks R] [--router bird|frr] [--pods-per-node P]
+//	cairn-lab status [-o json]
+//	cairn-lab pods [-o json]
+//	cairn-lab exec NAME -- CMD...          in the namespace of a pod, node or router
+//	cairn-lab kubectl ARGS...
+//	cairn-lab add-pod NODE
+//	cairn-lab del-pod NAME
+//	cairn-lab down
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/cairn-net/cairn/tests/lab"
+)
+
+const usage = `usage: cairn-lab [--state-dir DIR] COMMAND [ARGS]
+
+commands:
+  demo [--keep] [up flags]   bring up a lab, show pods on different nodes talking, print status, tear down
+  up [flags]                 bring up a lab and leave it running
+      --nodes N              nodes per rack (default 2)
+      --racks R              racks, each its own AS and ToR; >1 adds a spine (default 1)
+      --router bird|frr      router daemon for ToRs and spine (default bird)
+      --pods-per-node P      pods created on every node (default 2)
+      --no-agents            network, routers and control plane only
+      --keep-on-failure      leave a failed lab up for inspection
+  status [-o json]           nodes, BGP sessions, routes per router and node, pods
+  pods [-o json]             pods: name, node, IP, netns path
+  exec NAME -- CMD...        run CMD in the namespace of a pod, node or router (cp: control plane)
+  kubectl ARGS...            the pinned kubectl against the lab's API server
+  add-pod NODE               create a pod on NODE through cairn-cni
+  del-pod NAME               delete a pod through cairn-cni
+  down                       remove everything the lab created (safe to repeat)
+
+The state directory defaults to $CAIRN_LAB_DIR or /run/cairn-lab.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	global := flag.NewFlagSet("cairn-lab", flag.ContinueOnError)
+	global.Usage = func() { fmt.Fprint(os.Stderr, usage) }
+	stateDir := global.String("state-dir", envOr("CAIRN_LAB_DIR", lab.DefaultStateDir), "state directory")
+	if err := global.Parse(args); err != nil {
+		return 2
+	}
+	if global.NArg() == 0 {
+		global.Usage()
+		return 2
+	}
+	cmd, rest := global.Arg(0), global.Args()[1:]
+	code, err := dispatch(ctx, *stateDir, cmd, rest)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cairn-lab %s: %v\n", cmd, err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
+
+func dispatch(ctx context.Context, dir, cmd string, args []string) (int, error) {
+	logf := func(format string, a ...any) {
+		fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, a...)...)
+	}
+	stdio := lab.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}
+	switch cmd {
+	case "up":
+		o, _, err := upFlags(cmd, args, dir, logf)
+		if err != nil {
+			return 2, err
+		}
+		l, err := lab.Up(ctx, o)
+		if err != nil {
+			return 1, err
+		}
+		t := l.Timings
+		fmt.Printf("lab up in %v (build %v, network+routers %v, control plane %v, agents %v, pods %v, converge %v); state in %s\n",
+			t.Total.Round(time.Millisecond), t.Build.Round(time.Millisecond), t.Network.Round(time.Millisecond),
+			t.ControlPlane.Round(time.Millisecond), t.Agents.Round(time.Millisecond), t.Pods.Round(time.Millisecond),
+			t.Converge.Round(time.Millisecond), l.StateDir())
+		return 0, nil
+	case "demo":
+		o, keep, err := upFlags(cmd, args, dir, logf)
+		if err != nil {
+			return 2, err
+		}
+		return 0, lab.Demo(ctx, lab.DemoOptions{Up: o, Keep: keep, Out: os.Stdout})
+	case "down":
+		return 0, lab.Down(ctx, dir, logf)
+	case "status":
+		return withLab(dir, func(l *lab.Lab) error { return status(ctx, l, args) })
+	case "pods":
+		return withLab(dir, func(l *lab.Lab) error { return pods(l, args) })
+	case "exec":
+		if len(args) >= 2 && args[1] == "--" {
+			args = append(args[:1], args[2:]...)
+		}
+		if len(args) < 2 {
+			return 2, errors.New("usage: exec NAME -- CMD...")
+		}
+		return withLabCode(dir, func(l *lab.Lab) (int, error) { return l.Exec(ctx, args[0], args[1:], stdio) })
+	case "kubectl":
+		return withLabCode(dir, func(l *lab.Lab) (int, error) { return l.Kubectl(ctx, args, stdio) })
+	case "add-pod":
+		if len(args) != 1 {
+			return 2, errors.New("usage: add-pod NODE")
+		}
+		return withLab(dir, func(l *lab.Lab) error {
+			p, err := l.AddPod(ctx, args[0])
+			if err == nil {
+				fmt.Printf("%s on %s: %s (%s)\n", p.Name, p.Node, p.IP, p.NetnsPath)
+			}
+			return err
+		})
+	case "del-pod":
+		if len(args) != 1 {
+			return 2, errors.New("usage: del-pod NAME")
+		}
+		return withLab(dir, func(l *lab.Lab) error { return l.DelPod(ctx, args[0]) })
+	case lab.HelperCommand:
+		return 0, lab.RunControlPlaneHelper(ctx, args, os.Stdout, os.Stderr)
+	}
+	fmt.Fprint(os.Stderr, usage)
+	return 2, fmt.Errorf("unknown command %q", cmd)
+}
+
+// upFlags parses the flags of up and demo (demo adds --keep).
+func upFlags(cmd string, args []string, dir string, logf func(string, ...any)) (lab.Options, bool, error) {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	o := lab.Options{StateDir: dir, Logf: logf}
+	fs.IntVar(&o.NodesPerRack, "nodes", 2, "nodes per rack")
+	fs.IntVar(&o.Racks, "racks", 1, "racks")
+	fs.StringVar(&o.Router, "router", lab.RouterBIRD, "router daemon: bird or frr")
+	fs.IntVar(&o.PodsPerNode, "pods-per-node", 2, "pods per node")
+	fs.BoolVar(&o.SkipAgents, "no-agents", false, "network, routers and control plane only")
+	fs.BoolVar(&o.KeepOnFailure, "keep-on-failure", false, "leave a failed lab up")
+	fs.StringVar(&o.AgentLogLevel, "agent-log-level", "info", "cairn-node --log-level")
+	fs.StringVar(&o.RepoRoot, "repo", "", "checkout to build from (default: the one above the working directory)")
+	keep := false
+	if cmd == "demo" {
+		fs.BoolVar(&keep, "keep", false, "leave the lab up")
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, false, err
+	}
+	if o.PodsPerNode == 0 {
+		o.PodsPerNode = -1 // Options: 0 means the default
+	}
+	return o, keep, nil
+}
+
+func status(ctx context.Context, l *lab.Lab, args []string) error {
+	asJSON, err := outputJSON("status", args)
+	if err != nil {
+		return err
+	}
+	st, err := l.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(os.Stdout, st)
+	}
+	st.Print(os.Stdout)
+	return nil
+}
+
+func pods(l *lab.Lab, args []string) error {
+	asJSON, err := outputJSON("pods", args)
+	if err != nil {
+		return err
+	}
+	type pod struct {
+		Name  string `json:"name"`
+		Node  string `json:"node"`
+		IP    string `json:"ip"`
+		Netns string `json:"netns"`
+	}
+	var out []pod
+	for _, p := range l.Pods() {
+		out = append(out, pod{Name: p.Name, Node: p.Node, IP: p.IP.String(), Netns: p.NetnsPath})
+	}
+	if asJSON {
+		if out == nil {
+			out = []pod{}
+		}
+		return printJSON(os.Stdout, out)
+	}
+	for _, p := range out {
+		fmt.Printf("%-16s %-8s %-15s %s\n", p.Name, p.Node, p.IP, p.Netns)
+	}
+	return nil
+}
+
+func outputJSON(cmd string, args []string) (bool, error) {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	o := fs.String("o", "", "output format: json")
+	if err := fs.Parse(args); err != nil {
+		return false, err
+	}
+	if *o != "" && *o != "json" {
+		return false, fmt.Errorf("unknown output format %q", *o)
+	}
+	return *o == "json", nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func withLab(dir string, f func(*lab.Lab) error) (int, error) {
+	return withLabCode(dir, func(l *lab.Lab) (int, error) { return 0, f(l) })
+}
+
+func withLabCode(dir string, f func(*lab.Lab) (int, error)) (int, error) {
+	l, err := lab.Open(dir, nil)
+	if err != nil {
+		return 1, err
+	}
+	return f(l)
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,134 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+)
+
+// Down removes everything a lab created: it stops the agents and routers
+// (by pid and start time), stops etcd and kube-apiserver (pid files),
+// deletes every namespace in the state and every other "cl-" namespace
+// (ending any process still inside), which takes every veth and bridge
+// with it, and removes the state directory. It keeps going past errors
+// and reports them all. Running it again, or with no lab, does nothing.
+func Down(ctx context.Context, dir string, logf func(string, ...any)) error {
+	if dir == "" {
+		dir = DefaultStateDir
+	}
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	var errs []error
+	st, err := loadState(dir)
+	if err != nil && !errors.Is(err, ErrNoLab) {
+		errs = append(errs, err)
+	}
+	if st != nil {
+		unlock, err := lockDir(dir)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		errs = append(errs, stopProcs(st.Procs, logf)...)
+		if err := stopControlPlane(st); err != nil {
+			errs = append(errs, err)
+		} else if st.ControlPlane != nil {
+			logf("stopped the control plane")
+		}
+	}
+	nss, err := namespacesToDelete(ctx, st)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, ns := range nss {
+		if err := delNS(ctx, ns); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(nss) > 0 {
+		logf("deleted %d namespaces", len(nss))
+	}
+	if st != nil {
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, fmt.Errorf("remove state directory: %w", err))
+		} else {
+			logf("removed %s", dir)
+		}
+	} else if err := removeIfOnlyLock(dir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// stopProcs stops daemons newest first: agents before the routers they
+// peer with, so routers do not log sessions failing one by one.
+func stopProcs(procs []Proc, logf func(string, ...any)) []error {
+	var errs []error
+	for i := len(procs) - 1; i >= 0; i-- {
+		p := procs[i]
+		if !p.Alive() {
+			continue
+		}
+		if err := p.stop(5 * time.Second); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		logf("stopped %s (pid %d)", p.Name, p.PID)
+	}
+	return errs
+}
+
+// namespacesToDelete is the state's namespaces plus any other with the
+// lab's prefix (left by a crash before they were recorded, or by a lab in
+// another state directory), pods first and routers last.
+func namespacesToDelete(ctx context.Context, st *State) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	if st != nil {
+		for i := len(st.Namespaces) - 1; i >= 0; i-- {
+			if ns := st.Namespaces[i]; !seen[ns] {
+				seen[ns] = true
+				out = append(out, ns)
+			}
+		}
+	}
+	existing, err := labNamespaces(ctx)
+	sort.Strings(existing)
+	for _, ns := range existing {
+		if !seen[ns] {
+			seen[ns] = true
+			out = append(out, ns)
+		}
+	}
+	return out, err
+}
+
+// removeIfOnlyLock removes a state directory that holds nothing but the
+// lab's lock file (a lab that failed before writing its state); anything
+// else in it is not ours to delete.
+func removeIfOnlyLock(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read state directory: %w", err)
+	}
+	for _, e := range entries {
+		if e.Name() != lockFile {
+			return nil
+		}
+	}
+	if err := os.Remove(filepath.Join(dir, lockFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove lock file: %w", err)
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove state directory: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,435 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/cairn-net/cairn/tests/controlplane"
+)
+
+// Options configure Up.
+type Options struct {
+	// StateDir holds the state file, binaries, configs and logs; empty
+	// means DefaultStateDir. Up refuses a directory that is not empty.
+	StateDir string
+	// RepoRoot is the checkout to build from; empty means the one above
+	// the working directory.
+	RepoRoot string
+	// Racks (default 1) and NodesPerRack (default 2).
+	Racks, NodesPerRack int
+	// Router is RouterBIRD (default) or RouterFRR.
+	Router string
+	// PodsPerNode is the number of pods Up creates on every node (default
+	// 2; negative means none).
+	PodsPerNode int
+	// SkipAgents brings up the network, the routers and the control plane
+	// with its objects, but no cairn-node and no pods.
+	SkipAgents bool
+	// KeepOnFailure leaves a failed lab up for inspection instead of
+	// tearing it down.
+	KeepOnFailure bool
+	// AgentLogLevel is cairn-node's --log-level (default "info").
+	AgentLogLevel string
+	// Logf receives progress lines; nil discards them.
+	Logf func(format string, args ...any)
+}
+
+func (o *Options) defaults() error {
+	if o.StateDir == "" {
+		o.StateDir = DefaultStateDir
+	}
+	if o.RepoRoot == "" {
+		root, err := controlplane.RepoRoot()
+		if err != nil {
+			return err
+		}
+		o.RepoRoot = root
+	}
+	if o.Racks == 0 {
+		o.Racks = 1
+	}
+	if o.NodesPerRack == 0 {
+		o.NodesPerRack = 2
+	}
+	if o.Router == "" {
+		o.Router = RouterBIRD
+	}
+	if o.PodsPerNode == 0 {
+		o.PodsPerNode = 2
+	}
+	if o.AgentLogLevel == "" {
+		o.AgentLogLevel = "info"
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	return nil
+}
+
+// Timings are how long the phases of Up took.
+type Timings struct {
+	Build, Network, ControlPlane, Agents, Pods, Converge, Total time.Duration
+}
+
+// Lab is a running lab: its state and API clients.
+type Lab struct {
+	st      *State
+	c       *clients
+	drv     routerDriver
+	logf    func(format string, args ...any)
+	unlock  func()
+	Timings Timings
+}
+
+// Up builds a lab as the options say and waits until it routes: every
+// router session is Established and every node routes to every pod. On
+// failure it tears everything down again (unless KeepOnFailure), and the
+// error carries the tails of the relevant logs.
+func Up(ctx context.Context, o Options) (*Lab, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	if err := preflight(ctx, o); err != nil {
+		return nil, err
+	}
+	plan, err := NewPlan(PlanOptions{Racks: o.Racks, NodesPerRack: o.NodesPerRack, Router: o.Router})
+	if err != nil {
+		return nil, err
+	}
+	drv, err := driverFor(o.Router)
+	if err != nil {
+		return nil, err
+	}
+	// Traversable, not listable: FRR's daemons run as their own user and
+	// need to reach their router directory. Secrets below are 0600/0700.
+	if err := os.MkdirAll(o.StateDir, 0o711); err != nil {
+		return nil, fmt.Errorf("create state directory: %w", err)
+	}
+	if err := os.Chmod(o.StateDir, 0o711); err != nil {
+		return nil, fmt.Errorf("set mode of state directory: %w", err)
+	}
+	unlock, err := lockDir(o.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	l := &Lab{
+		st:   &State{Dir: o.StateDir, RepoRoot: o.RepoRoot, Plan: plan, PodSeq: map[string]int{}},
+		drv:  drv,
+		logf: o.Logf,
+	}
+	if err := l.st.save(); err != nil {
+		unlock()
+		return nil, err
+	}
+	begin := time.Now()
+	if err := l.up(ctx, o); err != nil {
+		err = fmt.Errorf("lab up: %w%s", err, l.failureLogs())
+		if o.KeepOnFailure {
+			unlock()
+			return nil, fmt.Errorf("%w\n(the failed lab is left up: `cairn-lab status`, then `cairn-lab down`)", err)
+		}
+		unlock()
+		if derr := Down(context.WithoutCancel(ctx), o.StateDir, o.Logf); derr != nil {
+			return nil, fmt.Errorf("%w\ntear down after failure: %v", err, derr)
+		}
+		return nil, err
+	}
+	l.Timings.Total = time.Since(begin)
+	unlock()
+	return l, nil
+}
+
+// preflight refuses to start over an existing lab or without the tools.
+func preflight(ctx context.Context, o Options) error {
+	if os.Geteuid() != 0 {
+		return errors.New("the lab needs root: it creates network namespaces")
+	}
+	if _, err := loadState(o.StateDir); err == nil {
+		return fmt.Errorf("a lab is already up (state in %s): run `cairn-lab down` first", o.StateDir)
+	}
+	if entries, err := os.ReadDir(o.StateDir); err == nil && len(entries) > 0 {
+		return fmt.Errorf("state directory %s is not empty and holds no lab: remove it or choose another", o.StateDir)
+	}
+	if names, err := labNamespaces(ctx); err != nil {
+		return err
+	} else if len(names) > 0 {
+		return fmt.Errorf("namespaces %v exist (a lab in another state directory?): run `cairn-lab down` first", names)
+	}
+	tools := []string{"ip", "go"}
+	if o.Router == RouterBIRD {
+		tools = append(tools, "bird", "birdc")
+	} else {
+		tools = append(tools, filepath.Join(frrDir, "zebra"), filepath.Join(frrDir, "bgpd"), "vtysh")
+	}
+	for _, t := range tools {
+		if _, err := exec.LookPath(t); err != nil {
+			return fmt.Errorf("the lab needs %s: %w", t, err)
+		}
+	}
+	if _, err := controlplane.BinDir(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (l *Lab) up(ctx context.Context, o Options) error {
+	// Building is the slow part of a cold start and needs nothing from
+	// the network: it runs while the namespaces and routers come up.
+	bins := []string{binLab}
+	if !o.SkipAgents {
+		bins = append(bins, binNode, binCNI)
+	}
+	start := time.Now()
+	built := make(chan error, 1)
+	go func() {
+		o.Logf("building %v", bins)
+		err := buildBinaries(ctx, o.RepoRoot, binDir(l.st.Dir), bins...)
+		l.Timings.Build = time.Since(start)
+		built <- err
+	}()
+	netErr := l.upNetwork(ctx)
+	l.Timings.Network = time.Since(start)
+	if err := <-built; err != nil {
+		return err
+	}
+	if netErr != nil {
+		return netErr
+	}
+	o.Logf("built in %v, network and routers up in %v", l.Timings.Build.Round(time.Millisecond), l.Timings.Network.Round(time.Millisecond))
+	if err := l.upControlPlane(ctx); err != nil {
+		return err
+	}
+	if o.SkipAgents {
+		return nil
+	}
+	return l.upNodes(ctx, o)
+}
+
+// upNetwork creates the namespaces and links and starts the routers.
+func (l *Lab) upNetwork(ctx context.Context) error {
+	p := l.st.Plan
+	for _, ns := range p.Namespaces() {
+		if err := l.st.recordNamespace(ns); err != nil {
+			return err
+		}
+		if err := addNS(ctx, ns); err != nil {
+			return err
+		}
+	}
+	for _, r := range p.Routers() {
+		if err := setSysctl(r.NS, "net.ipv4.ip_forward", "1"); err != nil {
+			return err
+		}
+	}
+	// Nodes forward pod traffic, as any Kubernetes node is set up to.
+	for _, n := range p.Nodes() {
+		if err := setSysctl(n.NS, "net.ipv4.ip_forward", "1"); err != nil {
+			return err
+		}
+	}
+	if err := buildLinks(ctx, p); err != nil {
+		return err
+	}
+	l.logf("network: %d namespaces, %d links", len(p.Namespaces()), len(p.Links))
+	for _, r := range p.Routers() {
+		if err := startRouter(l.drv, r, l.st.Dir, l.st.addProc); err != nil {
+			return err
+		}
+	}
+	for _, r := range p.Routers() {
+		r := r
+		err := until(ctx, 20*time.Second, 50*time.Millisecond, "router "+r.Name+" to answer", func(ctx context.Context) (bool, error) {
+			if err := l.routerProcsAlive(r); err != nil {
+				return false, stopWaiting(err)
+			}
+			err := l.drv.ready(ctx, r, routerDir(l.st.Dir, r.Name))
+			return err == nil, err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	l.logf("routers (%s) up: %d", p.Router, len(p.Routers()))
+	return nil
+}
+
+func (l *Lab) routerProcsAlive(r RouterPlan) error {
+	for _, p := range l.st.Procs {
+		if p.NS == r.NS && !p.Alive() {
+			return fmt.Errorf("%s exited; log tail:\n%s", p.Name, tail(p.Log, 20))
+		}
+	}
+	return nil
+}
+
+// upControlPlane starts etcd and kube-apiserver in their namespace and
+// writes the cluster's objects.
+func (l *Lab) upControlPlane(ctx context.Context) error {
+	start := time.Now()
+	ready, err := startControlPlane(ctx, l.st, filepath.Join(binDir(l.st.Dir), binLab))
+	if err != nil {
+		return err
+	}
+	if l.c, err = newClients(l.st); err != nil {
+		return err
+	}
+	if err := createClusterObjects(ctx, l.c, l.st.Plan); err != nil {
+		return err
+	}
+	l.Timings.ControlPlane = time.Since(start)
+	l.logf("control plane at %s (ready after %v), objects written, %v in all", l.st.ControlPlane.URL, ready, l.Timings.ControlPlane.Round(time.Millisecond))
+	return nil
+}
+
+// upNodes starts the agents, creates the pods and waits for routing.
+func (l *Lab) upNodes(ctx context.Context, o Options) error {
+	start := time.Now()
+	if err := l.waitAPIReachable(ctx); err != nil {
+		return err
+	}
+	for _, n := range l.st.Plan.Nodes() {
+		p, err := startAgent(l.st, n, o.AgentLogLevel)
+		if err != nil {
+			return err
+		}
+		if err := l.st.addProc(p); err != nil {
+			return err
+		}
+	}
+	for _, n := range l.st.Plan.Nodes() {
+		if err := l.waitAgentReady(ctx, n); err != nil {
+			return err
+		}
+	}
+	l.Timings.Agents = time.Since(start)
+	l.logf("agents ready on %d nodes after %v", len(l.st.Plan.Nodes()), l.Timings.Agents.Round(time.Millisecond))
+	start = time.Now()
+	for _, n := range l.st.Plan.Nodes() {
+		for i := 0; i < o.PodsPerNode; i++ {
+			pod, err := l.addPod(ctx, n.Name)
+			if err != nil {
+				return err
+			}
+			l.logf("pod %s on %s: %s", pod.Name, pod.Node, pod.IP)
+		}
+	}
+	l.Timings.Pods = time.Since(start)
+	start = time.Now()
+	if err := l.WaitConverged(ctx, 90*time.Second); err != nil {
+		return err
+	}
+	l.Timings.Converge = time.Since(start)
+	l.logf("converged after %v: every session Established, every pod routed", l.Timings.Converge.Round(time.Millisecond))
+	return nil
+}
+
+// failureLogs returns the tails of the agents' and routers' logs, for an
+// error message: Down removes the files.
+func (l *Lab) failureLogs() string {
+	var s string
+	for _, p := range l.st.Procs {
+		s += fmt.Sprintf("\n--- %s (%s), last lines:\n%s", p.Name, p.Log, tail(p.Log, 15))
+	}
+	for _, n := range l.st.Plan.Nodes() {
+		if path := filepath.Join(nodeDir(l.st.Dir, n.Name), "cni.log"); fileExists(path) {
+			s += fmt.Sprintf("\n--- cairn-cni on %s, last lines:\n%s", n.Name, tail(path, 10))
+		}
+	}
+	return s
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// Open returns the lab whose state is in dir (empty: DefaultStateDir).
+func Open(dir string, logf func(string, ...any)) (*Lab, error) {
+	if dir == "" {
+		dir = DefaultStateDir
+	}
+	st, err := loadState(dir)
+	if err != nil {
+		return nil, err
+	}
+	drv, err := driverFor(st.Plan.Router)
+	if err != nil {
+		return nil, err
+	}
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	return &Lab{st: st, drv: drv, logf: logf}, nil
+}
+
+// Plan is the lab's topology.
+func (l *Lab) Plan() Plan { return l.st.Plan }
+
+// StateDir is the lab's state directory.
+func (l *Lab) StateDir() string { return l.st.Dir }
+
+// Pods lists the lab's pods.
+func (l *Lab) Pods() []Pod { return append([]Pod(nil), l.st.Pods...) }
+
+// Procs lists the lab's daemons (routers and agents).
+func (l *Lab) Procs() []Proc { return append([]Proc(nil), l.st.Procs...) }
+
+// ControlPlane says where the API server is.
+func (l *Lab) ControlPlane() ControlPlaneInfo {
+	if l.st.ControlPlane == nil {
+		return ControlPlaneInfo{}
+	}
+	return *l.st.ControlPlane
+}
+
+func (l *Lab) clients() (*clients, error) {
+	if l.c != nil {
+		return l.c, nil
+	}
+	c, err := newClients(l.st)
+	if err != nil {
+		return nil, err
+	}
+	l.c = c
+	return c, nil
+}
+
+// mutate runs f with the state locked and freshly loaded, so concurrent
+// commands (two add-pod) never lose each other's changes.
+func (l *Lab) mutate(f func() error) error {
+	unlock, err := lockDir(l.st.Dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	st, err := loadState(l.st.Dir)
+	if err != nil {
+		return err
+	}
+	l.st = st
+	if _, err := l.clients(); err != nil {
+		return err
+	}
+	return f()
+}
+
+// AddPod creates a pod on a node through the CNI plugin.
+func (l *Lab) AddPod(ctx context.Context, node string) (Pod, error) {
+	var pod Pod
+	err := l.mutate(func() error {
+		var err error
+		pod, err = l.addPod(ctx, node)
+		return err
+	})
+	return pod, err
+}
+
+// DelPod deletes a pod through the CNI plugin.
+func (l *Lab) DelPod(ctx context.Context, name string) error {
+	return l.mutate(func() error { return l.delPod(ctx, name) })
+}

@@ -1,0 +1,130 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	cairnv1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
+	cairnclient "github.com/cairn-net/cairn/apis/client/clientset/versioned"
+)
+
+// Names and labels the lab puts on API objects.
+const (
+	// ASAnnotation overrides the cluster AS for one node.
+	ASAnnotation = "cairn.dev/as-number"
+	// RackLabel names a node's rack.
+	RackLabel = "rack"
+	// LabLabel marks every object the lab created.
+	LabLabel = "cairn.dev/lab"
+	// PoolName is the lab's IPPool.
+	PoolName = "lab-pool"
+	// PodNamespace is the Kubernetes namespace of the lab's pods.
+	PodNamespace = "default"
+)
+
+// clients bundles the lab's API clients.
+type clients struct {
+	kube  kubernetes.Interface
+	cairn cairnclient.Interface
+}
+
+func newClients(st *State) (*clients, error) {
+	cfg, err := restConfig(st)
+	if err != nil {
+		return nil, err
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	cc, err := cairnclient.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cairn client: %w", err)
+	}
+	return &clients{kube: kube, cairn: cc}, nil
+}
+
+// createClusterObjects writes what an operator would: the Node objects
+// (the lab has no kubelet), the IPPool, the BGP configuration and the
+// BGPPeers to the top-of-rack routers, and the service account that pods
+// need to pass admission.
+func createClusterObjects(ctx context.Context, c *clients, p Plan) error {
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: PodNamespace}}
+	if _, err := c.kube.CoreV1().ServiceAccounts(PodNamespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create service account %s/default: %w", PodNamespace, err)
+	}
+	for _, n := range p.Nodes() {
+		if err := createNode(ctx, c.kube, n); err != nil {
+			return err
+		}
+	}
+	pool := &cairnv1.IPPool{
+		ObjectMeta: labMeta(PoolName),
+		Spec:       cairnv1.IPPoolSpec{CIDR: PoolCIDR, BlockSize: BlockSize},
+	}
+	if _, err := c.cairn.CairnV1alpha1().IPPools().Create(ctx, pool, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create IPPool %s: %w", PoolName, err)
+	}
+	mesh := p.BGP.MeshEnabled
+	bgpConf := &cairnv1.BGPConfiguration{
+		ObjectMeta: labMeta("default"),
+		Spec: cairnv1.BGPConfigurationSpec{
+			ASNumber: p.BGP.ASNumber, NodeToNodeMeshEnabled: &mesh, ListenPort: 179,
+		},
+	}
+	if _, err := c.cairn.CairnV1alpha1().BGPConfigurations().Create(ctx, bgpConf, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create BGPConfiguration default: %w", err)
+	}
+	for _, r := range p.Racks {
+		peer := &cairnv1.BGPPeer{
+			ObjectMeta: labMeta("tor-" + r.Name),
+			Spec: cairnv1.BGPPeerSpec{
+				NodeSelector: RackLabel + "=" + r.Name,
+				PeerIP:       r.ToR.RouterID.String(),
+				ASNumber:     r.ToR.AS,
+			},
+		}
+		if _, err := c.cairn.CairnV1alpha1().BGPPeers().Create(ctx, peer, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create BGPPeer %s: %w", peer.Name, err)
+		}
+	}
+	return nil
+}
+
+func labMeta(name string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: name, Labels: map[string]string{LabLabel: "true"}}
+}
+
+// createNode registers a node as its kubelet would: labels, the AS
+// annotation when the node's AS differs from the cluster's, and its
+// InternalIP in status.
+func createNode(ctx context.Context, kube kubernetes.Interface, n Node) error {
+	node := &corev1.Node{ObjectMeta: labMeta(n.Name)}
+	node.Labels[RackLabel] = n.Rack
+	node.Labels["kubernetes.io/hostname"] = n.Name
+	if n.ASAnnotation {
+		node.Annotations = map[string]string{ASAnnotation: strconv.FormatInt(n.AS, 10)}
+	}
+	created, err := kube.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("create Node %s: %w", n.Name, err)
+	}
+	created.Status.Addresses = []corev1.NodeAddress{
+		{Type: corev1.NodeInternalIP, Address: n.Addr.String()},
+		{Type: corev1.NodeHostName, Address: n.Name},
+	}
+	created.Status.Conditions = []corev1.NodeCondition{{
+		Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "CairnLab",
+		Message: "node namespace created by cairn-lab", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now(),
+	}}
+	if _, err := kube.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("set addresses of Node %s: %w", n.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,87 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+)
+
+// Session is one BGP session as a router sees it.
+type Session struct {
+	Peer  string     `json:"peer"`
+	Addr  netip.Addr `json:"addr"`
+	AS    int64      `json:"as"`
+	State string     `json:"state"`
+	// Info is the router's extra word on the session (last error...).
+	Info string `json:"info,omitempty"`
+}
+
+// Established reports whether the session is up.
+func (s Session) Established() bool { return s.State == "Established" }
+
+// RouterRoute is a BGP route in a router's table.
+type RouterRoute struct {
+	Prefix  netip.Prefix `json:"prefix"`
+	NextHop netip.Addr   `json:"nextHop"`
+	// From is the session (BIRD protocol or FRR peer) the route came from,
+	// empty for the router's own.
+	From string `json:"from"`
+	Best bool   `json:"best"`
+}
+
+// routerDriver knows how to configure, run and query one router daemon.
+type routerDriver interface {
+	// configure writes the router's configuration into dir and returns
+	// the commands to start, in order, each with a short name.
+	configure(rp RouterPlan, dir string) ([]routerCommand, error)
+	// ready returns nil once the daemon answers on its control socket.
+	ready(ctx context.Context, rp RouterPlan, dir string) error
+	sessions(ctx context.Context, rp RouterPlan, dir string) ([]Session, error)
+	routes(ctx context.Context, rp RouterPlan, dir string) ([]RouterRoute, error)
+	// cli returns the argv of the router's own CLI (birdc, vtysh).
+	cli(rp RouterPlan, dir string) []string
+}
+
+type routerCommand struct {
+	name string
+	argv []string
+}
+
+func driverFor(kind string) (routerDriver, error) {
+	switch kind {
+	case RouterBIRD:
+		return birdDriver{}, nil
+	case RouterFRR:
+		return frrDriver{}, nil
+	}
+	return nil, fmt.Errorf("unknown router kind %q", kind)
+}
+
+// routerDir is where a router's configuration, sockets and logs live.
+func routerDir(stateDir, name string) string { return filepath.Join(stateDir, "routers", name) }
+
+// startRouter writes the configuration and starts the daemons detached.
+// Each started process is passed to record before the next one starts, so
+// a failure half way still leaves every process known to Down.
+func startRouter(d routerDriver, rp RouterPlan, stateDir string, record func(Proc) error) error {
+	dir := routerDir(stateDir, rp.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	cmds, err := d.configure(rp, dir)
+	if err != nil {
+		return fmt.Errorf("configure %s: %w", rp.Name, err)
+	}
+	for _, c := range cmds {
+		p, err := startDetached(rp.NS, c.name+"-"+rp.Name, filepath.Join(dir, c.name+".log"), c.argv, nil)
+		if err != nil {
+			return err
+		}
+		if err := record(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}

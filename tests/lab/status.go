@@ -1,0 +1,220 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Status is a snapshot of the lab.
+type Status struct {
+	Router       string         `json:"router"`
+	ControlPlane string         `json:"controlPlane"`
+	APIServer    string         `json:"apiServer"`
+	Nodes        []NodeStatus   `json:"nodes"`
+	Routers      []RouterStatus `json:"routers"`
+	Pods         []Pod          `json:"pods"`
+}
+
+// NodeStatus is one node: its agent, the BGP sessions its agent reports
+// (CairnNodeStatus, when the agent writes one) and its kernel routes.
+type NodeStatus struct {
+	Node     Node          `json:"node"`
+	Agent    string        `json:"agent"`
+	Sessions []Session     `json:"sessions,omitempty"`
+	Routes   []KernelRoute `json:"routes"`
+	Err      string        `json:"error,omitempty"`
+}
+
+// RouterStatus is one router's sessions and BGP table.
+type RouterStatus struct {
+	Router   RouterPlan    `json:"router"`
+	Sessions []Session     `json:"sessions"`
+	Routes   []RouterRoute `json:"routes"`
+	Err      string        `json:"error,omitempty"`
+}
+
+// KernelRoute is a route of `ip -j route show`.
+type KernelRoute struct {
+	Type     string `json:"type"`
+	Dst      string `json:"dst"`
+	Gateway  string `json:"gateway"`
+	Dev      string `json:"dev"`
+	Protocol string `json:"protocol"`
+	Scope    string `json:"scope"`
+}
+
+func (r KernelRoute) String() string {
+	var b strings.Builder
+	if r.Type != "" && r.Type != "unicast" {
+		b.WriteString(r.Type + " ")
+	}
+	b.WriteString(r.Dst)
+	if r.Gateway != "" {
+		b.WriteString(" via " + r.Gateway)
+	}
+	if r.Dev != "" {
+		b.WriteString(" dev " + r.Dev)
+	}
+	if r.Protocol != "" {
+		b.WriteString(" proto " + r.Protocol)
+	}
+	if r.Scope != "" && r.Scope != "global" {
+		b.WriteString(" scope " + r.Scope)
+	}
+	return b.String()
+}
+
+// KernelRoutes lists the IPv4 routes of a namespace's main table.
+func KernelRoutes(ctx context.Context, netns string) ([]KernelRoute, error) {
+	out, err := ip(ctx, netns, "-j", "-4", "route", "show")
+	if err != nil {
+		return nil, fmt.Errorf("routes of %s: %w", netns, err)
+	}
+	var routes []KernelRoute
+	if err := json.Unmarshal(out, &routes); err != nil {
+		return nil, fmt.Errorf("decode routes of %s: %w", netns, err)
+	}
+	return routes, nil
+}
+
+// Status gathers the lab's state from the kernels, routers and API server.
+// Parts that cannot be read carry their error instead of failing it all.
+func (l *Lab) Status(ctx context.Context) (*Status, error) {
+	s := &Status{Router: l.st.Plan.Router, ControlPlane: l.st.Plan.ControlPlane.NS, Pods: l.Pods()}
+	if l.st.ControlPlane != nil {
+		s.APIServer = l.st.ControlPlane.URL
+	}
+	nodeSessions := l.agentSessions(ctx)
+	for _, n := range l.st.Plan.Nodes() {
+		ns := NodeStatus{Node: n, Agent: l.agentState(n), Sessions: nodeSessions[n.Name]}
+		routes, err := KernelRoutes(ctx, n.NS)
+		if err != nil {
+			ns.Err = err.Error()
+		}
+		ns.Routes = routes
+		s.Nodes = append(s.Nodes, ns)
+	}
+	for _, r := range l.st.Plan.Routers() {
+		rs := RouterStatus{Router: r}
+		dir := routerDir(l.st.Dir, r.Name)
+		var err error
+		if rs.Sessions, err = l.drv.sessions(ctx, r, dir); err != nil {
+			rs.Err = err.Error()
+		} else if rs.Routes, err = l.drv.routes(ctx, r, dir); err != nil {
+			rs.Err = err.Error()
+		}
+		s.Routers = append(s.Routers, rs)
+	}
+	return s, nil
+}
+
+func (l *Lab) agentState(n Node) string {
+	for _, p := range l.st.Procs {
+		if p.Name == binNode+"-"+n.Name {
+			if p.Alive() {
+				return fmt.Sprintf("running (pid %d)", p.PID)
+			}
+			return "exited (log " + p.Log + ")"
+		}
+	}
+	return "not started"
+}
+
+// agentSessions reads the sessions each agent reports in its
+// CairnNodeStatus; a lab whose agents write none shows none.
+func (l *Lab) agentSessions(ctx context.Context) map[string][]Session {
+	out := map[string][]Session{}
+	c, err := l.clients()
+	if err != nil {
+		return out
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	list, err := c.cairn.CairnV1alpha1().CairnNodeStatuses().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return out
+	}
+	for _, cns := range list.Items {
+		for _, p := range cns.Status.BGP.Peers {
+			addr, _ := netip.ParseAddr(p.PeerIP)
+			out[cns.Spec.Node] = append(out[cns.Spec.Node], Session{Peer: p.Type, Addr: addr, State: p.State})
+		}
+	}
+	return out
+}
+
+// Print writes the status for people.
+func (s *Status) Print(w io.Writer) {
+	fmt.Fprintf(w, "Control plane: %s in %s\n", s.APIServer, s.ControlPlane)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "\nNODE\tRACK\tNETNS\tADDRESS\tAS\tAGENT\n")
+	for _, n := range s.Nodes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", n.Node.Name, n.Node.Rack, n.Node.NS, n.Node.Addr, n.Node.AS, n.Agent)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nBGP SESSIONS (%s)\n", s.Router)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "ROUTER\tPEER\tADDRESS\tAS\tSTATE\tINFO\n")
+	for _, r := range s.Routers {
+		if r.Err != "" {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\terror\t%s\n", r.Router.Name, r.Err)
+		}
+		for _, sess := range r.Sessions {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", r.Router.Name, sess.Peer, sess.Addr, sess.AS, sess.State, sess.Info)
+		}
+	}
+	for _, n := range s.Nodes {
+		for _, sess := range n.Sessions {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t%s\t(agent's report)\n", n.Node.Name, sess.Peer, sess.Addr, sess.State)
+		}
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nROUTER ROUTES (BGP table)\n")
+	for _, r := range s.Routers {
+		routes := append([]RouterRoute(nil), r.Routes...)
+		sortRoutes(routes)
+		for _, rt := range routes {
+			best := " "
+			if rt.Best {
+				best = "*"
+			}
+			from := rt.From
+			if from == "" {
+				from = "local"
+			}
+			fmt.Fprintf(w, "  %-6s %s %-18s via %-13s from %s\n", r.Router.Name, best, rt.Prefix, rt.NextHop, from)
+		}
+	}
+	fmt.Fprintf(w, "\nNODE ROUTES (kernel, pool %s)\n", PoolCIDR)
+	pool := netip.MustParsePrefix(PoolCIDR)
+	for _, n := range s.Nodes {
+		for _, rt := range n.Routes {
+			if p, err := netip.ParsePrefix(rt.Dst); err == nil && pool.Overlaps(p) {
+				fmt.Fprintf(w, "  %-6s %s\n", n.Node.Name, rt)
+			} else if a, err := netip.ParseAddr(rt.Dst); err == nil && pool.Contains(a) {
+				fmt.Fprintf(w, "  %-6s %s\n", n.Node.Name, rt)
+			}
+		}
+		if n.Err != "" {
+			fmt.Fprintf(w, "  %-6s error: %s\n", n.Node.Name, n.Err)
+		}
+	}
+	fmt.Fprintf(w, "\nPODS\n")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "NAME\tNODE\tIP\tNETNS\n")
+	pods := append([]Pod(nil), s.Pods...)
+	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
+	for _, p := range pods {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, p.Node, p.IP, p.NetnsPath)
+	}
+	tw.Flush()
+}
