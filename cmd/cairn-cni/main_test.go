@@ -9,9 +9,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ns"
@@ -228,6 +230,15 @@ func TestBinaryPrivilegedLifecycle(t *testing.T) {
 	if linkExists(t, pod, "eth0") {
 		t.Fatal("failed ADD left eth0 in the pod")
 	}
+	// CNI_NETNS naming the plugin's own namespace is refused up front.
+	ownNS := add
+	ownNS.netns = hostNS.Path()
+	if e := inHost(ownNS).cniError(t); e.Code != 8 {
+		t.Errorf("ADD into the host's own netns: code %d (%s), want 8", e.Code, e.Msg)
+	}
+	if linkExists(t, hostNS, "eth0") {
+		t.Fatal("ADD wired the host namespace itself")
+	}
 
 	o := inHost(add)
 	if o.exitCode != 0 {
@@ -279,4 +290,37 @@ func linkExists(t *testing.T, n ns.NetNS, name string) bool {
 		t.Fatal(err)
 	}
 	return found
+}
+
+// TestBinaryPrivilegedAddLatency reports what a runtime waits for per ADD:
+// process start, netconf parsing, gRPC to a (fake, in-process) agent and the
+// netns work, one pod at a time. It never fails on a time; see -v.
+func TestBinaryPrivilegedAddLatency(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measurement; skipped in -short")
+	}
+	hostNS := nstest.New(t)
+	sock := agenttest.New().Serve(t)
+	pluginBinary(t) // build outside the timing
+	const pods = 16
+	var took []time.Duration
+	for i := range pods {
+		pod := nstest.New(t)
+		inv := invocation{command: "ADD", containerID: fmt.Sprintf("lat%d", i), netns: pod.Path(), ifName: "eth0", stdin: conf(sock, "")}
+		var o outcome
+		start := time.Now()
+		if err := hostNS.Do(func(ns.NetNS) error { o = runPlugin(t, inv); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		took = append(took, time.Since(start))
+		if o.exitCode != 0 {
+			t.Fatalf("ADD %d: exit %d\n%s%s", i, o.exitCode, o.stdout, o.stderr)
+		}
+		if i == pods-1 {
+			t.Logf("last ADD's own log: %s", strings.TrimSpace(o.stderr))
+		}
+	}
+	slices.Sort(took)
+	t.Logf("cairn-cni ADD as a runtime sees it, %d pods one at a time: p50 %v, max %v",
+		pods, took[pods/2].Round(time.Microsecond), took[pods-1].Round(time.Microsecond))
 }

@@ -31,12 +31,17 @@ func (k *Kernel) inHost(fn func() error) error {
 	return k.HostNS.Do(func(ns.NetNS) error { return fn() })
 }
 
-// openPod opens the pod's namespace; a missing path is ErrNetnsNotFound.
+// openPod opens the pod's namespace. A missing path, or one that is no
+// longer a namespace (a runtime unmounts before it deletes the file), is
+// ErrNetnsNotFound.
 func openPod(netnsPath string) (ns.NetNS, error) {
 	podNS, err := ns.GetNS(netnsPath)
 	if err != nil {
-		var notExist ns.NSPathNotExistErr
-		if errors.As(err, &notExist) {
+		var (
+			notExist ns.NSPathNotExistErr
+			notNS    ns.NSPathNotNSErr
+		)
+		if errors.As(err, &notExist) || errors.As(err, &notNS) {
 			return nil, fmt.Errorf("open netns %s: %w", netnsPath, ErrNetnsNotFound)
 		}
 		return nil, fmt.Errorf("open netns %s: %w", netnsPath, err)
@@ -59,21 +64,53 @@ func isNotFound(err error) bool {
 	return errors.As(err, &lnf) || errors.Is(err, unix.ENODEV)
 }
 
-// PodInterfaceExists reports whether the pod already has ifName.
-func (k *Kernel) PodInterfaceExists(netnsPath, ifName string) (bool, error) {
-	var exists bool
-	err := inPod(netnsPath, func() error {
+// CheckPod checks that ADD may wire netnsPath: it is a namespace
+// (ErrNetnsNotFound), not the host's own (ErrHostNetns), and has no ifName
+// yet (ErrInterfaceExists).
+func (k *Kernel) CheckPod(netnsPath, ifName string) error {
+	podNS, err := openPod(netnsPath)
+	if err != nil {
+		return err
+	}
+	defer podNS.Close()
+	same, err := k.isHostNS(podNS)
+	if err != nil {
+		return err
+	}
+	if same {
+		return fmt.Errorf("%s: %w", netnsPath, ErrHostNetns)
+	}
+	return podNS.Do(func(ns.NetNS) error {
 		_, err := netlink.LinkByName(ifName)
 		switch {
 		case err == nil:
-			exists = true
+			return fmt.Errorf("%s in %s: %w", ifName, netnsPath, ErrInterfaceExists)
 		case isNotFound(err):
+			return nil
 		default:
 			return fmt.Errorf("look up %s in %s: %w", ifName, netnsPath, err)
 		}
-		return nil
 	})
-	return exists, err
+}
+
+// isHostNS reports whether podNS is the host namespace, comparing the
+// namespaces' inodes.
+func (k *Kernel) isHostNS(podNS ns.NetNS) (bool, error) {
+	var pod, host unix.Stat_t
+	if err := unix.Fstat(int(podNS.Fd()), &pod); err != nil {
+		return false, fmt.Errorf("stat netns %s: %w", podNS.Path(), err)
+	}
+	var err error
+	if k.HostNS != nil {
+		err = unix.Fstat(int(k.HostNS.Fd()), &host)
+	} else {
+		// Every unlocked thread of the plugin is in the host namespace.
+		err = unix.Stat("/proc/thread-self/ns/net", &host)
+	}
+	if err != nil {
+		return false, fmt.Errorf("stat host netns: %w", err)
+	}
+	return pod.Dev == host.Dev && pod.Ino == host.Ino, nil
 }
 
 // CreateVeth creates the pair in one netlink request: the host end, up, in

@@ -46,10 +46,13 @@ func IsHostVethName(name string) bool {
 	return err == nil
 }
 
-// HostMAC is the MAC of every host veth. Each veth is its own L2 segment,
-// so one fixed address is enough, and the plugin knows it without reading
-// it back from the kernel (the pod's permanent gateway neighbour uses it).
-var HostMAC = net.HardwareAddr{0xee, 0xee, 0xee, 0xee, 0xee, 0xee}
+// HostMAC returns the MAC of every host veth, ee:ee:ee:ee:ee:ee. Each veth
+// is its own L2 segment, so one fixed address is enough, and the plugin
+// knows it without reading it back from the kernel (the pod's permanent
+// gateway neighbour uses it).
+func HostMAC() net.HardwareAddr {
+	return net.HardwareAddr{0xee, 0xee, 0xee, 0xee, 0xee, 0xee}
+}
 
 // RandomMAC returns a locally administered unicast MAC read from r (use
 // crypto/rand.Reader); choosing it up front saves reading it back.

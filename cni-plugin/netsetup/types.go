@@ -9,6 +9,8 @@ import (
 var (
 	// ErrNetnsNotFound: the netns path does not exist (any more).
 	ErrNetnsNotFound = errors.New("network namespace not found")
+	// ErrHostNetns: the "pod" namespace is the host's own.
+	ErrHostNetns = errors.New("netns is the host's own network namespace")
 	// ErrInterfaceExists: the pod already has an interface of that name.
 	ErrInterfaceExists = errors.New("interface already exists in the container")
 	// ErrLinkNotFound: the interface to inspect does not exist.

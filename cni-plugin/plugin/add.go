@@ -36,12 +36,15 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (*current.Result, 
 			return addErr
 		}
 		res = added
-		r.log.Info("pod network added", "addresses", ipStrings(res), "total", time.Since(start),
-			"allocate", t.allocate, "netns", t.netns, "endpointUp", t.endpointUp)
+		r.log.Info("pod network added", "addresses", ipStrings(res), "total", micros(time.Since(start)),
+			"allocate", micros(t.allocate), "netns", micros(t.netns), "endpointUp", micros(t.endpointUp))
 		return nil
 	})
 	return res, err
 }
+
+// micros renders a duration for logs, readable in text and JSON alike.
+func micros(d time.Duration) string { return d.Round(time.Microsecond).String() }
 
 // addTimings records where an ADD spent its time.
 type addTimings struct {
@@ -52,12 +55,8 @@ type addTimings struct {
 // may have changed something.
 func (p *Plugin) add(ctx context.Context, r *request, agent agentClient, undo *undoList, t *addTimings) (*current.Result, error) {
 	netnsStart := time.Now()
-	exists, err := p.dp.PodInterfaceExists(r.netns, r.ifName)
-	if err != nil {
+	if err := p.dp.CheckPod(r.netns, r.ifName); err != nil {
 		return nil, err
-	}
-	if exists {
-		return nil, fmt.Errorf("%s in %s: %w", r.ifName, r.netns, netsetup.ErrInterfaceExists)
 	}
 	t.netns = time.Since(netnsStart)
 
@@ -70,13 +69,13 @@ func (p *Plugin) add(ctx context.Context, r *request, agent agentClient, undo *u
 		return nil, err
 	}
 	netnsStart = time.Now()
-	veth := netsetup.Veth{HostName: r.hostVeth, HostMAC: netsetup.HostMAC, PodIfName: r.ifName, PodMAC: podMAC, MTU: r.cfg.MTU}
+	veth := netsetup.Veth{HostName: r.hostVeth, HostMAC: netsetup.HostMAC(), PodIfName: r.ifName, PodMAC: podMAC, MTU: r.cfg.MTU}
 	if err := p.dp.CreateVeth(r.netns, veth); err != nil {
 		return nil, err
 	}
 	undo.push("delete veth "+r.hostVeth, func() error { return p.dp.DeleteHostVeth(r.hostVeth) })
 
-	podCfg := netsetup.PodConfig{IfName: r.ifName, Addresses: alloc.addresses, Gateways: alloc.gateways, GatewayMAC: netsetup.HostMAC}
+	podCfg := netsetup.PodConfig{IfName: r.ifName, Addresses: alloc.addresses, Gateways: alloc.gateways, GatewayMAC: netsetup.HostMAC()}
 	if err := p.dp.ConfigurePod(r.netns, podCfg); err != nil {
 		return nil, fmt.Errorf("configure %s in %s: %w", r.ifName, r.netns, err)
 	}

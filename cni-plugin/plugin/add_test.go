@@ -42,7 +42,7 @@ func TestAddStepsInOrder(t *testing.T) {
 	if _, err := f.p.Add(context.Background(), cmdArgs(testConf)); err != nil {
 		t.Fatalf("Add: %v", err)
 	}
-	want := []string{"dp.PodInterfaceExists", "agent.Allocate", "dp.CreateVeth", "dp.ConfigurePod", "agent.EndpointUp"}
+	want := []string{"dp.CheckPod", "agent.Allocate", "dp.CreateVeth", "dp.ConfigurePod", "agent.EndpointUp"}
 	if got := f.rec.log(); !slices.Equal(got, want) {
 		t.Errorf("calls = %v, want %v", got, want)
 	}
@@ -178,7 +178,7 @@ func TestAddInterfaceExists(t *testing.T) {
 	if cniCode(err) != CodeInterfaceExists {
 		t.Fatalf("Add error = %v (code %d), want code %d", err, cniCode(err), CodeInterfaceExists)
 	}
-	if calls := f.rec.log(); !slices.Equal(calls, []string{"dp.PodInterfaceExists"}) {
+	if calls := f.rec.log(); !slices.Equal(calls, []string{"dp.CheckPod"}) {
 		t.Errorf("calls = %v: nothing may be allocated or created", calls)
 	}
 }

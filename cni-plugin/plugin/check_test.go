@@ -28,9 +28,9 @@ func goodState() (netsetup.PodState, netsetup.HostState) {
 			{Dst: v4, LinkScope: true},
 			{Dst: def, Gw: net.IPv4(169, 254, 1, 1)},
 		},
-		Neighbors: []netsetup.Neighbor{{IP: net.IPv4(169, 254, 1, 1), MAC: netsetup.HostMAC, Permanent: true}},
+		Neighbors: []netsetup.Neighbor{{IP: net.IPv4(169, 254, 1, 1), MAC: netsetup.HostMAC(), Permanent: true}},
 	}
-	host := netsetup.HostState{Index: 9, Up: true, IsVeth: true, MAC: netsetup.HostMAC, PeerIndex: 2}
+	host := netsetup.HostState{Index: 9, Up: true, IsVeth: true, MAC: netsetup.HostMAC(), PeerIndex: 2}
 	return pod, host
 }
 

@@ -39,6 +39,6 @@ func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	r.log.Info("pod network deleted", "total", time.Since(start))
+	r.log.Info("pod network deleted", "total", micros(time.Since(start)))
 	return nil
 }

@@ -14,7 +14,7 @@ import (
 // Dataplane is the kernel work the plugin needs; *netsetup.Kernel is the
 // real one, tests use fakes.
 type Dataplane interface {
-	PodInterfaceExists(netnsPath, ifName string) (bool, error)
+	CheckPod(netnsPath, ifName string) error
 	CreateVeth(netnsPath string, v netsetup.Veth) error
 	ConfigurePod(netnsPath string, c netsetup.PodConfig) error
 	DeleteHostVeth(name string) error

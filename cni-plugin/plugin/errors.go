@@ -87,6 +87,8 @@ func toCNIError(err error) *types.Error {
 		code = CodeInterfaceExists
 	case errors.Is(err, netsetup.ErrNetnsNotFound):
 		code = types.ErrUnknownContainer
+	case errors.Is(err, netsetup.ErrHostNetns):
+		code = types.ErrInvalidNetNS
 	case errors.Is(err, errCheckFailed):
 		code = CodeCheckFailed
 	case isTemporary(err):

@@ -46,8 +46,14 @@ type fakeDataplane struct {
 	config netsetup.PodConfig
 }
 
-func (f *fakeDataplane) PodInterfaceExists(string, string) (bool, error) {
-	return f.exists, f.rec.call("dp.PodInterfaceExists")
+func (f *fakeDataplane) CheckPod(string, string) error {
+	if err := f.rec.call("dp.CheckPod"); err != nil {
+		return err
+	}
+	if f.exists {
+		return netsetup.ErrInterfaceExists
+	}
+	return nil
 }
 
 func (f *fakeDataplane) CreateVeth(_ string, v netsetup.Veth) error {

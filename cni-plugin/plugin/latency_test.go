@@ -39,9 +39,9 @@ func (d *timedDataplane) record(step, netns string, start time.Time) {
 	d.byStep[step] = append(d.byStep[step], took)
 }
 
-func (d *timedDataplane) PodInterfaceExists(netns, ifName string) (bool, error) {
+func (d *timedDataplane) CheckPod(netns, ifName string) error {
 	defer d.record("check", netns, time.Now())
-	return d.Dataplane.PodInterfaceExists(netns, ifName)
+	return d.Dataplane.CheckPod(netns, ifName)
 }
 
 func (d *timedDataplane) CreateVeth(netns string, v netsetup.Veth) error {

@@ -69,15 +69,17 @@ func New(o Options) *Plugin {
 	return p
 }
 
-// SupportedVersions are the CNI versions the plugin speaks.
-var SupportedVersions = []string{"0.4.0", "1.0.0", "1.1.0"}
+// versionInfo lists the CNI versions the plugin speaks.
+func versionInfo() version.PluginInfo {
+	return version.PluginSupports("0.4.0", "1.0.0", "1.1.0")
+}
 
 // Main runs one CNI command as the runtime asked (environment and stdin)
 // through skel, prints the result or the CNI error to Stdout, and returns
 // the process exit code.
 func (p *Plugin) Main(ctx context.Context, about string) int {
 	var cniVersion string
-	e := skel.PluginMainFuncsWithError(p.funcs(ctx, &cniVersion), version.PluginSupports(SupportedVersions...), about)
+	e := skel.PluginMainFuncsWithError(p.funcs(ctx, &cniVersion), versionInfo(), about)
 	if e == nil {
 		return 0
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
@@ -137,7 +138,7 @@ func TestPrivilegedAddWiresPod(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := n.p.Add(context.Background(), n.args("c1", pod, "web-0", n.conf(`,"ipFamilies":["ipv4","ipv6"]`)))
+	res, err := n.p.Add(context.Background(), n.args("c1", pod, "web-0", n.conf(`,"ipFamilies":["ipv4","ipv6"],"mtu":1400`)))
 	if err != nil {
 		t.Fatalf("Add: %v", err)
 	}
@@ -150,8 +151,11 @@ func TestPrivilegedAddWiresPod(t *testing.T) {
 	if host == nil {
 		t.Fatalf("host veth %s missing from the host namespace", hostVeth)
 	}
-	if host.Type() != "veth" || host.Attrs().Flags&net.FlagUp == 0 || host.Attrs().HardwareAddr.String() != "ee:ee:ee:ee:ee:ee" {
-		t.Errorf("host veth = %s up=%v mac=%s", host.Type(), host.Attrs().Flags&net.FlagUp != 0, host.Attrs().HardwareAddr)
+	if host.Type() != "veth" || host.Attrs().Flags&net.FlagUp == 0 || host.Attrs().HardwareAddr.String() != "ee:ee:ee:ee:ee:ee" || host.Attrs().MTU != 1400 {
+		t.Errorf("host veth = %s up=%v mac=%s mtu=%d", host.Type(), host.Attrs().Flags&net.FlagUp != 0, host.Attrs().HardwareAddr, host.Attrs().MTU)
+	}
+	if l := podLink(t, pod, "eth0"); l == nil || l.Attrs().MTU != 1400 {
+		t.Errorf("pod eth0 MTU not 1400: %v", l)
 	}
 	assertPodWired(t, pod, "198.51.100.2/32", "fd00:cafe::2/128", res.Interfaces[1].Mac)
 	assertTraffic(t, n.hostNS, pod)
@@ -161,7 +165,7 @@ func TestPrivilegedAddWiresPod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := n.p.funcs(context.Background(), &v).Check(n.args("c1", pod, "web-0", n.conf(`,"ipFamilies":["ipv4","ipv6"],"prevResult":`+string(out)))); err != nil {
+	if err := n.p.funcs(context.Background(), &v).Check(n.args("c1", pod, "web-0", n.conf(`,"ipFamilies":["ipv4","ipv6"],"mtu":1400,"prevResult":`+string(out)))); err != nil {
 		t.Errorf("CHECK right after ADD: %v", err)
 	}
 }
@@ -515,5 +519,17 @@ func TestPrivilegedCNIResultIsValidJSON(t *testing.T) {
 	r := res.(*current.Result)
 	if len(r.IPs) != 1 || r.IPs[0].Address.String() != "198.51.100.2/32" || *r.IPs[0].Interface != 1 {
 		t.Errorf("result = %s", out.String())
+	}
+}
+
+func TestPrivilegedAddRefusesHostNetns(t *testing.T) {
+	n := newNode(t)
+	// The runtime names the host namespace itself as the pod's.
+	_, err := n.p.Add(context.Background(), n.args("c1", n.hostNS, "web-0", n.conf("")))
+	if cniCode(err) != types.ErrInvalidNetNS {
+		t.Fatalf("Add error = %v (code %d), want code %d", err, cniCode(err), types.ErrInvalidNetNS)
+	}
+	if len(n.agent.Calls()) != 0 {
+		t.Errorf("agent called: %v", n.agent.Calls())
 	}
 }

@@ -25,7 +25,7 @@ func buildResult(r *request, alloc *allocation, podMAC net.HardwareAddr) *curren
 	res := &current.Result{
 		CNIVersion: current.ImplementedSpecVersion,
 		Interfaces: []*current.Interface{
-			hostIfaceIndex: {Name: r.hostVeth, Mac: netsetup.HostMAC.String(), Mtu: r.cfg.MTU},
+			hostIfaceIndex: {Name: r.hostVeth, Mac: netsetup.HostMAC().String(), Mtu: r.cfg.MTU},
 			podIfaceIndex:  {Name: r.ifName, Mac: podMAC.String(), Mtu: r.cfg.MTU, Sandbox: r.netns},
 		},
 		DNS: r.cfg.DNS,

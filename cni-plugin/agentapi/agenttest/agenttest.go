@@ -21,11 +21,12 @@ import (
 	"github.com/cairn-net/cairn/cni-plugin/agentapi"
 )
 
-// Prefixes the fake allocates from (documentation and ULA ranges, only ever
-// configured inside namespaces the tests create).
-var (
-	V4Prefix = netip.MustParsePrefix("198.51.100.0/24")
-	V6Prefix = netip.MustParsePrefix("fd00:cafe::/64")
+// The fake allocates 198.51.100.2, .3... (a documentation range) and
+// fd00:cafe::2, ::3... (ULA), one host number per attachment for both
+// families; tests only ever configure them inside namespaces they create.
+const (
+	v4Prefix = "198.51.100.0/24"
+	v6Prefix = "fd00:cafe::/64"
 )
 
 // Key names an attachment.
@@ -149,9 +150,9 @@ func (a *Agent) Allocate(_ context.Context, req *agentapi.AllocateRequest) (*age
 	for _, f := range req.GetIpFamilies() {
 		switch f {
 		case agentapi.IPFamily_IP_FAMILY_V4:
-			at.Addresses = append(at.Addresses, nth(V4Prefix, host).String()+"/32")
+			at.Addresses = append(at.Addresses, nth(netip.MustParsePrefix(v4Prefix), host).String()+"/32")
 		case agentapi.IPFamily_IP_FAMILY_V6:
-			at.Addresses = append(at.Addresses, nth(V6Prefix, host).String()+"/128")
+			at.Addresses = append(at.Addresses, nth(netip.MustParsePrefix(v6Prefix), host).String()+"/128")
 		default:
 			return nil, status.Errorf(codes.InvalidArgument, "family %v", f)
 		}
