@@ -235,8 +235,8 @@ func (sp *speakerProc) read(out io.Reader) {
 }
 
 // call sends a command and waits for its reply.
-func (sp *speakerProc) call(c helperCmd) helperMsg {
-	sp.t.Helper()
+func (sp *speakerProc) call(t testing.TB, c helperCmd) helperMsg {
+	t.Helper()
 	ch := make(chan helperMsg, 1)
 	sp.mu.Lock()
 	sp.nextID++
@@ -245,89 +245,89 @@ func (sp *speakerProc) call(c helperCmd) helperMsg {
 	sp.mu.Unlock()
 	b, _ := json.Marshal(c)
 	if _, err := sp.in.Write(append(b, '\n')); err != nil {
-		sp.t.Fatalf("speaker %s: send %s: %v", sp.name, c.Op, err)
+		t.Fatalf("speaker %s: send %s: %v", sp.name, c.Op, err)
 	}
 	select {
 	case m := <-ch:
 		return m
 	case <-sp.exited:
-		sp.t.Fatalf("speaker %s exited during %s: %s", sp.name, c.Op, sp.exitErr)
+		t.Fatalf("speaker %s exited during %s: %s", sp.name, c.Op, sp.exitErr)
 	case <-time.After(15 * time.Second):
-		sp.t.Fatalf("speaker %s: no reply to %s", sp.name, c.Op)
+		t.Fatalf("speaker %s: no reply to %s", sp.name, c.Op)
 	}
 	return helperMsg{}
 }
 
-func (sp *speakerProc) SetPeers(peers ...Peer) {
-	sp.t.Helper()
-	if m := sp.call(helperCmd{Op: "peers", Peers: peers}); m.Err != "" {
-		sp.t.Fatalf("speaker %s: SetPeers: %s", sp.name, m.Err)
+func (sp *speakerProc) SetPeers(t testing.TB, peers ...Peer) {
+	t.Helper()
+	if m := sp.call(t, helperCmd{Op: "peers", Peers: peers}); m.Err != "" {
+		t.Fatalf("speaker %s: SetPeers: %s", sp.name, m.Err)
 	}
 }
 
-func (sp *speakerProc) SetAds(ps ...string) {
-	sp.t.Helper()
+func (sp *speakerProc) SetAds(t testing.TB, ps ...string) {
+	t.Helper()
 	ads := make([]Advertisement, len(ps))
 	for i, p := range ps {
 		ads[i] = Advertisement{Prefix: netip.MustParsePrefix(p)}
 	}
-	if m := sp.call(helperCmd{Op: "ads", Ads: ads}); m.Err != "" {
-		sp.t.Fatalf("speaker %s: SetAdvertisements: %s", sp.name, m.Err)
+	if m := sp.call(t, helperCmd{Op: "ads", Ads: ads}); m.Err != "" {
+		t.Fatalf("speaker %s: SetAdvertisements: %s", sp.name, m.Err)
 	}
 }
 
-func (sp *speakerProc) SetFilter(ps ...string) {
-	sp.t.Helper()
-	sp.call(helperCmd{Op: "filter", Filter: prefixes(ps...)})
+func (sp *speakerProc) SetFilter(t testing.TB, ps ...string) {
+	t.Helper()
+	sp.call(t, helperCmd{Op: "filter", Filter: prefixes(ps...)})
 }
 
-func (sp *speakerProc) States() []PeerState {
-	sp.t.Helper()
-	return sp.call(helperCmd{Op: "states"}).States
+func (sp *speakerProc) States(t testing.TB) []PeerState {
+	t.Helper()
+	return sp.call(t, helperCmd{Op: "states"}).States
 }
 
 // WaitEstablished polls PeerStates until every peer is Established.
-func (sp *speakerProc) WaitEstablished(timeout time.Duration) []PeerState {
-	sp.t.Helper()
-	return sp.WaitStates("all sessions Established", timeout, func(st []PeerState) bool {
+func (sp *speakerProc) WaitEstablished(t testing.TB, timeout time.Duration) []PeerState {
+	t.Helper()
+	return sp.WaitStates(t, "all sessions Established", timeout, func(st []PeerState) bool {
 		return len(st) > 0 && !slices.ContainsFunc(st, func(s PeerState) bool { return s.State != StateEstablished })
 	})
 }
 
 // WaitStates polls PeerStates until cond holds or the deadline passes.
-func (sp *speakerProc) WaitStates(what string, timeout time.Duration, cond func([]PeerState) bool) []PeerState {
-	sp.t.Helper()
+func (sp *speakerProc) WaitStates(t testing.TB, what string, timeout time.Duration, cond func([]PeerState) bool) []PeerState {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		st := sp.States()
+		st := sp.States(t)
 		if cond(st) {
 			return st
 		}
 		if time.Now().After(deadline) {
-			sp.t.Fatalf("speaker %s: %s: not within %s; peer states: %+v", sp.name, what, timeout, st)
+			t.Fatalf("speaker %s: %s: not within %s; peer states: %+v", sp.name, what, timeout, st)
 		}
 		<-tick.C
 	}
 }
 
 // WaitLearned waits until the latest Learned() set satisfies cond.
-func (sp *speakerProc) WaitLearned(what string, timeout time.Duration, cond func([]Path) bool) []Path {
-	sp.t.Helper()
+func (sp *speakerProc) WaitLearned(t testing.TB, what string, timeout time.Duration, cond func([]Path) bool) []Path {
+	t.Helper()
 	paths, ok := sp.waitLearned(timeout, cond)
 	if !ok {
-		sp.t.Fatalf("speaker %s: %s: not within %s; learned: %v", sp.name, what, timeout, paths)
+		t.Fatalf("speaker %s: %s: not within %s; learned: %v", sp.name, what, timeout, paths)
 	}
 	return paths
 }
 
 // HoldsLearned checks that cond keeps holding for the whole window; it
 // fails as soon as a Learned() set breaks it.
-func (sp *speakerProc) HoldsLearned(what string, window time.Duration, cond func([]Path) bool) {
-	sp.t.Helper()
+func (sp *speakerProc) HoldsLearned(t testing.TB, what string, window time.Duration, cond func([]Path) bool) {
+	t.Helper()
 	if paths, broke := sp.waitLearned(window, func(p []Path) bool { return !cond(p) }); broke {
-		sp.t.Fatalf("speaker %s: %s: broken; learned: %v", sp.name, what, paths)
+		t.Fatalf("speaker %s: %s: broken; learned: %v", sp.name, what, paths)
 	}
 }
 
@@ -352,16 +352,16 @@ func (sp *speakerProc) waitLearned(timeout time.Duration, cond func([]Path) bool
 }
 
 // Stop asks the speaker to stop (Run's context is cancelled) and waits.
-func (sp *speakerProc) Stop() {
-	sp.t.Helper()
-	sp.call(helperCmd{Op: "quit"})
+func (sp *speakerProc) Stop(t testing.TB) {
+	t.Helper()
+	sp.call(t, helperCmd{Op: "quit"})
 	select {
 	case <-sp.exited:
 	case <-time.After(20 * time.Second):
-		sp.t.Fatalf("speaker %s did not stop", sp.name)
+		t.Fatalf("speaker %s did not stop", sp.name)
 	}
 	if sp.exitErr != "" {
-		sp.t.Errorf("speaker %s: Run returned %s", sp.name, sp.exitErr)
+		t.Errorf("speaker %s: Run returned %s", sp.name, sp.exitErr)
 	}
 }
 

@@ -26,6 +26,9 @@ type candidate struct {
 	Communities []uint32
 	// Unusable marks withdrawals and paths GoBGP considers unreachable.
 	Unusable bool
+	// Stale marks a path kept from a session that went down while graceful
+	// restart was negotiated.
+	Stale bool
 }
 
 // candidateFromAPI reads a GoBGP path. ok is false for anything that is not
@@ -41,6 +44,7 @@ func candidateFromAPI(p *apiutil.Path) (c candidate, ok bool) {
 		PeerASN:   p.PeerASN,
 		LocalPref: defaultLocalPref,
 		Unusable:  p.Withdrawal || p.IsNexthopInvalid,
+		Stale:     p.Stale,
 	}
 	for _, a := range p.Attrs {
 		switch a := a.(type) {
@@ -73,12 +77,19 @@ type learnedFilter struct {
 	// own holds the prefixes we advertise: a learned path for exactly one of
 	// them would hide our own block, so it is never handed to the dataplane.
 	own map[netip.Prefix][]uint32
+	// staleDead lists peers whose stale paths must go: the session is back
+	// without graceful restart, and RFC 4724 section 4.2 says to remove the
+	// stale routes at once. GoBGP keeps them until its restart timer ends.
+	staleDead map[netip.Addr]bool
 }
 
 // usable reports whether a candidate may be used at all.
 func (f learnedFilter) usable(c candidate) bool {
 	if c.Unusable || !c.Peer.IsValid() || c.Peer.IsUnspecified() {
 		return false // withdrawn, or locally originated (ours)
+	}
+	if c.Stale && f.staleDead[c.Peer] {
+		return false
 	}
 	if !c.NextHop.IsValid() || c.NextHop.IsUnspecified() {
 		return false

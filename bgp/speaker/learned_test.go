@@ -23,8 +23,9 @@ func TestSelectLearned(t *testing.T) {
 		}
 		return out
 	}
+	restartedWithoutGR := netip.MustParseAddr("10.88.0.9")
 	filter := learnedFilter{localASN: local, pools: prefixes("10.244.0.0/16", "fd00::/48"),
-		own: map[netip.Prefix][]uint32{ownBlock: nil}}
+		own: map[netip.Prefix][]uint32{ownBlock: nil}, staleDead: map[netip.Addr]bool{restartedWithoutGR: true}}
 	p := func(prefix netip.Prefix, nh, peer netip.Addr) Path {
 		return Path{Prefix: prefix, NextHop: nh, Peer: peer}
 	}
@@ -75,6 +76,12 @@ func TestSelectLearned(t *testing.T) {
 			cands: []candidate{c(block, netip.IPv4Unspecified(), netip.Addr{})}},
 		{name: "withdrawn and unreachable are skipped, the rest kept",
 			cands: []candidate{c(block, nh1, nh1, func(c *candidate) { c.Unusable = true }), c(block, nh2, nh2)},
+			want:  []Path{p(block, nh2, nh2)}},
+		{name: "stale paths are used while their peer restarts",
+			cands: []candidate{c(block, nh1, nh1, func(c *candidate) { c.Stale = true })},
+			want:  []Path{p(block, nh1, nh1)}},
+		{name: "stale paths go once their peer is back without graceful restart",
+			cands: []candidate{c(block, restartedWithoutGR, restartedWithoutGR, func(c *candidate) { c.Stale = true }), c(block, nh2, nh2)},
 			want:  []Path{p(block, nh2, nh2)}},
 		{name: "no next hop is skipped",
 			cands: []candidate{c(block, netip.Addr{}, nh1)}},

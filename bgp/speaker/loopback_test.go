@@ -123,35 +123,35 @@ func TestSpeakersOverLoopback(t *testing.T) {
 
 	pools := []string{"10.244.0.0/16"}
 	for _, s := range []*speakerProc{a, b, c} {
-		s.SetFilter(pools...)
+		s.SetFilter(t, pools...)
 	}
 	rogue := Peer{Name: "rogue", Address: lo(4), ASN: 65001, Passive: true, MaxPrefixes: 100}
-	a.SetPeers(
+	a.SetPeers(t,
 		Peer{Name: "B", Address: lo(2), ASN: asn, Passive: true, Password: password, HoldTime: 9 * time.Second},
 		Peer{Name: "C", Address: lo(3), ASN: asn, Passive: true},
 		rogue,
 	)
-	b.SetPeers(Peer{Name: "A", Address: lo(1), ASN: asn, Port: uint16(port), SourceAddress: lo(2), Password: password, HoldTime: 9 * time.Second})
-	c.SetPeers(Peer{Name: "A", Address: lo(1), ASN: asn, Port: uint16(port), SourceAddress: lo(3)})
+	b.SetPeers(t, Peer{Name: "A", Address: lo(1), ASN: asn, Port: uint16(port), SourceAddress: lo(2), Password: password, HoldTime: 9 * time.Second})
+	c.SetPeers(t, Peer{Name: "A", Address: lo(1), ASN: asn, Port: uint16(port), SourceAddress: lo(3)})
 
 	// No session before the first SetAdvertisements (End-of-RIB must not
 	// precede our routes).
-	for _, st := range a.States() {
+	for _, st := range a.States(t) {
 		if st.State == StateEstablished || !strings.Contains(st.LastError, "SetAdvertisements") {
 			t.Errorf("before SetAdvertisements: %+v", st)
 		}
 	}
 	// 10.244.50.0/24 is a service range both B and C announce: ECMP at A.
-	a.SetAds("10.244.1.0/26")
-	b.SetAds("10.244.2.0/26", "10.244.9.9/32", "10.244.50.0/24", "192.0.2.0/24")
-	c.SetAds("10.244.3.0/26", "10.244.50.0/24")
+	a.SetAds(t, "10.244.1.0/26")
+	b.SetAds(t, "10.244.2.0/26", "10.244.9.9/32", "10.244.50.0/24", "192.0.2.0/24")
+	c.SetAds(t, "10.244.3.0/26", "10.244.50.0/24")
 	r := startRogueRouter(t, 65001, netip.MustParseAddr("10.0.0.9"), lo(4), lo(1), asn, port,
 		"0.0.0.0/0", "198.51.100.0/24", "10.244.7.0/26", "10.244.1.0/26")
 
 	t.Run("sessions establish, with MD5 between A and B", func(t *testing.T) {
-		st := a.WaitEstablished(sessionTimeout)
-		b.WaitEstablished(sessionTimeout)
-		c.WaitEstablished(sessionTimeout)
+		st := a.WaitEstablished(t, sessionTimeout)
+		b.WaitEstablished(t, sessionTimeout)
+		c.WaitEstablished(t, sessionTimeout)
 		for _, s := range st {
 			if s.Uptime < 0 || s.LastError != "" {
 				t.Errorf("state %+v", s)
@@ -160,7 +160,7 @@ func TestSpeakersOverLoopback(t *testing.T) {
 	})
 
 	t.Run("import: pool prefixes only, ECMP, never a default route nor our own block", func(t *testing.T) {
-		got := a.WaitLearned("learned set", sessionTimeout, exactly(
+		got := a.WaitLearned(t, "learned set", sessionTimeout, exactly(
 			"10.244.2.0/26 via 127.0.0.2",
 			"10.244.9.9/32 via 127.0.0.2",
 			"10.244.3.0/26 via 127.0.0.3",
@@ -171,7 +171,7 @@ func TestSpeakersOverLoopback(t *testing.T) {
 		if i := slices.IndexFunc(got, func(p Path) bool { return p.Prefix.String() == "10.244.50.0/24" }); got[i].NextHop != lo(2) || got[i+1].NextHop != lo(3) {
 			t.Errorf("ECMP paths not in next-hop order: %v", got)
 		}
-		st := a.WaitStates("rogue's prefixes counted", sessionTimeout, func(st []PeerState) bool {
+		st := a.WaitStates(t, "rogue's prefixes counted", sessionTimeout, func(st []PeerState) bool {
 			i := slices.IndexFunc(st, func(s PeerState) bool { return s.Name == "rogue" })
 			return st[i].Received == 4
 		})
@@ -188,41 +188,41 @@ func TestSpeakersOverLoopback(t *testing.T) {
 	})
 
 	t.Run("withdraw on SetAdvertisements removal", func(t *testing.T) {
-		b.SetAds("10.244.2.0/26", "10.244.50.0/24", "192.0.2.0/24")
-		a.WaitLearned("borrowed /32 withdrawn", sessionTimeout, func(p []Path) bool {
+		b.SetAds(t, "10.244.2.0/26", "10.244.50.0/24", "192.0.2.0/24")
+		a.WaitLearned(t, "borrowed /32 withdrawn", sessionTimeout, func(p []Path) bool {
 			return !hasPrefix(p, "10.244.9.9/32") && has(p, "10.244.2.0/26", "127.0.0.2")
 		})
-		c.SetAds("10.244.3.0/26")
-		a.WaitLearned("ECMP shrinks to one path", sessionTimeout, func(p []Path) bool {
+		c.SetAds(t, "10.244.3.0/26")
+		a.WaitLearned(t, "ECMP shrinks to one path", sessionTimeout, func(p []Path) bool {
 			return has(p, "10.244.50.0/24", "127.0.0.2") && !has(p, "10.244.50.0/24", "127.0.0.3")
 		})
 	})
 
 	t.Run("import filter changes apply to routes already received", func(t *testing.T) {
-		a.SetFilter("10.244.2.0/24")
-		a.WaitLearned("narrowed", sessionTimeout, exactly("10.244.2.0/26 via 127.0.0.2"))
-		a.SetFilter("10.244.0.0/16", "192.0.2.0/24")
-		a.WaitLearned("widened (soft reset in re-admits rejected paths)", sessionTimeout, exactly(
+		a.SetFilter(t, "10.244.2.0/24")
+		a.WaitLearned(t, "narrowed", sessionTimeout, exactly("10.244.2.0/26 via 127.0.0.2"))
+		a.SetFilter(t, "10.244.0.0/16", "192.0.2.0/24")
+		a.WaitLearned(t, "widened (soft reset in re-admits rejected paths)", sessionTimeout, exactly(
 			"10.244.2.0/26 via 127.0.0.2",
 			"10.244.3.0/26 via 127.0.0.3",
 			"10.244.50.0/24 via 127.0.0.2",
 			"10.244.7.0/26 via 127.0.0.4",
 			"192.0.2.0/24 via 127.0.0.2",
 		))
-		a.SetFilter("0.0.0.0/0")
-		a.WaitLearned("a /0 filter admits nothing", sessionTimeout, exactly())
-		a.SetFilter(pools...)
+		a.SetFilter(t, "0.0.0.0/0")
+		a.WaitLearned(t, "a /0 filter admits nothing", sessionTimeout, exactly())
+		a.SetFilter(t, pools...)
 	})
 
 	t.Run("max prefixes shuts a flooding peer down", func(t *testing.T) {
 		rogue.MaxPrefixes = 2
-		a.SetPeers(
+		a.SetPeers(t,
 			Peer{Name: "B", Address: lo(2), ASN: asn, Passive: true, Password: password, HoldTime: 9 * time.Second},
 			Peer{Name: "C", Address: lo(3), ASN: asn, Passive: true},
 			rogue,
 		)
-		a.WaitLearned("rogue's routes gone", sessionTimeout, func(p []Path) bool { return !hasPrefix(p, "10.244.7.0/26") })
-		st := a.WaitStates("rogue shut down", sessionTimeout, func(st []PeerState) bool {
+		a.WaitLearned(t, "rogue's routes gone", sessionTimeout, func(p []Path) bool { return !hasPrefix(p, "10.244.7.0/26") })
+		st := a.WaitStates(t, "rogue shut down", sessionTimeout, func(st []PeerState) bool {
 			i := slices.IndexFunc(st, func(s PeerState) bool { return s.Name == "rogue" })
 			return st[i].State != StateEstablished && st[i].LastError == maxPrefixReason
 		})
@@ -232,12 +232,12 @@ func TestSpeakersOverLoopback(t *testing.T) {
 	t.Run("the password is in no log, error or status", func(t *testing.T) {
 		texts := map[string]string{"A's logs": a.logs.String(), "B's logs": b.logs.String()}
 		for _, s := range []*speakerProc{a, b} {
-			for _, st := range s.States() {
+			for _, st := range s.States(t) {
 				texts[s.name+"'s status"] += st.LastError + st.Name
 			}
 		}
 		// A peer rejected by validation, with the password in it.
-		m := a.call(helperCmd{Op: "peers", Peers: []Peer{{Name: "bad", Address: lo(5), ASN: asn, Password: password, TTLSecurity: 1, EBGPMultihop: 2}}})
+		m := a.call(t, helperCmd{Op: "peers", Peers: []Peer{{Name: "bad", Address: lo(5), ASN: asn, Password: password, TTLSecurity: 1, EBGPMultihop: 2}}})
 		texts["a SetPeers error"] = m.Err
 		if m.Err == "" {
 			t.Error("invalid peer accepted")
@@ -249,9 +249,9 @@ func TestSpeakersOverLoopback(t *testing.T) {
 	})
 
 	t.Run("stop is clean", func(t *testing.T) {
-		c.Stop()
-		b.Stop()
-		a.Stop()
+		c.Stop(t)
+		b.Stop(t)
+		a.Stop(t)
 		for _, s := range []*speakerProc{a, b, c} {
 			if strings.Contains(s.logs.String(), gobgpStopNoise) {
 				t.Errorf("speaker %s logged GoBGP's stop noise", s.name)

@@ -424,7 +424,7 @@ func (r *runner) publishLearned() {
 	if !r.synced {
 		return
 	}
-	paths := selectLearned(cands, learnedFilter{localASN: r.s.cfg.ASN, pools: r.last.pools, own: r.last.ads})
+	paths := selectLearned(cands, learnedFilter{localASN: r.s.cfg.ASN, pools: r.last.pools, own: r.last.ads, staleDead: r.backWithoutGR()})
 	if r.publishedOnce && slices.EqualFunc(paths, r.published, equalPath) {
 		return
 	}
@@ -440,6 +440,18 @@ func (r *runner) publishLearned() {
 	}
 	r.s.learned <- out // cannot block: this goroutine is the only sender
 	r.log.Debug("learned paths changed", "paths", len(out))
+}
+
+// backWithoutGR lists peers whose session is Established without graceful
+// restart: any stale path from them is a leftover of an earlier session.
+func (r *runner) backWithoutGR() map[netip.Addr]bool {
+	out := map[netip.Addr]bool{}
+	for a, st := range r.status {
+		if st.state == StateEstablished && !st.grNegotiated {
+			out[a] = true
+		}
+	}
+	return out
 }
 
 // candidates lists every path in GoBGP's global RIB, both families.

@@ -54,6 +54,7 @@ type Peer struct {
 	Password string
 	// TTLSecurity is the GTSM hop count (RFC 5082): packets must arrive with
 	// TTL >= 256-TTLSecurity. 0 disables it. Exclusive with EBGPMultihop.
+	// IPv4 only: GoBGP v4.8.0 cannot apply it to its IPv6 listener.
 	TTLSecurity uint8
 	// EBGPMultihop is the TTL for eBGP sessions to non-adjacent peers;
 	// 0 means directly connected (TTL 1).

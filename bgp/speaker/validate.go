@@ -118,6 +118,12 @@ func validatePeer(p Peer, localASN uint32) error {
 	case len(p.Password) > maxMD5KeyLen:
 		// The length is not secret; the key is, so it is not shown.
 		return fmt.Errorf("%w password: %d bytes, TCP-MD5 allows at most %d", ErrInvalid, len(p.Password), maxMD5KeyLen)
+	case p.TTLSecurity > 0 && p.Address.Is6():
+		// GoBGP v4.8.0 sets the listener's hop limit through
+		// extractFamilyFromAddress("[::]:179"), which reads IPv4, so its
+		// SYN-ACKs leave with hop limit 64 and a GTSM peer drops them: the
+		// session would sit in Active forever without saying why.
+		return fmt.Errorf("%w: TTL security over IPv6 is not supported (GoBGP v4.8.0 cannot set the IPv6 listener's hop limit)", ErrInvalid)
 	case p.TTLSecurity > 0 && p.EBGPMultihop > 0:
 		return fmt.Errorf("%w: TTL security and eBGP multihop are mutually exclusive", ErrInvalid)
 	case p.HoldTime < 0 || p.KeepaliveTime < 0:

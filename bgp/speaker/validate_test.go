@@ -83,6 +83,7 @@ func TestValidatePeers(t *testing.T) {
 		{name: "zoned", peers: []Peer{with(func(p *Peer) { p.Address = netip.MustParseAddr("fe80::1%eth0") })}, wantErr: "zoned"},
 		{name: "ASN 0", peers: []Peer{with(func(p *Peer) { p.ASN = 0 })}, wantErr: "ASN 0"},
 		{name: "password too long", peers: []Peer{with(func(p *Peer) { p.Password = strings.Repeat(secret, 10) })}, wantErr: "at most 80"},
+		{name: "GTSM over IPv6", peers: []Peer{with(func(p *Peer) { p.Address, p.TTLSecurity = netip.MustParseAddr("fd00::2"), 1 })}, wantErr: "IPv6 is not supported"},
 		{name: "GTSM and multihop", peers: []Peer{with(func(p *Peer) { p.TTLSecurity, p.EBGPMultihop = 1, 2 })}, wantErr: "mutually exclusive"},
 		{name: "hold too short", peers: []Peer{with(func(p *Peer) { p.HoldTime = time.Second })}, wantErr: "hold time"},
 		{name: "keepalive >= hold", peers: []Peer{with(func(p *Peer) { p.HoldTime, p.KeepaliveTime = 9*time.Second, 9*time.Second })}, wantErr: "keepalive"},
