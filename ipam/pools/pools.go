@@ -1,0 +1,142 @@
+// Package pools decides which IP pools an allocation may use: it parses
+// pools, applies defaults, finds overlapping pools (never used), and
+// matches node selectors and requested pool names. Everything here is a
+// pure function of the pools and the node's labels.
+package pools
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/labels"
+
+	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
+	"github.com/cairn-net/cairn/ipam"
+)
+
+// Pool is an IPPool as the allocator uses it.
+type Pool struct {
+	// Name of the IPPool.
+	Name string
+	// CIDR of the pool, masked.
+	CIDR netip.Prefix
+	// BlockBits is the prefix length of the pool's blocks.
+	BlockBits int
+	// Disabled pools keep their allocations but give no new ones.
+	Disabled bool
+	// Manual pools only serve requests that name them.
+	Manual bool
+	// Selector chooses the nodes that may use the pool.
+	Selector labels.Selector
+	// Overlaps names the other pools whose cidr overlaps this one; such a
+	// pool is never used.
+	Overlaps []string
+	// Invalid says why the pool cannot be used at all (bad cidr or
+	// selector); nil when it can.
+	Invalid error
+}
+
+// Usable reports whether new addresses may come from the pool.
+func (p Pool) Usable() bool { return p.Invalid == nil && !p.Disabled && len(p.Overlaps) == 0 }
+
+// Is4 reports whether the pool is an IPv4 pool.
+func (p Pool) Is4() bool { return p.CIDR.Addr().Is4() }
+
+// Parse turns an IPPool into a Pool, recording problems in Invalid.
+func Parse(ip *v1.IPPool) Pool {
+	p := Pool{Name: ip.Name, Disabled: ip.Spec.Disabled, Manual: ip.Spec.AssignmentMode == "Manual"}
+	cidr, err := netip.ParsePrefix(ip.Spec.CIDR)
+	if err != nil {
+		p.Invalid = fmt.Errorf("pool %s: parse cidr: %w", ip.Name, err)
+		return p
+	}
+	p.CIDR = cidr.Masked()
+	p.BlockBits = ipam.BlockBits(p.CIDR, ip.Spec.BlockSize)
+	if p.BlockBits < p.CIDR.Bits() || p.BlockBits > p.CIDR.Addr().BitLen() {
+		p.Invalid = fmt.Errorf("pool %s: block size /%d does not fit cidr %s", ip.Name, p.BlockBits, p.CIDR)
+		return p
+	}
+	if p.Selector, err = labels.Parse(ip.Spec.NodeSelector); err != nil {
+		p.Invalid = fmt.Errorf("pool %s: parse nodeSelector %q: %w", ip.Name, ip.Spec.NodeSelector, err)
+	}
+	return p
+}
+
+// Analyze parses every pool and marks the ones that overlap, sorted by
+// name. Overlap is checked between all pools, disabled ones included: a
+// disabled pool's blocks still hold addresses.
+func Analyze(ips []*v1.IPPool) []Pool {
+	out := make([]Pool, 0, len(ips))
+	for _, ip := range ips {
+		out = append(out, Parse(ip))
+	}
+	slices.SortFunc(out, func(a, b Pool) int { return strings.Compare(a.Name, b.Name) })
+	for i := range out {
+		for j := range out {
+			if i == j || !out[i].CIDR.IsValid() || !out[j].CIDR.IsValid() {
+				continue
+			}
+			if out[i].CIDR.Overlaps(out[j].CIDR) {
+				out[i].Overlaps = append(out[i].Overlaps, out[j].Name)
+			}
+		}
+	}
+	return out
+}
+
+// Selects reports whether the pool's nodeSelector matches nodeLabels.
+func (p Pool) Selects(nodeLabels map[string]string) bool {
+	return p.Selector != nil && p.Selector.Matches(labels.Set(nodeLabels))
+}
+
+// Family is an address family.
+type Family int
+
+// Address families.
+const (
+	V4 Family = 4
+	V6 Family = 6
+)
+
+// String returns "IPv4" or "IPv6".
+func (f Family) String() string { return fmt.Sprintf("IPv%d", int(f)) }
+
+// ForRequest returns the pools, in order of preference, that may give a
+// new address of family to a node with nodeLabels. names, when not empty,
+// restricts the choice to those pools, in that order, and may name Manual
+// pools; otherwise every Automatic pool is a candidate, by name.
+func ForRequest(all []Pool, family Family, names []string, nodeLabels map[string]string) []Pool {
+	var candidates []Pool
+	if len(names) > 0 {
+		for _, n := range names {
+			if i := slices.IndexFunc(all, func(p Pool) bool { return p.Name == n }); i >= 0 {
+				candidates = append(candidates, all[i])
+			}
+		}
+	} else {
+		for _, p := range all {
+			if !p.Manual {
+				candidates = append(candidates, p)
+			}
+		}
+	}
+	var out []Pool
+	for _, p := range candidates {
+		if p.Usable() && p.Is4() == (family == V4) && p.Selects(nodeLabels) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Containing returns the pool whose cidr holds block, if any.
+func Containing(all []Pool, block netip.Prefix) (Pool, bool) {
+	for _, p := range all {
+		if p.CIDR.IsValid() && p.CIDR.Bits() <= block.Bits() && p.CIDR.Contains(block.Addr()) {
+			return p, true
+		}
+	}
+	return Pool{}, false
+}
