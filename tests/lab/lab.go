@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	cairnclient "github.com/cairn-net/cairn/apis/client/clientset/versioned"
 	"github.com/cairn-net/cairn/tests/controlplane"
 )
 
@@ -432,4 +433,27 @@ func (l *Lab) AddPod(ctx context.Context, node string) (Pod, error) {
 // DelPod deletes a pod through the CNI plugin.
 func (l *Lab) DelPod(ctx context.Context, name string) error {
 	return l.mutate(func() error { return l.delPod(ctx, name) })
+}
+
+// Namespaces lists the network namespaces with the lab's prefix that exist
+// on this machine, whoever's state they belong to.
+func Namespaces(ctx context.Context) ([]string, error) { return labNamespaces(ctx) }
+
+// CairnClient is a client for Cairn's CRDs on the lab's API server.
+func (l *Lab) CairnClient() (cairnclient.Interface, error) {
+	c, err := l.clients()
+	if err != nil {
+		return nil, err
+	}
+	return c.cairn, nil
+}
+
+// RouterRoutes is the BGP table of the named router (birdc or vtysh).
+func (l *Lab) RouterRoutes(ctx context.Context, router string) ([]RouterRoute, error) {
+	for _, r := range l.st.Plan.Routers() {
+		if r.Name == router {
+			return l.drv.routes(ctx, r, routerDir(l.st.Dir, r.Name))
+		}
+	}
+	return nil, fmt.Errorf("no router %q in the lab", router)
 }
