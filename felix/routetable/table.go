@@ -569,8 +569,41 @@ func (t *Table) Apply() error {
 	if len(ops) == 0 {
 		return nil
 	}
-	errs := t.k.RouteApply(ops)
-	return t.record(ops, errs)
+	return t.write(ops)
+}
+
+// applyChunk is how many ops go to the kernel per RouteApply call in a
+// large apply. The kernel's work on one chunk overlaps felix's bookkeeping
+// of the previous one (a node has at least two cores).
+const applyChunk = 4096
+
+type chunkResult struct {
+	start int
+	errs  []error
+}
+
+// write sends ops to the kernel and records the outcome; large writes are
+// pipelined in chunks. Only this goroutine touches the tracker; the
+// writer goroutine only reads ops.
+func (t *Table) write(ops []kernel.RouteOp) error {
+	if len(ops) <= applyChunk {
+		return t.record(ops, t.k.RouteApply(ops))
+	}
+	results := make(chan chunkResult, 2)
+	go func() {
+		defer close(results)
+		for start := 0; start < len(ops); start += applyChunk {
+			end := min(start+applyChunk, len(ops))
+			results <- chunkResult{start: start, errs: t.k.RouteApply(ops[start:end])}
+		}
+	}()
+	var errs []error
+	for r := range results {
+		if err := t.record(ops[r.start:r.start+len(r.errs)], r.errs); err != nil && len(errs) < maxReportedErrors {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func linkGone(err error) bool {
