@@ -1,0 +1,240 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cairn-net/cairn/cni-plugin/agentapi"
+	"github.com/cairn-net/cairn/ipam"
+)
+
+// hostIfacePrefix is the prefix of every host-side veth Cairn creates;
+// the agent refuses to route to any other interface.
+const hostIfacePrefix = "crn"
+
+// cniServer serves the plugin's gRPC API on the node.
+type cniServer struct {
+	agentapi.UnimplementedAgentServer
+	log       *slog.Logger
+	alloc     Allocator
+	dataplane Dataplane
+	endpoints *endpointStore
+	// ready reports whether Allocate can be served, and why not.
+	ready func() (bool, string)
+	// changed is called after allocations change (a block may be new).
+	changed func()
+}
+
+// handleID names an attachment's IPAM handle, as the allocator's GC and
+// cairnctl expect it.
+func handleID(containerID, ifname string) string { return ipam.HandleID(containerID, ifname) }
+
+func (s *cniServer) Allocate(ctx context.Context, req *agentapi.AllocateRequest) (*agentapi.AllocateResponse, error) {
+	if err := validateAttachment(req.ContainerId, req.Ifname); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if ok, why := s.ready(); !ok {
+		return nil, status.Error(codes.Unavailable, "agent not ready: "+why)
+	}
+	ar := AllocationRequest{
+		HandleID: handleID(req.ContainerId, req.Ifname), ContainerID: req.ContainerId, IfName: req.Ifname,
+		Namespace: req.PodNamespace, Pod: req.PodName, Pool: req.PoolHint,
+	}
+	for _, f := range req.IpFamilies {
+		switch f {
+		case agentapi.IPFamily_IP_FAMILY_V4:
+			ar.IPv4++
+		case agentapi.IPFamily_IP_FAMILY_V6:
+			ar.IPv6++
+		default:
+			return nil, status.Errorf(codes.InvalidArgument, "unknown IP family %v", f)
+		}
+	}
+	if ar.IPv4 > 1 || ar.IPv6 > 1 || ar.IPv4+ar.IPv6 == 0 {
+		return nil, status.Error(codes.InvalidArgument, "ask for one address of IPv4, IPv6 or both")
+	}
+	log := s.log.With("pod", req.PodNamespace+"/"+req.PodName, "container", req.ContainerId)
+	// Idempotent per attachment: a retried ADD gets the same addresses.
+	addrs, err := s.alloc.AutoAssign(ctx, ar)
+	if err != nil {
+		log.Warn("allocation failed", "err", err)
+		return nil, grpcError(ctx, fmt.Errorf("allocate addresses for %s/%s: %w", req.PodNamespace, req.PodName, err))
+	}
+	// The record lets EndpointUp and Check verify addresses without a
+	// round trip to the API server, and survives agent restarts.
+	rec := endpointRecord{ContainerID: req.ContainerId, IfName: req.Ifname, Addresses: addrs, Namespace: req.PodNamespace, Pod: req.PodName}
+	if err := s.endpoints.put(rec); err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	s.changed()
+	log.Info("allocated", "addresses", addrs)
+	return &agentapi.AllocateResponse{Addresses: prefixStrings(addrs)}, nil
+}
+
+func (s *cniServer) EndpointUp(ctx context.Context, req *agentapi.EndpointUpRequest) (*agentapi.EndpointUpResponse, error) {
+	if err := validateAttachment(req.ContainerId, req.Ifname); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if !strings.HasPrefix(req.HostIface, hostIfacePrefix) || len(req.HostIface) > 15 {
+		return nil, status.Errorf(codes.InvalidArgument, "host interface %q is not a Cairn veth (%s...)", req.HostIface, hostIfacePrefix)
+	}
+	addrs, err := parseHostPrefixes(req.Addresses)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	// Route only what IPAM handed to this attachment: the plugin must not
+	// be able to steer another pod's address to this veth.
+	rec, ok := s.endpoints.get(req.ContainerId, req.Ifname)
+	if !ok {
+		return nil, status.Error(codes.FailedPrecondition, "no addresses were allocated to this attachment")
+	}
+	if !sameSet(rec.Addresses, addrs) {
+		return nil, status.Errorf(codes.FailedPrecondition, "addresses %v are not the ones allocated to this attachment (%v)", addrs, rec.Addresses)
+	}
+	rec.HostIface = req.HostIface
+	if err := s.endpoints.put(rec); err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	if err := s.dataplane.SetEndpoint(ctx, Endpoint{HostIface: req.HostIface, Addrs: addrs}); err != nil {
+		return nil, grpcError(ctx, fmt.Errorf("install routes to %s: %w", req.HostIface, err))
+	}
+	return &agentapi.EndpointUpResponse{}, nil
+}
+
+func (s *cniServer) Release(ctx context.Context, req *agentapi.ReleaseRequest) (*agentapi.ReleaseResponse, error) {
+	if err := validateAttachment(req.ContainerId, req.Ifname); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if err := s.release(ctx, req.ContainerId, req.Ifname); err != nil {
+		return nil, grpcError(ctx, err)
+	}
+	return &agentapi.ReleaseResponse{}, nil
+}
+
+// release removes routes first, then frees the addresses, then forgets
+// the record: an address is never handed out while a route still points
+// at the old pod.
+func (s *cniServer) release(ctx context.Context, containerID, ifname string) error {
+	if rec, ok := s.endpoints.get(containerID, ifname); ok && rec.HostIface != "" {
+		if err := s.dataplane.RemoveEndpoint(ctx, rec.HostIface); err != nil {
+			return fmt.Errorf("remove routes to %s: %w", rec.HostIface, err)
+		}
+	}
+	if err := s.alloc.ReleaseByHandle(ctx, handleID(containerID, ifname)); err != nil {
+		return fmt.Errorf("release addresses of %s/%s: %w", containerID, ifname, err)
+	}
+	if err := s.endpoints.remove(containerID, ifname); err != nil {
+		return err
+	}
+	s.changed()
+	return nil
+}
+
+func (s *cniServer) Check(_ context.Context, req *agentapi.CheckRequest) (*agentapi.CheckResponse, error) {
+	if err := validateAttachment(req.ContainerId, req.Ifname); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	var problems []string
+	want, err := parseHostPrefixes(req.Addresses)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	rec, ok := s.endpoints.get(req.ContainerId, req.Ifname)
+	switch {
+	case !ok:
+		problems = append(problems, "the agent has no endpoint for this attachment")
+	case rec.HostIface != req.HostIface:
+		problems = append(problems, fmt.Sprintf("endpoint is on %s, the pod's veth is %s", rec.HostIface, req.HostIface))
+	case !sameSet(rec.Addresses, want):
+		problems = append(problems, fmt.Sprintf("the agent allocated %v to this attachment, the pod has %v", rec.Addresses, want))
+	}
+	return &agentapi.CheckResponse{Problems: problems}, nil
+}
+
+func (s *cniServer) Status(context.Context, *agentapi.StatusRequest) (*agentapi.StatusResponse, error) {
+	ok, why := s.ready()
+	return &agentapi.StatusResponse{Ready: ok, Reason: why}, nil
+}
+
+func (s *cniServer) GC(ctx context.Context, req *agentapi.GCRequest) (*agentapi.GCResponse, error) {
+	valid := map[string]bool{}
+	for _, a := range req.ValidAttachments {
+		valid[handleID(a.ContainerId, a.Ifname)] = true
+	}
+	var errs []error
+	for _, rec := range s.endpoints.all() {
+		if valid[rec.key()] {
+			continue
+		}
+		s.log.Info("GC releases an attachment the runtime no longer has", "container", rec.ContainerID, "ifname", rec.IfName)
+		errs = append(errs, s.release(ctx, rec.ContainerID, rec.IfName))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, grpcError(ctx, err)
+	}
+	return &agentapi.GCResponse{}, nil
+}
+
+// grpcError maps an error to a status the plugin understands: deadlines
+// and cancellations are temporary (CNI "try again later").
+func grpcError(ctx context.Context, err error) error {
+	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	if errors.Is(err, ErrPoolExhausted) {
+		return status.Error(codes.ResourceExhausted, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// ErrPoolExhausted is returned by an Allocator with no address to give.
+var ErrPoolExhausted = errors.New("no free address in any eligible pool")
+
+func parseHostPrefixes(ss []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(ss))
+	for _, s := range ss {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("address %q: %w", s, err)
+		}
+		if p.Bits() != p.Addr().BitLen() {
+			return nil, fmt.Errorf("address %s: want a /32 or /128", p)
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no addresses")
+	}
+	return out, nil
+}
+
+func prefixStrings(ps []netip.Prefix) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
+}
+
+func sameSet(a, b []netip.Prefix) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	m := map[netip.Prefix]bool{}
+	for _, p := range a {
+		m[p] = true
+	}
+	for _, p := range b {
+		if !m[p] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,186 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"reflect"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cairn-net/cairn/bgp/speaker"
+	"github.com/cairn-net/cairn/cni-plugin/agentapi"
+)
+
+type fakeAlloc struct {
+	mu      sync.Mutex
+	next    int
+	handles map[string][]netip.Prefix
+	fail    error
+}
+
+func (a *fakeAlloc) AutoAssign(_ context.Context, req AllocationRequest) ([]netip.Prefix, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.fail != nil {
+		return nil, a.fail
+	}
+	if have, ok := a.handles[req.HandleID]; ok {
+		return have, nil
+	}
+	a.next++
+	p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, 0, byte(a.next)}), 32)
+	a.handles[req.HandleID] = []netip.Prefix{p}
+	return []netip.Prefix{p}, nil
+}
+
+func (a *fakeAlloc) ReleaseByHandle(_ context.Context, h string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.handles, h)
+	return nil
+}
+
+func (a *fakeAlloc) OwnedBlocks(context.Context) ([]netip.Prefix, error) { return nil, nil }
+func (a *fakeAlloc) Borrowed(context.Context) ([]netip.Addr, error)      { return nil, nil }
+
+type fakeDataplane struct {
+	mu        sync.Mutex
+	endpoints map[string][]netip.Prefix
+	failSet   error
+}
+
+func (d *fakeDataplane) SetEndpoint(_ context.Context, ep Endpoint) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.failSet != nil {
+		return d.failSet
+	}
+	d.endpoints[ep.HostIface] = ep.Addrs
+	return nil
+}
+func (d *fakeDataplane) RemoveEndpoint(_ context.Context, iface string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.endpoints, iface)
+	return nil
+}
+func (d *fakeDataplane) EndpointsInSync()              {}
+func (d *fakeDataplane) SetOwnedBlocks([]netip.Prefix) {}
+func (d *fakeDataplane) SetLearnedRoutes([]Route)      {}
+func (d *fakeDataplane) SetPools([]Pool)               {}
+
+func newTestServer(t *testing.T) (*cniServer, *fakeAlloc, *fakeDataplane) {
+	store, err := openEndpointStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &fakeAlloc{handles: map[string][]netip.Prefix{}}
+	d := &fakeDataplane{endpoints: map[string][]netip.Prefix{}}
+	s := &cniServer{log: slog.New(slog.DiscardHandler), alloc: a, dataplane: d, endpoints: store,
+		ready: func() (bool, string) { return true, "" }, changed: func() {}}
+	return s, a, d
+}
+
+func v4() []agentapi.IPFamily { return []agentapi.IPFamily{agentapi.IPFamily_IP_FAMILY_V4} }
+
+func TestCNIServerLifecycle(t *testing.T) {
+	ctx := context.Background()
+	s, a, d := newTestServer(t)
+	resp, err := s.Allocate(ctx, &agentapi.AllocateRequest{ContainerId: "c1", Ifname: "eth0", PodNamespace: "default", PodName: "p", IpFamilies: v4()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Allocate(ctx, &agentapi.AllocateRequest{ContainerId: "c1", Ifname: "eth0", IpFamilies: v4()})
+	if err != nil || !reflect.DeepEqual(again.Addresses, resp.Addresses) {
+		t.Fatalf("a retried Allocate must return the same addresses: %v %v vs %v", err, again.GetAddresses(), resp.Addresses)
+	}
+	if _, err := s.EndpointUp(ctx, &agentapi.EndpointUpRequest{ContainerId: "c1", Ifname: "eth0", HostIface: "crnabc", Addresses: []string{"10.244.0.99/32"}}); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("EndpointUp with an address not allocated to the attachment: %v, want FailedPrecondition", err)
+	}
+	if _, err := s.EndpointUp(ctx, &agentapi.EndpointUpRequest{ContainerId: "c1", Ifname: "eth0", HostIface: "eth1", Addresses: resp.Addresses}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("EndpointUp on a non-Cairn interface: %v, want InvalidArgument", err)
+	}
+	if _, err := s.EndpointUp(ctx, &agentapi.EndpointUpRequest{ContainerId: "c1", Ifname: "eth0", HostIface: "crnabc", Addresses: resp.Addresses}); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.endpoints["crnabc"]) != 1 {
+		t.Errorf("dataplane endpoints = %v", d.endpoints)
+	}
+	chk, err := s.Check(ctx, &agentapi.CheckRequest{ContainerId: "c1", Ifname: "eth0", HostIface: "crnabc", Addresses: resp.Addresses})
+	if err != nil || len(chk.Problems) != 0 {
+		t.Errorf("Check of a healthy attachment: %v %v", err, chk.GetProblems())
+	}
+	chk, _ = s.Check(ctx, &agentapi.CheckRequest{ContainerId: "c1", Ifname: "eth0", HostIface: "crnother", Addresses: resp.Addresses})
+	if len(chk.GetProblems()) == 0 {
+		t.Error("Check must report a different host interface")
+	}
+	for i := 0; i < 2; i++ { // Release is idempotent
+		if _, err := s.Release(ctx, &agentapi.ReleaseRequest{ContainerId: "c1", Ifname: "eth0"}); err != nil {
+			t.Fatalf("release %d: %v", i, err)
+		}
+	}
+	if len(d.endpoints) != 0 || len(a.handles) != 0 || len(s.endpoints.all()) != 0 {
+		t.Errorf("after release: endpoints %v handles %v records %v", d.endpoints, a.handles, s.endpoints.all())
+	}
+}
+
+func TestCNIServerErrors(t *testing.T) {
+	ctx := context.Background()
+	s, a, _ := newTestServer(t)
+	if _, err := s.Allocate(ctx, &agentapi.AllocateRequest{ContainerId: "../x", Ifname: "eth0", IpFamilies: v4()}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("bad container ID: %v", err)
+	}
+	if _, err := s.Allocate(ctx, &agentapi.AllocateRequest{ContainerId: "c", Ifname: "eth0"}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("no family: %v", err)
+	}
+	a.fail = ErrPoolExhausted
+	if _, err := s.Allocate(ctx, &agentapi.AllocateRequest{ContainerId: "c", Ifname: "eth0", IpFamilies: v4()}); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("exhausted pool: %v, want ResourceExhausted", err)
+	}
+	a.fail = errors.New("boom")
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := s.Allocate(cctx, &agentapi.AllocateRequest{ContainerId: "c", Ifname: "eth0", IpFamilies: v4()}); status.Code(err) != codes.Unavailable {
+		t.Errorf("cancelled request: %v, want Unavailable (try again)", err)
+	}
+	s.ready = func() (bool, string) { return false, "caches syncing" }
+	st, _ := s.Status(ctx, &agentapi.StatusRequest{})
+	if st.Ready || st.Reason != "caches syncing" {
+		t.Errorf("status = %+v", st)
+	}
+}
+
+func TestCNIServerGC(t *testing.T) {
+	ctx := context.Background()
+	s, a, d := newTestServer(t)
+	for _, id := range []string{"keep", "drop"} {
+		resp, err := s.Allocate(ctx, &agentapi.AllocateRequest{ContainerId: id, Ifname: "eth0", IpFamilies: v4()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.EndpointUp(ctx, &agentapi.EndpointUpRequest{ContainerId: id, Ifname: "eth0", HostIface: "crn" + id, Addresses: resp.Addresses}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.GC(ctx, &agentapi.GCRequest{ValidAttachments: []*agentapi.Attachment{{ContainerId: "keep", Ifname: "eth0"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := d.endpoints["crnkeep"]; !ok || len(d.endpoints) != 1 || len(a.handles) != 1 {
+		t.Errorf("after GC: endpoints %v handles %v", d.endpoints, a.handles)
+	}
+}
+
+func TestLearnedRoutesECMP(t *testing.T) {
+	p := netip.MustParsePrefix("10.244.1.0/26")
+	h1, h2 := netip.MustParseAddr("172.30.1.12"), netip.MustParseAddr("172.30.1.13")
+	got := learnedRoutes([]speaker.Path{{Prefix: p, NextHop: h2}, {Prefix: p, NextHop: h1}, {Prefix: p, NextHop: h1}})
+	want := []Route{{Prefix: p, NextHops: []netip.Addr{h1, h2}}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("learnedRoutes = %v, want %v", got, want)
+	}
+}

@@ -1,0 +1,120 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
+	"github.com/cairn-net/cairn/apis/client/clientset/versioned"
+	"github.com/cairn-net/cairn/bgp/speaker"
+)
+
+// maxLearnedInStatus caps the learned routes listed in CairnNodeStatus;
+// the count is always exact.
+const maxLearnedInStatus = 256
+
+// statusWriter publishes the node's CairnNodeStatus periodically.
+type statusWriter struct {
+	client  versioned.Interface
+	node    string
+	version string
+	ctrl    *controller
+	speaker interface{ PeerStates() []speaker.PeerState }
+	learned func() []Route
+	log     *slog.Logger
+}
+
+func (w *statusWriter) run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if err := w.write(ctx); err != nil && ctx.Err() == nil {
+			w.log.Warn("writing CairnNodeStatus failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (w *statusWriter) write(ctx context.Context) error {
+	c := w.client.CairnV1alpha1().CairnNodeStatuses()
+	cur, err := c.Get(ctx, w.node, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		cur, err = c.Create(ctx, &v1.CairnNodeStatus{ObjectMeta: metav1.ObjectMeta{Name: w.node}, Spec: v1.CairnNodeStatusSpec{Node: w.node}}, metav1.CreateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("get CairnNodeStatus %s: %w", w.node, err)
+	}
+	cur.Status = w.compute(cur.Status.Conditions)
+	if _, err := c.UpdateStatus(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("update CairnNodeStatus %s: %w", w.node, err)
+	}
+	return nil
+}
+
+func (w *statusWriter) compute(conds []metav1.Condition) v1.CairnNodeStatusStatus {
+	last := w.ctrl.lastResult()
+	now := metav1.Now()
+	st := v1.CairnNodeStatusStatus{AgentVersion: w.version, LastUpdated: &now}
+	st.Conditions = conds
+	for _, p := range w.speaker.PeerStates() {
+		s := v1.BGPSessionStatus{PeerIP: p.Address.String(), Type: sessionType(p.Name), State: string(p.State), Reason: p.LastError,
+			PrefixesReceived: int64(p.Received), PrefixesAccepted: int64(p.Accepted), PrefixesAdvertised: int64(p.Advertised)}
+		if p.State == speaker.StateEstablished {
+			st.BGP.Established++
+			since := metav1.NewTime(time.Now().Add(-p.Uptime).Truncate(time.Second))
+			s.Since = &since
+		} else {
+			st.BGP.NotEstablished++
+		}
+		st.BGP.Peers = append(st.BGP.Peers, s)
+	}
+	for _, b := range last.blocks {
+		st.Blocks = append(st.Blocks, b.String())
+	}
+	for _, a := range last.announced {
+		st.Routes.Announced = append(st.Routes.Announced, a.Prefix.String())
+	}
+	if w.learned != nil {
+		routes := w.learned()
+		st.Routes.LearnedCount = int32(len(routes))
+		for i, r := range routes {
+			if i == maxLearnedInStatus {
+				break
+			}
+			lr := v1.LearnedRouteStatus{Prefix: r.Prefix.String()}
+			for _, h := range r.NextHops {
+				lr.NextHops = append(lr.NextHops, h.String())
+			}
+			st.Routes.Learned = append(st.Routes.Learned, lr)
+		}
+	}
+	cond := metav1.Condition{Type: v1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Synced", Message: "node state applied"}
+	if last.err != nil {
+		st.LastError = last.err.Error()
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "SyncError", last.err.Error()
+	} else if last.at.IsZero() {
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "Starting", "first sync not done yet"
+	}
+	meta.SetStatusCondition(&st.Conditions, cond)
+	return st
+}
+
+func sessionType(name string) string {
+	switch {
+	case len(name) > 5 && name[:5] == "mesh:":
+		return "NodeMesh"
+	case len(name) > 5 && name[:5] == "peer:":
+		return "BGPPeer"
+	}
+	return ""
+}
