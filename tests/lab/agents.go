@@ -77,6 +77,8 @@ func startAgent(st *State, n Node, logLevel string) (Proc, error) {
 		"--node-name", n.Name,
 		"--kubeconfig", kubeconfig,
 		"--agent-socket", agentSocket(st.Dir, n.Name),
+		// Nodes share this machine's filesystem: each keeps its own state.
+		"--state-dir", filepath.Join(nodeDir(st.Dir, n.Name), "state"),
 		"--node-ip", n.Addr.String(),
 		"--log-level", logLevel,
 	}
