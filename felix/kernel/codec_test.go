@@ -107,23 +107,23 @@ func TestNextMsgRejectsBadLengths(t *testing.T) {
 	}
 }
 
-type flakyDumps struct {
+type flakyLinks struct {
 	Kernel
 	fails []error
 	calls int
 }
 
-func (f *flakyDumps) RouteDump(int) ([]Route, error) {
+func (f *flakyLinks) LinkList() ([]Link, error) {
 	f.calls++
 	if len(f.fails) > 0 {
 		err := f.fails[0]
 		f.fails = f.fails[1:]
-		return []Route{{}}, err
+		return []Link{{}}, err
 	}
-	return []Route{{}, {}}, nil
+	return []Link{{}, {}}, nil
 }
 
-func TestWithDumpRetry(t *testing.T) {
+func TestRetry(t *testing.T) {
 	tests := []struct {
 		name      string
 		fails     []error
@@ -138,21 +138,35 @@ func TestWithDumpRetry(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := &flakyDumps{fails: tc.fails}
-			rs, err := WithDumpRetry(f, 3).RouteDump(4)
+			f := &flakyLinks{fails: slices.Clone(tc.fails)}
+			links, err := WithDumpRetry(f, 3).LinkList()
 			if f.calls != tc.wantCalls {
-				t.Errorf("%d calls, want %d", f.calls, tc.wantCalls)
+				t.Errorf("LinkList: %d calls, want %d", f.calls, tc.wantCalls)
 			}
-			if tc.wantErr == nil && (err != nil || len(rs) != 2) {
-				t.Errorf("got %d routes, %v", len(rs), err)
+			if tc.wantErr == nil && (err != nil || len(links) != 2) {
+				t.Errorf("got %d links, %v", len(links), err)
 			}
-			if tc.wantErr != nil && (!errors.Is(err, tc.wantErr) || rs != nil) {
-				t.Errorf("got %v (%d routes), want %v and no routes", err, len(rs), tc.wantErr)
+			if tc.wantErr != nil && (!errors.Is(err, tc.wantErr) || links != nil) {
+				t.Errorf("got %v (%d links), want %v and none", err, len(links), tc.wantErr)
+			}
+			// RetryDump is the same loop for streamed dumps.
+			fails, calls := slices.Clone(tc.fails), 0
+			err = RetryDump(3, "test", func() error {
+				calls++
+				if len(fails) > 0 {
+					e := fails[0]
+					fails = fails[1:]
+					return e
+				}
+				return nil
+			})
+			if calls != tc.wantCalls || !errors.Is(err, tc.wantErr) && (err != nil || tc.wantErr != nil) {
+				t.Errorf("RetryDump: %d calls, err %v", calls, err)
 			}
 		})
 	}
 	// Wrapping twice does not multiply attempts.
-	k := WithDumpRetry(&flakyDumps{}, 3)
+	k := WithDumpRetry(&flakyLinks{}, 3)
 	if WithDumpRetry(k, 3) != k {
 		t.Error("double wrap")
 	}

@@ -104,12 +104,13 @@ type LinkUpdate struct {
 // Kernel is every kernel call felix makes. Implementations are safe for use
 // by several goroutines.
 type Kernel interface {
-	// RouteDump lists the main table of one family (4 or 6). Like a netlink
-	// dump it may return partial results with ErrDumpInterrupted; wrap the
-	// Kernel with WithDumpRetry to retry. The returned slice may be reused
-	// by the next RouteDump of the same family (the routes' NextHops are
-	// not), so callers copy what they keep.
-	RouteDump(family int) ([]Route, error)
+	// RouteDump streams the main table of one family (4 or 6) to fn, route
+	// by route as the kernel's dump is read, so the caller's work overlaps
+	// the kernel's. r is only valid during the call (its NextHops are not
+	// reused). Like any netlink dump it may end with ErrDumpInterrupted
+	// after fn saw part of the table: the caller starts over, through
+	// RetryDump.
+	RouteDump(family int, fn func(r *Route)) error
 	// RouteApply performs ops in order, batched, and returns one error per
 	// op (nil for success). Each op succeeds or fails on its own.
 	RouteApply(ops []RouteOp) []error

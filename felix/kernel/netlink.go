@@ -88,8 +88,8 @@ func (k *Netlink) inNS(f func() error) error {
 }
 
 // RouteDump implements Kernel.
-func (k *Netlink) RouteDump(family int) ([]Route, error) {
-	return k.routes.dump(family)
+func (k *Netlink) RouteDump(family int, fn func(*Route)) error {
+	return k.routes.dump(family, fn)
 }
 
 // RouteApply implements Kernel.

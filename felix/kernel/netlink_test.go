@@ -30,6 +30,15 @@ func setup(t *testing.T) (*netnstest.NS, *kernel.Netlink) {
 	return n, k
 }
 
+func dump(t *testing.T, k kernel.Kernel, family int) []kernel.Route {
+	t.Helper()
+	var rs []kernel.Route
+	if err := k.RouteDump(family, func(r *kernel.Route) { rs = append(rs, *r) }); err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
 func find(rs []kernel.Route, dst string) (kernel.Route, bool) {
 	for _, r := range rs {
 		if r.Dst == pfx(dst) {
@@ -71,14 +80,7 @@ func TestNetlinkRoutes(t *testing.T) {
 			t.Errorf("op %d (%s %s): got %v, want %v", i, ops[i].Kind, ops[i].Route.Dst, errs[i], want)
 		}
 	}
-	v4, err := k.RouteDump(4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v6, err := k.RouteDump(6)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v4, v6 := dump(t, k, 4), dump(t, k, 6)
 	if r, ok := find(v4, "10.65.0.5/32"); !ok || r.LinkIndex != crnA.Index || r.Scope != kernel.ScopeLink || r.Protocol != 77 || r.Type != kernel.TypeUnicast {
 		t.Errorf("endpoint route %+v %v", r, ok)
 	}
@@ -123,7 +125,7 @@ func TestNetlinkRoutes(t *testing.T) {
 	if errs[0] != nil || errs[1] != nil || errs[2] != nil || !errors.Is(errs[3], unix.ESRCH) {
 		t.Fatalf("second batch: %v", errs)
 	}
-	v4, _ = k.RouteDump(4)
+	v4 = dump(t, k, 4)
 	if r, _ := find(v4, "10.65.1.0/26"); len(r.NextHops) != 1 {
 		t.Errorf("replaced route %+v", r)
 	}
@@ -153,10 +155,7 @@ func TestNetlinkBigBatch(t *testing.T) {
 			t.Fatalf("op %d: %v", i, err)
 		}
 	}
-	rs, err := k.RouteDump(4)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs := dump(t, k, 4)
 	n := 0
 	for _, r := range rs {
 		if r.Protocol == 77 {

@@ -16,9 +16,9 @@ var ErrDumpInterrupted = netlink.ErrDumpInterrupted
 // DefaultDumpAttempts is how many times WithDumpRetry runs a dump.
 const DefaultDumpAttempts = 5
 
-// WithDumpRetry wraps k so that every dump (RouteDump, LinkList) is retried
-// when interrupted (ErrDumpInterrupted, EINTR), up to attempts times. It is
-// the one place where dumps are retried; felix always wraps its Kernel.
+// WithDumpRetry wraps k so that LinkList is retried through RetryDump.
+// RouteDump streams into its caller, which alone knows how to start over,
+// so the caller wraps its whole read-back in RetryDump instead.
 func WithDumpRetry(k Kernel, attempts int) Kernel {
 	if attempts < 1 {
 		attempts = DefaultDumpAttempts
@@ -40,27 +40,35 @@ func Retryable(err error) bool {
 	return errors.Is(err, ErrDumpInterrupted) || errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN)
 }
 
-func retryDump[T any](attempts int, what string, dump func() ([]T, error)) ([]T, error) {
+// RetryDump is felix's one retry loop for dumps: it runs dump, which must
+// start its read-back from scratch each time, until it is not interrupted,
+// at most attempts times.
+func RetryDump(attempts int, what string, dump func() error) error {
+	if attempts < 1 {
+		attempts = DefaultDumpAttempts
+	}
 	var err error
 	for i := 0; i < attempts; i++ {
-		var out []T
-		out, err = dump()
+		err = dump()
 		if err == nil {
-			return out, nil
+			return nil
 		}
 		if !Retryable(err) {
-			return nil, fmt.Errorf("dump %s: %w", what, err)
+			return fmt.Errorf("dump %s: %w", what, err)
 		}
 	}
-	return nil, fmt.Errorf("dump %s: still interrupted after %d attempts: %w", what, attempts, err)
-}
-
-func (r *retrying) RouteDump(family int) ([]Route, error) {
-	return retryDump(r.attempts, fmt.Sprintf("IPv%d routes", family), func() ([]Route, error) {
-		return r.Kernel.RouteDump(family)
-	})
+	return fmt.Errorf("dump %s: still interrupted after %d attempts: %w", what, attempts, err)
 }
 
 func (r *retrying) LinkList() ([]Link, error) {
-	return retryDump(r.attempts, "links", r.Kernel.LinkList)
+	var links []Link
+	err := RetryDump(r.attempts, "links", func() error {
+		var err error
+		links, err = r.Kernel.LinkList()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return links, nil
 }

@@ -109,7 +109,8 @@ func sameRoute(d, a kernel.Route) bool {
 
 // Config configures a Table.
 type Config struct {
-	// Kernel should be wrapped with kernel.WithDumpRetry.
+	// Kernel should be wrapped with kernel.WithDumpRetry (route dumps are
+	// retried by the Table itself, through kernel.RetryDump).
 	Kernel kernel.Kernel
 	// Protocol tags every route felix writes; routes with another protocol
 	// are never changed.
@@ -145,6 +146,9 @@ type Table struct {
 	linkNames map[int]string
 	connected *prefixSet
 	foreign   map[key]foreignRoute
+	// Being read back.
+	nextForeign   map[key]foreignRoute
+	nextConnected *prefixSet
 
 	// Status, logged on change only so that a stuck route does not storm.
 	waiting    map[netip.Prefix]string
@@ -451,16 +455,20 @@ func (t *Table) Resync() error {
 		t.needResync = true
 		return err
 	}
-	var dumps [2][]kernel.Route
-	for i, fam := range []int{4, 6} {
-		rs, err := t.k.RouteDump(fam)
-		if err != nil {
-			t.needResync = true
-			return fmt.Errorf("read back routes: %w", err)
+	err := kernel.RetryDump(kernel.DefaultDumpAttempts, "routes", func() error {
+		t.beginAbsorb()
+		for _, fam := range []int{4, 6} {
+			if err := t.k.RouteDump(fam, t.absorb); err != nil {
+				return err
+			}
 		}
-		dumps[i] = rs
+		return nil
+	})
+	if err != nil {
+		t.needResync = true
+		return fmt.Errorf("read back routes: %w", err)
 	}
-	t.absorb(dumps[0], dumps[1])
+	t.endAbsorb()
 	t.needResync = false
 	return t.Apply()
 }
@@ -494,29 +502,35 @@ func isConnected(r *kernel.Route) bool {
 	return r.Protocol == kernel.ProtoKernel && r.Type == kernel.TypeUnicast && len(r.NextHops) == 0 && r.LinkIndex != 0
 }
 
-// absorb makes the dumped routes the actual state: ours go to the tracker
-// (one map lookup each), others are remembered as foreign so that felix
-// never writes over them.
-func (t *Table) absorb(dumps ...[]kernel.Route) {
-	oldForeign := t.foreign
-	t.foreign = make(map[key]foreignRoute, len(oldForeign))
-	connected := newPrefixSet()
+// beginAbsorb starts (or, after an interrupted dump, restarts) reading
+// the routes back.
+func (t *Table) beginAbsorb() {
+	t.nextForeign = make(map[key]foreignRoute, len(t.foreign))
+	t.nextConnected = newPrefixSet()
 	t.tracker.BeginResync()
-	for _, rs := range dumps {
-		for i := range rs {
-			r := &rs[i]
-			k := keyOf(r.Dst, r.Priority)
-			if r.Protocol == t.proto {
-				t.tracker.ObserveActual(k, *r)
-				continue
-			}
-			t.foreign[k] = foreignRoute{dst: r.Dst, proto: r.Protocol}
-			if isConnected(r) {
-				connected.add(r.Dst)
-			}
-		}
+}
+
+// absorb takes one route read back: ours go to the tracker (one map lookup
+// each), others are remembered as foreign so that felix never writes over
+// them.
+func (t *Table) absorb(r *kernel.Route) {
+	k := keyOf(r.Dst, r.Priority)
+	if r.Protocol == t.proto {
+		t.tracker.ObserveActual(k, *r)
+		return
 	}
+	t.nextForeign[k] = foreignRoute{dst: r.Dst, proto: r.Protocol}
+	if isConnected(r) {
+		t.nextConnected.add(r.Dst)
+	}
+}
+
+// endAbsorb makes what was read back the actual state and re-derives the
+// desired routes that depend on foreign and connected routes.
+func (t *Table) endAbsorb() {
 	t.tracker.EndResync()
+	oldForeign := t.foreign
+	t.foreign, t.nextForeign = t.nextForeign, nil
 	for k, f := range t.foreign {
 		if _, ok := oldForeign[k]; !ok {
 			t.recompute(f.dst)
@@ -527,10 +541,11 @@ func (t *Table) absorb(dumps ...[]kernel.Route) {
 			t.recompute(f.dst)
 		}
 	}
-	if !connected.equal(t.connected) {
-		t.connected = connected
+	if !t.nextConnected.equal(t.connected) {
+		t.connected = t.nextConnected
 		t.recomputeLearned()
 	}
+	t.nextConnected = nil
 }
 
 // mayDelete: a route of ours that is not desired is deleted only once its

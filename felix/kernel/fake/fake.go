@@ -66,8 +66,8 @@ func New() *Kernel {
 }
 
 // FailNext makes the next call of kind c fail with err. For RouteDump and
-// LinkList with kernel.ErrDumpInterrupted the call returns half of the
-// results together with the error, as an interrupted dump does. For route
+// LinkList with kernel.ErrDumpInterrupted the call delivers half of the
+// results before the error, as an interrupted dump does. For route
 // ops the failure hits the next op of that kind within a batch; the other
 // ops of the batch go on, as in the kernel.
 func (k *Kernel) FailNext(c Call, err error) {
@@ -266,18 +266,21 @@ func (k *Kernel) SetSysctl(name, value string) {
 }
 
 // RouteDump implements kernel.Kernel.
-func (k *Kernel) RouteDump(family int) ([]kernel.Route, error) {
+func (k *Kernel) RouteDump(family int, fn func(*kernel.Route)) error {
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	err := k.fail(RouteDump)
 	out := k.list(family)
-	if err == kernel.ErrDumpInterrupted {
-		return out[:len(out)/2], err
+	k.mu.Unlock()
+	switch {
+	case err == kernel.ErrDumpInterrupted:
+		out = out[:len(out)/2]
+	case err != nil:
+		return err
 	}
-	if err != nil {
-		return nil, err
+	for i := range out {
+		fn(&out[i])
 	}
-	return out, nil
+	return err
 }
 
 // RouteApply implements kernel.Kernel.
