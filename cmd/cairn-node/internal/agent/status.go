@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,7 +20,12 @@ import (
 // the count is always exact.
 const maxLearnedInStatus = 256
 
-// statusWriter publishes the node's CairnNodeStatus periodically.
+// statusPoll is how often the status is recomputed; it is written only
+// when it changed or the refresh interval passed, so sessions coming up
+// show within a second without a write per second.
+const statusPoll = time.Second
+
+// statusWriter publishes the node's CairnNodeStatus.
 type statusWriter struct {
 	client  versioned.Interface
 	node    string
@@ -28,14 +34,21 @@ type statusWriter struct {
 	speaker interface{ PeerStates() []speaker.PeerState }
 	learned func() []Route
 	log     *slog.Logger
+
+	written   *v1.CairnNodeStatusStatus // last written, nil before the first
+	writtenAt time.Time
 }
 
-func (w *statusWriter) run(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
+// run writes the status when it changes, and at least every refresh.
+func (w *statusWriter) run(ctx context.Context, refresh time.Duration) {
+	t := time.NewTicker(statusPoll)
 	defer t.Stop()
 	for {
-		if err := w.write(ctx); err != nil && ctx.Err() == nil {
-			w.log.Warn("writing CairnNodeStatus failed", "err", err)
+		next := w.compute(nil)
+		if w.written == nil || !sameStatus(*w.written, next) || time.Since(w.writtenAt) >= refresh {
+			if err := w.write(ctx); err != nil && ctx.Err() == nil {
+				w.log.Warn("writing CairnNodeStatus failed", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -43,6 +56,20 @@ func (w *statusWriter) run(ctx context.Context, every time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// sameStatus compares two statuses ignoring timestamps.
+func sameStatus(a, b v1.CairnNodeStatusStatus) bool {
+	a.LastUpdated, b.LastUpdated = nil, nil
+	a.Conditions, b.Conditions = nil, nil
+	for _, st := range []*v1.CairnNodeStatusStatus{&a, &b} {
+		peers := append([]v1.BGPSessionStatus(nil), st.BGP.Peers...)
+		for i := range peers {
+			peers[i].Since = nil
+		}
+		st.BGP.Peers = peers
+	}
+	return equality.Semantic.DeepEqual(a, b)
 }
 
 func (w *statusWriter) write(ctx context.Context) error {
@@ -58,6 +85,7 @@ func (w *statusWriter) write(ctx context.Context) error {
 	if _, err := c.UpdateStatus(ctx, cur, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("update CairnNodeStatus %s: %w", w.node, err)
 	}
+	w.written, w.writtenAt = &cur.Status, time.Now()
 	return nil
 }
 
