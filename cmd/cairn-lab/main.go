@@ -40,13 +40,16 @@ commands:
       --pods-per-node P      pods created on every node (default 2)
       --no-agents            network, routers and control plane only
       --keep-on-failure      leave a failed lab up for inspection
+      --instance NAME        name inside the namespaces (cl-NAME-node1), to run beside another lab
+                             (give it its own --state-dir)
   status [-o json]           nodes, BGP sessions, routes per router and node, pods
   pods [-o json]             pods: name, node, IP, netns path
   exec NAME -- CMD...        run CMD in the namespace of a pod, node or router (cp: control plane)
   kubectl ARGS...            the pinned kubectl against the lab's API server
   add-pod NODE               create a pod on NODE through cairn-cni
   del-pod NAME               delete a pod through cairn-cni
-  down                       remove everything the lab created (safe to repeat)
+  down [--all]               remove everything the lab created (safe to repeat);
+                             --all also deletes every cl-* namespace of any lab (lost state)
 
 The state directory defaults to $CAIRN_LAB_DIR or /run/cairn-lab.
 `
@@ -107,7 +110,16 @@ func dispatch(ctx context.Context, dir, cmd string, args []string) (int, error) 
 		}
 		return 0, lab.Demo(ctx, lab.DemoOptions{Up: o, Keep: keep, Out: os.Stdout})
 	case "down":
-		return 0, lab.Down(ctx, dir, logf)
+		fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+		all := fs.Bool("all", false, "also delete every cl-* namespace of any lab")
+		if err := fs.Parse(args); err != nil {
+			return 2, err
+		}
+		err := lab.Down(ctx, dir, logf)
+		if *all {
+			err = errors.Join(err, lab.Sweep(ctx, logf))
+		}
+		return 0, err
 	case "status":
 		return withLab(dir, func(l *lab.Lab) error { return status(ctx, l, args) })
 	case "pods":
@@ -156,6 +168,7 @@ func upFlags(cmd string, args []string, dir string, logf func(string, ...any)) (
 	fs.BoolVar(&o.SkipAgents, "no-agents", false, "network, routers and control plane only")
 	fs.BoolVar(&o.KeepOnFailure, "keep-on-failure", false, "leave a failed lab up")
 	fs.StringVar(&o.AgentLogLevel, "agent-log-level", "info", "cairn-node --log-level")
+	fs.StringVar(&o.Instance, "instance", "", "instance name inside namespace names")
 	fs.StringVar(&o.RepoRoot, "repo", "", "checkout to build from (default: the one above the working directory)")
 	keep := false
 	if cmd == "demo" {

@@ -12,10 +12,12 @@ import (
 
 // Down removes everything a lab created: it stops the agents and routers
 // (by pid and start time), stops etcd and kube-apiserver (pid files),
-// deletes every namespace in the state and every other "cl-" namespace
-// (ending any process still inside), which takes every veth and bridge
-// with it, and removes the state directory. It keeps going past errors
-// and reports them all. Running it again, or with no lab, does nothing.
+// deletes every namespace in the state (ending any process still inside),
+// which takes every veth and bridge with it, and removes the state
+// directory. Everything is recorded before it is created, so this holds
+// after any failure. It keeps going past errors and reports them all.
+// Running it again, or with no lab, does nothing. Labs of other instances,
+// with their own state, are left alone (see Sweep).
 func Down(ctx context.Context, dir string, logf func(string, ...any)) error {
 	if dir == "" {
 		dir = DefaultStateDir
@@ -41,9 +43,9 @@ func Down(ctx context.Context, dir string, logf func(string, ...any)) error {
 			logf("stopped the control plane")
 		}
 	}
-	nss, err := namespacesToDelete(ctx, st)
-	if err != nil {
-		errs = append(errs, err)
+	var nss []string
+	if st != nil {
+		nss = reversed(st.Namespaces)
 	}
 	for _, ns := range nss {
 		if err := delNS(ctx, ns); err != nil {
@@ -83,29 +85,42 @@ func stopProcs(procs []Proc, logf func(string, ...any)) []error {
 	return errs
 }
 
-// namespacesToDelete is the state's namespaces plus any other with the
-// lab's prefix (left by a crash before they were recorded, or by a lab in
-// another state directory), pods first and routers last.
-func namespacesToDelete(ctx context.Context, st *State) ([]string, error) {
+// reversed returns the namespaces newest first (pods, then nodes, then
+// routers), without duplicates.
+func reversed(nss []string) []string {
 	seen := map[string]bool{}
 	var out []string
-	if st != nil {
-		for i := len(st.Namespaces) - 1; i >= 0; i-- {
-			if ns := st.Namespaces[i]; !seen[ns] {
-				seen[ns] = true
-				out = append(out, ns)
-			}
+	for i := len(nss) - 1; i >= 0; i-- {
+		if !seen[nss[i]] {
+			seen[nss[i]] = true
+			out = append(out, nss[i])
 		}
 	}
-	existing, err := labNamespaces(ctx)
-	sort.Strings(existing)
-	for _, ns := range existing {
-		if !seen[ns] {
-			seen[ns] = true
-			out = append(out, ns)
-		}
+	return out
+}
+
+// Sweep deletes every namespace named with NSPrefix, of any lab, ending
+// the processes inside: the last resort when a lab's state directory was
+// lost. Processes of such a lab outside its namespaces (none: every
+// daemon runs inside one) would be out of reach.
+func Sweep(ctx context.Context, logf func(string, ...any)) error {
+	if logf == nil {
+		logf = func(string, ...any) {}
 	}
-	return out, err
+	names, err := labNamespaces(ctx)
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	var errs []error
+	for _, ns := range names {
+		if err := delNS(ctx, ns); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		logf("deleted namespace %s", ns)
+	}
+	return errors.Join(errs...)
 }
 
 // removeIfOnlyLock removes a state directory that holds nothing but the

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	cairnclient "github.com/cairn-net/cairn/apis/client/clientset/versioned"
@@ -25,6 +26,10 @@ type Options struct {
 	Racks, NodesPerRack int
 	// Router is RouterBIRD (default) or RouterFRR.
 	Router string
+	// Instance names the lab inside its namespace names ("cl-<instance>-
+	// node1"), so it can run beside a lab of another instance; empty for
+	// the default lab ("cl-node1").
+	Instance string
 	// PodsPerNode is the number of pods Up creates on every node (default
 	// 2; negative means none).
 	PodsPerNode int
@@ -95,11 +100,11 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
-	if err := preflight(ctx, o); err != nil {
+	plan, err := NewPlan(PlanOptions{Racks: o.Racks, NodesPerRack: o.NodesPerRack, Router: o.Router, Instance: o.Instance})
+	if err != nil {
 		return nil, err
 	}
-	plan, err := NewPlan(PlanOptions{Racks: o.Racks, NodesPerRack: o.NodesPerRack, Router: o.Router})
-	if err != nil {
+	if err := preflight(ctx, o, plan); err != nil {
 		return nil, err
 	}
 	drv, err := driverFor(o.Router)
@@ -146,7 +151,7 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 }
 
 // preflight refuses to start over an existing lab or without the tools.
-func preflight(ctx context.Context, o Options) error {
+func preflight(ctx context.Context, o Options, plan Plan) error {
 	if os.Geteuid() != 0 {
 		return errors.New("the lab needs root: it creates network namespaces")
 	}
@@ -156,10 +161,10 @@ func preflight(ctx context.Context, o Options) error {
 	if entries, err := os.ReadDir(o.StateDir); err == nil && len(entries) > 0 {
 		return fmt.Errorf("state directory %s is not empty and holds no lab: remove it or choose another", o.StateDir)
 	}
-	if names, err := labNamespaces(ctx); err != nil {
+	if clash, err := existingPlanned(ctx, plan); err != nil {
 		return err
-	} else if len(names) > 0 {
-		return fmt.Errorf("namespaces %v exist (a lab in another state directory?): run `cairn-lab down` first", names)
+	} else if len(clash) > 0 {
+		return fmt.Errorf("namespaces %v exist: another lab of this instance runs (`cairn-lab --state-dir DIR down`), or choose another --instance", clash)
 	}
 	tools := []string{"ip", "go"}
 	if o.Router == RouterBIRD {
@@ -176,6 +181,26 @@ func preflight(ctx context.Context, o Options) error {
 		return err
 	}
 	return nil
+}
+
+// existingPlanned lists the plan's namespaces that already exist, and any
+// pod namespace of the plan's prefix.
+func existingPlanned(ctx context.Context, plan Plan) ([]string, error) {
+	existing, err := labNamespaces(ctx)
+	if err != nil {
+		return nil, err
+	}
+	planned := map[string]bool{}
+	for _, ns := range plan.Namespaces() {
+		planned[ns] = true
+	}
+	var clash []string
+	for _, ns := range existing {
+		if planned[ns] || strings.HasPrefix(ns, plan.Prefix+"pod-") {
+			clash = append(clash, ns)
+		}
+	}
+	return clash, nil
 }
 
 func (l *Lab) up(ctx context.Context, o Options) error {

@@ -6,8 +6,10 @@ import (
 	"net/netip"
 )
 
-// NSPrefix starts the name of every network namespace the lab creates; Down
-// removes every namespace carrying it.
+// NSPrefix starts the name of every network namespace any lab creates. A
+// lab with an instance name adds it ("cl-e2e-node1"), so that labs of
+// different instances can run side by side: their addresses only meet
+// inside their own namespaces, and only the names are global.
 const NSPrefix = "cl-"
 
 // Fixed numbers of the lab's network. Everything is inside 172.30.0.0/16
@@ -44,6 +46,8 @@ const (
 // Plan is the whole topology, derived from the options alone: who lives in
 // which namespace, with which address, which AS, and who peers with whom.
 type Plan struct {
+	// Prefix starts every namespace name of this lab.
+	Prefix       string        `json:"prefix"`
 	Router       string        `json:"router"`
 	ControlPlane Host          `json:"controlPlane"`
 	Racks        []Rack        `json:"racks"`
@@ -157,6 +161,24 @@ type PlanOptions struct {
 	Racks        int
 	NodesPerRack int
 	Router       string
+	// Instance, when set, goes into every namespace name after NSPrefix.
+	Instance string
+}
+
+// maxInstance bounds instance names; with "pod-nodeNNN-NNNN" they keep
+// namespace names short enough to read.
+const maxInstance = 8
+
+func validInstance(s string) bool {
+	if len(s) > maxInstance {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // NewPlan lays out the lab.
@@ -188,18 +210,26 @@ func NewPlan(o PlanOptions) (Plan, error) {
 	if o.Router != RouterBIRD && o.Router != RouterFRR {
 		return Plan{}, fmt.Errorf("router must be %q or %q, got %q", RouterBIRD, RouterFRR, o.Router)
 	}
+	if !validInstance(o.Instance) {
+		return Plan{}, fmt.Errorf("instance name %q: want at most %d lower-case letters and digits", o.Instance, maxInstance)
+	}
 	multi := o.Racks > 1
+	prefix := NSPrefix
+	if o.Instance != "" {
+		prefix += o.Instance + "-"
+	}
 	p := Plan{
+		Prefix:       prefix,
 		Router:       o.Router,
-		ControlPlane: Host{Name: "cp", NS: NSPrefix + "cp", Addr: v4(172, 30, 0, 2), Gateway: v4(172, 30, 0, 1)},
+		ControlPlane: Host{Name: "cp", NS: prefix + "cp", Addr: v4(172, 30, 0, 2), Gateway: v4(172, 30, 0, 1)},
 		BGP:          ClusterBGP{ASNumber: ClusterAS, MeshEnabled: !multi},
 	}
 	if multi {
-		p.Spine = &RouterPlan{Name: "spine", NS: NSPrefix + "spine", AS: SpineAS, RouterID: uplinkAddr(1, 2), ExportConnected: true}
+		p.Spine = &RouterPlan{Name: "spine", NS: prefix + "spine", AS: SpineAS, RouterID: uplinkAddr(1, 2), ExportConnected: true}
 	}
 	nodeNum := 0
 	for r := 1; r <= o.Racks; r++ {
-		rack := newRack(r, multi)
+		rack := newRack(prefix, r, multi)
 		for j := 1; j <= o.NodesPerRack; j++ {
 			nodeNum++
 			n := Node{
@@ -207,7 +237,7 @@ func NewPlan(o PlanOptions) (Plan, error) {
 				Addr: v4(172, 30, byte(r), byte(10+j)), Gateway: rack.ToR.RouterID,
 				AS: ClusterAS,
 			}
-			n.NS = NSPrefix + n.Name
+			n.NS = prefix + n.Name
 			if multi {
 				n.AS, n.ASAnnotation = rack.AS, true
 			}
@@ -247,7 +277,7 @@ func NewPlan(o PlanOptions) (Plan, error) {
 	return p, p.validate()
 }
 
-func newRack(r int, multi bool) Rack {
+func newRack(prefix string, r int, multi bool) Rack {
 	rack := Rack{
 		Name: fmt.Sprintf("r%d", r), Index: r,
 		Subnet: netip.PrefixFrom(v4(172, 30, byte(r), 0), 24),
@@ -257,7 +287,7 @@ func newRack(r int, multi bool) Rack {
 		Name: fmt.Sprintf("tor%d", r), AS: rack.AS, RouterID: v4(172, 30, byte(r), 1),
 		ExportConnected: multi,
 	}
-	rack.ToR.NS = NSPrefix + rack.ToR.Name
+	rack.ToR.NS = prefix + rack.ToR.Name
 	return rack
 }
 

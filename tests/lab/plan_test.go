@@ -17,6 +17,8 @@ func TestNewPlanRejectsBadOptions(t *testing.T) {
 		{"no nodes", PlanOptions{Racks: 1, NodesPerRack: 0, Router: RouterBIRD}, "nodes per rack"},
 		{"too many nodes", PlanOptions{Racks: 1, NodesPerRack: 201, Router: RouterBIRD}, "nodes per rack"},
 		{"unknown router", PlanOptions{Racks: 1, NodesPerRack: 2, Router: "quagga"}, "router must be"},
+		{"instance with a dash", PlanOptions{Racks: 1, NodesPerRack: 2, Router: RouterBIRD, Instance: "a-b"}, "instance name"},
+		{"instance too long", PlanOptions{Racks: 1, NodesPerRack: 2, Router: RouterBIRD, Instance: "abcdefghi"}, "instance name"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -132,6 +134,26 @@ func TestPlanStaysInsideTheLab(t *testing.T) {
 			if !strings.HasPrefix(ns, NSPrefix) {
 				t.Errorf("racks=%d: namespace %s lacks the %s prefix", racks, ns, NSPrefix)
 			}
+		}
+	}
+}
+
+func TestInstancePrefixesEveryNamespace(t *testing.T) {
+	p, err := NewPlan(PlanOptions{Racks: 2, NodesPerRack: 1, Router: RouterBIRD, Instance: "e2e"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Prefix != "cl-e2e-" {
+		t.Errorf("prefix = %q", p.Prefix)
+	}
+	for _, ns := range p.Namespaces() {
+		if !strings.HasPrefix(ns, "cl-e2e-") {
+			t.Errorf("namespace %s lacks the instance prefix", ns)
+		}
+	}
+	for _, l := range p.Links {
+		if !strings.HasPrefix(l.A.NS, "cl-e2e-") || !strings.HasPrefix(l.B.NS, "cl-e2e-") {
+			t.Errorf("link %s/%s-%s/%s leaves the instance", l.A.NS, l.A.Name, l.B.NS, l.B.Name)
 		}
 	}
 }

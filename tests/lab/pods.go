@@ -27,7 +27,7 @@ func (l *Lab) addPod(ctx context.Context, nodeName string) (Pod, error) {
 	}
 	l.st.PodSeq[n.Name]++
 	name := fmt.Sprintf("pod-%s-%d", n.Name, l.st.PodSeq[n.Name])
-	pod := Pod{Name: name, Namespace: PodNamespace, Node: n.Name, NS: NSPrefix + name, ContainerID: randomHex(32)}
+	pod := Pod{Name: name, Namespace: PodNamespace, Node: n.Name, NS: l.st.Plan.Prefix + name, ContainerID: randomHex(32)}
 	pod.NetnsPath = NSPath(pod.NS)
 	if err := l.st.recordNamespace(pod.NS); err != nil {
 		return Pod{}, err
@@ -56,9 +56,15 @@ func (l *Lab) addPod(ctx context.Context, nodeName string) (Pod, error) {
 	if err := l.st.save(); err != nil {
 		return Pod{}, err
 	}
+	now := metav1.Now()
 	obj.Status = corev1.PodStatus{
 		Phase: corev1.PodRunning, HostIP: n.Addr.String(), PodIP: pod.IP.String(),
-		PodIPs: []corev1.PodIP{{IP: pod.IP.String()}},
+		PodIPs:     []corev1.PodIP{{IP: pod.IP.String()}},
+		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now}},
+		ContainerStatuses: []corev1.ContainerStatus{{
+			Name: "app", Image: obj.Spec.Containers[0].Image, Ready: true,
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+		}},
 	}
 	if _, err := l.c.kube.CoreV1().Pods(PodNamespace).UpdateStatus(ctx, obj, metav1.UpdateOptions{}); err != nil {
 		return Pod{}, fmt.Errorf("set status of Pod %s: %w", name, err)
@@ -153,7 +159,7 @@ func (l *Lab) forgetPod(name string) {
 	l.st.Pods = out
 	var nss []string
 	for _, ns := range l.st.Namespaces {
-		if ns != NSPrefix+name {
+		if ns != l.st.Plan.Prefix+name {
 			nss = append(nss, ns)
 		}
 	}

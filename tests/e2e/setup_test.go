@@ -1,0 +1,170 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairn-net/cairn/tests/controlplane"
+	"github.com/cairn-net/cairn/tests/lab"
+)
+
+// upTimeout bounds one lab's Up, a cold build of the binaries included.
+const upTimeout = 10 * time.Minute
+
+// requireLab skips (locally) or fails (under CI) when the machine cannot
+// run a lab: root, the pinned control plane, the router daemons, Go, and
+// the agent's and plugin's sources.
+func requireLab(t *testing.T, router string) string {
+	t.Helper()
+	missing := func(format string, args ...any) {
+		t.Helper()
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI must provide this: "+format, args...)
+		}
+		t.Skipf("skipping the end-to-end lab: "+format, args...)
+	}
+	if os.Geteuid() != 0 {
+		missing("needs root (network namespaces)")
+	}
+	if _, err := controlplane.BinDir(); err != nil {
+		missing("%v", err)
+	}
+	tools := []string{"ip", "go", "ping"}
+	if router == lab.RouterFRR {
+		tools = append(tools, "/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "vtysh")
+	} else {
+		tools = append(tools, "bird", "birdc")
+	}
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing("%s not installed: %v", tool, err)
+		}
+	}
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"cairn-node", "cairn-cni", "cairn-lab"} {
+		if _, err := os.Stat(filepath.Join(root, "cmd", cmd, "main.go")); err != nil {
+			missing("cmd/%s is not in this checkout", cmd)
+		}
+	}
+	return root
+}
+
+// instance names the tests' labs ("cl-e2e-node1"), so they run beside a
+// lab someone has up on the same machine.
+const instance = "e2e"
+
+// upLab brings a lab up in a state directory of the test's own and
+// registers its teardown, which also checks that nothing is left behind.
+func upLab(t *testing.T, o lab.Options) *lab.Lab {
+	t.Helper()
+	o.RepoRoot = requireLab(t, o.Router)
+	o.StateDir = filepath.Join(t.TempDir(), "lab")
+	o.Instance = instance
+	o.Logf = t.Logf
+	t.Cleanup(func() { downAndCheck(t, o.StateDir) })
+	ctx, cancel := context.WithTimeout(context.Background(), upTimeout)
+	defer cancel()
+	begin := time.Now()
+	l, err := lab.Up(ctx, o)
+	if err != nil {
+		t.Fatalf("lab up: %v", err)
+	}
+	tm := l.Timings
+	t.Logf("lab up in %v: build %v, network+routers %v, control plane %v, agents %v, pods %v, converge %v",
+		time.Since(begin).Round(time.Millisecond), tm.Build.Round(time.Millisecond), tm.Network.Round(time.Millisecond),
+		tm.ControlPlane.Round(time.Millisecond), tm.Agents.Round(time.Millisecond), tm.Pods.Round(time.Millisecond), tm.Converge.Round(time.Millisecond))
+	return l
+}
+
+// downAndCheck runs Down twice (the second must be a no-op) and checks
+// that no lab namespace, no recorded process, no state and no lab address
+// or route in the root namespace remain.
+func downAndCheck(t *testing.T, stateDir string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var procs []lab.Proc
+	if l, err := lab.Open(stateDir, nil); err == nil {
+		procs = l.Procs()
+		if t.Failed() {
+			if st, err := l.Status(ctx); err == nil {
+				b, _ := json.MarshalIndent(st, "", "  ")
+				t.Logf("lab status at failure:\n%s", b)
+			}
+		}
+	}
+	if err := lab.Down(ctx, stateDir, t.Logf); err != nil {
+		t.Errorf("down: %v", err)
+	}
+	if err := lab.Down(ctx, stateDir, t.Logf); err != nil {
+		t.Errorf("second down: %v", err)
+	}
+	names, err := lab.Namespaces(ctx)
+	if err != nil {
+		t.Error(err)
+	}
+	for _, ns := range names {
+		if strings.HasPrefix(ns, lab.NSPrefix+instance+"-") {
+			t.Errorf("after down, namespace %s remains", ns)
+		}
+	}
+	for _, p := range procs {
+		if p.Alive() {
+			t.Errorf("after down, %s (pid %d) still runs", p.Name, p.PID)
+		}
+	}
+	if _, err := os.Stat(stateDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after down, the state directory %s remains (%v)", stateDir, err)
+	}
+	checkRootNamespaceClean(t)
+}
+
+// checkRootNamespaceClean asserts that the root namespace has no address
+// or route in the lab's ranges: the lab is never linked to it.
+func checkRootNamespaceClean(t *testing.T) {
+	t.Helper()
+	labNet := netip.MustParsePrefix(lab.LabCIDR)
+	pool := netip.MustParsePrefix(lab.PoolCIDR)
+	out, err := exec.Command("ip", "-j", "-4", "addr", "show").Output()
+	if err != nil {
+		t.Fatalf("ip addr in the root namespace: %v", err)
+	}
+	var links []struct {
+		IfName   string `json:"ifname"`
+		AddrInfo []struct {
+			Local string `json:"local"`
+		} `json:"addr_info"`
+	}
+	if err := json.Unmarshal(out, &links); err != nil {
+		t.Fatalf("decode ip addr: %v", err)
+	}
+	for _, l := range links {
+		for _, a := range l.AddrInfo {
+			if addr, err := netip.ParseAddr(a.Local); err == nil && (labNet.Contains(addr) || pool.Contains(addr)) {
+				t.Errorf("root namespace has lab address %s on %s", addr, l.IfName)
+			}
+		}
+	}
+	routes, err := lab.KernelRoutes(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range routes {
+		if p, err := netip.ParsePrefix(r.Dst); err == nil && (labNet.Overlaps(p) || pool.Overlaps(p)) {
+			t.Errorf("root namespace has a route into the lab: %s", r)
+		} else if a, err := netip.ParseAddr(r.Dst); err == nil && (labNet.Contains(a) || pool.Contains(a)) {
+			t.Errorf("root namespace has a route into the lab: %s", r)
+		}
+	}
+}
