@@ -3,7 +3,6 @@ package speaker
 import (
 	"net/netip"
 	"slices"
-	"strconv"
 
 	"github.com/osrg/gobgp/v4/api"
 )
@@ -199,5 +198,5 @@ func describePolicy(in policyInput) []any {
 	for i, p := range in.pools {
 		pools[i] = p.String()
 	}
-	return []any{"pools", pools, "reflectTo", strconv.Itoa(len(in.reflectTo))}
+	return []any{"pools", pools, "reflectToPeers", len(in.reflectTo)}
 }

@@ -43,14 +43,18 @@ type Peer struct {
 	// Name identifies the peer in logs and status (for example the BGPPeer
 	// or Node name); the address is used when empty.
 	Name string
-	// Address is the neighbour's IP address; it is the peer's identity.
+	// Address is the neighbour's IP address; it is the peer's identity. A
+	// session carries only this address's family (an IPv4 peer gets the
+	// IPv4 advertisements, an IPv6 peer the IPv6 ones).
 	Address netip.Addr
 	// ASN is the neighbour's AS; equal to Config.ASN means iBGP.
 	ASN uint32
 	// Port is the neighbour's TCP port; 0 means 179.
 	Port uint16
 	// Password is the TCP-MD5 key (RFC 2385). It is never logged and never
-	// put in an error or a status.
+	// put in an error or a status. GoBGP v4.8.0 never removes a key from
+	// its listener, so after a password is removed the peer can only be
+	// reached by our outgoing connections (not when Passive).
 	Password string
 	// TTLSecurity is the GTSM hop count (RFC 5082): packets must arrive with
 	// TTL >= 256-TTLSecurity. 0 disables it. Exclusive with EBGPMultihop.
