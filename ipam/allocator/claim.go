@@ -125,7 +125,12 @@ func (a *Allocator) claim(ctx context.Context, p pools.Pool, block netip.Prefix)
 	}
 	b, err := a.createBlock(ctx, p, block)
 	if err != nil {
-		return false, a.dropAffinity(ctx, aff, err)
+		// The block may have been created all the same (a lost
+		// response): drop the pending claim only if it surely was not.
+		if _, gerr := a.store.Blocks().Get(ctx, ipam.BlockName(block)); ipam.IsNotFound(gerr) {
+			return false, a.dropAffinity(ctx, aff, err)
+		}
+		return false, err
 	}
 	if owner := ipam.AffinityNode(b.Spec.Affinity); owner != a.opts.Node {
 		a.log.Debug("lost block claim", "block", block.String(), "owner", owner)

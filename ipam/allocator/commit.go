@@ -109,26 +109,25 @@ func wait(ctx context.Context, o *op) error {
 }
 
 // runCommitter writes e's pending ops, all that queued up during the
-// previous write at once, until none is left.
+// previous write at once, until none is left. The committer is marked idle
+// in the same critical section that publishes the last result, so a caller
+// that saw its op done never sees a write still running.
 func (a *Allocator) runCommitter(e *entry) {
 	for {
 		a.mu.Lock()
 		batch := e.pending
 		e.pending = nil
-		if len(batch) == 0 {
-			e.running = false
-			a.mu.Unlock()
+		a.mu.Unlock()
+		if !a.commit(e, batch) {
 			return
 		}
-		a.mu.Unlock()
-		a.commit(e, batch)
 	}
 }
 
 // commit applies batch to e's block with one compare-and-swap write,
 // re-reading and re-applying on conflict. Ops whose caller gave up before
-// the write are dropped.
-func (a *Allocator) commit(e *entry, batch []*op) {
+// the write are dropped. It reports whether more ops are pending.
+func (a *Allocator) commit(e *entry, batch []*op) bool {
 	var live []*op
 	for _, o := range batch {
 		if err := o.ctx.Err(); err != nil {
@@ -143,7 +142,7 @@ func (a *Allocator) commit(e *entry, batch []*op) {
 	cur := e.block
 	a.mu.Unlock()
 	updated, err := a.writeBatch(ctx, e, cur, live)
-	a.finish(e, batch, updated, err)
+	return a.finish(e, batch, updated, err)
 }
 
 // writeBatch loops read-apply-write until the batch is written, or fails.
@@ -307,8 +306,9 @@ func landed(fresh *v1.IPAMBlock, live []*op) bool {
 	return true
 }
 
-// finish records the outcome in e and wakes the callers.
-func (a *Allocator) finish(e *entry, batch []*op, updated *v1.IPAMBlock, err error) {
+// finish records the outcome in e and wakes the callers. It reports
+// whether more ops are pending; if not, it marks the committer idle.
+func (a *Allocator) finish(e *entry, batch []*op, updated *v1.IPAMBlock, err error) bool {
 	borrowChange := false
 	a.mu.Lock()
 	for _, o := range batch {
@@ -340,6 +340,8 @@ func (a *Allocator) finish(e *entry, batch []*op, updated *v1.IPAMBlock, err err
 		e.own = false
 		borrowChange = true // an owned block vanished: announcements change
 	}
+	more := len(e.pending) > 0
+	e.running = more
 	a.mu.Unlock()
 	for _, o := range batch {
 		close(o.done)
@@ -347,6 +349,7 @@ func (a *Allocator) finish(e *entry, batch []*op, updated *v1.IPAMBlock, err err
 	if borrowChange {
 		a.notify()
 	}
+	return more
 }
 
 // noteEmptyLocked tracks since when e's block has been empty.

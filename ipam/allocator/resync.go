@@ -150,10 +150,17 @@ func (a *Allocator) ReleaseEmptyBlocks(ctx context.Context) ([]netip.Prefix, err
 	var todo []*entry
 	a.mu.Lock()
 	for _, e := range a.entries {
+		// No reservation means no assignment is queued or being written
+		// here, and none can start while releasing is set; a release in
+		// flight keeps the block empty, and a borrower's write makes the
+		// conditional delete fail.
 		if e.own && !e.releasing && e.block != nil && len(e.block.Spec.Allocations) == 0 && e.reserved == 0 &&
-			!e.running && !e.emptySince.IsZero() && now.Sub(e.emptySince) >= a.opts.EmptyBlockGrace {
+			!e.emptySince.IsZero() && now.Sub(e.emptySince) >= a.opts.EmptyBlockGrace {
 			e.releasing = true
 			todo = append(todo, e)
+		} else if e.own {
+			a.log.Debug("keeping block", "block", e.prefix.String(), "reserved", e.reserved, "releasing", e.releasing,
+				"allocations", blockLen(e.block), "emptySince", e.emptySince)
 		}
 	}
 	a.mu.Unlock()
@@ -196,26 +203,69 @@ func (a *Allocator) releaseBlock(ctx context.Context, e *entry) (released bool, 
 	a.mu.Lock()
 	b := e.block
 	a.mu.Unlock()
-	err = a.store.Blocks().Delete(ctx, e.name, b.ResourceVersion)
-	if err != nil && !ipam.IsNotFound(err) {
-		// Someone wrote the block since (or the delete failed): keep the
-		// claim; a later pass tries again if it is still empty.
-		log.Info("empty block changed before release; keeping it", "err", err)
-		if fresh, gerr := a.getBlock(ctx, e); gerr == nil && fresh != nil {
-			a.mu.Lock()
-			e.block = fresh
-			a.noteEmptyLocked(e)
-			a.mu.Unlock()
-		}
+	gone, err := a.deleteIfEmpty(ctx, e, b)
+	if err != nil || !gone {
+		// Someone allocated from the block since (or it cannot be
+		// deleted now): keep the claim; a later pass tries again.
+		log.Info("keeping block that is no longer empty or could not be deleted", "err", err)
 		if _, cerr := a.setAffinityState(ctx, aff, v1.AffinityConfirmed); cerr != nil {
-			return false, fmt.Errorf("release block %s: delete block: %w; restore claim: %w", e.prefix, err, cerr)
+			return false, errors.Join(err, fmt.Errorf("release block %s: restore claim: %w", e.prefix, cerr))
 		}
-		return false, nil
+		return false, err
 	}
-	if err := a.store.Affinities().Delete(ctx, aff.Name, aff.ResourceVersion); err != nil && !ipam.IsNotFound(err) {
-		// The block is gone; the leftover affinity is dropped by Resync.
+	err = a.retry(ctx, "delete affinity", func() error {
+		err := a.store.Affinities().Delete(ctx, aff.Name, aff.ResourceVersion)
+		if ipam.IsNotFound(err) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		// The block is gone; Resync drops the leftover affinity.
 		return true, fmt.Errorf("release block %s: delete affinity: %w", e.prefix, err)
 	}
 	log.Info("released empty block")
 	return true, nil
+}
+
+// deleteIfEmpty deletes e's block if it is still empty and still this
+// node's, retrying on conflict with the version read back. It reports
+// whether the block is gone.
+func (a *Allocator) deleteIfEmpty(ctx context.Context, e *entry, b *v1.IPAMBlock) (bool, error) {
+	gone := false
+	err := a.retry(ctx, "delete empty block", func() error {
+		if b == nil {
+			fresh, err := a.getBlock(ctx, e)
+			if err != nil {
+				return err
+			}
+			if fresh == nil {
+				gone = true
+				return nil
+			}
+			a.mu.Lock()
+			e.block = fresh
+			a.noteEmptyLocked(e)
+			a.mu.Unlock()
+			if len(fresh.Spec.Allocations) > 0 || ipam.AffinityNode(fresh.Spec.Affinity) != a.opts.Node {
+				return nil
+			}
+			b = fresh
+		}
+		err := a.store.Blocks().Delete(ctx, e.name, b.ResourceVersion)
+		if err == nil || ipam.IsNotFound(err) {
+			gone = true
+			return nil
+		}
+		b = nil // read it back before deciding again
+		return err
+	})
+	return gone, err
+}
+
+func blockLen(b *v1.IPAMBlock) int {
+	if b == nil {
+		return -1
+	}
+	return len(b.Spec.Allocations)
 }

@@ -56,6 +56,14 @@ type Store struct {
 	calls  map[Kind]map[Op]int
 	writes int
 	delay  time.Duration
+	log    []string
+}
+
+// WriteLog returns "op kind name" for every write call so far, in order.
+func (s *Store) WriteLog() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.log...)
 }
 
 // SetLatency makes every call take at least d, outside the store's lock,
@@ -273,6 +281,7 @@ func (s *Store) call(ctx context.Context, kind Kind, op Op, name string, fn func
 	s.calls[kind][op]++
 	if op.IsWrite() {
 		s.writes++
+		s.log = append(s.log, fmt.Sprintf("%s %s %s", op, kind, name))
 	}
 	f := s.matchFault(kind, op, name)
 	if f == nil {
@@ -299,6 +308,9 @@ type Fault struct {
 	// Times is how many matching calls fail; 0 means one, negative
 	// means every one from then on.
 	Times int
+	// Every, when above 1, fails only every Every-th matching call.
+	Every int
+	seen  int
 	// Err is returned (wrapped); nil means ipam.ErrConflict.
 	Err error
 	// Applied makes the write take effect before the error is returned,
@@ -362,6 +374,11 @@ func (s *Store) matchFault(kind Kind, op Op, name string) *Fault {
 		if f.Skip > 0 {
 			f.Skip--
 			continue
+		}
+		if f.Every > 1 {
+			if f.seen++; f.seen%f.Every != 0 {
+				continue
+			}
 		}
 		if f.Times > 0 {
 			f.Times--
