@@ -28,7 +28,7 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	w := &world{t: t, s: memstore.New(), clock: newClock(), nodes: map[string]*allocator.Allocator{}, held: map[string][]netip.Prefix{}}
-	addPool(t, w.s, "v4", "10.0.0.0/28", 30)  // 4 blocks of 4
+	addPool(t, w.s, "v4", "10.0.0.0/28", 30) // 4 blocks of 4
 	addPool(t, w.s, "v6", "fd00::/124", 126) // 4 blocks of 4
 	for _, n := range []string{"a", "b"} {
 		w.nodes[n] = newAlloc(t, w.s, n, func(o *allocator.Options) {
