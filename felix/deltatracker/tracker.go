@@ -20,10 +20,12 @@ type entry[V any] struct {
 // Tracker tracks desired vs actual for keys K with values V. It is not safe
 // for concurrent use.
 type Tracker[K comparable, V any] struct {
-	equal          func(desired, actual V) bool
-	entries        map[K]*entry[V]
-	pendingUpdates map[K]struct{}
-	pendingDeletes map[K]struct{}
+	equal   func(desired, actual V) bool
+	entries map[K]*entry[V]
+	// The pending sets point at their entries so that walking them costs
+	// no lookup in entries.
+	pendingUpdates map[K]*entry[V]
+	pendingDeletes map[K]*entry[V]
 	numDesired     int
 	numActual      int
 
@@ -39,8 +41,8 @@ func New[K comparable, V any](equal func(desired, actual V) bool) *Tracker[K, V]
 	return &Tracker[K, V]{
 		equal:          equal,
 		entries:        map[K]*entry[V]{},
-		pendingUpdates: map[K]struct{}{},
-		pendingDeletes: map[K]struct{}{},
+		pendingUpdates: map[K]*entry[V]{},
+		pendingDeletes: map[K]*entry[V]{},
 	}
 }
 
@@ -48,10 +50,10 @@ func New[K comparable, V any](equal func(desired, actual V) bool) *Tracker[K, V]
 func (t *Tracker[K, V]) recompute(k K, e *entry[V]) {
 	switch {
 	case e.hasDesired && (!e.hasActual || !t.equal(e.desired, e.actual)):
-		t.pendingUpdates[k] = struct{}{}
+		t.pendingUpdates[k] = e
 		delete(t.pendingDeletes, k)
 	case !e.hasDesired && e.hasActual:
-		t.pendingDeletes[k] = struct{}{}
+		t.pendingDeletes[k] = e
 		delete(t.pendingUpdates, k)
 	default:
 		delete(t.pendingUpdates, k)
@@ -191,11 +193,18 @@ func (t *Tracker[K, V]) InSync(k K) bool {
 	return !u && !d
 }
 
-// PendingUpdates yields each key to write, with its desired value.
-func (t *Tracker[K, V]) PendingUpdates() iter.Seq2[K, V] {
-	return func(yield func(K, V) bool) {
-		for k := range t.pendingUpdates {
-			if !yield(k, t.entries[k].desired) {
+// Update is a pending write: the desired value, and whether the
+// dataplane holds a (different) value for the key already.
+type Update[V any] struct {
+	Desired     V
+	InDataplane bool
+}
+
+// PendingUpdates yields each key to write.
+func (t *Tracker[K, V]) PendingUpdates() iter.Seq2[K, Update[V]] {
+	return func(yield func(K, Update[V]) bool) {
+		for k, e := range t.pendingUpdates {
+			if !yield(k, Update[V]{Desired: e.desired, InDataplane: e.hasActual}) {
 				return
 			}
 		}
@@ -205,8 +214,8 @@ func (t *Tracker[K, V]) PendingUpdates() iter.Seq2[K, V] {
 // PendingDeletes yields each key to delete, with its actual value.
 func (t *Tracker[K, V]) PendingDeletes() iter.Seq2[K, V] {
 	return func(yield func(K, V) bool) {
-		for k := range t.pendingDeletes {
-			if !yield(k, t.entries[k].actual) {
+		for k, e := range t.pendingDeletes {
+			if !yield(k, e.actual) {
 				return
 			}
 		}

@@ -7,7 +7,13 @@ import (
 )
 
 func pending(t *Tracker[string, int]) (updates map[string]int, deletes []string) {
-	updates = maps.Collect(t.PendingUpdates())
+	updates = map[string]int{}
+	for k, u := range t.PendingUpdates() {
+		updates[k] = u.Desired
+		if _, ok := t.Actual(k); ok != u.InDataplane {
+			panic("InDataplane disagrees with Actual")
+		}
+	}
 	deletes = slices.Sorted(maps.Keys(maps.Collect(t.PendingDeletes())))
 	return updates, deletes
 }

@@ -573,12 +573,12 @@ func (t *Table) Apply() error {
 				Dst: r.Dst, Priority: r.Priority, Protocol: t.proto}})
 		}
 	}
-	for k, r := range t.tracker.PendingUpdates() {
+	for _, u := range t.tracker.PendingUpdates() {
 		kind := kernel.OpAdd
-		if _, ours := t.tracker.Actual(k); ours {
+		if u.InDataplane {
 			kind = kernel.OpReplace
 		}
-		ops = append(ops, kernel.RouteOp{Kind: kind, Route: r})
+		ops = append(ops, kernel.RouteOp{Kind: kind, Route: u.Desired})
 	}
 	t.ops = ops
 	if len(ops) == 0 {
