@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -119,6 +120,24 @@ func TestPrivilegedThousandEndpointsConverge(t *testing.T) {
 	if !strings.Contains(strings.Join(routes, "\n"), want) {
 		t.Errorf("no %q among routes", want)
 	}
+	// One at a time, as CNI ADDs arriving alone: the latency each sees.
+	var batch2 []string
+	for i := count; i < count+50; i++ {
+		batch2 = append(batch2, fmt.Sprintf("link add crn%d type veth peer name pod%d", i, i), fmt.Sprintf("link set crn%d up", i))
+	}
+	node.IPBatch(t, batch2)
+	var lat []time.Duration
+	for i := count; i < count+50; i++ {
+		start := time.Now()
+		err := f.SetEndpoint(ctx, felix.Endpoint{HostIface: fmt.Sprintf("crn%d", i), Addrs: []netip.Prefix{
+			netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 99, 80, byte(i)}), 32)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	t.Logf("SetEndpoint alone with %d endpoints present: p50 %v, max %v", count, lat[len(lat)/2], lat[len(lat)-1])
 	for _, sysctl := range []string{"/proc/sys/net/ipv4/conf/crn999/rp_filter", "/proc/sys/net/ipv6/conf/crn999/accept_ra", "/proc/sys/net/ipv4/conf/crn0/proxy_arp"} {
 		out, err := node.Exec(ctx, "cat", sysctl)
 		want := "0"
