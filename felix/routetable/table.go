@@ -61,26 +61,25 @@ func priorityFor(p netip.Prefix) uint32 {
 	return PriorityV6
 }
 
-// key identifies a route in the main table. It is a flat comparable struct
-// without pointers, so hashing it is a plain memory hash.
+// key identifies a route in the main table. It is 24 bytes without
+// pointers or padding, so the map hashes it as plain memory (a struct with
+// padding gets a slower field-by-field hash).
 type key struct {
 	addr     [16]byte
-	bits     uint8
-	v6       bool
 	priority uint32
+	// meta is the prefix length, plus keyV6 for IPv6.
+	meta uint32
 }
+
+const keyV6 = 1 << 8
 
 func keyOf(p netip.Prefix, priority uint32) key {
 	a := p.Addr()
-	return key{addr: a.As16(), bits: uint8(p.Bits()), v6: !a.Is4(), priority: priority}
-}
-
-func (k key) prefix() netip.Prefix {
-	a := netip.AddrFrom16(k.addr)
-	if !k.v6 {
-		a = a.Unmap()
+	meta := uint32(p.Bits())
+	if !a.Is4() {
+		meta |= keyV6
 	}
-	return netip.PrefixFrom(a, int(k.bits))
+	return key{addr: a.As16(), priority: priority, meta: meta}
 }
 
 // sameRoute decides whether the kernel route a satisfies d. Fields the
