@@ -26,15 +26,20 @@ type fakeSpeaker struct {
 	filter []netip.Prefix
 }
 
-func (s *fakeSpeaker) SetPeers(p []speaker.Peer) error { s.mu.Lock(); s.peers = p; s.mu.Unlock(); return nil }
+func (s *fakeSpeaker) SetPeers(p []speaker.Peer) error {
+	s.mu.Lock()
+	s.peers = p
+	s.mu.Unlock()
+	return nil
+}
 func (s *fakeSpeaker) SetAdvertisements(a []speaker.Advertisement) error {
 	s.mu.Lock()
 	s.ads = a
 	s.mu.Unlock()
 	return nil
 }
-func (s *fakeSpeaker) SetImportFilter(f []netip.Prefix)  { s.mu.Lock(); s.filter = f; s.mu.Unlock() }
-func (s *fakeSpeaker) PeerStates() []speaker.PeerState { return nil }
+func (s *fakeSpeaker) SetImportFilter(f []netip.Prefix) { s.mu.Lock(); s.filter = f; s.mu.Unlock() }
+func (s *fakeSpeaker) PeerStates() []speaker.PeerState  { return nil }
 
 type blocksAlloc struct {
 	fakeAlloc
