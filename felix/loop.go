@@ -49,61 +49,81 @@ func (f *Felix) Run(ctx context.Context) error {
 	defer f.running.Store(false)
 	f.log.Info("starting", "routeProtocol", f.cfg.RouteProtocol, "resyncInterval", f.cfg.ResyncInterval)
 
-	links := f.subscribe(ctx)
-	timer := time.NewTimer(0) // the first pass is a full resync
-	defer timer.Stop()
-	full, backoff := true, time.Duration(0)
-	for {
-		if ctx.Err() != nil {
-			f.failWaiters(ErrNotRunning)
-			f.log.Info("stopped")
-			return nil
-		}
+	// Subscribe before the first listing so no link change falls between.
+	st := &loopState{timer: time.NewTimer(0), links: f.subscribe(ctx)}
+	defer st.timer.Stop()
+	for full := true; ctx.Err() == nil; full = f.waitForWork(ctx, st) {
 		if f.takeInputs() {
 			full = true
 		}
-		if full && links == nil {
-			// Resubscribe before listing so no change falls between.
-			links = f.subscribe(ctx)
+		if full && st.links == nil {
+			st.links = f.subscribe(ctx)
 		}
 		err := f.iterate(full)
 		f.finishWaiters(full, err)
-		if err != nil || f.rt.NeedsResync() {
-			backoff = min(max(2*backoff, f.cfg.RetryInterval), f.cfg.ResyncInterval)
-			if err != nil {
-				f.log.Warn("dataplane not in sync; will read the kernel back", "err", err, "retryIn", backoff)
-			}
-			resetTimer(timer, backoff)
-		} else if full {
-			backoff = 0
-			resetTimer(timer, f.cfg.ResyncInterval)
+		f.schedule(st, full, err)
+	}
+	f.failWaiters(ErrNotRunning)
+	f.log.Info("stopped")
+	return nil
+}
+
+// loopState is what the Run loop carries between passes.
+type loopState struct {
+	timer   *time.Timer
+	links   <-chan kernel.LinkUpdate // nil while not subscribed
+	backoff time.Duration
+}
+
+// schedule sets the timer for the next full pass: soon (with backoff) after
+// an error or while something is amiss, else after ResyncInterval.
+func (f *Felix) schedule(st *loopState, full bool, err error) {
+	if err != nil || f.rt.NeedsResync() || st.links == nil {
+		st.backoff = min(max(2*st.backoff, f.cfg.RetryInterval), f.cfg.ResyncInterval)
+		if err != nil {
+			f.log.Warn("dataplane not in sync; will read the kernel back", "err", err, "retryIn", st.backoff)
 		}
-		full = false
+		resetTimer(st.timer, st.backoff)
+		return
+	}
+	if full {
+		st.backoff = 0
+		resetTimer(st.timer, f.cfg.ResyncInterval)
+	}
+}
+
+// waitForWork blocks until there is something to do and reports whether
+// the next pass must be a full one.
+func (f *Felix) waitForWork(ctx context.Context, st *loopState) (full bool) {
+	select {
+	case <-ctx.Done():
+	case <-f.kick:
+	case <-st.timer.C:
+		return true
+	case u, ok := <-st.links:
+		if !ok {
+			f.log.Warn("link subscription broke; resubscribing and reading the kernel back")
+			st.links = nil
+			return true
+		}
+		f.onLinkUpdate(u)
+		return f.drainLinks(st)
+	}
+	return false
+}
+
+// drainLinks takes the rest of a burst of link changes, to apply once.
+func (f *Felix) drainLinks(st *loopState) (full bool) {
+	for {
 		select {
-		case <-ctx.Done():
-		case <-f.kick:
-		case <-timer.C:
-			full = true
-		case u, ok := <-links:
+		case u, ok := <-st.links:
 			if !ok {
-				f.log.Warn("link subscription broke; resubscribing and reading the kernel back")
-				links, full = nil, true
-				break
+				st.links = nil
+				return true
 			}
 			f.onLinkUpdate(u)
-			// Take the whole burst before applying once.
-			for drained := false; !drained; {
-				select {
-				case u, ok := <-links:
-					if !ok {
-						links, full, drained = nil, true, true
-						break
-					}
-					f.onLinkUpdate(u)
-				default:
-					drained = true
-				}
-			}
+		default:
+			return false
 		}
 	}
 }
