@@ -659,3 +659,20 @@ func TestCheckNodeSettings(t *testing.T) {
 		t.Fatalf("got %v, want ErrNodeUnfit", err)
 	}
 }
+
+func TestSubscribeFailsAtStart(t *testing.T) {
+	k := fake.New()
+	k.FailNext(fake.LinkSubscribe, unix.ENOBUFS)
+	h := newHarness(t, k)
+	done := make(chan error, 1)
+	go func() {
+		done <- h.f.SetEndpoint(h.ctx(), Endpoint{HostIface: "crn1", Addrs: []netip.Prefix{pfx("10.65.0.5/32")}})
+	}()
+	// felix retries the subscription with backoff (not only at the 1h
+	// periodic resync of this harness), so the new link is seen.
+	eventually(t, "a second subscription", func() bool { return k.Calls(fake.LinkSubscribe) >= 2 })
+	k.AddLink("crn1", true)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
