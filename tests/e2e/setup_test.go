@@ -69,7 +69,7 @@ const instance = "e2e"
 func upLab(t *testing.T, o lab.Options) *lab.Lab {
 	t.Helper()
 	o.RepoRoot = requireLab(t, o.Router)
-	o.StateDir = filepath.Join(t.TempDir(), "lab")
+	o.StateDir = filepath.Join(traversableTempDir(t), "lab")
 	o.Instance = instance
 	o.Logf = t.Logf
 	t.Cleanup(func() { downAndCheck(t, o.StateDir) })
@@ -85,6 +85,22 @@ func upLab(t *testing.T, o lab.Options) *lab.Lab {
 		time.Since(begin).Round(time.Millisecond), tm.Build.Round(time.Millisecond), tm.Network.Round(time.Millisecond),
 		tm.ControlPlane.Round(time.Millisecond), tm.Agents.Round(time.Millisecond), tm.Pods.Round(time.Millisecond), tm.Converge.Round(time.Millisecond))
 	return l
+}
+
+// traversableTempDir is a temporary directory that other users may pass
+// through (not list): FRR's daemons run as the frr user and must reach
+// their files in the lab's state directory. t.TempDir is 0700.
+func traversableTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "cairn-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // downAndCheck runs Down twice (the second must be a no-op) and checks

@@ -142,6 +142,9 @@ func frrBGPConfig(rp RouterPlan) string {
 // chownToFRR gives the router directory to the frr user, which writes its
 // pid files and sockets there; the state directory above is traversable.
 func chownToFRR(dir string) error {
+	if err := checkTraversable(filepath.Dir(dir)); err != nil {
+		return err
+	}
 	u, err := user.Lookup(frrUser)
 	if err != nil {
 		return fmt.Errorf("find the %s user (Debian package frr): %w", frrUser, err)
@@ -152,6 +155,23 @@ func chownToFRR(dir string) error {
 		return fmt.Errorf("give %s to %s: %w", dir, frrUser, err)
 	}
 	return nil
+}
+
+// checkTraversable makes sure every directory from / down to dir lets
+// others through, since FRR's daemons reach their files as the frr user.
+func checkTraversable(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			return fmt.Errorf("check %s: %w", d, err)
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("FRR runs as user %s and cannot reach %s: %s is mode %v; use a state directory under a traversable path", frrUser, dir, d, st.Mode().Perm())
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
 }
 
 // frrSummary is the part of `show bgp ipv4 unicast summary json` we read.

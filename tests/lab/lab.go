@@ -211,20 +211,23 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 		bins = append(bins, binNode, binCNI)
 	}
 	start := time.Now()
+	buildCtx, cancelBuild := context.WithCancel(ctx)
+	defer cancelBuild()
 	built := make(chan error, 1)
 	go func() {
 		o.Logf("building %v", bins)
-		err := buildBinaries(ctx, o.RepoRoot, binDir(l.st.Dir), bins...)
+		err := buildBinaries(buildCtx, o.RepoRoot, binDir(l.st.Dir), bins...)
 		l.Timings.Build = time.Since(start)
 		built <- err
 	}()
-	netErr := l.upNetwork(ctx)
+	if err := l.upNetwork(ctx); err != nil {
+		cancelBuild()
+		<-built
+		return err
+	}
 	l.Timings.Network = time.Since(start)
 	if err := <-built; err != nil {
 		return err
-	}
-	if netErr != nil {
-		return netErr
 	}
 	o.Logf("built in %v, network and routers up in %v", l.Timings.Build.Round(time.Millisecond), l.Timings.Network.Round(time.Millisecond))
 	if err := l.upControlPlane(ctx); err != nil {
