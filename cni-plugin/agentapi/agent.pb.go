@@ -347,11 +347,15 @@ func (x *AllocateResponse) GetGateways() []*Gateway {
 // EndpointUpRequest names the host veth that carries the attachment's
 // addresses.
 type EndpointUpRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
-	Ifname        string                 `protobuf:"bytes,2,opt,name=ifname,proto3" json:"ifname,omitempty"`
-	HostIface     string                 `protobuf:"bytes,3,opt,name=host_iface,json=hostIface,proto3" json:"host_iface,omitempty"`
-	Addresses     []string               `protobuf:"bytes,4,rep,name=addresses,proto3" json:"addresses,omitempty"` // as returned by Allocate
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	Ifname      string                 `protobuf:"bytes,2,opt,name=ifname,proto3" json:"ifname,omitempty"`
+	HostIface   string                 `protobuf:"bytes,3,opt,name=host_iface,json=hostIface,proto3" json:"host_iface,omitempty"`
+	Addresses   []string               `protobuf:"bytes,4,rep,name=addresses,proto3" json:"addresses,omitempty"` // as returned by Allocate
+	// The pod interface's MAC. The agent may install permanent neighbour
+	// entries for the addresses with it, so the host never waits on ARP/NDP
+	// towards a new pod (the pod side already has one for its gateway).
+	PodMac        string `protobuf:"bytes,5,opt,name=pod_mac,json=podMac,proto3" json:"pod_mac,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -412,6 +416,13 @@ func (x *EndpointUpRequest) GetAddresses() []string {
 		return x.Addresses
 	}
 	return nil
+}
+
+func (x *EndpointUpRequest) GetPodMac() string {
+	if x != nil {
+		return x.PodMac
+	}
+	return ""
 }
 
 // EndpointUpResponse is empty: the reply itself means the routes are in.
@@ -851,13 +862,14 @@ const file_agent_proto_rawDesc = "" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\"e\n" +
 	"\x10AllocateResponse\x12\x1c\n" +
 	"\taddresses\x18\x01 \x03(\tR\taddresses\x123\n" +
-	"\bgateways\x18\x02 \x03(\v2\x17.cairn.agent.v1.GatewayR\bgateways\"\x8b\x01\n" +
+	"\bgateways\x18\x02 \x03(\v2\x17.cairn.agent.v1.GatewayR\bgateways\"\xa4\x01\n" +
 	"\x11EndpointUpRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x16\n" +
 	"\x06ifname\x18\x02 \x01(\tR\x06ifname\x12\x1d\n" +
 	"\n" +
 	"host_iface\x18\x03 \x01(\tR\thostIface\x12\x1c\n" +
-	"\taddresses\x18\x04 \x03(\tR\taddresses\"\x14\n" +
+	"\taddresses\x18\x04 \x03(\tR\taddresses\x12\x17\n" +
+	"\apod_mac\x18\x05 \x01(\tR\x06podMac\"\x14\n" +
 	"\x12EndpointUpResponse\"K\n" +
 	"\x0eReleaseRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x16\n" +

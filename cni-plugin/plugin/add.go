@@ -84,6 +84,7 @@ func (p *Plugin) add(ctx context.Context, r *request, agent agentClient, undo *u
 	upStart := time.Now()
 	err = agent.endpointUp(ctx, &agentapi.EndpointUpRequest{
 		ContainerId: r.containerID, Ifname: r.ifName, HostIface: r.hostVeth, Addresses: cidrStrings(alloc.addresses),
+		PodMac: podMAC.String(),
 	})
 	t.endpointUp = time.Since(upStart)
 	if err != nil {

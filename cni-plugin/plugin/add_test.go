@@ -62,7 +62,7 @@ func TestAddStepsInOrder(t *testing.T) {
 		t.Errorf("pod config = %+v", c)
 	}
 	up := f.agent.lastUp
-	if up.GetHostIface() != hostVeth || !slices.Equal(up.GetAddresses(), []string{"198.51.100.7/32"}) {
+	if up.GetHostIface() != hostVeth || !slices.Equal(up.GetAddresses(), []string{"198.51.100.7/32"}) || up.GetPodMac() != "42:42:42:42:42:42" {
 		t.Errorf("EndpointUp request = %v", up)
 	}
 }

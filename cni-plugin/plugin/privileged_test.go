@@ -158,6 +158,14 @@ func TestPrivilegedAddWiresPod(t *testing.T) {
 		t.Errorf("pod eth0 MTU not 1400: %v", l)
 	}
 	assertPodWired(t, pod, "198.51.100.2/32", "fd00:cafe::2/128", res.Interfaces[1].Mac)
+	// IPv6 link-local addresses on both ends are the kernel's (and, for
+	// duplicate address detection, the agent's sysctls') business, and are
+	// finished asynchronously after the pod end comes up. Under -race and
+	// parallel load, a connection opened while the pod's was still
+	// tentative failed with ENETUNREACH at its first SYN retransmit; wait
+	// for both so the traffic check tests the plugin's wiring only.
+	waitLinkLocal(t, n.hostNS, host.Attrs().Index)
+	waitLinkLocal(t, pod, podLink(t, pod, "eth0").Attrs().Index)
 	assertTraffic(t, n.hostNS, pod)
 
 	var v string
@@ -393,6 +401,35 @@ func (n *node) watchLinkDeleted(name string) <-chan struct{} {
 		}
 	}()
 	return gone
+}
+
+// waitLinkLocal waits until link index in netns n has a usable (not
+// tentative) IPv6 link-local address, watching address events.
+func waitLinkLocal(t *testing.T, n ns.NetNS, index int) {
+	t.Helper()
+	h, err := netns.GetFromPath(n.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	updates := make(chan netlink.AddrUpdate, 16)
+	done := make(chan struct{})
+	defer close(done)
+	opts := netlink.AddrSubscribeOptions{Namespace: &h, ListExisting: true}
+	if err := netlink.AddrSubscribeWithOptions(updates, done, opts); err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case u := <-updates:
+			if u.NewAddr && u.LinkIndex == index && u.LinkAddress.IP.IsLinkLocalUnicast() && u.Flags&unix.IFA_F_TENTATIVE == 0 {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("link %d in %s got no usable IPv6 link-local address", index, n.Path())
+		}
+	}
 }
 
 func TestPrivilegedAddOnExistingInterfaceFails(t *testing.T) {
