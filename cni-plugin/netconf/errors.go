@@ -9,6 +9,7 @@ type FieldError struct {
 	Problem string
 }
 
+// Error names the field and the problem.
 func (e *FieldError) Error() string {
 	return fmt.Sprintf("invalid netconf: field %q: %s", e.Field, e.Problem)
 }
@@ -19,11 +20,13 @@ type DecodeError struct {
 	Err error
 }
 
+// Error says decoding failed.
 func (e *DecodeError) Error() string {
 	// The JSON error names a position and a character, never the content.
 	return fmt.Sprintf("decode netconf: %v", e.Err)
 }
 
+// Unwrap returns the JSON error.
 func (e *DecodeError) Unwrap() error { return e.Err }
 
 // ArgsError says which CNI_ARGS key is invalid and why. The plugin turns it
@@ -33,6 +36,7 @@ type ArgsError struct {
 	Problem string
 }
 
+// Error names the key and the problem.
 func (e *ArgsError) Error() string {
 	return fmt.Sprintf("invalid CNI_ARGS: key %q: %s", e.Key, e.Problem)
 }

@@ -25,6 +25,7 @@ const (
 	IPv6 Family = 6
 )
 
+// String returns "ipv4" or "ipv6", as the netconf spells them.
 func (f Family) String() string {
 	if f == IPv6 {
 		return "ipv6"
@@ -34,11 +35,14 @@ func (f Family) String() string {
 
 // Defaults and limits of the fields the plugin reads.
 const (
+	// DefaultAgentTimeout bounds the agent calls that may write to the API
+	// server, unless "agentTimeoutSeconds" says otherwise.
 	DefaultAgentTimeout = 30 * time.Second
 	// QueryTimeout bounds the read-only agent calls (Check, Status); they
 	// touch no API server, so waiting longer only hides a stuck agent.
 	QueryTimeout    = 5 * time.Second
 	maxAgentTimeout = 10 * time.Minute
+	maxSocketPath   = 107 // sun_path holds 108 bytes with the NUL
 	minMTU          = 68
 	maxMTU          = 65535
 )
@@ -141,6 +145,9 @@ func parseAgent(raw *rawConf, cfg *Config) error {
 	if raw.AgentSocket != "" {
 		if !filepath.IsAbs(raw.AgentSocket) || filepath.Clean(raw.AgentSocket) != raw.AgentSocket {
 			return &FieldError{Field: "agentSocket", Problem: "must be a clean absolute path"}
+		}
+		if len(raw.AgentSocket) > maxSocketPath {
+			return &FieldError{Field: "agentSocket", Problem: fmt.Sprintf("is longer than a unix socket path may be (%d bytes)", maxSocketPath)}
 		}
 		cfg.AgentSocket = raw.AgentSocket
 	}

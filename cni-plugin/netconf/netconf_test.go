@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -70,6 +71,7 @@ func TestParseRejects(t *testing.T) {
 		{"no name", `{"cniVersion":"1.1.0"}`, "name"},
 		{"relative socket", `{"cniVersion":"1.1.0","name":"n","agentSocket":"run/agent.sock"}`, "agentSocket"},
 		{"unclean socket", `{"cniVersion":"1.1.0","name":"n","agentSocket":"/run/../etc/agent.sock"}`, "agentSocket"},
+		{"socket path too long", `{"cniVersion":"1.1.0","name":"n","agentSocket":"/` + strings.Repeat("a", 107) + `"}`, "agentSocket"},
 		{"socket not a string", `{"cniVersion":"1.1.0","name":"n","agentSocket":5}`, "agentSocket"},
 		{"unknown family", `{"cniVersion":"1.1.0","name":"n","ipFamilies":["ipx"]}`, "ipFamilies"},
 		{"duplicate family", `{"cniVersion":"1.1.0","name":"n","ipFamilies":["ipv4","v4"]}`, "ipFamilies"},
