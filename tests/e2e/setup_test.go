@@ -31,6 +31,9 @@ func requireLab(t *testing.T, router string) string {
 		}
 		t.Skipf("skipping the end-to-end lab: "+format, args...)
 	}
+	if testing.Short() {
+		t.Skip("skipping the end-to-end lab with -short")
+	}
 	if os.Geteuid() != 0 {
 		missing("needs root (network namespaces)")
 	}

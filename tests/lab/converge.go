@@ -56,6 +56,9 @@ func (l *Lab) WaitConverged(ctx context.Context, timeout time.Duration) error {
 		if err := l.sessionsUp(ctx); err != nil {
 			return false, err
 		}
+		if err := l.agentSessionsUp(ctx); err != nil {
+			return false, err
+		}
 		if err := l.podsRouted(ctx); err != nil {
 			return false, err
 		}
@@ -76,6 +79,27 @@ func (l *Lab) sessionsUp(ctx context.Context) error {
 		for _, p := range r.Peers {
 			if !up[p.Addr] {
 				return fmt.Errorf("session %s -> %s (%s) is not Established", r.Name, p.Name, p.Addr)
+			}
+		}
+	}
+	return nil
+}
+
+// agentSessionsUp checks the sessions each agent reports in its
+// CairnNodeStatus: the node mesh is only visible there.
+func (l *Lab) agentSessionsUp(ctx context.Context) error {
+	reported, err := l.agentSessions(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range l.st.Plan.Nodes() {
+		state := map[netip.Addr]string{}
+		for _, s := range reported[n.Name] {
+			state[s.Addr] = s.State
+		}
+		for _, peer := range l.st.Plan.NodePeers(n) {
+			if state[peer] != "Established" {
+				return fmt.Errorf("%s reports its session to %s (%s) as %q, want Established", n.Name, l.st.Plan.Name(peer), peer, state[peer])
 			}
 		}
 	}

@@ -407,3 +407,33 @@ func (p Plan) NextHop(from, to Node) netip.Addr {
 	}
 	return from.Gateway
 }
+
+// NodePeers lists the addresses a node's speaker should have sessions
+// with: the other nodes when the mesh is on, and its rack's ToR.
+func (p Plan) NodePeers(n Node) []netip.Addr {
+	var out []netip.Addr
+	if p.BGP.MeshEnabled {
+		for _, other := range p.Nodes() {
+			if other.Name != n.Name {
+				out = append(out, other.Addr)
+			}
+		}
+	}
+	return append(out, n.Gateway)
+}
+
+// Name returns the name of the node or router owning addr in the lab, or
+// addr itself.
+func (p Plan) Name(addr netip.Addr) string {
+	for _, n := range p.Nodes() {
+		if n.Addr == addr {
+			return n.Name
+		}
+	}
+	for _, r := range p.Routers() {
+		if r.RouterID == addr {
+			return r.Name
+		}
+	}
+	return addr.String()
+}

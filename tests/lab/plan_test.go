@@ -195,3 +195,29 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+func TestNodePeers(t *testing.T) {
+	cases := []struct {
+		racks int
+		node  string
+		want  string
+	}{
+		{1, "node1", "172.30.1.12 172.30.1.1"},
+		{1, "node2", "172.30.1.11 172.30.1.1"},
+		{2, "node3", "172.30.2.1"}, // no mesh: only the ToR, which reflects
+	}
+	for _, tc := range cases {
+		p, err := NewPlan(PlanOptions{Racks: tc.racks, NodesPerRack: 2, Router: RouterBIRD})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := p.Node(tc.node)
+		var got []string
+		for _, a := range p.NodePeers(n) {
+			got = append(got, a.String())
+		}
+		if strings.Join(got, " ") != tc.want {
+			t.Errorf("racks=%d %s peers = %v, want %s", tc.racks, tc.node, got, tc.want)
+		}
+	}
+}

@@ -93,7 +93,10 @@ func (l *Lab) Status(ctx context.Context) (*Status, error) {
 	if l.st.ControlPlane != nil {
 		s.APIServer = l.st.ControlPlane.URL
 	}
-	nodeSessions := l.agentSessions(ctx)
+	nodeSessions, err := l.agentSessions(ctx)
+	if err != nil {
+		nodeSessions = nil // shown as no sessions; the routers' view still shows
+	}
 	for _, n := range l.st.Plan.Nodes() {
 		ns := NodeStatus{Node: n, Agent: l.agentState(n), Sessions: nodeSessions[n.Name]}
 		routes, err := KernelRoutes(ctx, n.NS)
@@ -130,26 +133,41 @@ func (l *Lab) agentState(n Node) string {
 }
 
 // agentSessions reads the sessions each agent reports in its
-// CairnNodeStatus; a lab whose agents write none shows none.
-func (l *Lab) agentSessions(ctx context.Context) map[string][]Session {
-	out := map[string][]Session{}
+// CairnNodeStatus, by node name.
+func (l *Lab) agentSessions(ctx context.Context) (map[string][]Session, error) {
 	c, err := l.clients()
 	if err != nil {
-		return out
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	list, err := c.cairn.CairnV1alpha1().CairnNodeStatuses().List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return out
+		return nil, fmt.Errorf("list CairnNodeStatus: %w", err)
 	}
+	out := map[string][]Session{}
 	for _, cns := range list.Items {
 		for _, p := range cns.Status.BGP.Peers {
 			addr, _ := netip.ParseAddr(p.PeerIP)
-			out[cns.Spec.Node] = append(out[cns.Spec.Node], Session{Peer: p.Type, Addr: addr, State: p.State})
+			out[cns.Spec.Node] = append(out[cns.Spec.Node], Session{Peer: l.st.Plan.Name(addr), Addr: addr, State: p.State, Info: p.Type})
 		}
 	}
-	return out
+	return out, nil
+}
+
+// peerAS is the AS of a lab address, for display.
+func peerAS(s *Status, addr netip.Addr) int64 {
+	for _, n := range s.Nodes {
+		if n.Node.Addr == addr {
+			return n.Node.AS
+		}
+	}
+	for _, r := range s.Routers {
+		if r.Router.RouterID == addr {
+			return r.Router.AS
+		}
+	}
+	return 0
 }
 
 // Print writes the status for people.
@@ -174,7 +192,7 @@ func (s *Status) Print(w io.Writer) {
 	}
 	for _, n := range s.Nodes {
 		for _, sess := range n.Sessions {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t%s\t(agent's report)\n", n.Node.Name, sess.Peer, sess.Addr, sess.State)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s, as the agent reports it\n", n.Node.Name, sess.Peer, sess.Addr, peerAS(s, sess.Addr), sess.State, sess.Info)
 		}
 	}
 	tw.Flush()
