@@ -101,8 +101,9 @@ type LinkUpdate struct {
 	Deleted bool
 }
 
-// Kernel is every kernel call felix makes. Implementations are safe for use
-// by several goroutines.
+// Kernel is every kernel call felix makes, and nothing more: interface
+// names are resolved from LinkList and LinkSubscribe, never per route.
+// Implementations are safe for use by several goroutines.
 type Kernel interface {
 	// RouteDump streams the main table of one family (4 or 6) to fn, route
 	// by route as the kernel's dump is read, so the caller's work overlaps
@@ -116,8 +117,6 @@ type Kernel interface {
 	RouteApply(ops []RouteOp) []error
 	// LinkList lists every link; may be interrupted like RouteDump.
 	LinkList() ([]Link, error)
-	// LinkByName returns the named link or an error wrapping ENODEV.
-	LinkByName(name string) (Link, error)
 	// LinkSubscribe streams link changes until ctx is done or the stream
 	// breaks; the channel is closed then and the caller must resubscribe and
 	// list links again, since changes may have been lost.

@@ -110,7 +110,9 @@ func (k *Netlink) LinkList() ([]Link, error) {
 	return out, err
 }
 
-// LinkByName implements Kernel.
+// LinkByName returns the named link or an error wrapping ENODEV. Felix
+// itself resolves names from LinkList and LinkSubscribe; this serves tests
+// and tools.
 func (k *Netlink) LinkByName(name string) (Link, error) {
 	l, err := k.handle.LinkByName(name)
 	if err != nil {

@@ -27,7 +27,6 @@ const (
 	RouteReplace
 	RouteDelete
 	LinkList
-	LinkByName
 	LinkSubscribe
 	ReadSysctl
 	WriteSysctl
@@ -359,20 +358,6 @@ func (k *Kernel) LinkList() ([]kernel.Link, error) {
 		return nil, err
 	}
 	return out, nil
-}
-
-// LinkByName implements kernel.Kernel.
-func (k *Kernel) LinkByName(name string) (kernel.Link, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if err := k.fail(LinkByName); err != nil {
-		return kernel.Link{}, err
-	}
-	l, ok := k.byName(name)
-	if !ok {
-		return kernel.Link{}, fmt.Errorf("link %s: %w", name, unix.ENODEV)
-	}
-	return l, nil
 }
 
 // LinkSubscribe implements kernel.Kernel.
