@@ -60,6 +60,7 @@ func RetryDump(attempts int, what string, dump func() error) error {
 	return fmt.Errorf("dump %s: still interrupted after %d attempts: %w", what, attempts, err)
 }
 
+// LinkList lists links, retrying interrupted dumps.
 func (r *retrying) LinkList() ([]Link, error) {
 	var links []Link
 	err := RetryDump(r.attempts, "links", func() error {

@@ -32,6 +32,7 @@ const (
 	numClasses
 )
 
+// String names the class for logs.
 func (c Class) String() string {
 	return [...]string{"endpoint", "block", "learned"}[c]
 }

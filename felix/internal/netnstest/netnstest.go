@@ -118,12 +118,14 @@ type safeBuffer struct {
 	buf bytes.Buffer
 }
 
+// Write appends p; safe against concurrent String.
 func (b *safeBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
+// String returns everything written so far.
 func (b *safeBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
