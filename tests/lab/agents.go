@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,13 +21,26 @@ const (
 
 func binDir(stateDir string) string { return filepath.Join(stateDir, "bin") }
 
-// buildBinaries builds the named commands (cmd/<name>) in one `go build`,
-// which shares and parallelises the work and reuses Go's build cache.
+// buildBinaries builds the named commands (cmd/<name>) in one `go build`
+// into a persistent cache directory, then copies them into out. Go skips
+// the link when a target in the cache is already up to date, which is
+// most of a warm build's time for binaries this size; the copy keeps the
+// lab's binaries a snapshot that a later build for another lab cannot
+// change under it.
 func buildBinaries(ctx context.Context, repo, out string, names ...string) error {
+	cache, err := binCacheDir()
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", out, err)
 	}
-	args := []string{"go", "build", "-o", out + "/"}
+	unlock, err := lockDir(cache)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	args := []string{"go", "build", "-o", cache + "/"}
 	for _, n := range names {
 		args = append(args, "./cmd/"+n)
 	}
@@ -34,6 +48,54 @@ func buildBinaries(ctx context.Context, repo, out string, names ...string) error
 	cmd.Dir = repo
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("build %v: %w\n%s", names, err, out)
+	}
+	for _, n := range names {
+		if err := linkOrCopy(filepath.Join(cache, n), filepath.Join(out, n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// binCacheDir is where builds for labs are kept between labs: the Go
+// build cache's neighbour, $CAIRN_CACHE/lab-bin or ~/.cache/cairn/lab-bin.
+func binCacheDir() (string, error) {
+	base := os.Getenv("CAIRN_CACHE")
+	if base == "" {
+		userCache, err := os.UserCacheDir()
+		if err != nil {
+			return "", fmt.Errorf("find a cache directory for lab binaries: %w", err)
+		}
+		base = filepath.Join(userCache, "cairn")
+	}
+	dir := filepath.Join(base, "lab-bin")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create %s: %w", dir, err)
+	}
+	return dir, nil
+}
+
+// linkOrCopy hard-links src to dst, or copies it across filesystems. A
+// later rebuild replaces the cache's file (rename), never the linked inode.
+func linkOrCopy(src, dst string) error {
+	if err := os.Link(src, dst); err == nil {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("open built %s: %w", src, err)
+	}
+	defer in.Close()
+	outf, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", dst, err)
+	}
+	if _, err := io.Copy(outf, in); err != nil {
+		outf.Close()
+		return fmt.Errorf("copy %s: %w", dst, err)
+	}
+	if err := outf.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", dst, err)
 	}
 	return nil
 }
