@@ -66,11 +66,12 @@ func HandleAllocations(ctx context.Context, store Store, h *v1.IPAMHandle) ([]Al
 }
 
 // RefreshHandle makes the handle's blocks map match the allocations it
-// still holds in the blocks it names, and deletes it when it holds none.
-// The delete is conditional on the version read, so a handle that gained a
-// block meanwhile survives.
-func RefreshHandle(ctx context.Context, store Store, backoff Backoff, id string) error {
+// still holds in the blocks it names, and deletes it when it holds none;
+// it reports whether it deleted it. The delete is conditional on the
+// version read, so a handle that gained a block meanwhile survives.
+func RefreshHandle(ctx context.Context, store Store, backoff Backoff, id string) (bool, error) {
 	name := HandleName(id)
+	deleted := false
 	_, err := backoff.Retry(ctx, "refresh handle", func() error {
 		h, err := store.Handles().Get(ctx, name)
 		if IsNotFound(err) {
@@ -88,6 +89,7 @@ func RefreshHandle(ctx context.Context, store Store, backoff Backoff, id string)
 		}
 		if len(held) == 0 {
 			err = store.Handles().Delete(ctx, name, h.ResourceVersion)
+			deleted = err == nil
 			if IsNotFound(err) {
 				return nil
 			}
@@ -106,9 +108,9 @@ func RefreshHandle(ctx context.Context, store Store, backoff Backoff, id string)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("refresh handle %s: %w", id, err)
+		return false, fmt.Errorf("refresh handle %s: %w", id, err)
 	}
-	return nil
+	return deleted, nil
 }
 
 func equalCounts(a, b map[string]int32) bool {
@@ -172,7 +174,7 @@ func ReleaseRefs(ctx context.Context, store Store, backoff Backoff, blocks []*v1
 		out = append(out, released...)
 	}
 	for h := range handles {
-		if err := RefreshHandle(ctx, store, backoff, h); err != nil {
+		if _, err := RefreshHandle(ctx, store, backoff, h); err != nil {
 			errs = append(errs, err)
 		}
 	}

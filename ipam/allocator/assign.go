@@ -389,5 +389,6 @@ func (as *assignment) rollback(ctx context.Context) error {
 	// What the handle still holds is what it held before; the handle is
 	// deleted if that is nothing. Reading it back, rather than deleting it
 	// outright, keeps a handle this call never managed to read.
-	return ipam.RefreshHandle(ctx, as.a.store, as.a.opts.Backoff, id)
+	_, err = ipam.RefreshHandle(ctx, as.a.store, as.a.opts.Backoff, id)
+	return err
 }

@@ -183,5 +183,6 @@ func (a *Allocator) blocksOf(ctx context.Context, refs []ipam.AllocationRef) (ma
 func (a *Allocator) refreshHandle(ctx context.Context, id string) error {
 	unlock := a.handles.lock(id)
 	defer unlock()
-	return ipam.RefreshHandle(ctx, a.store, a.opts.Backoff, id)
+	_, err := ipam.RefreshHandle(ctx, a.store, a.opts.Backoff, id)
+	return err
 }

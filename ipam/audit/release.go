@@ -86,10 +86,14 @@ func Repair(ctx context.Context, store ipam.Store, backoff ipam.Backoff, r *Repo
 			continue
 		}
 		// RefreshHandle deletes it only if it still holds nothing.
-		if err := ipam.RefreshHandle(ctx, store, backoff, h.HandleID); err != nil {
+		deleted, err := ipam.RefreshHandle(ctx, store, backoff, h.HandleID)
+		switch {
+		case err != nil:
 			errs = append(errs, err)
-		} else {
-			out.Fixed = append(out.Fixed, "handle "+h.Name+" without allocations refreshed")
+		case deleted:
+			out.Fixed = append(out.Fixed, "deleted handle "+h.Name+" without allocations")
+		default:
+			out.Skipped = append(out.Skipped, "handle "+h.Name+" holds addresses again")
 		}
 	}
 	for _, b := range r.BlocksWithoutAffinity {
@@ -139,5 +143,6 @@ func nameBlockInHandle(ctx context.Context, store ipam.Store, backoff ipam.Backo
 	if err != nil {
 		return fmt.Errorf("name block %s in handle %s: %w", block, id, err)
 	}
-	return ipam.RefreshHandle(ctx, store, backoff, id)
+	_, err = ipam.RefreshHandle(ctx, store, backoff, id)
+	return err
 }

@@ -299,8 +299,10 @@ func (s *Store) call(ctx context.Context, kind Kind, op Op, name string, fn func
 type Fault struct {
 	// Kind to match; empty matches every kind.
 	Kind Kind
-	// Op to match; empty matches every write (never reads).
+	// Op to match; empty matches every write (reads too with AllOps).
 	Op Op
+	// AllOps makes an empty Op match reads as well: the store is down.
+	AllOps bool
 	// Name prefix of the object to match; empty matches all.
 	Name string
 	// Skip lets this many matching calls through before failing.
@@ -318,6 +320,8 @@ type Fault struct {
 	Applied bool
 	// Hits counts the calls this fault failed.
 	Hits int
+	// Fired is closed when the fault first fails a call.
+	Fired chan struct{}
 }
 
 // Inject adds a fault. Faults are checked in the order they were added;
@@ -331,6 +335,7 @@ func (s *Store) Inject(f Fault) *Fault {
 	if f.Err == nil {
 		f.Err = ipam.ErrConflict
 	}
+	f.Fired = make(chan struct{})
 	s.faults = append(s.faults, &f)
 	return &f
 }
@@ -368,7 +373,7 @@ func (s *Store) matchFault(kind Kind, op Op, name string) *Fault {
 		if f.Times == 0 || (f.Kind != "" && f.Kind != kind) || !strings.HasPrefix(name, f.Name) {
 			continue
 		}
-		if (f.Op == "" && !op.IsWrite()) || (f.Op != "" && f.Op != op) {
+		if (f.Op == "" && !op.IsWrite() && !f.AllOps) || (f.Op != "" && f.Op != op) {
 			continue
 		}
 		if f.Skip > 0 {
@@ -383,7 +388,9 @@ func (s *Store) matchFault(kind Kind, op Op, name string) *Fault {
 		if f.Times > 0 {
 			f.Times--
 		}
-		f.Hits++
+		if f.Hits++; f.Hits == 1 {
+			close(f.Fired)
+		}
 		return f
 	}
 	return nil
