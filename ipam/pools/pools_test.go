@@ -1,0 +1,83 @@
+package pools
+
+import (
+	"slices"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
+)
+
+func pool(name, cidr string, mod ...func(*v1.IPPoolSpec)) *v1.IPPool {
+	p := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1.IPPoolSpec{CIDR: cidr}}
+	for _, m := range mod {
+		m(&p.Spec)
+	}
+	return p
+}
+
+func TestAnalyze(t *testing.T) {
+	all := Analyze([]*v1.IPPool{
+		pool("a", "10.0.0.0/16"),
+		pool("b", "10.0.128.0/24", func(s *v1.IPPoolSpec) { s.Disabled = true }),
+		pool("c", "10.1.0.0/16", func(s *v1.IPPoolSpec) { s.BlockSize = 28 }),
+		pool("d", "fd00::/48"),
+		pool("e", "not-a-cidr"),
+		pool("f", "10.2.0.0/16", func(s *v1.IPPoolSpec) { s.NodeSelector = "a in (" }),
+	})
+	want := map[string]struct {
+		overlaps []string
+		bits     int
+		usable   bool
+	}{
+		"a": {[]string{"b"}, 26, false},
+		"b": {[]string{"a"}, 26, false}, // a disabled pool still overlaps
+		"c": {nil, 28, true},
+		"d": {nil, 122, true},
+		"e": {nil, 0, false},
+		"f": {nil, 26, false},
+	}
+	for _, p := range all {
+		w := want[p.Name]
+		if !slices.Equal(p.Overlaps, w.overlaps) || p.BlockBits != w.bits || p.Usable() != w.usable {
+			t.Errorf("%s: overlaps %v bits %d usable %v (invalid %v); want %v %d %v", p.Name, p.Overlaps, p.BlockBits, p.Usable(), p.Invalid, w.overlaps, w.bits, w.usable)
+		}
+	}
+}
+
+func TestForRequest(t *testing.T) {
+	all := Analyze([]*v1.IPPool{
+		pool("r1", "10.1.0.0/16", func(s *v1.IPPoolSpec) { s.NodeSelector = "rack=r1" }),
+		pool("any", "10.2.0.0/16"),
+		pool("manual", "10.3.0.0/16", func(s *v1.IPPoolSpec) { s.AssignmentMode = "Manual" }),
+		pool("off", "10.4.0.0/16", func(s *v1.IPPoolSpec) { s.Disabled = true }),
+		pool("v6", "fd00::/48"),
+	})
+	names := func(ps []Pool) []string {
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.Name)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name   string
+		fam    Family
+		names  []string
+		labels map[string]string
+		want   []string
+	}{
+		{"rack r1 node", V4, nil, map[string]string{"rack": "r1"}, []string{"any", "r1"}},
+		{"unlabelled node", V4, nil, nil, []string{"any"}},
+		{"v6", V6, nil, nil, []string{"v6"}},
+		{"named, in order", V4, []string{"manual", "any"}, nil, []string{"manual", "any"}},
+		{"named disabled", V4, []string{"off"}, nil, nil},
+		{"named unknown", V4, []string{"nope"}, nil, nil},
+		{"named wrong family", V6, []string{"any"}, nil, nil},
+	} {
+		if got := names(ForRequest(all, c.fam, c.names, c.labels)); !slices.Equal(got, c.want) {
+			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
+		}
+	}
+}
