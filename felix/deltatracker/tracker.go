@@ -7,9 +7,10 @@ package deltatracker
 
 import "iter"
 
-// entry holds both sides of one key in one map value, so that a full resync
-// costs one map lookup per observed key (at 64k keys, map lookups that miss
-// the CPU cache are the dominant cost of a resync).
+// entry holds both sides of one key in one map value, so that a resync
+// costs at most one map lookup per observed key (at 64k keys, map lookups
+// that miss the CPU cache are the dominant cost of a resync; see snapshot
+// for how a resync with nothing changed avoids even that).
 type entry[V any] struct {
 	desired, actual       V
 	hasDesired, hasActual bool
@@ -33,6 +34,8 @@ type Tracker[K comparable, V any] struct {
 	resyncing bool
 	// observed counts the distinct keys observed in the current resync.
 	observed int
+
+	snapshot snapshot[K, V]
 }
 
 // New returns an empty tracker; equal decides whether an actual value
@@ -116,6 +119,7 @@ func (t *Tracker[K, V]) Actual(k K) (V, bool) {
 // SetActual records that the dataplane holds v for k (after a write, or
 // when observed outside a resync).
 func (t *Tracker[K, V]) SetActual(k K, v V) {
+	t.snapshot.changed(k)
 	e := t.get(k)
 	if !e.hasActual {
 		t.numActual++
@@ -126,6 +130,7 @@ func (t *Tracker[K, V]) SetActual(k K, v V) {
 
 // DeleteActual records that the dataplane no longer holds k.
 func (t *Tracker[K, V]) DeleteActual(k K) {
+	t.snapshot.changed(k)
 	e := t.entries[k]
 	if e == nil || !e.hasActual {
 		return
@@ -138,8 +143,10 @@ func (t *Tracker[K, V]) DeleteActual(k K) {
 
 // BeginResync starts a full read-back of the dataplane: report every key it
 // holds with ObserveActual, then call EndResync, which forgets the keys that
-// were not observed.
+// were not observed. Calling BeginResync again before EndResync starts the
+// read-back over.
 func (t *Tracker[K, V]) BeginResync() {
+	t.snapshot.begin(t.resyncing)
 	t.gen++
 	t.resyncing = true
 	t.observed = 0
@@ -147,6 +154,12 @@ func (t *Tracker[K, V]) BeginResync() {
 
 // ObserveActual records one key read back during a resync.
 func (t *Tracker[K, V]) ObserveActual(k K, v V) {
+	if t.snapshot.match(k, v, t.equal) {
+		// Same key, same value, same place as last time: nothing to do,
+		// not even a map lookup.
+		t.observed++
+		return
+	}
 	e := t.get(k)
 	if e.seen != t.gen {
 		t.observed++
@@ -170,10 +183,17 @@ func (t *Tracker[K, V]) EndResync() {
 		return
 	}
 	t.resyncing = false
+	t.snapshot.end()
 	// Every observed key has an actual value, so when the counts agree no
 	// held key went unobserved and the walk is skipped.
 	if t.numActual == t.observed {
 		return
+	}
+	// Keys matched against the snapshot were not stamped: stamp them now.
+	for _, it := range t.snapshot.items {
+		if e := t.entries[it.k]; e != nil {
+			e.seen = t.gen
+		}
 	}
 	var zero V
 	for k, e := range t.entries {
