@@ -40,6 +40,7 @@ func runChecks(t *testing.T, l *lab.Lab) {
 	t.Run("pods reach pods without NAT over routed hops", func(t *testing.T) { checkPodToPod(t, l) })
 	t.Run("no tunnel or overlay on any node", func(t *testing.T) { checkNoEncapsulation(t, l) })
 	t.Run("routers hold every node's blocks", func(t *testing.T) { checkRouterTables(t, l) })
+	t.Run("no route leads out of the lab", func(t *testing.T) { checkNoRouteOut(t, l) })
 	t.Run("kubectl reaches the API server", func(t *testing.T) { checkKubectl(t, l) })
 	t.Run("deleting a pod removes its route and frees its address", func(t *testing.T) { checkPodDelete(t, l) })
 }
@@ -149,6 +150,35 @@ func checkNoEncapsulation(t *testing.T, l *lab.Lab) {
 			}
 			if r.Type != "blackhole" && r.Dev != "eth0" && !strings.HasPrefix(r.Dev, "crn") {
 				t.Errorf("%s routes pool destination %s through %q, neither the rack link nor a pod veth", n.Name, r, r.Dev)
+			}
+		}
+	}
+}
+
+// checkNoRouteOut checks every node, router and the control plane: each
+// route goes to the lab's links or the pod pool, none is a default route.
+// (Pods have a default route, to their node, which has none.)
+func checkNoRouteOut(t *testing.T, l *lab.Lab) {
+	ctx := context.Background()
+	labNet := netip.MustParsePrefix(lab.LabCIDR)
+	pool := netip.MustParsePrefix(lab.PoolCIDR)
+	plan := l.Plan()
+	hosts := []string{plan.ControlPlane.NS}
+	for _, n := range plan.Nodes() {
+		hosts = append(hosts, n.NS)
+	}
+	for _, r := range plan.Routers() {
+		hosts = append(hosts, r.NS)
+	}
+	for _, ns := range hosts {
+		routes, err := lab.KernelRoutes(ctx, ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range routes {
+			dst, err := parseDst(r.Dst)
+			if err != nil || !(labNet.Contains(dst.Addr()) && dst.Bits() >= labNet.Bits() || pool.Contains(dst.Addr()) && dst.Bits() >= pool.Bits()) {
+				t.Errorf("%s has a route outside the lab: %s", ns, r)
 			}
 		}
 	}

@@ -42,7 +42,7 @@ func (frrDriver) configure(rp RouterPlan, dir string) ([]routerCommand, error) {
 		return []string{
 			filepath.Join(frrDir, daemon),
 			"-f", conf,
-			"-i", filepath.Join(dir, daemon+".pid"),
+			"-i", filepath.Join(dir, daemon+".frr.pid"), // ours is <daemon>.pid
 			"-z", filepath.Join(dir, "zserv.api"),
 			"--vty_socket", dir,
 			"-u", frrUser, "-g", frrUser,

@@ -26,6 +26,8 @@ const (
 	PoolName = "lab-pool"
 	// PodNamespace is the Kubernetes namespace of the lab's pods.
 	PodNamespace = "default"
+	// AgentNamespace is where cairn-node runs in a real cluster.
+	AgentNamespace = "cairn-system"
 )
 
 // clients bundles the lab's API clients.
@@ -55,6 +57,12 @@ func newClients(st *State) (*clients, error) {
 // BGPPeers to the top-of-rack routers, and the service account that pods
 // need to pass admission.
 func createClusterObjects(ctx context.Context, c *clients, p Plan) error {
+	// The agents' own namespace, as deploy/node/rbac.yaml creates it: it
+	// holds the IPAM garbage-collection Lease and BGP password Secrets.
+	sys := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: AgentNamespace}}
+	if _, err := c.kube.CoreV1().Namespaces().Create(ctx, sys, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create namespace %s: %w", AgentNamespace, err)
+	}
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: PodNamespace}}
 	if _, err := c.kube.CoreV1().ServiceAccounts(PodNamespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create service account %s/default: %w", PodNamespace, err)

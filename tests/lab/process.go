@@ -50,6 +50,13 @@ func startDetached(ns, name, logPath string, argv, env []string) (Proc, error) {
 		return Proc{}, fmt.Errorf("read start time of %s (pid %d): %w", name, p.PID, err)
 	}
 	p.Start = st
+	// For people and scripts; Down trusts the state file, which also has
+	// the start time.
+	pidFile := strings.TrimSuffix(logPath, ".log") + ".pid"
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(p.PID)+"\n"), 0o644); err != nil {
+		_ = syscall.Kill(-p.PID, syscall.SIGKILL)
+		return Proc{}, fmt.Errorf("write pid file of %s: %w", name, err)
+	}
 	return p, nil
 }
 
