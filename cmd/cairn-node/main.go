@@ -34,6 +34,9 @@ func main() {
 	flag.StringVar(&cfg.SecretNamespace, "secret-namespace", envOr("POD_NAMESPACE", "cairn-system"), "namespace of Secrets that BGP passwords refer to")
 	flag.DurationVar(&cfg.ResyncInterval, "resync-interval", time.Minute, "period of full recomputation")
 	flag.DurationVar(&cfg.StatusInterval, "status-interval", 10*time.Second, "period of CairnNodeStatus updates")
+	flag.BoolVar(&cfg.IPAMGC, "ipam-gc", true, "take part in the leader election for cluster-wide IPAM garbage collection")
+	flag.DurationVar(&cfg.IPAMGCInterval, "ipam-gc-interval", time.Minute, "period of IPAM garbage-collection passes")
+	flag.DurationVar(&cfg.IPAMGCGrace, "ipam-gc-grace", 5*time.Minute, "how long an address must look orphaned before it is released")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	flag.Parse()
 

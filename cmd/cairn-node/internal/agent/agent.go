@@ -55,6 +55,12 @@ type Config struct {
 	ResyncInterval time.Duration
 	// StatusInterval is how often CairnNodeStatus is written.
 	StatusInterval time.Duration
+	// IPAMGC runs the cluster-wide IPAM garbage collector when this agent
+	// holds the Lease (one leader among all agents).
+	IPAMGC bool
+	// IPAMGCInterval is the period of collection passes; IPAMGCGrace how
+	// long something must look like garbage before it is removed.
+	IPAMGCInterval, IPAMGCGrace time.Duration
 	// Version is reported in CairnNodeStatus.
 	Version string
 	Logger  *slog.Logger
@@ -78,6 +84,12 @@ func (c *Config) defaults() error {
 	}
 	if c.StatusInterval == 0 {
 		c.StatusInterval = 10 * time.Second
+	}
+	if c.IPAMGCInterval == 0 {
+		c.IPAMGCInterval = time.Minute
+	}
+	if c.IPAMGCGrace == 0 {
+		c.IPAMGCGrace = 5 * time.Minute
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -208,6 +220,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return nil
 	})
 	g.Go(func() error { return serveCNI(ctx, cfg.AgentSocket, srv, log) })
+	if cfg.IPAMGC {
+		g.Go(func() error { runIPAMGC(ctx, cfg, kube, cairn, log); return nil })
+	}
 	ready.set(true, "")
 	log.Info("cairn-node running", "asn", info.ASN, "socket", cfg.AgentSocket)
 	return g.Wait()
