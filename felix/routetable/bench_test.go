@@ -187,3 +187,43 @@ func BenchmarkOneChangeResync64k(b *testing.B) {
 	b.ReportMetric(float64(per.Microseconds())/1000, "ms/resync")
 	b.ReportMetric(float64(per)/float64(anchorResync), "x_felix_84ms")
 }
+
+// BenchmarkBaselineIPBatch64k installs the same 65,536 routes with
+// `ip -batch` (iproute2: one request and one ack per route), as a baseline
+// measured on the same machine at the same moment.
+func BenchmarkBaselineIPBatch64k(b *testing.B) {
+	e := newBenchEnv(b)
+	var lines []string
+	for iface, ps := range endpoints(65536) {
+		for _, p := range ps {
+			lines = append(lines, fmt.Sprintf("route add %s dev %s scope link proto %d", p, iface, benchProto))
+		}
+	}
+	var total time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		e.flush(b)
+		b.StartTimer()
+		start := time.Now()
+		e.ns.IPBatch(b, lines)
+		total += time.Since(start)
+	}
+	b.ReportMetric(65536*float64(b.N)/total.Seconds(), "routes/s")
+}
+
+// BenchmarkBaselineDump64k only reads 65,536 routes back (the kernel's
+// dump, decoded, nothing done with it): the floor under a resync.
+func BenchmarkBaselineDump64k(b *testing.B) {
+	e, _, _ := converged64k(b)
+	n := 0
+	for b.Loop() {
+		n = 0
+		if err := e.k.RouteDump(4, func(*kernel.Route) { n++ }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if n < 65536 {
+		b.Fatalf("dumped %d routes", n)
+	}
+	b.ReportMetric(float64((b.Elapsed()/time.Duration(b.N)).Microseconds())/1000, "ms/dump")
+}
