@@ -143,6 +143,7 @@ func (a *Allocator) claim(ctx context.Context, p pools.Pool, block netip.Prefix)
 	a.mu.Lock()
 	e := a.entryLocked(block)
 	e.own, e.releasing, e.block = true, false, b
+	e.gen++
 	a.noteEmptyLocked(e)
 	a.mu.Unlock()
 	return true, nil

@@ -31,6 +31,9 @@ type entry struct {
 	reserved int
 	// emptySince is when the block was last seen becoming empty.
 	emptySince time.Time
+	// gen counts changes of block, so a reader that fetched a version
+	// before a commit finished does not install it over a newer one.
+	gen uint64
 
 	pending []*op
 	running bool
@@ -158,9 +161,12 @@ func (a *Allocator) writeBatch(ctx context.Context, e *entry, cur *v1.IPAMBlock,
 	for attempt := 0; ; attempt++ {
 		next := cur.DeepCopy()
 		changed := a.apply(next, e, live)
-		if !changed && !fresh && anyFailed(live) {
-			// The cached version may be what made an op fail (a block that
-			// looked full): decide again on the stored one.
+		if !changed && !fresh && (anyFailed(live) || anyRelease(live)) {
+			// Nothing to write is a decision made on the cached version,
+			// which may be stale: an assignment may have failed on a block
+			// that only looked full, and a release found nothing that the
+			// stored block still holds. Without a write no compare-and-swap
+			// would catch that, so decide again on the stored version.
 			fresh = true
 			if cur, err = a.getBlock(ctx, e); err != nil || cur == nil {
 				return nil, err
@@ -278,6 +284,15 @@ func release(b *v1.IPAMBlock, block netip.Prefix, o *op) ([]v1.BlockAllocation, 
 	return out, errors.Join(errs...)
 }
 
+func anyRelease(ops []*op) bool {
+	for _, o := range ops {
+		if o.kind == opRelease {
+			return true
+		}
+	}
+	return false
+}
+
 func anyFailed(ops []*op) bool {
 	for _, o := range ops {
 		if o.err != nil {
@@ -334,6 +349,7 @@ func (a *Allocator) finish(e *entry, batch []*op, updated *v1.IPAMBlock, err err
 	}
 	if updated != nil || err == nil {
 		e.block = updated
+		e.gen++
 		a.noteEmptyLocked(e)
 	}
 	if updated == nil && err == nil && e.own {

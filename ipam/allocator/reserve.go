@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 
+	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
 	"github.com/cairn-net/cairn/ipam"
 	"github.com/cairn-net/cairn/ipam/pools"
 )
@@ -170,6 +171,7 @@ func inPools(cands []pools.Pool, block netip.Prefix) bool {
 // only once the pools have no free block: the borrowed addresses are
 // announced as host routes, which costs every router a route each.
 func (a *Allocator) borrow(ctx context.Context, cands []pools.Pool, n int) ([]reservation, error) {
+	gens := a.generations()
 	blocks, err := a.store.Blocks().List(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("borrow %d addresses: list blocks: %w", n, err)
@@ -196,9 +198,7 @@ func (a *Allocator) borrow(ctx context.Context, cands []pools.Pool, n int) ([]re
 		if e.own {
 			continue
 		}
-		if !e.running {
-			e.block = b
-		}
+		a.installLocked(e, b, gens)
 		take := min(n-total(out), e.free())
 		if take <= 0 {
 			continue
@@ -214,4 +214,28 @@ func (a *Allocator) borrow(ctx context.Context, cands []pools.Pool, n int) ([]re
 	}
 	a.borrows.Add(int64(n))
 	return out, nil
+}
+
+// generations snapshots every entry's generation before a read, for
+// installLocked.
+func (a *Allocator) generations() map[netip.Prefix]uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[netip.Prefix]uint64, len(a.entries))
+	for p, e := range a.entries {
+		out[p] = e.gen
+	}
+	return out
+}
+
+// installLocked makes b, read after gens was taken, e's cached version,
+// unless e changed since (then e's version is at least as new) or a
+// write is running. Called with a.mu held.
+func (a *Allocator) installLocked(e *entry, b *v1.IPAMBlock, gens map[netip.Prefix]uint64) {
+	if e.running || e.gen != gens[e.prefix] {
+		return
+	}
+	e.block = b
+	e.gen++
+	a.noteEmptyLocked(e)
 }

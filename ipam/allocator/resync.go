@@ -40,6 +40,7 @@ func (a *Allocator) Resync(ctx context.Context) error {
 }
 
 func (a *Allocator) resyncLocked(ctx context.Context) error {
+	gens := a.generations()
 	affs, err := a.store.Affinities().List(ctx)
 	if err != nil {
 		return fmt.Errorf("resync node %s: list affinities: %w", a.opts.Node, err)
@@ -71,10 +72,7 @@ func (a *Allocator) resyncLocked(ctx context.Context) error {
 		if !e.own {
 			e.own, changed = true, true
 		}
-		if !e.running {
-			e.block = b
-		}
-		a.noteEmptyLocked(e)
+		a.installLocked(e, b, gens)
 	}
 	a.mu.Unlock()
 	if changed {
@@ -245,6 +243,7 @@ func (a *Allocator) deleteIfEmpty(ctx context.Context, e *entry, b *v1.IPAMBlock
 			}
 			a.mu.Lock()
 			e.block = fresh
+			e.gen++
 			a.noteEmptyLocked(e)
 			a.mu.Unlock()
 			if len(fresh.Spec.Allocations) > 0 || ipam.AffinityNode(fresh.Spec.Affinity) != a.opts.Node {
