@@ -13,12 +13,10 @@
 package felix
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -220,166 +218,6 @@ func (f *Felix) wake() {
 	case f.kick <- struct{}{}:
 	default:
 	}
-}
-
-func validateEndpoint(ep Endpoint) error {
-	name := ep.HostIface
-	if !strings.HasPrefix(name, HostVethPrefix) || len(name) > maxIfaceName || strings.ContainsAny(name, "/ \x00") {
-		return fmt.Errorf("%w: host interface %q must start with %q and be at most %d characters",
-			ErrInvalidEndpoint, name, HostVethPrefix, maxIfaceName)
-	}
-	for _, a := range ep.Addrs {
-		if !a.IsValid() || !a.IsSingleIP() || a.Addr().Is4In6() || a.Addr().Zone() != "" {
-			return fmt.Errorf("%w: %s: address %s is not a /32 or /128", ErrInvalidEndpoint, name, a)
-		}
-	}
-	return nil
-}
-
-// SetEndpoint records ep as a local endpoint, configures its host veth and
-// returns once its host routes are in the kernel. A veth that does not
-// exist yet is waited for (until ctx expires). It fails at once on an
-// invalid endpoint, and when a route of another protocol holds one of its
-// addresses (felix never replaces it). Run must be running.
-func (f *Felix) SetEndpoint(ctx context.Context, ep Endpoint) error {
-	if err := validateEndpoint(ep); err != nil {
-		return err
-	}
-	ep.Addrs = append([]netip.Prefix(nil), ep.Addrs...)
-	w := &waiter{ctx: ctx, kind: waitEndpointUp, iface: ep.HostIface, prefixes: ep.Addrs, done: make(chan error, 1)}
-	f.mu.Lock()
-	f.endpoints[ep.HostIface] = ep
-	f.pending = append(f.pending, func() {
-		f.rt.SetEndpoint(ep.HostIface, ep.Addrs)
-		f.ifs.Set(ep.HostIface)
-	})
-	f.newWait = append(f.newWait, w)
-	f.mu.Unlock()
-	f.wake()
-	if err := w.wait(); err != nil {
-		return fmt.Errorf("set endpoint %s: %w", ep.HostIface, err)
-	}
-	return nil
-}
-
-// RemoveEndpoint forgets the endpoint of hostIface and returns once its
-// host routes are gone from the kernel. Removing an unknown endpoint
-// succeeds.
-func (f *Felix) RemoveEndpoint(ctx context.Context, hostIface string) error {
-	f.mu.Lock()
-	ep, ok := f.endpoints[hostIface]
-	if !ok {
-		f.mu.Unlock()
-		return nil
-	}
-	delete(f.endpoints, hostIface)
-	w := &waiter{ctx: ctx, kind: waitEndpointGone, iface: hostIface, prefixes: ep.Addrs, done: make(chan error, 1)}
-	f.pending = append(f.pending, func() {
-		f.rt.RemoveEndpoint(hostIface)
-		f.ifs.Remove(hostIface)
-	})
-	f.newWait = append(f.newWait, w)
-	f.mu.Unlock()
-	f.wake()
-	if err := w.wait(); err != nil {
-		return fmt.Errorf("remove endpoint %s: %w", hostIface, err)
-	}
-	return nil
-}
-
-// EndpointsInSync declares that every live endpoint has been stated with
-// SetEndpoint since start. Until then felix deletes no host route it finds
-// in the kernel (except those of endpoints removed with RemoveEndpoint), so
-// that an agent restart never removes the routes of running pods.
-func (f *Felix) EndpointsInSync() {
-	f.mu.Lock()
-	f.pending = append(f.pending, func() { f.rt.MarkSynced(routetable.Endpoint) })
-	f.mu.Unlock()
-	f.wake()
-}
-
-// SetOwnedBlocks states the blocks affine to this node; each gets a
-// blackhole route, so traffic to an unallocated address of a block is
-// dropped here rather than sent back to the network.
-func (f *Felix) SetOwnedBlocks(blocks []netip.Prefix) {
-	valid := make([]netip.Prefix, 0, len(blocks))
-	for _, b := range blocks {
-		if !b.IsValid() {
-			f.log.Warn("ignoring invalid owned block", "block", b)
-			continue
-		}
-		valid = append(valid, b.Masked())
-	}
-	f.mu.Lock()
-	f.blocks = &valid
-	f.mu.Unlock()
-	f.wake()
-}
-
-// SetLearnedRoutes states the complete set of routes learned from peers.
-// A route that would hide a connected route, an owned block or a local
-// endpoint is not installed. The first call is taken as complete: until
-// it, learned routes found in the kernel are kept (graceful restart), so
-// the speaker should call it once it has its initial routes.
-func (f *Felix) SetLearnedRoutes(routes []LearnedRoute) {
-	m := make(map[netip.Prefix][]netip.Addr, len(routes))
-	for _, r := range routes {
-		if err := validLearned(r); err != nil {
-			f.log.Warn("ignoring learned route", "prefix", r.Prefix, "err", err)
-			continue
-		}
-		p := r.Prefix.Masked()
-		m[p] = append(m[p], r.NextHops...)
-	}
-	f.mu.Lock()
-	f.learned = &m
-	f.mu.Unlock()
-	f.wake()
-}
-
-func validLearned(r LearnedRoute) error {
-	if !r.Prefix.IsValid() {
-		return errors.New("invalid prefix")
-	}
-	if len(r.NextHops) == 0 {
-		return errors.New("no next hop")
-	}
-	for _, h := range r.NextHops {
-		if !h.IsValid() || h.Is4() != r.Prefix.Addr().Is4() || h.Is4In6() {
-			return fmt.Errorf("next hop %s does not match the prefix family", h)
-		}
-		if h.IsLinkLocalUnicast() && h.Is6() {
-			return fmt.Errorf("link-local next hop %s needs an interface felix is not given", h)
-		}
-	}
-	return nil
-}
-
-// SetPools states the IP pools, for outgoing NAT.
-func (f *Felix) SetPools(pools []Pool) {
-	ps := make([]natoutgoing.Pool, 0, len(pools))
-	for _, p := range pools {
-		if !p.CIDR.IsValid() {
-			f.log.Warn("ignoring invalid pool", "pool", p.CIDR)
-			continue
-		}
-		ps = append(ps, natoutgoing.Pool{CIDR: p.CIDR, NATOutgoing: p.NATOutgoing})
-	}
-	f.mu.Lock()
-	f.pools = &ps
-	f.mu.Unlock()
-	f.wake()
-}
-
-// Resync makes felix read the whole kernel state back now and returns the
-// result of that pass once it is done.
-func (f *Felix) Resync(ctx context.Context) error {
-	w := &waiter{ctx: ctx, kind: waitResync, done: make(chan error, 1)}
-	f.mu.Lock()
-	f.newWait = append(f.newWait, w)
-	f.mu.Unlock()
-	f.wake()
-	return w.wait()
 }
 
 // Stats are counts for logs and tests.

@@ -1,0 +1,94 @@
+package felix
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/cairn-net/cairn/felix/natoutgoing"
+)
+
+// SetOwnedBlocks states the blocks affine to this node; each gets a
+// blackhole route, so traffic to an unallocated address of a block is
+// dropped here rather than sent back to the network.
+func (f *Felix) SetOwnedBlocks(blocks []netip.Prefix) {
+	valid := make([]netip.Prefix, 0, len(blocks))
+	for _, b := range blocks {
+		if !b.IsValid() {
+			f.log.Warn("ignoring invalid owned block", "block", b)
+			continue
+		}
+		valid = append(valid, b.Masked())
+	}
+	f.mu.Lock()
+	f.blocks = &valid
+	f.mu.Unlock()
+	f.wake()
+}
+
+// SetLearnedRoutes states the complete set of routes learned from peers.
+// A route that would hide a connected route, an owned block or a local
+// endpoint is not installed. The first call is taken as complete: until
+// it, learned routes found in the kernel are kept (graceful restart), so
+// the speaker should call it once it has its initial routes.
+func (f *Felix) SetLearnedRoutes(routes []LearnedRoute) {
+	m := make(map[netip.Prefix][]netip.Addr, len(routes))
+	for _, r := range routes {
+		if err := validLearned(r); err != nil {
+			f.log.Warn("ignoring learned route", "prefix", r.Prefix, "err", err)
+			continue
+		}
+		p := r.Prefix.Masked()
+		m[p] = append(m[p], r.NextHops...)
+	}
+	f.mu.Lock()
+	f.learned = &m
+	f.mu.Unlock()
+	f.wake()
+}
+
+func validLearned(r LearnedRoute) error {
+	if !r.Prefix.IsValid() {
+		return errors.New("invalid prefix")
+	}
+	if len(r.NextHops) == 0 {
+		return errors.New("no next hop")
+	}
+	for _, h := range r.NextHops {
+		if !h.IsValid() || h.Is4() != r.Prefix.Addr().Is4() || h.Is4In6() {
+			return fmt.Errorf("next hop %s does not match the prefix family", h)
+		}
+		if h.IsLinkLocalUnicast() && h.Is6() {
+			return fmt.Errorf("link-local next hop %s needs an interface felix is not given", h)
+		}
+	}
+	return nil
+}
+
+// SetPools states the IP pools, for outgoing NAT.
+func (f *Felix) SetPools(pools []Pool) {
+	ps := make([]natoutgoing.Pool, 0, len(pools))
+	for _, p := range pools {
+		if !p.CIDR.IsValid() {
+			f.log.Warn("ignoring invalid pool", "pool", p.CIDR)
+			continue
+		}
+		ps = append(ps, natoutgoing.Pool{CIDR: p.CIDR, NATOutgoing: p.NATOutgoing})
+	}
+	f.mu.Lock()
+	f.pools = &ps
+	f.mu.Unlock()
+	f.wake()
+}
+
+// Resync makes felix read the whole kernel state back now and returns the
+// result of that pass once it is done.
+func (f *Felix) Resync(ctx context.Context) error {
+	w := &waiter{ctx: ctx, kind: waitResync, done: make(chan error, 1)}
+	f.mu.Lock()
+	f.newWait = append(f.newWait, w)
+	f.mu.Unlock()
+	f.wake()
+	return w.wait()
+}
