@@ -16,6 +16,12 @@ type snapshot[K comparable, V any] struct {
 	diverged bool
 	invalid  bool
 	changes  map[K]struct{}
+	// exact is set when every key holding an actual value at the start of
+	// the resync is in items or changes; skipped then lists the items the
+	// cursor passed without reading them, so the keys that vanished are
+	// found without walking every entry.
+	exact   bool
+	skipped []K
 }
 
 type snapItem[K comparable, V any] struct {
@@ -56,6 +62,8 @@ func (s *snapshot[K, V]) begin(restarted bool) {
 	s.cursor = 0
 	s.diverged = false
 	s.next = s.next[:0]
+	s.exact = len(s.items) > 0
+	s.skipped = s.skipped[:0]
 }
 
 // lookahead is how far match looks past the cursor for the key read: a
@@ -79,6 +87,9 @@ func (s *snapshot[K, V]) match(k K, v V, equal func(a, b V) bool) bool {
 			// items[cursor:j] were not read back, or this one changed:
 			// the next snapshot takes what matched before it.
 			s.diverge()
+		}
+		for _, it := range s.items[s.cursor:j] {
+			s.skipped = append(s.skipped, it.k)
 		}
 		s.cursor = j + 1
 		break
@@ -106,6 +117,19 @@ func (s *snapshot[K, V]) isChanged(k K) bool {
 	}
 	_, ok := s.changes[k]
 	return ok
+}
+
+// unread returns the keys that may have vanished: skipped items, the
+// unread tail, and keys changed since the snapshot. Valid only when exact,
+// and before end.
+func (s *snapshot[K, V]) unread() []K {
+	for _, it := range s.items[s.cursor:] {
+		s.skipped = append(s.skipped, it.k)
+	}
+	for k := range s.changes {
+		s.skipped = append(s.skipped, k)
+	}
+	return s.skipped
 }
 
 // end makes what was read the snapshot.

@@ -177,32 +177,50 @@ func (t *Tracker[K, V]) ObserveActual(k K, v V) {
 }
 
 // EndResync forgets the actual value of every key not observed since
-// BeginResync. It walks all keys only when some were not observed.
+// BeginResync, without walking all keys unless the snapshot cannot say
+// which ones may have vanished.
 func (t *Tracker[K, V]) EndResync() {
 	if !t.resyncing {
 		return
 	}
 	t.resyncing = false
-	t.snapshot.end()
 	// Every observed key has an actual value, so when the counts agree no
-	// held key went unobserved and the walk is skipped.
+	// held key went unobserved.
+	if t.numActual == t.observed {
+		t.snapshot.end()
+		return
+	}
+	if t.snapshot.exact {
+		// Snapshot matches were not stamped, but none of these keys was
+		// matched: an unstamped one was not read back.
+		for _, k := range t.snapshot.unread() {
+			t.forgetUnseen(k, t.entries[k])
+		}
+	}
+	t.snapshot.end()
 	if t.numActual == t.observed {
 		return
 	}
-	// Keys matched against the snapshot were not stamped: stamp them now.
+	// Keys matched against the snapshot were not stamped: stamp them, then
+	// walk everything.
 	for _, it := range t.snapshot.items {
 		if e := t.entries[it.k]; e != nil {
 			e.seen = t.gen
 		}
 	}
-	var zero V
 	for k, e := range t.entries {
-		if e.hasActual && e.seen != t.gen {
-			e.actual, e.hasActual = zero, false
-			t.numActual--
-			t.recompute(k, e)
-		}
+		t.forgetUnseen(k, e)
 	}
+}
+
+func (t *Tracker[K, V]) forgetUnseen(k K, e *entry[V]) {
+	if e == nil || !e.hasActual || e.seen == t.gen {
+		return
+	}
+	var zero V
+	e.actual, e.hasActual = zero, false
+	t.numActual--
+	t.recompute(k, e)
 }
 
 // InSync reports whether desired and actual agree on k (both absent, or
