@@ -282,6 +282,25 @@ func TestMaxBlocksPerNode(t *testing.T) {
 	mustCheck(t, s)
 }
 
+func TestNodeAtBlockLimitBorrowsOnlyFromAFullPool(t *testing.T) {
+	s := memstore.New()
+	addPool(t, s, "p4", "10.0.0.0/29", 30) // two blocks of four
+	a := newAlloc(t, s, "a", func(o *allocator.Options) { o.MaxBlocksPerNode = 1 })
+	b := newAlloc(t, s, "b")
+	for i := range 4 {
+		assign(t, a, req(hid(i), 1, 0))
+	}
+	if _, err := a.AutoAssign(context.Background(), req("early", 1, 0)); !errors.Is(err, allocator.ErrNoAddresses) {
+		t.Fatalf("a block was free: err %v, want ErrNoAddresses rather than borrowing", err)
+	}
+	assign(t, b, req("b0", 1, 0)) // b claims the last block: the pool is full
+	got := assign(t, a, req("late", 1, 0))
+	if borrowed, _ := a.BorrowedAddresses(context.Background()); !slices.Equal(borrowed, got) {
+		t.Fatalf("a got %v, announces %v borrowed", got, borrowed)
+	}
+	mustCheck(t, s)
+}
+
 func TestPoolSelection(t *testing.T) {
 	ctx := context.Background()
 	type tc struct {

@@ -34,9 +34,6 @@ type claimCall struct {
 // claimBlock claims one new block for the node from the first candidate
 // pool that has a free one.
 func (a *Allocator) claimBlock(ctx context.Context, cands []pools.Pool) error {
-	if max := a.opts.MaxBlocksPerNode; max > 0 && a.ownCount() >= max {
-		return fmt.Errorf("claim a block for node %s: %w (%d)", a.opts.Node, errMaxBlocks, max)
-	}
 	blocks, err := a.store.Blocks().List(ctx)
 	if err != nil {
 		return fmt.Errorf("claim a block for node %s: list blocks: %w", a.opts.Node, err)
@@ -46,6 +43,16 @@ func (a *Allocator) claimBlock(ctx context.Context, cands []pools.Pool) error {
 		if p, err := ipam.BlockPrefix(b); err == nil {
 			existing[p] = true
 		}
+	}
+	if max := a.opts.MaxBlocksPerNode; max > 0 && a.ownCount() >= max {
+		// At its limit the node may still borrow, but only from pools
+		// that have no free block left, as any other node.
+		for _, p := range cands {
+			for range a.candidates(p, existing) {
+				return fmt.Errorf("claim a block for node %s: %w (%d)", a.opts.Node, errMaxBlocks, max)
+			}
+		}
+		return fmt.Errorf("claim a block for node %s: %w", a.opts.Node, errNoFreeBlock)
 	}
 	races := 0
 	for _, p := range cands {
