@@ -65,7 +65,9 @@ func (k *killable) Affinities() ipam.Objects[*v1.BlockAffinity] {
 func (k *killable) Handles() ipam.Objects[*v1.IPAMHandle] {
 	return killObjects[*v1.IPAMHandle]{k.Store.Handles(), k}
 }
-func (k *killable) Pools() ipam.Objects[*v1.IPPool] { return killObjects[*v1.IPPool]{k.Store.Pools(), k} }
+func (k *killable) Pools() ipam.Objects[*v1.IPPool] {
+	return killObjects[*v1.IPPool]{k.Store.Pools(), k}
+}
 
 type killObjects[T any] struct {
 	ipam.Objects[T]
