@@ -218,21 +218,22 @@ func (a *Allocator) borrow(ctx context.Context, cands []pools.Pool, n int) ([]re
 
 // generations snapshots every entry's generation before a read, for
 // installLocked.
-func (a *Allocator) generations() map[netip.Prefix]uint64 {
+func (a *Allocator) generations() map[*entry]uint64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := make(map[netip.Prefix]uint64, len(a.entries))
-	for p, e := range a.entries {
-		out[p] = e.gen
+	out := make(map[*entry]uint64, len(a.entries))
+	for _, e := range a.entries {
+		out[e] = e.gen
 	}
 	return out
 }
 
 // installLocked makes b, read after gens was taken, e's cached version,
 // unless e changed since (then e's version is at least as new) or a
-// write is running. Called with a.mu held.
-func (a *Allocator) installLocked(e *entry, b *v1.IPAMBlock, gens map[netip.Prefix]uint64) {
-	if e.running || e.gen != gens[e.prefix] {
+// write is running. An entry created after gens was taken counts from
+// generation 0. Called with a.mu held.
+func (a *Allocator) installLocked(e *entry, b *v1.IPAMBlock, gens map[*entry]uint64) {
+	if e.running || e.gen != gens[e] {
 		return
 	}
 	e.block = b

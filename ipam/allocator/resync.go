@@ -74,6 +74,13 @@ func (a *Allocator) resyncLocked(ctx context.Context) error {
 		}
 		a.installLocked(e, b, gens)
 	}
+	for p, e := range a.entries {
+		// Forget idle views of other nodes' blocks: they are re-read when
+		// needed, and would otherwise pile up.
+		if !e.own && !e.running && !e.releasing && e.reserved == 0 && !a.inClaim[p] {
+			delete(a.entries, p)
+		}
+	}
 	a.mu.Unlock()
 	if changed {
 		a.notify()

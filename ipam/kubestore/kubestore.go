@@ -105,6 +105,7 @@ func ptrs[T any](items []T) []*T {
 	return out
 }
 
+// Get implements ipam.Objects.
 func (o objects[T, L]) Get(ctx context.Context, name string) (T, error) {
 	out, err := o.c.Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
@@ -114,6 +115,7 @@ func (o objects[T, L]) Get(ctx context.Context, name string) (T, error) {
 	return out, nil
 }
 
+// List implements ipam.Objects.
 func (o objects[T, L]) List(ctx context.Context) ([]T, error) {
 	l, err := o.c.List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -122,6 +124,7 @@ func (o objects[T, L]) List(ctx context.Context) ([]T, error) {
 	return o.items(l), nil
 }
 
+// Create implements ipam.Objects.
 func (o objects[T, L]) Create(ctx context.Context, obj T) (T, error) {
 	out, err := o.c.Create(ctx, obj, metav1.CreateOptions{})
 	if err != nil {
@@ -131,6 +134,7 @@ func (o objects[T, L]) Create(ctx context.Context, obj T) (T, error) {
 	return out, nil
 }
 
+// Update implements ipam.Objects.
 func (o objects[T, L]) Update(ctx context.Context, obj T) (T, error) {
 	if obj.GetResourceVersion() == "" {
 		var zero T
@@ -144,6 +148,7 @@ func (o objects[T, L]) Update(ctx context.Context, obj T) (T, error) {
 	return out, nil
 }
 
+// Delete implements ipam.Objects.
 func (o objects[T, L]) Delete(ctx context.Context, name, resourceVersion string) error {
 	opts := metav1.DeleteOptions{}
 	if resourceVersion != "" {

@@ -147,6 +147,7 @@ type table[T any, P object[T]] struct {
 	kind Kind
 }
 
+// Get implements ipam.Objects.
 func (t table[T, P]) Get(ctx context.Context, name string) (P, error) {
 	var out P
 	err := t.s.call(ctx, t.kind, Get, name, func() error {
@@ -160,6 +161,7 @@ func (t table[T, P]) Get(ctx context.Context, name string) (P, error) {
 	return out, err
 }
 
+// List implements ipam.Objects.
 func (t table[T, P]) List(ctx context.Context) ([]P, error) {
 	var out []P
 	err := t.s.call(ctx, t.kind, List, "", func() error {
@@ -176,6 +178,7 @@ func (t table[T, P]) List(ctx context.Context) ([]P, error) {
 	return out, err
 }
 
+// Create implements ipam.Objects.
 func (t table[T, P]) Create(ctx context.Context, obj P) (P, error) {
 	return t.write(ctx, Create, obj.GetName(), func() (P, error) {
 		if obj.GetName() == "" {
@@ -191,6 +194,7 @@ func (t table[T, P]) Create(ctx context.Context, obj P) (P, error) {
 	})
 }
 
+// Update implements ipam.Objects.
 func (t table[T, P]) Update(ctx context.Context, obj P) (P, error) {
 	return t.write(ctx, Update, obj.GetName(), func() (P, error) {
 		cur, err := t.current(obj.GetName(), obj.GetResourceVersion())
@@ -211,6 +215,7 @@ func (t table[T, P]) Update(ctx context.Context, obj P) (P, error) {
 	})
 }
 
+// Delete implements ipam.Objects.
 func (t table[T, P]) Delete(ctx context.Context, name, resourceVersion string) error {
 	_, err := t.write(ctx, Delete, name, func() (P, error) {
 		if _, err := t.current(name, resourceVersion); err != nil {
