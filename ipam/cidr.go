@@ -79,9 +79,6 @@ func HostPrefix(addr netip.Addr) netip.Prefix {
 	return netip.PrefixFrom(addr, addr.BitLen())
 }
 
-// Overlap reports whether two prefixes share any address.
-func Overlap(a, b netip.Prefix) bool { return a.Overlaps(b) }
-
 func split(a netip.Addr) (hi, lo uint64) {
 	b := a.As16()
 	return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])

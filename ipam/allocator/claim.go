@@ -181,7 +181,11 @@ func (a *Allocator) createPendingAffinity(ctx context.Context, block netip.Prefi
 func (a *Allocator) createBlock(ctx context.Context, p pools.Pool, block netip.Prefix) (*v1.IPAMBlock, error) {
 	want := &v1.IPAMBlock{
 		ObjectMeta: metav1.ObjectMeta{Name: ipam.BlockName(block)},
-		Spec:       v1.IPAMBlockSpec{CIDR: block.String(), Pool: p.Name, Affinity: ipam.AffinityValue(a.opts.Node)},
+		// Sequences start from the clock, not 0, so a block deleted and
+		// created again never repeats an earlier incarnation's numbers: a
+		// release naming an old (address, sequence) stays stale.
+		Spec: v1.IPAMBlockSpec{CIDR: block.String(), Pool: p.Name, Affinity: ipam.AffinityValue(a.opts.Node),
+			Sequence: a.opts.Clock.Now().UnixMicro()},
 	}
 	var out *v1.IPAMBlock
 	err := a.retry(ctx, "create block", func() error {
