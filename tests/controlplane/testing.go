@@ -12,9 +12,13 @@ import (
 // ForTest starts a control plane with Cairn's CRDs (deploy/crds) and
 // policies (deploy/policies) installed and stops it when the test ends,
 // also on failure, printing the logs' tails if the test failed. Without
-// the binaries it skips locally and fails under CI, where they must exist.
+// the binaries it skips locally and fails under CI, where they must exist;
+// with -short (the unit tier) it always skips.
 func ForTest(t testing.TB) *ControlPlane {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("skipping in -short: needs a real etcd and kube-apiserver (the cluster tier)")
+	}
 	root, err := RepoRoot()
 	if err != nil {
 		t.Fatal(err)
