@@ -44,6 +44,13 @@ func (a *Allocator) claimBlock(ctx context.Context, cands []pools.Pool) error {
 			existing[p] = true
 		}
 	}
+	a.mu.Lock()
+	for p, e := range a.entries {
+		if e.releasing {
+			existing[p] = true // not while this node is still letting it go
+		}
+	}
+	a.mu.Unlock()
 	if max := a.opts.MaxBlocksPerNode; max > 0 && a.ownCount() >= max {
 		// At its limit the node may still borrow, but only from pools
 		// that have no free block left, as any other node.
@@ -169,6 +176,10 @@ func (a *Allocator) createPendingAffinity(ctx context.Context, block netip.Prefi
 			// Left by an earlier attempt of this node (or a lost response):
 			// it is this node's claim either way.
 			out, err = a.store.Affinities().Get(ctx, want.Name)
+			if ipam.IsNotFound(err) {
+				// A release of the same block just finished: create again.
+				err = fmt.Errorf("affinity %s vanished: %w", want.Name, ipam.ErrConflict)
+			}
 		}
 		return err
 	})

@@ -221,6 +221,8 @@ func TestFaultAtEveryWrite(t *testing.T) {
 		{"lost response", errors.New("connection reset after the write"), true, false},
 		{"rejected", ipam.ErrRejected, false, true},
 		{"rejected after applying", ipam.ErrRejected, true, true},
+		// An object that existed a moment ago and is gone when read.
+		{"already exists, then gone", ipam.ErrAlreadyExists, false, true},
 	}
 	for _, f := range faults {
 		t.Run(f.name, func(t *testing.T) {
@@ -324,4 +326,16 @@ func TestConcurrentNodesUnderFaults(t *testing.T) {
 		}
 	})
 	t.Logf("%d live handles, %d writes", len(handles), s.Writes())
+}
+
+// TestClaimRacingItsOwnRelease: the node's pending claim on a block
+// collides with the affinity of its own release of that block, which is
+// gone by the time it is read; the claim must simply go ahead.
+func TestClaimRacingItsOwnRelease(t *testing.T) {
+	s := memstore.New()
+	addPool(t, s, "p", "10.0.0.0/28", 30)
+	s.Inject(memstore.Fault{Kind: memstore.Affinities, Op: memstore.Create, Err: ipam.ErrAlreadyExists})
+	a := newAlloc(t, s, "n1")
+	assign(t, a, req("c1", 1, 0))
+	mustCheck(t, s)
 }

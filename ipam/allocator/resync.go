@@ -194,7 +194,9 @@ func (a *Allocator) releaseBlock(ctx context.Context, e *entry) (released bool, 
 		e.releasing = false
 		if released {
 			e.own, e.block = false, nil
-			delete(a.entries, e.prefix)
+			if a.entries[e.prefix] == e {
+				delete(a.entries, e.prefix)
+			}
 		}
 		a.mu.Unlock()
 	}()

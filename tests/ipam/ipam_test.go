@@ -37,6 +37,75 @@ func checkClean(t *testing.T, c *cluster) {
 	}
 }
 
+// stress is the shared model of the stress test: which handle holds
+// which address, as the allocators told their callers.
+type stress struct {
+	t              *testing.T
+	mu             sync.Mutex
+	holder         map[netip.Addr]string // address -> live handle
+	live           map[string]bool
+	noAddr, failed int
+}
+
+// worker runs one goroutine's interleaved assignments and releases.
+func (s *stress) worker(ctx context.Context, a *allocator.Allocator, g, ops, maxLive int) {
+	rng := rand.New(rand.NewPCG(uint64(g), uint64(len(a.Node()))))
+	var mine []string
+	for i := range ops {
+		if len(mine) > 0 && (len(mine) >= maxLive || rng.IntN(100) < 45) {
+			k := rng.IntN(len(mine))
+			h := mine[k]
+			mine = append(mine[:k], mine[k+1:]...)
+			s.forget(h)
+			if err := a.ReleaseByHandle(ctx, h); err != nil {
+				s.t.Errorf("release %s: %v", h, err)
+			}
+			continue
+		}
+		h := fmt.Sprintf("%s-%d-%d", a.Node(), g, i)
+		got, err := a.AutoAssign(ctx, allocator.Request{HandleID: h, Namespace: "stress", Pod: h, IPv4: 1})
+		if s.record(h, got, err) {
+			mine = append(mine, h)
+		}
+	}
+}
+
+// forget drops a handle before it is released: once the release is
+// written its address may be handed out again.
+func (s *stress) forget(h string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for a, hh := range s.holder {
+		if hh == h {
+			delete(s.holder, a)
+		}
+	}
+	delete(s.live, h)
+}
+
+// record notes an assignment's outcome and reports whether h is live.
+func (s *stress) record(h string, got []netip.Prefix, err error) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case errors.Is(err, allocator.ErrNoAddresses):
+		s.noAddr++
+		return false
+	case err != nil:
+		s.failed++
+		s.t.Errorf("assign %s: %v", h, err)
+		return false
+	}
+	for _, p := range got {
+		if prev, dup := s.holder[p.Addr()]; dup {
+			s.t.Errorf("DUPLICATE: %s handed to %s while %s holds it", p.Addr(), h, prev)
+		}
+		s.holder[p.Addr()] = h
+	}
+	s.live[h] = true
+	return true
+}
+
 // testStress: 3 nodes x 8 goroutines x 400 interleaved assignments and
 // releases in a pool of 16 blocks of 8, so nodes claim, release and
 // re-claim blocks, and borrow when every block is taken.
@@ -49,17 +118,11 @@ func testStress(t *testing.T, c *cluster) {
 	c.createPool(t, "stress", "10.20.0.0/25", 29)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-
-	var mu sync.Mutex
-	holder := map[netip.Addr]string{} // address -> live handle
-	live := map[string]bool{}
-	var noAddr, failures int
+	s := &stress{t: t, holder: map[netip.Addr]string{}, live: map[string]bool{}}
 	var allocs []*allocator.Allocator
-	var wg sync.WaitGroup
+	var wg, maint sync.WaitGroup
 	maintCtx, stopMaint := context.WithCancel(ctx)
-	var maint sync.WaitGroup
-	start := time.Now()
-	writes0 := c.writes.Load()
+	start, writes0 := time.Now(), c.writes.Load()
 	for _, node := range []string{"stress-a", "stress-b", "stress-c"} {
 		a, err := allocator.New(c.store, allocator.Options{Node: node, EmptyBlockGrace: 500 * time.Millisecond, Logger: logger(t)})
 		if err != nil {
@@ -68,51 +131,7 @@ func testStress(t *testing.T, c *cluster) {
 		allocs = append(allocs, a)
 		maint.Go(func() { a.Run(maintCtx, 250*time.Millisecond) })
 		for g := range goroutines {
-			wg.Go(func() {
-				rng := rand.New(rand.NewPCG(uint64(g), uint64(len(node))))
-				var mine []string
-				for i := range ops {
-					if len(mine) > 0 && (len(mine) >= maxLive || rng.IntN(100) < 45) {
-						k := rng.IntN(len(mine))
-						h := mine[k]
-						mine = append(mine[:k], mine[k+1:]...)
-						// Forget the address before releasing it: once the
-						// release is written it may be handed out again.
-						mu.Lock()
-						for a, hh := range holder {
-							if hh == h {
-								delete(holder, a)
-							}
-						}
-						delete(live, h)
-						mu.Unlock()
-						if err := a.ReleaseByHandle(ctx, h); err != nil {
-							t.Errorf("release %s: %v", h, err)
-						}
-						continue
-					}
-					h := fmt.Sprintf("%s-%d-%d", node, g, i)
-					got, err := a.AutoAssign(ctx, allocator.Request{HandleID: h, Namespace: "stress", Pod: h, IPv4: 1})
-					mu.Lock()
-					switch {
-					case errors.Is(err, allocator.ErrNoAddresses):
-						noAddr++
-					case err != nil:
-						failures++
-						t.Errorf("assign %s: %v", h, err)
-					default:
-						for _, p := range got {
-							if prev, dup := holder[p.Addr()]; dup {
-								t.Errorf("DUPLICATE: %s handed to %s while %s holds it", p.Addr(), h, prev)
-							}
-							holder[p.Addr()] = h
-						}
-						live[h] = true
-						mine = append(mine, h)
-					}
-					mu.Unlock()
-				}
-			})
+			wg.Go(func() { s.worker(ctx, a, g, ops, maxLive) })
 		}
 	}
 	wg.Wait()
@@ -120,15 +139,41 @@ func testStress(t *testing.T, c *cluster) {
 	stopMaint()
 	maint.Wait()
 
+	st := sumStats(allocs)
+	t.Logf("%d operations in %v: %d assigned, %d released, %d refused (pool full), %d live at the end",
+		3*goroutines*ops, elapsed.Round(time.Millisecond), st.Assigned, st.Released, s.noAddr, len(s.live))
+	t.Logf("blocks claimed %d, addresses borrowed %d, block writes %d, conflicts %d, API writes %d",
+		st.Claims, st.Borrows, st.BlockWrites, st.Conflicts, c.writes.Load()-writes0)
+	t.Logf("MAX RETRY COUNT: %d", st.MaxRetries)
+	s.verify(c, netip.MustParsePrefix("10.20.0.0/25"))
+	if st.Borrows == 0 || st.Claims <= 16 {
+		t.Errorf("the pool did not force borrowing and re-claiming (borrows %d, claims %d)", st.Borrows, st.Claims)
+	}
+	if st.MaxRetries >= int64(ipam.DefaultAttempts) {
+		t.Errorf("a write used all its retries (%d)", st.MaxRetries)
+	}
+	checkClean(t, c)
+	// Release everything so later subtests start clean.
+	for h := range s.live {
+		if err := allocs[0].ReleaseByHandle(context.Background(), h); err != nil {
+			t.Errorf("release %s: %v", h, err)
+		}
+	}
+}
+
+// verify compares the store with the model: no duplicates, and exactly
+// the live handles hold addresses (no leak).
+func (s *stress) verify(c *cluster, pool netip.Prefix) {
+	t := s.t
 	snap, err := audit.Read(context.Background(), c.store)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := snap.Check()
+	t.Logf("check: %s", r.Summary())
 	var inPool []audit.Holder
-	stressPool := netip.MustParsePrefix("10.20.0.0/25")
 	for _, h := range snap.Addresses() {
-		if stressPool.Contains(h.Addr) {
+		if pool.Contains(h.Addr) {
 			inPool = append(inPool, h)
 		}
 	}
@@ -138,6 +183,26 @@ func testStress(t *testing.T, c *cluster) {
 			handles++
 		}
 	}
+	if n := len(r.DuplicateAddresses); n != 0 {
+		t.Errorf("%d duplicate addresses", n)
+	}
+	if len(inPool) != len(s.live) || handles != len(s.live) {
+		t.Errorf("LEAK: %d allocations, %d handles, %d live handles in the model", len(inPool), handles, len(s.live))
+	}
+	for _, h := range inPool {
+		if !s.live[h.Handle] {
+			t.Errorf("LEAK: %s held by released handle %s", h.Addr, h.Handle)
+		}
+	}
+	if r.Problems() != 0 {
+		t.Errorf("check found problems: %+v", r)
+	}
+	if s.failed > 0 {
+		t.Errorf("%d assignments failed other than for lack of addresses", s.failed)
+	}
+}
+
+func sumStats(allocs []*allocator.Allocator) allocator.Stats {
 	var st allocator.Stats
 	for _, a := range allocs {
 		s := a.Stats()
@@ -149,43 +214,5 @@ func testStress(t *testing.T, c *cluster) {
 		st.Borrows += s.Borrows
 		st.MaxRetries = max(st.MaxRetries, s.MaxRetries)
 	}
-	t.Logf("%d operations in %v: %d assigned, %d released, %d refused (pool full), %d live at the end",
-		3*goroutines*ops, elapsed.Round(time.Millisecond), st.Assigned, st.Released, noAddr, len(live))
-	t.Logf("blocks claimed %d, addresses borrowed %d, block writes %d, conflicts %d, API writes %d",
-		st.Claims, st.Borrows, st.BlockWrites, st.Conflicts, c.writes.Load()-writes0)
-	t.Logf("MAX RETRY COUNT: %d", st.MaxRetries)
-	t.Logf("check: %s", r.Summary())
-
-	if n := len(r.DuplicateAddresses); n != 0 {
-		t.Errorf("%d duplicate addresses", n)
-	}
-	if len(inPool) != len(live) || handles != len(live) {
-		t.Errorf("LEAK: %d allocations, %d handles, %d live handles in the model", len(inPool), handles, len(live))
-	}
-	for _, h := range inPool {
-		if !live[h.Handle] {
-			t.Errorf("LEAK: %s held by released handle %s", h.Addr, h.Handle)
-		}
-	}
-	if r.Problems() != 0 {
-		t.Errorf("check found problems: %+v", r)
-	}
-	if st.Borrows == 0 || st.Claims <= 16 {
-		t.Errorf("the pool did not force borrowing and re-claiming (borrows %d, claims %d)", st.Borrows, st.Claims)
-	}
-	if failures > 0 {
-		t.Errorf("%d assignments failed other than for lack of addresses", failures)
-	}
-	checkClean(t, c)
-
-	// Tear down: release everything so later subtests start clean.
-	for h := range live {
-		node := allocs[0]
-		if err := node.ReleaseByHandle(context.Background(), h); err != nil {
-			t.Errorf("release %s: %v", h, err)
-		}
-	}
-	if st.MaxRetries >= int64(ipam.DefaultAttempts) {
-		t.Errorf("a write used all its retries (%d)", st.MaxRetries)
-	}
+	return st
 }
