@@ -27,7 +27,8 @@ func validateEndpoint(ep Endpoint) error {
 // returns once its host routes are in the kernel. A veth that does not
 // exist yet is waited for (until ctx expires). It fails at once on an
 // invalid endpoint, and when a route of another protocol holds one of its
-// addresses (felix never replaces it). Run must be running.
+// addresses (felix never replaces it); the endpoint then stays stated, and
+// RemoveEndpoint rolls it back. Run must be running.
 func (f *Felix) SetEndpoint(ctx context.Context, ep Endpoint) error {
 	if err := validateEndpoint(ep); err != nil {
 		return err
