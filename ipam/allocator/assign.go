@@ -14,6 +14,10 @@ import (
 	"github.com/cairn-net/cairn/ipam/pools"
 )
 
+// maxPerRequest bounds the addresses one request may ask for; a pod
+// interface needs one or two.
+const maxPerRequest = 64
+
 // maxMoveRounds bounds how often an assignment moves to other blocks
 // because the ones it reserved filled up or went away.
 const maxMoveRounds = 8
@@ -53,7 +57,7 @@ func (a *Allocator) validate(req Request) error {
 	switch {
 	case req.HandleID == "":
 		return fmt.Errorf("assign addresses: %w: empty handle ID", ErrInvalidRequest)
-	case req.IPv4 < 0 || req.IPv6 < 0 || req.IPv4+req.IPv6 == 0:
+	case req.IPv4 < 0 || req.IPv6 < 0 || req.IPv4+req.IPv6 == 0 || req.IPv4+req.IPv6 > maxPerRequest:
 		return fmt.Errorf("assign addresses to handle %s: %w: asks for %d IPv4 and %d IPv6 addresses", req.HandleID, ErrInvalidRequest, req.IPv4, req.IPv6)
 	case req.Node != "" && req.Node != a.opts.Node:
 		return fmt.Errorf("assign addresses to handle %s: %w: request is for node %q, allocator serves %q", req.HandleID, ErrInvalidRequest, req.Node, a.opts.Node)

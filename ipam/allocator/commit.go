@@ -104,6 +104,11 @@ func (a *Allocator) submit(e *entry, o *op) {
 // assume the op was not written.
 func wait(ctx context.Context, o *op) error {
 	select {
+	case <-o.done: // a result that is there wins over a context just ended
+		return o.err
+	default:
+	}
+	select {
 	case <-o.done:
 		return o.err
 	case <-ctx.Done():

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 
@@ -176,13 +176,10 @@ func (a *Allocator) borrow(ctx context.Context, cands []pools.Pool, n int) ([]re
 	if err != nil {
 		return nil, fmt.Errorf("borrow %d addresses: list blocks: %w", n, err)
 	}
-	// Start at a node-specific offset so borrowing nodes spread out.
-	h := fnv.New32a()
-	h.Write([]byte(a.opts.Node))
-	if len(blocks) > 0 {
-		off := int(h.Sum32() % uint32(len(blocks)))
-		blocks = append(blocks[off:], blocks[:off]...)
-	}
+	// Borrowers (and the owner) contend for the few blocks with room
+	// left: try them in random order, so they spread out rather than all
+	// converging on the first.
+	rand.Shuffle(len(blocks), func(i, j int) { blocks[i], blocks[j] = blocks[j], blocks[i] })
 	var out []reservation
 	a.mu.Lock()
 	defer a.mu.Unlock()
