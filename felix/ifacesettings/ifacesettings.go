@@ -114,7 +114,7 @@ func (m *Manager) Apply(full bool) error {
 		if !full && m.applied[iface] == l.Index {
 			continue
 		}
-		err := m.applyOne(iface)
+		err := m.applyOne(iface, full)
 		switch {
 		case err == nil:
 			m.applied[iface] = l.Index
@@ -129,14 +129,19 @@ func (m *Manager) Apply(full bool) error {
 	return errors.Join(errs...)
 }
 
-func (m *Manager) applyOne(iface string) error {
+// applyOne writes iface's settings. A new interface is written blind (that
+// is the common case, on every pod start); a full pass reads each setting
+// first and writes only drift.
+func (m *Manager) applyOne(iface string, full bool) error {
 	for _, s := range HostVethSettings {
 		if s.Family == "ipv6" && !m.ipv6 {
 			continue
 		}
 		name := sysctlName(s, iface)
-		if cur, err := m.k.ReadSysctl(name); err == nil && cur == s.Value {
-			continue
+		if full {
+			if cur, err := m.k.ReadSysctl(name); err == nil && cur == s.Value {
+				continue
+			}
 		}
 		if err := m.k.WriteSysctl(name, s.Value); err != nil {
 			return fmt.Errorf("configure host veth %s: %w", iface, err)
