@@ -240,7 +240,9 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 		return nil, fmt.Errorf("load API server configuration: %w", err)
 	}
 	cfg.UserAgent = "cairn-node"
-	cfg.QPS, cfg.Burst = 50, 100
+	// A burst of pod starts is one write per pod (the IPAM handle); the
+	// client must not be the bottleneck.
+	cfg.QPS, cfg.Burst = 200, 400
 	return cfg, nil
 }
 
