@@ -220,5 +220,3 @@ func (f *Felix) wake() {
 	}
 }
 
-// Stats are counts for logs and tests.
-type Stats = routetable.Stats
