@@ -219,4 +219,3 @@ func (f *Felix) wake() {
 	default:
 	}
 }
-
