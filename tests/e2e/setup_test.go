@@ -69,13 +69,16 @@ const instance = "e2e"
 
 // upLab brings a lab up in a state directory of the test's own and
 // registers its teardown, which also checks that nothing is left behind.
+// The lab's instance is o.Instance, or instance when that is empty.
 func upLab(t *testing.T, o lab.Options) *lab.Lab {
 	t.Helper()
 	o.RepoRoot = requireLab(t, o.Router)
 	o.StateDir = filepath.Join(traversableTempDir(t), "lab")
-	o.Instance = instance
+	if o.Instance == "" {
+		o.Instance = instance
+	}
 	o.Logf = t.Logf
-	t.Cleanup(func() { downAndCheck(t, o.StateDir) })
+	t.Cleanup(func() { downAndCheck(t, o.StateDir, o.Instance) })
 	ctx, cancel := context.WithTimeout(context.Background(), upTimeout)
 	defer cancel()
 	begin := time.Now()
@@ -107,9 +110,9 @@ func traversableTempDir(t *testing.T) string {
 }
 
 // downAndCheck runs Down twice (the second must be a no-op) and checks
-// that no lab namespace, no recorded process, no state and no lab address
+// that no namespace of the lab's instance, no recorded process, no state and no lab address
 // or route in the root namespace remain.
-func downAndCheck(t *testing.T, stateDir string) {
+func downAndCheck(t *testing.T, stateDir, instance string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
