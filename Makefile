@@ -3,7 +3,9 @@
 SHELL := /bin/bash
 GO ?= go
 PKGS := ./...
-export CAIRN_CONTROLPLANE_BIN := $(or $(CAIRN_CONTROLPLANE_BIN),$(HOME)/.cache/cairn/controlplane)
+# Where the pinned control-plane binaries are cached (build.sh reads the same).
+export CAIRN_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/cairn
+export CAIRN_CONTROLPLANE_BIN ?= $(CAIRN_CACHE)/controlplane
 
 .PHONY: all deps controlplane test unit lint generate bench lab build clean
 
