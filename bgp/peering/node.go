@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -79,7 +80,7 @@ func nodeAddress(node *corev1.Node) (netip.Addr, error) {
 
 // ParseASN parses a plain ("64512") or asdot ("1.10") AS number.
 func ParseASN(s string) (uint32, error) {
-	if hi, lo, ok := cutDot(s); ok {
+	if hi, lo, ok := strings.Cut(s, "."); ok {
 		h, err1 := strconv.ParseUint(hi, 10, 16)
 		l, err2 := strconv.ParseUint(lo, 10, 16)
 		if err1 != nil || err2 != nil {
@@ -92,13 +93,4 @@ func ParseASN(s string) (uint32, error) {
 		return 0, fmt.Errorf("AS number %q must be between 1 and 4294967295", s)
 	}
 	return uint32(n), nil
-}
-
-func cutDot(s string) (string, string, bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '.' {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return "", "", false
 }

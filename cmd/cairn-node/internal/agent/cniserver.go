@@ -12,12 +12,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/cairn-net/cairn/cni-plugin/agentapi"
+	"github.com/cairn-net/cairn/felix"
 	"github.com/cairn-net/cairn/ipam"
 )
-
-// hostIfacePrefix is the prefix of every host-side veth Cairn creates;
-// the agent refuses to route to any other interface.
-const hostIfacePrefix = "crn"
 
 // cniServer serves the plugin's gRPC API on the node.
 type cniServer struct {
@@ -82,8 +79,10 @@ func (s *cniServer) EndpointUp(ctx context.Context, req *agentapi.EndpointUpRequ
 	if err := validateAttachment(req.ContainerId, req.Ifname); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	if !strings.HasPrefix(req.HostIface, hostIfacePrefix) || len(req.HostIface) > 15 {
-		return nil, status.Errorf(codes.InvalidArgument, "host interface %q is not a Cairn veth (%s...)", req.HostIface, hostIfacePrefix)
+	// felix refuses other interfaces too; checking here gives the plugin
+	// InvalidArgument instead of an internal error after the record is written.
+	if !strings.HasPrefix(req.HostIface, felix.HostVethPrefix) || len(req.HostIface) > 15 {
+		return nil, status.Errorf(codes.InvalidArgument, "host interface %q is not a Cairn veth (%s...)", req.HostIface, felix.HostVethPrefix)
 	}
 	addrs, err := parseHostPrefixes(req.Addresses)
 	if err != nil {

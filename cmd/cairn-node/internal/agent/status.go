@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -139,9 +140,9 @@ func (w *statusWriter) compute(conds []metav1.Condition) v1.CairnNodeStatusStatu
 
 func sessionType(name string) string {
 	switch {
-	case len(name) > 5 && name[:5] == "mesh:":
+	case strings.HasPrefix(name, "mesh:"):
 		return "NodeMesh"
-	case len(name) > 5 && name[:5] == "peer:":
+	case strings.HasPrefix(name, "peer:"):
 		return "BGPPeer"
 	}
 	return ""
