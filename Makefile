@@ -16,7 +16,7 @@ deps:
 	hack/install-deps.sh
 
 controlplane:
-	tests/controlplane/build/build.sh
+	internal/controlplane/build/build.sh
 
 build:
 	$(GO) build ./...

@@ -32,4 +32,4 @@ if [ "$(id -u)" -eq 0 ]; then
     systemctl stop "$svc" >/dev/null 2>&1 || true
   done
 fi
-tests/controlplane/build/build.sh
+internal/controlplane/build/build.sh

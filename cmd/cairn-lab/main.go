@@ -1,7 +1,7 @@
 // Command cairn-lab builds a Cairn cluster on this machine out of network
 // namespaces: a control plane (etcd, kube-apiserver), top-of-rack routers
 // (BIRD or FRR), nodes running cairn-node and pods created through the
-// real cairn-cni. It needs root. The work is in tests/lab.
+// real cairn-cni. It needs root. The work is in internal/lab.
 //
 //	cairn-lab demo [--keep] [up flags]     up, pods talk across nodes, status, down
 //	cairn-lab up [--nodes N] [--racks R] [--router bird|frr] [--pods-per-node P]
@@ -26,7 +26,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cairn-net/cairn/tests/lab"
+	"github.com/cairn-net/cairn/internal/lab"
 )
 
 const usage = `usage: cairn-lab [--state-dir DIR] COMMAND [ARGS]

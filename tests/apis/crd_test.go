@@ -16,12 +16,13 @@ import (
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
 	"github.com/cairn-net/cairn/apis/client/clientset/versioned"
-	"github.com/cairn-net/cairn/tests/controlplane"
+	"github.com/cairn-net/cairn/internal/controlplane"
+	"github.com/cairn-net/cairn/internal/controlplane/cptest"
 )
 
 func setup(t *testing.T) (*controlplane.ControlPlane, versioned.Interface, context.Context) {
 	t.Helper()
-	cp := controlplane.ForTest(t)
+	cp := cptest.ForTest(t)
 	cs, err := versioned.NewForConfig(cp.Config)
 	if err != nil {
 		t.Fatalf("clientset: %v", err)

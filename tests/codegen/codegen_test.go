@@ -11,7 +11,7 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/cairn-net/cairn/tests/controlplane"
+	"github.com/cairn-net/cairn/internal/controlplane"
 )
 
 // generated lists what hack/update-codegen.sh writes; sources lists what it

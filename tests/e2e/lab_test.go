@@ -13,7 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	cairnv1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
-	"github.com/cairn-net/cairn/tests/lab"
+	"github.com/cairn-net/cairn/internal/lab"
 )
 
 // The default lab: one rack, a BIRD top-of-rack router, two nodes in an

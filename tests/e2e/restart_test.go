@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairn-net/cairn/tests/lab"
+	"github.com/cairn-net/cairn/internal/lab"
 )
 
 // restartInstance keeps this test's lab apart from the other tests' ("e2e").

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairn-net/cairn/tests/controlplane"
-	"github.com/cairn-net/cairn/tests/lab"
+	"github.com/cairn-net/cairn/internal/controlplane"
+	"github.com/cairn-net/cairn/internal/lab"
 )
 
 // upTimeout bounds one lab's Up, a cold build of the binaries included.

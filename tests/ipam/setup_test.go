@@ -16,9 +16,10 @@ import (
 	"k8s.io/client-go/rest"
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
+	"github.com/cairn-net/cairn/internal/controlplane"
+	"github.com/cairn-net/cairn/internal/controlplane/cptest"
 	"github.com/cairn-net/cairn/ipam"
 	"github.com/cairn-net/cairn/ipam/kubestore"
-	"github.com/cairn-net/cairn/tests/controlplane"
 )
 
 // cluster is a control plane with clients.
@@ -32,7 +33,7 @@ type cluster struct {
 
 func startCluster(t testing.TB) *cluster {
 	t.Helper()
-	cp := controlplane.ForTest(t)
+	cp := cptest.ForTest(t)
 	c := &cluster{cp: cp, writes: &atomic.Int64{}, reads: &atomic.Int64{}}
 	cfg := rest.CopyConfig(cp.Config)
 	cfg.WrapTransport = countRequests(c.writes, c.reads)

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/cairn-net/cairn/tests/controlplane"
+	"github.com/cairn-net/cairn/internal/controlplane"
 )
 
 // Stdio is where a command run in the lab reads and writes.

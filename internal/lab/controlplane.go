@@ -16,7 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/cairn-net/cairn/tests/controlplane"
+	"github.com/cairn-net/cairn/internal/controlplane"
 )
 
 // HelperCommand is the hidden cairn-lab subcommand that starts the control

@@ -8,7 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 
-	"github.com/cairn-net/cairn/tests/controlplane"
+	"github.com/cairn-net/cairn/internal/controlplane"
 	"k8s.io/client-go/tools/clientcmd"
 )
 

@@ -1,4 +1,4 @@
-module github.com/cairn-net/cairn/tests/controlplane/build/kubernetes
+module github.com/cairn-net/cairn/internal/controlplane/build/kubernetes
 
 go 1.26.0
 

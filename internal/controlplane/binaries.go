@@ -11,7 +11,7 @@ import (
 
 // ErrNoBinaries means the pinned etcd and kube-apiserver have not been built
 // on this machine; `make controlplane` (or build/build.sh) builds them.
-var ErrNoBinaries = errors.New("etcd and kube-apiserver binaries not found: run `make controlplane` (tests/controlplane/build/build.sh) or set CAIRN_CONTROLPLANE_BIN")
+var ErrNoBinaries = errors.New("etcd and kube-apiserver binaries not found: run `make controlplane` (internal/controlplane/build/build.sh) or set CAIRN_CONTROLPLANE_BIN")
 
 // BinDir finds the directory holding etcd and kube-apiserver: the
 // CAIRN_CONTROLPLANE_BIN environment variable, else the build cache. It
@@ -41,7 +41,7 @@ func BinDir() (string, error) {
 // Build runs build/build.sh, which rebuilds only when the pin changed, and
 // returns the directory holding the binaries.
 func Build(repoRoot string) (string, error) {
-	cmd := exec.Command(filepath.Join(repoRoot, "tests", "controlplane", "build", "build.sh"))
+	cmd := exec.Command(filepath.Join(repoRoot, "internal", "controlplane", "build", "build.sh"))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {

@@ -1,4 +1,4 @@
-module github.com/cairn-net/cairn/tests/controlplane/build/etcd
+module github.com/cairn-net/cairn/internal/controlplane/build/etcd
 
 go 1.26.0
 

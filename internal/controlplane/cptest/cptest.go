@@ -1,4 +1,7 @@
-package controlplane
+// Package cptest starts Cairn's control plane for a test. It is apart from
+// package controlplane so that binaries using the control plane (cairn-lab)
+// do not link the testing package.
+package cptest
 
 import (
 	"context"
@@ -7,6 +10,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/cairn-net/cairn/internal/controlplane"
 )
 
 // ForTest starts a control plane with Cairn's CRDs (deploy/crds) and
@@ -14,16 +19,16 @@ import (
 // also on failure, printing the logs' tails if the test failed. Without
 // the binaries it skips locally and fails under CI, where they must exist;
 // with -short (the unit tier) it always skips.
-func ForTest(t testing.TB) *ControlPlane {
+func ForTest(t testing.TB) *controlplane.ControlPlane {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("skipping in -short: needs a real etcd and kube-apiserver (the cluster tier)")
 	}
-	root, err := RepoRoot()
+	root, err := controlplane.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := BinDir(); errors.Is(err, ErrNoBinaries) {
+	if _, err := controlplane.BinDir(); errors.Is(err, controlplane.ErrNoBinaries) {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("CI must provide the control plane: %v", err)
 		}
@@ -31,7 +36,7 @@ func ForTest(t testing.TB) *ControlPlane {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cp, err := Start(ctx, Options{CRDDir: filepath.Join(root, "deploy", "crds"), Logf: t.Logf})
+	cp, err := controlplane.Start(ctx, controlplane.Options{CRDDir: filepath.Join(root, "deploy", "crds"), Logf: t.Logf})
 	if err != nil {
 		t.Fatalf("start control plane: %v", err)
 	}
@@ -43,10 +48,10 @@ func ForTest(t testing.TB) *ControlPlane {
 			t.Errorf("stop control plane: %v", err)
 		}
 	})
-	if err := InstallManifests(ctx, cp.Config, filepath.Join(root, "deploy", "policies")); err != nil {
+	if err := controlplane.InstallManifests(ctx, cp.Config, filepath.Join(root, "deploy", "policies")); err != nil {
 		t.Fatalf("install admission policies: %v", err)
 	}
-	if err := WaitPoliciesActive(ctx, cp.Config, 30*time.Second); err != nil {
+	if err := controlplane.WaitPoliciesActive(ctx, cp.Config, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	return cp

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	cairnclient "github.com/cairn-net/cairn/apis/client/clientset/versioned"
-	"github.com/cairn-net/cairn/tests/controlplane"
+	"github.com/cairn-net/cairn/internal/controlplane"
 )
 
 // Options configure Up.
