@@ -18,9 +18,16 @@ type RealClock struct{}
 // Now returns time.Now().
 func (RealClock) Now() time.Time { return time.Now() }
 
-// Backoff bounds and spaces out compare-and-swap retries. Waits are drawn
-// uniformly from [0, min(Cap, Base*2^attempt)) ("full jitter"), so nodes
-// that collided once do not collide again in lock-step.
+// Backoff spaces out compare-and-swap retries. Waits are drawn uniformly
+// from [0, min(Cap, Base*2^attempt)) ("full jitter"), so nodes that
+// collided once do not collide again in lock-step.
+//
+// Contention costs time, not correctness: a retry loop goes on for as long
+// as its context allows (the CNI ADD that asked for an address has a
+// deadline of many seconds). Attempts is only a safety net against a loop
+// with no deadline at all, set high enough (as Calico's 100 block-write
+// retries) that a busy API server never reaches it before a caller's
+// deadline does.
 type Backoff struct {
 	// Attempts is the maximum number of tries, the first included.
 	Attempts int
@@ -31,9 +38,10 @@ type Backoff struct {
 }
 
 // Defaults for zero Backoff fields: suited to compare-and-swap against an
-// API server on a local network.
+// API server on a local network. With these, 100 attempts wait about 12 s
+// in all (the mean of the capped, jittered waits) besides the round trips.
 const (
-	DefaultAttempts    = 12
+	DefaultAttempts    = 100
 	DefaultBackoffBase = 2 * time.Millisecond
 	DefaultBackoffCap  = 250 * time.Millisecond
 )

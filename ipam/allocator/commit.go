@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
@@ -144,13 +145,51 @@ func (a *Allocator) commit(e *entry, batch []*op) bool {
 		}
 		live = append(live, o)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), a.opts.WriteTimeout)
-	defer cancel()
 	a.mu.Lock()
 	cur := e.block
+	if len(live) == 0 {
+		a.mu.Unlock()
+		return a.finish(e, batch, cur, nil)
+	}
+	if !e.own {
+		// Another node writes this block too: its cached version is
+		// likely stale, and a write from it would only buy a conflict.
+		cur = nil
+	}
 	a.mu.Unlock()
+	ctx, cancel := whileAnyWaits(live, a.opts.WriteTimeout)
+	defer cancel()
 	updated, err := a.writeBatch(ctx, e, cur, live)
 	return a.finish(e, batch, updated, err)
+}
+
+// whileAnyWaits returns a context that lives while at least one of ops'
+// callers still waits, and at most timeout: a write serves every caller in
+// its batch, so it keeps retrying for the most patient one and stops once
+// nobody is left to tell.
+func whileAnyWaits(ops []*op, timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	if len(ops) == 0 {
+		return ctx, cancel
+	}
+	var mu sync.Mutex
+	waiting := len(ops)
+	stops := make([]func() bool, 0, len(ops))
+	for _, o := range ops {
+		stops = append(stops, context.AfterFunc(o.ctx, func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if waiting--; waiting == 0 {
+				cancel()
+			}
+		}))
+	}
+	return ctx, func() {
+		for _, stop := range stops {
+			stop()
+		}
+		cancel()
+	}
 }
 
 // writeBatch loops read-apply-write until the batch is written, or fails.
@@ -194,6 +233,16 @@ func (a *Allocator) writeBatch(ctx context.Context, e *entry, cur *v1.IPAMBlock,
 		if ipam.IsConflict(werr) {
 			a.conflicts.Add(1)
 		}
+		retry := ipam.Retryable(werr) && attempt+1 < a.opts.Backoff.Attempts
+		if retry {
+			// Wait before reading again, not after: the version read is
+			// then as fresh as it can be when the write goes out, which
+			// is what keeps the next attempt from losing the same race.
+			if berr := a.opts.Backoff.Wait(ctx, attempt+1); berr != nil {
+				a.noteRetries(attempt)
+				return cur, fmt.Errorf("write block %s (%d ops, %d attempts): %w (last error: %w)", e.prefix, len(live), attempt+1, berr, werr)
+			}
+		}
 		// Re-read: to retry against the current version, and because an
 		// error other than a conflict may hide a write that was applied.
 		latest, gerr := a.getBlock(ctx, e)
@@ -205,15 +254,12 @@ func (a *Allocator) writeBatch(ctx context.Context, e *entry, cur *v1.IPAMBlock,
 			return latest, nil
 		}
 		fresh = true
-		if !ipam.Retryable(werr) || attempt+1 >= a.opts.Backoff.Attempts {
+		if !retry {
 			a.noteRetries(attempt)
 			return cur, fmt.Errorf("write block %s (%d ops, %d attempts): %w", e.prefix, len(live), attempt+1, werr)
 		}
 		if gerr == nil {
 			cur = latest
-		}
-		if berr := a.opts.Backoff.Wait(ctx, attempt+1); berr != nil {
-			return cur, fmt.Errorf("write block %s: %w (last error: %w)", e.prefix, berr, werr)
 		}
 	}
 }
