@@ -40,7 +40,10 @@ func testLeaderElection(t *testing.T, c *cluster) {
 		wg.Go(func() {
 			err := gc.RunLeaderElected(ctx, gc.LeaderOptions{
 				Client: c.kube, Namespace: "kube-system", Name: "cairn-ipam-gc", Identity: id,
-				LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond,
+				// Generous timings: on a loaded machine a renewal can take
+				// seconds, and a leader that lost its lease to slowness
+				// would read as a second leader here.
+				LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 500 * time.Millisecond,
 				Logger: logger(t),
 			}, lead(id))
 			if err != nil {
@@ -62,8 +65,8 @@ func testLeaderElection(t *testing.T, c *cluster) {
 				t.Fatalf("%s led again", id)
 			}
 			return id
-		case <-time.After(15 * time.Second):
-			t.Fatal("no leader within 15s")
+		case <-time.After(time.Minute):
+			t.Fatal("no leader within a minute")
 			return ""
 		}
 	}
