@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cairn-net/cairn/internal/testenv"
 )
 
 // birdConf makes BIRD a top-of-rack router at 10.88.0.2 (AS 65001) that
@@ -48,11 +50,6 @@ type birdRouter struct {
 // startBird runs `bird -f` inside netns; it is killed when the test ends.
 func startBird(t *testing.T, netns, conf string) *birdRouter {
 	t.Helper()
-	for _, bin := range []string{"bird", "birdc"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("BIRD interop test: %s not installed (Debian package bird2)", bin)
-		}
-	}
 	dir := t.TempDir()
 	confPath := filepath.Join(dir, "bird.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
@@ -111,7 +108,7 @@ func (b *birdRouter) waitFor(t *testing.T, what string, timeout time.Duration, c
 // TestBirdInterop peers a speaker (AS 65000, namespace A) with a real BIRD 2
 // (AS 65001, namespace B) over eBGP with TCP-MD5 and TTL security.
 func TestBirdInterop(t *testing.T) {
-	requireRoot(t)
+	requirePrivileged(t, testenv.Binary("bird"), testenv.Binary("birdc")) // Debian package bird2
 	const password = "bird-MD5-Secret-9"
 	nsA, nsB := newNetns(t), newNetns(t)
 	vethPair(t,

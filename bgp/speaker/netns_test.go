@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cairn-net/cairn/internal/testenv"
 )
 
 // Namespaces made by these tests are called cbgp-<test pid>-<n>, so a run
@@ -24,19 +26,12 @@ var (
 	sweepOnce    sync.Once
 )
 
-// requireRoot skips a privileged test with a clear message when it cannot
-// run here.
-func requireRoot(t *testing.T) {
+// requirePrivileged runs t only where it can make namespaces, veth pairs
+// and listen on port 179 (root), plus whatever else it names; testenv
+// decides whether a test that cannot run skips or fails.
+func requirePrivileged(t *testing.T, also ...testenv.Requirement) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("privileged test (network namespaces); skipped with -short")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("privileged test: needs root to create network namespaces, veth pairs and listen on port 179; run as root (CI does)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("privileged test: needs iproute2 (ip)")
-	}
+	testenv.Require(t, append([]testenv.Requirement{testenv.Root, testenv.NetNS, testenv.Binary("ip")}, also...)...)
 	sweepOnce.Do(func() { sweepStaleNetns(t) })
 }
 
@@ -115,7 +110,7 @@ func vethPair(t *testing.T, a, b end) {
 // advertisements, withdrawals, the import filter, and graceful restart.
 // GTSM is on the IPv4 session only (see validatePeer).
 func TestNetnsTwoSpeakers(t *testing.T) {
-	requireRoot(t)
+	requirePrivileged(t)
 	parent := t // speakers restarted in a subtest must outlive it
 	const (
 		asn      = 64512

@@ -10,14 +10,15 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
 	"golang.org/x/sys/unix"
+
+	"github.com/cairn-net/cairn/internal/testenv"
 )
 
-// RequireRoot skips the test unless it runs as root.
+// RequireRoot runs t only where it can create network namespaces and
+// veths; where it cannot, testenv skips t (or fails it under CI).
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("privileged test: needs root to create network namespaces and veths (CI runs it as root)")
-	}
+	testenv.Require(t, testenv.Root, testenv.NetNS)
 }
 
 // New creates a bind-mounted network namespace (a path a runtime could pass
@@ -26,9 +27,6 @@ func New(t testing.TB) ns.NetNS {
 	t.Helper()
 	RequireRoot(t)
 	n, err := testutils.NewNS()
-	if errors.Is(err, unix.EPERM) {
-		t.Skipf("privileged test: cannot create a network namespace here: %v", err)
-	}
 	if err != nil {
 		t.Fatalf("create netns: %v", err)
 	}

@@ -12,7 +12,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/cairn-net/cairn/internal/controlplane"
+	"github.com/cairn-net/cairn/internal/controlplane/cptest"
+	"github.com/cairn-net/cairn/internal/testenv"
 )
 
 // TestNetworkWithoutAgents brings up two racks (namespaces, links, routers,
@@ -21,25 +22,10 @@ import (
 // every node reaches the API server through them, and Down (twice) leaves
 // nothing behind. It needs root, the routers and the control plane.
 func TestNetworkWithoutAgents(t *testing.T) {
-	if testing.Short() {
-		t.Skip("brings up namespaces and a control plane; skipped with -short")
-	}
-	skipOrFail := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI must provide this: "+format, args...)
-		}
-		t.Skipf("skipping: "+format, args...)
-	}
-	if !IsRoot() {
-		skipOrFail("needs root (network namespaces)")
-	}
-	if _, err := controlplane.BinDir(); err != nil {
-		skipOrFail("%v", err)
-	}
+	testenv.Require(t, testenv.Root, testenv.NetNS, testenv.Binary("ip"), cptest.Binaries())
 	for _, router := range []string{RouterBIRD, RouterFRR} {
 		t.Run(router, func(t *testing.T) {
-			needTool(t, map[string]string{RouterBIRD: "bird", RouterFRR: "vtysh"}[router])
+			testenv.Require(t, testenv.Binary(map[string]string{RouterBIRD: "bird", RouterFRR: "vtysh"}[router]))
 			testNetwork(t, router)
 		})
 	}

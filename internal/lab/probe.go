@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
@@ -143,6 +142,3 @@ func Ping(ctx context.Context, from Pod, to netip.Addr) error {
 		}
 	}
 }
-
-// IsRoot reports whether the process can create namespaces.
-func IsRoot() bool { return os.Geteuid() == 0 }

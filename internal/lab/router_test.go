@@ -7,19 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// needTool skips when a router binary is missing locally; CI installs
-// them, so there it fails instead.
-func needTool(t *testing.T, tool string) {
-	t.Helper()
-	if _, err := exec.LookPath(tool); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI must provide %s: %v", tool, err)
-		}
-		t.Skipf("skipping: %s not installed (Debian packages bird2, frr)", tool)
-	}
-}
+	"github.com/cairn-net/cairn/internal/testenv"
+)
 
 func allRouterPlans(t *testing.T) map[string]RouterPlan {
 	t.Helper()
@@ -38,7 +28,7 @@ func allRouterPlans(t *testing.T) map[string]RouterPlan {
 
 // The rendered configurations are accepted by the daemons' own parsers.
 func TestBirdConfigParses(t *testing.T) {
-	needTool(t, "bird")
+	testenv.Require(t, testenv.Binary("bird"))
 	for name, rp := range allRouterPlans(t) {
 		t.Run(name, func(t *testing.T) {
 			conf := filepath.Join(t.TempDir(), "bird.conf")
@@ -53,7 +43,7 @@ func TestBirdConfigParses(t *testing.T) {
 }
 
 func TestFRRConfigParses(t *testing.T) {
-	needTool(t, "vtysh")
+	testenv.Require(t, testenv.Binary("vtysh"))
 	for name, rp := range allRouterPlans(t) {
 		t.Run(name, func(t *testing.T) {
 			conf := filepath.Join(t.TempDir(), "bgpd.conf")

@@ -13,33 +13,21 @@ import (
 	"time"
 
 	"github.com/cairn-net/cairn/internal/controlplane"
+	"github.com/cairn-net/cairn/internal/controlplane/cptest"
 	"github.com/cairn-net/cairn/internal/lab"
+	"github.com/cairn-net/cairn/internal/testenv"
 )
 
 // upTimeout bounds one lab's Up, a cold build of the binaries included.
 const upTimeout = 10 * time.Minute
 
-// requireLab skips (locally) or fails (under CI) when the machine cannot
-// run a lab: root, the pinned control plane, the router daemons, Go, and
-// the agent's and plugin's sources.
+// requireLab runs t only where the machine can run a lab: root, the
+// pinned control plane, the router daemons, Go, and the agent's and
+// plugin's sources; testenv decides whether a test that cannot run skips
+// (locally) or fails (under CI).
 func requireLab(t *testing.T, router string) string {
 	t.Helper()
-	missing := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI must provide this: "+format, args...)
-		}
-		t.Skipf("skipping the end-to-end lab: "+format, args...)
-	}
-	if testing.Short() {
-		t.Skip("skipping the end-to-end lab with -short")
-	}
-	if os.Geteuid() != 0 {
-		missing("needs root (network namespaces)")
-	}
-	if _, err := controlplane.BinDir(); err != nil {
-		missing("%v", err)
-	}
+	reqs := []testenv.Requirement{testenv.Root, testenv.NetNS, cptest.Binaries()}
 	tools := []string{"ip", "go", "ping"}
 	if router == lab.RouterFRR {
 		tools = append(tools, "/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "vtysh")
@@ -47,19 +35,19 @@ func requireLab(t *testing.T, router string) string {
 		tools = append(tools, "bird", "birdc")
 	}
 	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing("%s not installed: %v", tool, err)
-		}
+		reqs = append(reqs, testenv.Binary(tool))
 	}
 	root, err := controlplane.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, cmd := range []string{"cairn-node", "cairn-cni", "cairn-lab"} {
-		if _, err := os.Stat(filepath.Join(root, "cmd", cmd, "main.go")); err != nil {
-			missing("cmd/%s is not in this checkout", cmd)
-		}
+		reqs = append(reqs, testenv.Check("cmd/"+cmd+" in this checkout", func() error {
+			_, err := os.Stat(filepath.Join(root, "cmd", cmd, "main.go"))
+			return err
+		}))
 	}
+	testenv.Require(t, reqs...)
 	return root
 }
 

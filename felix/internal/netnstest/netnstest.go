@@ -16,6 +16,8 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
 	"golang.org/x/sys/unix"
+
+	"github.com/cairn-net/cairn/internal/testenv"
 )
 
 // NS is a named network namespace (its path is under /var/run/netns, so
@@ -25,21 +27,11 @@ type NS struct {
 	Name string
 }
 
-// RequireRoot skips tb when not running as root.
-func RequireRoot(tb testing.TB) {
-	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("privileged test: needs root to create network namespaces (run as root, as CI does)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		tb.Skip("privileged test: needs the ip command (iproute2)")
-	}
-}
-
 // New creates a namespace with loopback up; it is removed at cleanup.
+// Where namespaces cannot be made, testenv skips tb (or fails it under CI).
 func New(tb testing.TB) *NS {
 	tb.Helper()
-	RequireRoot(tb)
+	testenv.Require(tb, testenv.Root, testenv.NetNS, testenv.Binary("ip"))
 	n, err := testutils.NewNS()
 	if err != nil {
 		tb.Fatalf("create network namespace: %v", err)

@@ -5,34 +5,33 @@ package cptest
 
 import (
 	"context"
-	"errors"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/cairn-net/cairn/internal/controlplane"
+	"github.com/cairn-net/cairn/internal/testenv"
 )
+
+// Binaries requires the pinned etcd and kube-apiserver (`make controlplane`).
+func Binaries() testenv.Requirement {
+	return testenv.Check("the pinned etcd and kube-apiserver", func() error {
+		_, err := controlplane.BinDir()
+		return err
+	})
+}
 
 // ForTest starts a control plane with Cairn's CRDs (deploy/crds) and
 // policies (deploy/policies) installed and stops it when the test ends,
 // also on failure, printing the logs' tails if the test failed. Without
-// the binaries it skips locally and fails under CI, where they must exist;
-// with -short (the unit tier) it always skips.
+// the binaries, or with -short (the unit tier), testenv skips t, or fails
+// it under CI, where they must exist.
 func ForTest(t testing.TB) *controlplane.ControlPlane {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("skipping in -short: needs a real etcd and kube-apiserver (the cluster tier)")
-	}
+	testenv.Require(t, Binaries())
 	root, err := controlplane.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
-	}
-	if _, err := controlplane.BinDir(); errors.Is(err, controlplane.ErrNoBinaries) {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI must provide the control plane: %v", err)
-		}
-		t.Skipf("skipping: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
