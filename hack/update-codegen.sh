@@ -37,7 +37,7 @@ go run "sigs.k8s.io/controller-tools/cmd/controller-gen@$CONTROLLER_TOOLS_VERSIO
   crd:crdVersions=v1 paths=./apis/... output:crd:artifacts:config=deploy/crds
 
 # Optional parts owned by other packages regenerate themselves.
-for script in cni-plugin/agentapi/generate.sh; do
+for script in apis/agent/v1/generate.sh; do
   [ -x "$script" ] && "$script"
 done
 exit 0

@@ -19,7 +19,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
-	"github.com/cairn-net/cairn/cni-plugin/agentapi/agenttest"
+	"github.com/cairn-net/cairn/apis/agent/v1/agenttest"
 	"github.com/cairn-net/cairn/cni-plugin/nstest"
 )
 

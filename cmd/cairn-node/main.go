@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	agentv1 "github.com/cairn-net/cairn/apis/agent/v1"
 	"github.com/cairn-net/cairn/cmd/cairn-node/internal/agent"
 )
 
@@ -29,7 +30,7 @@ func main() {
 	flag.StringVar(&cfg.NodeName, "node-name", envOr("NODENAME", hostname), "Kubernetes Node name of this node")
 	flag.StringVar(&nodeIP, "node-ip", os.Getenv("NODE_IP"), "this node's IPv4 address for BGP (default: the Node's InternalIP)")
 	flag.StringVar(&cfg.Kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig path (default: in-cluster)")
-	flag.StringVar(&cfg.AgentSocket, "agent-socket", "/var/run/cairn/agent.sock", "unix socket the CNI plugin calls")
+	flag.StringVar(&cfg.AgentSocket, "agent-socket", agentv1.DefaultSocketPath, "unix socket the CNI plugin calls")
 	flag.StringVar(&cfg.StateDir, "state-dir", "/var/lib/cairn", "directory kept across agent restarts")
 	flag.StringVar(&cfg.SecretNamespace, "secret-namespace", envOr("POD_NAMESPACE", "cairn-system"), "namespace of Secrets that BGP passwords refer to")
 	flag.DurationVar(&cfg.ResyncInterval, "resync-interval", time.Minute, "period of full recomputation")

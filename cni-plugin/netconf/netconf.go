@@ -13,7 +13,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
 
-	"github.com/cairn-net/cairn/cni-plugin/agentapi"
+	agentv1 "github.com/cairn-net/cairn/apis/agent/v1"
 )
 
 // Family is an IP address family an attachment gets an address in.
@@ -141,7 +141,7 @@ func parseIdentity(raw *rawConf, _ *Config) error {
 }
 
 func parseAgent(raw *rawConf, cfg *Config) error {
-	cfg.AgentSocket = agentapi.DefaultSocketPath
+	cfg.AgentSocket = agentv1.DefaultSocketPath
 	if raw.AgentSocket != "" {
 		if !filepath.IsAbs(raw.AgentSocket) || filepath.Clean(raw.AgentSocket) != raw.AgentSocket {
 			return &FieldError{Field: "agentSocket", Problem: "must be a clean absolute path"}

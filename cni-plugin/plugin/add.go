@@ -9,7 +9,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	current "github.com/containernetworking/cni/pkg/types/100"
 
-	"github.com/cairn-net/cairn/cni-plugin/agentapi"
+	agentv1 "github.com/cairn-net/cairn/apis/agent/v1"
 	"github.com/cairn-net/cairn/cni-plugin/netsetup"
 )
 
@@ -82,9 +82,8 @@ func (p *Plugin) add(ctx context.Context, r *request, agent agentClient, undo *u
 	t.netns += time.Since(netnsStart)
 
 	upStart := time.Now()
-	err = agent.endpointUp(ctx, &agentapi.EndpointUpRequest{
+	err = agent.endpointUp(ctx, &agentv1.EndpointUpRequest{
 		ContainerId: r.containerID, Ifname: r.ifName, HostIface: r.hostVeth, Addresses: cidrStrings(alloc.addresses),
-		PodMac: podMAC.String(),
 	})
 	t.endpointUp = time.Since(upStart)
 	if err != nil {
@@ -101,16 +100,15 @@ func (p *Plugin) allocate(ctx context.Context, r *request, agent agentClient, un
 	// deadline from agentClient.
 	undoCtx := context.WithoutCancel(ctx)
 	undo.push("release addresses", func() error {
-		return agent.release(undoCtx, &agentapi.ReleaseRequest{ContainerId: r.containerID, Ifname: r.ifName})
+		return agent.release(undoCtx, &agentv1.ReleaseRequest{ContainerId: r.containerID, Ifname: r.ifName})
 	})
 	start := time.Now()
-	resp, err := agent.allocate(ctx, &agentapi.AllocateRequest{
+	resp, err := agent.allocate(ctx, &agentv1.AllocateRequest{
 		ContainerId:  r.containerID,
 		Ifname:       r.ifName,
 		PodNamespace: r.pod.Namespace,
 		PodName:      r.pod.Name,
 		PodUid:       r.pod.UID,
-		Netns:        r.netns,
 		IpFamilies:   apiFamilies(r.cfg.Families),
 		PoolHint:     r.cfg.PoolHint,
 	})

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/cairn-net/cairn/cni-plugin/agentapi"
+	agentv1 "github.com/cairn-net/cairn/apis/agent/v1"
 	"github.com/cairn-net/cairn/cni-plugin/netsetup"
 )
 
@@ -48,8 +48,8 @@ func TestAddStepsInOrder(t *testing.T) {
 	}
 	a := f.agent.lastAlloc
 	if a.GetContainerId() != "c1" || a.GetIfname() != "eth0" || a.GetPodNamespace() != "default" || a.GetPodName() != "nginx" ||
-		a.GetPodUid() != "u-1" || a.GetNetns() != "/var/run/netns/pod1" ||
-		!slices.Equal(a.GetIpFamilies(), []agentapi.IPFamily{agentapi.IPFamily_IP_FAMILY_V4}) {
+		a.GetPodUid() != "u-1" ||
+		!slices.Equal(a.GetIpFamilies(), []agentv1.IPFamily{agentv1.IPFamily_IP_FAMILY_V4}) {
 		t.Errorf("Allocate request = %v", a)
 	}
 	hostVeth := netsetup.HostVethName("default", "nginx", "c1", "eth0")
@@ -62,7 +62,7 @@ func TestAddStepsInOrder(t *testing.T) {
 		t.Errorf("pod config = %+v", c)
 	}
 	up := f.agent.lastUp
-	if up.GetHostIface() != hostVeth || !slices.Equal(up.GetAddresses(), []string{"198.51.100.7/32"}) || up.GetPodMac() != "42:42:42:42:42:42" {
+	if up.GetHostIface() != hostVeth || !slices.Equal(up.GetAddresses(), []string{"198.51.100.7/32"}) {
 		t.Errorf("EndpointUp request = %v", up)
 	}
 }
@@ -188,25 +188,23 @@ func TestAddErrorCodes(t *testing.T) {
 		name      string
 		allocErr  error
 		addresses []string
-		gateways  []*agentapi.Gateway
 		want      uint
 	}{
-		{"agent unavailable", status.Error(codes.Unavailable, "connection refused"), nil, nil, types.ErrTryAgainLater},
-		{"agent deadline", status.Error(codes.DeadlineExceeded, "slow"), nil, nil, types.ErrTryAgainLater},
-		{"pool exhausted", status.Error(codes.ResourceExhausted, "no free block"), nil, nil, types.ErrTryAgainLater},
-		{"agent refuses", status.Error(codes.InvalidArgument, "bad"), nil, nil, CodeAgentFailed},
-		{"not a host prefix", nil, []string{"198.51.100.0/24"}, nil, CodeAgentFailed},
-		{"not a CIDR", nil, []string{"198.51.100.7"}, nil, CodeAgentFailed},
-		{"wrong family", nil, []string{"fd00::1/128"}, nil, CodeAgentFailed},
-		{"two addresses for one family", nil, []string{"198.51.100.7/32", "198.51.100.8/32"}, nil, CodeAgentFailed},
-		{"no address", nil, nil, nil, CodeAgentFailed},
-		{"gateway of wrong family", nil, []string{"198.51.100.7/32"}, []*agentapi.Gateway{{Family: agentapi.IPFamily_IP_FAMILY_V4, Address: "fe80::1"}}, CodeAgentFailed},
+		{"agent unavailable", status.Error(codes.Unavailable, "connection refused"), nil, types.ErrTryAgainLater},
+		{"agent deadline", status.Error(codes.DeadlineExceeded, "slow"), nil, types.ErrTryAgainLater},
+		{"pool exhausted", status.Error(codes.ResourceExhausted, "no free block"), nil, types.ErrTryAgainLater},
+		{"agent refuses", status.Error(codes.InvalidArgument, "bad"), nil, CodeAgentFailed},
+		{"not a host prefix", nil, []string{"198.51.100.0/24"}, CodeAgentFailed},
+		{"not a CIDR", nil, []string{"198.51.100.7"}, CodeAgentFailed},
+		{"wrong family", nil, []string{"fd00::1/128"}, CodeAgentFailed},
+		{"two addresses for one family", nil, []string{"198.51.100.7/32", "198.51.100.8/32"}, CodeAgentFailed},
+		{"no address", nil, nil, CodeAgentFailed},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture()
 			f.rec.fail["agent.Allocate"] = tc.allocErr
-			f.agent.addresses, f.agent.gateways = tc.addresses, tc.gateways
+			f.agent.addresses = tc.addresses
 			_, err := f.p.Add(context.Background(), cmdArgs(testConf))
 			if got := cniCode(err); got != tc.want {
 				t.Errorf("code = %d (%v), want %d", got, err, tc.want)
@@ -215,18 +213,6 @@ func TestAddErrorCodes(t *testing.T) {
 				t.Errorf("no Release after a failed Allocate: %v", calls)
 			}
 		})
-	}
-}
-
-func TestAddUsesAgentGateway(t *testing.T) {
-	f := newFixture()
-	f.agent.gateways = []*agentapi.Gateway{{Family: agentapi.IPFamily_IP_FAMILY_V4, Address: "169.254.7.7"}}
-	res, err := f.p.Add(context.Background(), cmdArgs(testConf))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !res.IPs[0].Gateway.Equal(net.ParseIP("169.254.7.7")) || !f.dp.config.Gateways[0].Equal(net.ParseIP("169.254.7.7")) {
-		t.Errorf("agent gateway not used: result %v, config %v", res.IPs[0].Gateway, f.dp.config.Gateways)
 	}
 }
 

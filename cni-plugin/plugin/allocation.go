@@ -4,14 +4,14 @@ import (
 	"fmt"
 	"net"
 
-	"github.com/cairn-net/cairn/cni-plugin/agentapi"
+	agentv1 "github.com/cairn-net/cairn/apis/agent/v1"
 	"github.com/cairn-net/cairn/cni-plugin/netconf"
 )
 
-// defaultGateway is used when the agent names none: a link-local address
-// the host veth answers for through the pod's permanent neighbour entry, so
-// the pod needs no routable gateway.
-func defaultGateway(f netconf.Family) net.IP {
+// gateway is the pod's gateway for f: a link-local address the host veth
+// answers for through the pod's permanent neighbour entry, so the pod needs
+// no routable gateway.
+func gateway(f netconf.Family) net.IP {
 	if f == netconf.IPv6 {
 		return net.ParseIP("fe80::1")
 	}
@@ -32,15 +32,15 @@ func familyOf(ip net.IP) netconf.Family {
 	return netconf.IPv6
 }
 
-func apiFamily(f netconf.Family) agentapi.IPFamily {
+func apiFamily(f netconf.Family) agentv1.IPFamily {
 	if f == netconf.IPv6 {
-		return agentapi.IPFamily_IP_FAMILY_V6
+		return agentv1.IPFamily_IP_FAMILY_V6
 	}
-	return agentapi.IPFamily_IP_FAMILY_V4
+	return agentv1.IPFamily_IP_FAMILY_V4
 }
 
-func apiFamilies(fs []netconf.Family) []agentapi.IPFamily {
-	out := make([]agentapi.IPFamily, 0, len(fs))
+func apiFamilies(fs []netconf.Family) []agentv1.IPFamily {
+	out := make([]agentv1.IPFamily, 0, len(fs))
 	for _, f := range fs {
 		out = append(out, apiFamily(f))
 	}
@@ -48,7 +48,7 @@ func apiFamilies(fs []netconf.Family) []agentapi.IPFamily {
 }
 
 // parseAllocation checks the agent's reply against what was asked for.
-func parseAllocation(resp *agentapi.AllocateResponse, families []netconf.Family) (*allocation, error) {
+func parseAllocation(resp *agentv1.AllocateResponse, families []netconf.Family) (*allocation, error) {
 	byFamily := map[netconf.Family]*net.IPNet{}
 	for _, s := range resp.GetAddresses() {
 		ip, ipnet, err := net.ParseCIDR(s)
@@ -77,30 +77,8 @@ func parseAllocation(resp *agentapi.AllocateResponse, families []netconf.Family)
 		if addr == nil {
 			return nil, fmt.Errorf("no %s address: %w", f, errInvalidAgentReply)
 		}
-		gw, err := gatewayFor(resp.GetGateways(), f)
-		if err != nil {
-			return nil, err
-		}
 		alloc.addresses = append(alloc.addresses, addr)
-		alloc.gateways = append(alloc.gateways, gw)
+		alloc.gateways = append(alloc.gateways, gateway(f))
 	}
 	return alloc, nil
-}
-
-// gatewayFor returns the agent's gateway for f, or the default.
-func gatewayFor(gws []*agentapi.Gateway, f netconf.Family) (net.IP, error) {
-	for _, g := range gws {
-		if g.GetFamily() != apiFamily(f) {
-			continue
-		}
-		ip := net.ParseIP(g.GetAddress())
-		if ip == nil || familyOf(ip) != f || ip.IsUnspecified() || ip.IsMulticast() {
-			return nil, fmt.Errorf("%s gateway %q: %w", f, g.GetAddress(), errInvalidAgentReply)
-		}
-		if f == netconf.IPv4 {
-			ip = ip.To4()
-		}
-		return ip, nil
-	}
-	return defaultGateway(f), nil
 }

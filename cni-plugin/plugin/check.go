@@ -9,7 +9,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	current "github.com/containernetworking/cni/pkg/types/100"
 
-	"github.com/cairn-net/cairn/cni-plugin/agentapi"
+	agentv1 "github.com/cairn-net/cairn/apis/agent/v1"
 	"github.com/cairn-net/cairn/cni-plugin/netconf"
 	"github.com/cairn-net/cairn/cni-plugin/netsetup"
 )
@@ -63,7 +63,7 @@ func (p *Plugin) checkKernel(r *request, want *expected) []string {
 func (p *Plugin) checkAgent(ctx context.Context, r *request, want *expected) ([]string, error) {
 	var problems []string
 	err := p.withAgent(r.cfg, func(agent agentClient) error {
-		resp, err := agent.check(ctx, &agentapi.CheckRequest{
+		resp, err := agent.check(ctx, &agentv1.CheckRequest{
 			ContainerId: r.containerID, Ifname: r.ifName, HostIface: r.hostVeth, Addresses: cidrStrings(want.addresses),
 		})
 		if isAgentNotFound(err) {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 
-	"github.com/cairn-net/cairn/cni-plugin/agentapi"
+	agentv1 "github.com/cairn-net/cairn/apis/agent/v1"
 	"github.com/cairn-net/cairn/cni-plugin/netsetup"
 )
 
@@ -34,7 +34,7 @@ func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) error {
 		}
 	}
 	err = p.withAgent(r.cfg, func(agent agentClient) error {
-		return agent.release(ctx, &agentapi.ReleaseRequest{ContainerId: r.containerID, Ifname: r.ifName})
+		return agent.release(ctx, &agentv1.ReleaseRequest{ContainerId: r.containerID, Ifname: r.ifName})
 	})
 	if err != nil {
 		return err

@@ -7,7 +7,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/cairn-net/cairn/cni-plugin/agentapi"
+	agentv1 "github.com/cairn-net/cairn/apis/agent/v1"
 	"github.com/cairn-net/cairn/cni-plugin/netsetup"
 )
 
@@ -25,12 +25,12 @@ type Dataplane interface {
 
 // AgentDialer connects to the agent's socket. The closer releases the
 // connection.
-type AgentDialer func(socketPath string) (agentapi.AgentClient, io.Closer, error)
+type AgentDialer func(socketPath string) (agentv1.AgentClient, io.Closer, error)
 
 // DialAgent is the real AgentDialer: gRPC over the unix socket. It does not
 // block; a missing or dead agent shows up as UNAVAILABLE on the first call,
 // without retries or waiting for the socket (the runtime retries on code 11).
-func DialAgent(socketPath string) (agentapi.AgentClient, io.Closer, error) {
+func DialAgent(socketPath string) (agentv1.AgentClient, io.Closer, error) {
 	conn, err := grpc.NewClient("unix://"+socketPath,
 		// A unix socket reachable only by root on the node: the file
 		// permissions are the access control, as for the CRI socket.
@@ -39,5 +39,5 @@ func DialAgent(socketPath string) (agentapi.AgentClient, io.Closer, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to agent at %s: %w", socketPath, err)
 	}
-	return agentapi.NewAgentClient(conn), conn, nil
+	return agentv1.NewAgentClient(conn), conn, nil
 }

@@ -9,7 +9,7 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/cairn-net/cairn/cni-plugin/agentapi"
+	agentv1 "github.com/cairn-net/cairn/apis/agent/v1"
 	"github.com/cairn-net/cairn/cni-plugin/netsetup"
 )
 
@@ -80,20 +80,19 @@ func (f *fakeDataplane) InspectHost(string) (netsetup.HostState, error) {
 	return f.host, f.rec.call("dp.InspectHost")
 }
 
-// fakeAgent is an agentapi.AgentClient without gRPC.
+// fakeAgent is an agentv1.AgentClient without gRPC.
 type fakeAgent struct {
 	rec       *recorder
 	addresses []string
-	gateways  []*agentapi.Gateway
 	problems  []string
 	notReady  string
 	block     bool // Allocate waits for its context to end
-	lastAlloc *agentapi.AllocateRequest
-	lastUp    *agentapi.EndpointUpRequest
-	lastGC    *agentapi.GCRequest
+	lastAlloc *agentv1.AllocateRequest
+	lastUp    *agentv1.EndpointUpRequest
+	lastGC    *agentv1.GCRequest
 }
 
-func (f *fakeAgent) Allocate(ctx context.Context, in *agentapi.AllocateRequest, _ ...grpc.CallOption) (*agentapi.AllocateResponse, error) {
+func (f *fakeAgent) Allocate(ctx context.Context, in *agentv1.AllocateRequest, _ ...grpc.CallOption) (*agentv1.AllocateResponse, error) {
 	f.lastAlloc = in
 	if err := f.rec.call("agent.Allocate"); err != nil {
 		return nil, err
@@ -102,29 +101,29 @@ func (f *fakeAgent) Allocate(ctx context.Context, in *agentapi.AllocateRequest, 
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
-	return &agentapi.AllocateResponse{Addresses: f.addresses, Gateways: f.gateways}, nil
+	return &agentv1.AllocateResponse{Addresses: f.addresses}, nil
 }
 
-func (f *fakeAgent) EndpointUp(_ context.Context, in *agentapi.EndpointUpRequest, _ ...grpc.CallOption) (*agentapi.EndpointUpResponse, error) {
+func (f *fakeAgent) EndpointUp(_ context.Context, in *agentv1.EndpointUpRequest, _ ...grpc.CallOption) (*agentv1.EndpointUpResponse, error) {
 	f.lastUp = in
-	return &agentapi.EndpointUpResponse{}, f.rec.call("agent.EndpointUp")
+	return &agentv1.EndpointUpResponse{}, f.rec.call("agent.EndpointUp")
 }
 
-func (f *fakeAgent) Release(context.Context, *agentapi.ReleaseRequest, ...grpc.CallOption) (*agentapi.ReleaseResponse, error) {
-	return &agentapi.ReleaseResponse{}, f.rec.call("agent.Release")
+func (f *fakeAgent) Release(context.Context, *agentv1.ReleaseRequest, ...grpc.CallOption) (*agentv1.ReleaseResponse, error) {
+	return &agentv1.ReleaseResponse{}, f.rec.call("agent.Release")
 }
 
-func (f *fakeAgent) Check(context.Context, *agentapi.CheckRequest, ...grpc.CallOption) (*agentapi.CheckResponse, error) {
-	return &agentapi.CheckResponse{Problems: f.problems}, f.rec.call("agent.Check")
+func (f *fakeAgent) Check(context.Context, *agentv1.CheckRequest, ...grpc.CallOption) (*agentv1.CheckResponse, error) {
+	return &agentv1.CheckResponse{Problems: f.problems}, f.rec.call("agent.Check")
 }
 
-func (f *fakeAgent) Status(context.Context, *agentapi.StatusRequest, ...grpc.CallOption) (*agentapi.StatusResponse, error) {
-	return &agentapi.StatusResponse{Ready: f.notReady == "", Reason: f.notReady}, f.rec.call("agent.Status")
+func (f *fakeAgent) Status(context.Context, *agentv1.StatusRequest, ...grpc.CallOption) (*agentv1.StatusResponse, error) {
+	return &agentv1.StatusResponse{Ready: f.notReady == "", Reason: f.notReady}, f.rec.call("agent.Status")
 }
 
-func (f *fakeAgent) GC(_ context.Context, in *agentapi.GCRequest, _ ...grpc.CallOption) (*agentapi.GCResponse, error) {
+func (f *fakeAgent) GC(_ context.Context, in *agentv1.GCRequest, _ ...grpc.CallOption) (*agentv1.GCResponse, error) {
 	f.lastGC = in
-	return &agentapi.GCResponse{}, f.rec.call("agent.GC")
+	return &agentv1.GCResponse{}, f.rec.call("agent.GC")
 }
 
 type nopCloser struct{}
@@ -160,7 +159,7 @@ func newFixture() *fixture {
 	}
 	f.p = New(Options{
 		Dataplane: f.dp,
-		DialAgent: func(string) (agentapi.AgentClient, io.Closer, error) { return f.agent, nopCloser{}, nil },
+		DialAgent: func(string) (agentv1.AgentClient, io.Closer, error) { return f.agent, nopCloser{}, nil },
 		Stdout:    f.out,
 		Rand:      constReader(0x42),
 	})

@@ -7,7 +7,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/utils"
 
-	"github.com/cairn-net/cairn/cni-plugin/agentapi"
+	agentv1 "github.com/cairn-net/cairn/apis/agent/v1"
 	"github.com/cairn-net/cairn/cni-plugin/netconf"
 )
 
@@ -22,14 +22,14 @@ func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) error {
 		// Absent is not "none are valid": that would release every pod.
 		return &netconf.FieldError{Field: "cni.dev/valid-attachments", Problem: "is required for GC (use [] for none)"}
 	}
-	req := &agentapi.GCRequest{}
+	req := &agentv1.GCRequest{}
 	for i, a := range cfg.ValidAttachments {
 		// An attachment the agent cannot match would make it release a
 		// live pod's addresses: refuse the whole list instead.
 		if utils.ValidateContainerID(a.ContainerID) != nil || utils.ValidateInterfaceName(a.IfName) != nil {
 			return &netconf.FieldError{Field: "cni.dev/valid-attachments", Problem: fmt.Sprintf("entry %d has an invalid containerID or ifname", i)}
 		}
-		req.ValidAttachments = append(req.ValidAttachments, &agentapi.Attachment{ContainerId: a.ContainerID, Ifname: a.IfName})
+		req.ValidAttachments = append(req.ValidAttachments, &agentv1.Attachment{ContainerId: a.ContainerID, Ifname: a.IfName})
 	}
 	err = p.withAgent(cfg, func(agent agentClient) error { return agent.gc(ctx, req) })
 	if err != nil {

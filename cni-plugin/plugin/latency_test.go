@@ -13,7 +13,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/plugins/pkg/ns"
 
-	"github.com/cairn-net/cairn/cni-plugin/agentapi/agenttest"
+	"github.com/cairn-net/cairn/apis/agent/v1/agenttest"
 	"github.com/cairn-net/cairn/cni-plugin/netsetup"
 	"github.com/cairn-net/cairn/cni-plugin/nstest"
 )

@@ -22,8 +22,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/cairn-net/cairn/cni-plugin/agentapi"
-	"github.com/cairn-net/cairn/cni-plugin/agentapi/agenttest"
+	agentv1 "github.com/cairn-net/cairn/apis/agent/v1"
+	"github.com/cairn-net/cairn/apis/agent/v1/agenttest"
 	"github.com/cairn-net/cairn/cni-plugin/netsetup"
 	"github.com/cairn-net/cairn/cni-plugin/nstest"
 )
@@ -61,7 +61,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 // installHostRoutes is what felix does on EndpointUp: a scope-link route
 // per pod address through the host veth.
-func (n *node) installHostRoutes(req *agentapi.EndpointUpRequest) error {
+func (n *node) installHostRoutes(req *agentv1.EndpointUpRequest) error {
 	return n.hostNS.Do(func(ns.NetNS) error {
 		link, err := netlink.LinkByName(req.GetHostIface())
 		if err != nil {

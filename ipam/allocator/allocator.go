@@ -101,6 +101,9 @@ type Request struct {
 	// them once that pod is gone.
 	Namespace string
 	Pod       string
+	// PodUID, when set, is recorded on the handle so that garbage
+	// collection can tell the owner from a later pod of the same name.
+	PodUID string
 	// Node must be empty or the allocator's node.
 	Node string
 	// IPv4 and IPv6 are how many addresses of each family to hand out; a

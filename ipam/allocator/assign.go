@@ -198,7 +198,7 @@ func (as *assignment) newHandle(res []reservation) *v1.IPAMHandle {
 		Spec: v1.IPAMHandleSpec{
 			HandleID: as.req.HandleID, Blocks: as.counts(res),
 			ContainerID: as.req.ContainerID, Interface: as.req.Interface,
-			Node: as.a.opts.Node, Namespace: as.req.Namespace, Pod: as.req.Pod,
+			Node: as.a.opts.Node, Namespace: as.req.Namespace, Pod: as.req.Pod, PodUID: as.req.PodUID,
 		},
 	}
 }

@@ -23,13 +23,29 @@ import (
 
 // Owners says whether the owners of IPAM state still exist.
 type Owners interface {
-	// PodAlive reports whether the pod namespace/name exists, is not
-	// finished, and (when node is not empty) runs on node: a pod of the
-	// same name elsewhere is a new pod, not the owner.
-	PodAlive(ctx context.Context, namespace, name, node string) (bool, error)
+	// PodAlive reports whether the pod exists, is not finished, and
+	// matches what IPAM recorded of its owner (see Pod).
+	PodAlive(ctx context.Context, pod Pod) (bool, error)
 	// NodeExists reports whether the node exists.
 	NodeExists(ctx context.Context, name string) (bool, error)
 }
+
+// Pod is what IPAM recorded of an owning pod. A pod of the same namespace
+// and name that differs in a recorded Node or UID is a new pod, not the
+// owner; empty fields are not compared.
+type Pod struct {
+	Namespace, Name string
+	// Node the owner ran on: a pod of the same name on another node was
+	// rescheduled (a StatefulSet's web-0) and the old sandbox is gone.
+	Node string
+	// UID of the owner, from the handle's podUID: a pod of the same name
+	// and node with another UID means the owner's sandbox was lost
+	// without a CNI DEL.
+	UID string
+}
+
+// DefaultGrace is the grace period when Options leave it zero.
+const DefaultGrace = 5 * time.Minute
 
 // Options configure a Collector.
 type Options struct {
@@ -38,7 +54,7 @@ type Options struct {
 	// Owners answers whether pods and nodes exist.
 	Owners Owners
 	// Grace is how long something must keep looking like garbage before
-	// it is removed; default 5 minutes. It must exceed the longest an
+	// it is removed; default DefaultGrace. It must exceed the longest an
 	// assignment can take (handle written, block not yet).
 	Grace time.Duration
 	// Backoff bounds compare-and-swap retries.
@@ -63,7 +79,7 @@ func New(opts Options) (*Collector, error) {
 		return nil, errors.New("new IPAM garbage collector: Store and Owners are required")
 	}
 	if opts.Grace <= 0 {
-		opts.Grace = 5 * time.Minute
+		opts.Grace = DefaultGrace
 	}
 	opts.Backoff = opts.Backoff.WithDefaults()
 	if opts.Logger == nil {
@@ -160,14 +176,14 @@ func (p *pass) due(key string) bool {
 	return false
 }
 
-func (p *pass) podAlive(ctx context.Context, ns, name, node string, fresh bool) (bool, error) {
-	key := ns + "/" + name + "@" + node
+func (p *pass) podAlive(ctx context.Context, pod Pod, fresh bool) (bool, error) {
+	key := pod.Namespace + "/" + pod.Name + "@" + pod.Node + "#" + pod.UID
 	if v, ok := p.pods[key]; ok && !fresh {
 		return v, nil
 	}
-	v, err := p.c.opts.Owners.PodAlive(ctx, ns, name, node)
+	v, err := p.c.opts.Owners.PodAlive(ctx, pod)
 	if err != nil {
-		return true, fmt.Errorf("look up pod %s/%s: %w", ns, name, err)
+		return true, fmt.Errorf("look up pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
 	p.pods[key] = v
 	return v, nil
@@ -186,7 +202,8 @@ func (p *pass) nodeExists(ctx context.Context, name string, fresh bool) (bool, e
 }
 
 // ownerGone reports whether an allocation's owner is gone: its handle is
-// missing and no pod claims it, or its pod is not alive on its node.
+// missing and no pod claims it, or its pod is not alive on its node with
+// the UID its handle recorded.
 func (p *pass) ownerGone(ctx context.Context, h audit.Holder, handles map[string]*v1.IPAMHandle, fresh bool) (bool, error) {
 	if h.Pod == "" {
 		return handles[h.Handle] == nil, nil
@@ -197,8 +214,18 @@ func (p *pass) ownerGone(ctx context.Context, h audit.Holder, handles map[string
 			return !ok, err
 		}
 	}
-	alive, err := p.podAlive(ctx, h.Namespace, h.Pod, h.Node, fresh)
+	pod := Pod{Namespace: h.Namespace, Name: h.Pod, Node: h.Node, UID: ownerUID(h, handles[h.Handle])}
+	alive, err := p.podAlive(ctx, pod, fresh)
 	return !alive, err
+}
+
+// ownerUID is the pod UID that the allocation's handle recorded, or ""
+// when the handle is missing, predates podUID, or names another pod.
+func ownerUID(h audit.Holder, handle *v1.IPAMHandle) string {
+	if handle == nil || handle.Spec.Namespace != h.Namespace || handle.Spec.Pod != h.Pod {
+		return ""
+	}
+	return handle.Spec.PodUID
 }
 
 // allocations releases allocations whose owner is gone.

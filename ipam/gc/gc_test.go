@@ -33,33 +33,36 @@ func (c *clock) Step(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// owners is a fake cluster: live pods (namespace/name -> node) and nodes.
+// owners is a fake cluster: live pods (namespace/name -> node and UID)
+// and nodes.
 type owners struct {
 	mu      sync.Mutex
-	pods    map[string]string
+	pods    map[string]livePod
 	nodes   map[string]bool
 	onCheck func(ns, name string) // called on every pod lookup
 }
 
+type livePod struct{ node, uid string }
+
 func newOwners(nodes ...string) *owners {
-	o := &owners{pods: map[string]string{}, nodes: map[string]bool{}}
+	o := &owners{pods: map[string]livePod{}, nodes: map[string]bool{}}
 	for _, n := range nodes {
 		o.nodes[n] = true
 	}
 	return o
 }
 
-func (o *owners) PodAlive(_ context.Context, ns, name, node string) (bool, error) {
+func (o *owners) PodAlive(_ context.Context, pod gc.Pod) (bool, error) {
 	o.mu.Lock()
 	hook := o.onCheck
 	o.mu.Unlock()
 	if hook != nil {
-		hook(ns, name)
+		hook(pod.Namespace, pod.Name)
 	}
 	o.mu.Lock()
-	on, ok := o.pods[ns+"/"+name]
+	live, ok := o.pods[pod.Namespace+"/"+pod.Name]
 	o.mu.Unlock()
-	return ok && (node == "" || on == node), nil
+	return ok && (pod.Node == "" || live.node == pod.Node) && (pod.UID == "" || live.uid == pod.UID), nil
 }
 
 func (o *owners) NodeExists(_ context.Context, name string) (bool, error) {
@@ -68,13 +71,17 @@ func (o *owners) NodeExists(_ context.Context, name string) (bool, error) {
 	return o.nodes[name], nil
 }
 
-func (o *owners) setPod(ns, name, node string) {
+func (o *owners) setPod(ns, name, node string) { o.setPodUID(ns, name, node, "") }
+
+// setPodUID makes the pod live on node with uid, or deletes it when node
+// is empty.
+func (o *owners) setPodUID(ns, name, node, uid string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if node == "" {
 		delete(o.pods, ns+"/"+name)
 	} else {
-		o.pods[ns+"/"+name] = node
+		o.pods[ns+"/"+name] = livePod{node: node, uid: uid}
 	}
 }
 
@@ -253,6 +260,49 @@ func TestPodOfSameNameOnAnotherNodeIsNotTheOwner(t *testing.T) {
 	e.clock.Step(grace)
 	if res := e.pass(); len(res.Released) != 1 || res.Released[0] != addr {
 		t.Fatalf("released %v, want %s", res.Released, addr)
+	}
+}
+
+// A pod recreated under the same name on the same node (new UID) while
+// the old sandbox was lost without a DEL does not own the old address;
+// handles written without a podUID keep today's name-and-node check.
+func TestPodOfSameNameWithAnotherUIDIsNotTheOwner(t *testing.T) {
+	cases := []struct {
+		name      string
+		handleUID string // recorded at allocation
+		podUID    string // of the pod now running under that name
+		released  bool
+	}{
+		{"same pod", "uid-1", "uid-1", false},
+		{"recreated pod", "uid-1", "uid-2", true},
+		{"handle without podUID", "", "uid-2", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			e := newEnv(t, "n1")
+			got, err := e.allocs["n1"].AutoAssign(ctx, allocator.Request{HandleID: "h-web-0", Namespace: "default", Pod: "web-0", PodUID: tc.handleUID, IPv4: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, err := e.s.Handles().Get(ctx, ipam.HandleName("h-web-0"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.Spec.PodUID != tc.handleUID {
+				t.Fatalf("handle podUID = %q, want %q", h.Spec.PodUID, tc.handleUID)
+			}
+			e.owners.setPodUID("default", "web-0", "n1", tc.podUID)
+			if res := e.pass(); len(res.Released) != 0 {
+				t.Fatalf("released %v before the grace period", res.Released)
+			}
+			e.clock.Step(grace)
+			res := e.pass()
+			if released := len(res.Released) == 1 && res.Released[0] == got[0].Addr(); released != tc.released {
+				t.Fatalf("released %v, want %s released: %v", res.Released, got[0].Addr(), tc.released)
+			}
+			e.check()
+		})
 	}
 }
 

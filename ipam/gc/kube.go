@@ -23,15 +23,15 @@ type ClientOwners struct {
 }
 
 // PodAlive implements Owners.
-func (o ClientOwners) PodAlive(ctx context.Context, namespace, name, node string) (bool, error) {
-	pod, err := o.Client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+func (o ClientOwners) PodAlive(ctx context.Context, owner Pod) (bool, error) {
+	pod, err := o.Client.CoreV1().Pods(owner.Namespace).Get(ctx, owner.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("get pod %s/%s: %w", namespace, name, err)
+		return false, fmt.Errorf("get pod %s/%s: %w", owner.Namespace, owner.Name, err)
 	}
-	return podAlive(pod, node), nil
+	return podAlive(pod, owner), nil
 }
 
 // NodeExists implements Owners.
@@ -54,15 +54,15 @@ type ListerOwners struct {
 }
 
 // PodAlive implements Owners.
-func (o ListerOwners) PodAlive(_ context.Context, namespace, name, node string) (bool, error) {
-	pod, err := o.Pods.Pods(namespace).Get(name)
+func (o ListerOwners) PodAlive(_ context.Context, owner Pod) (bool, error) {
+	pod, err := o.Pods.Pods(owner.Namespace).Get(owner.Name)
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("get pod %s/%s from cache: %w", namespace, name, err)
+		return false, fmt.Errorf("get pod %s/%s from cache: %w", owner.Namespace, owner.Name, err)
 	}
-	return podAlive(pod, node), nil
+	return podAlive(pod, owner), nil
 }
 
 // NodeExists implements Owners.
@@ -77,14 +77,18 @@ func (o ListerOwners) NodeExists(_ context.Context, name string) (bool, error) {
 	return true, nil
 }
 
-// podAlive: a finished pod's sandbox is torn down, and a pod of the same
-// name on another node is a new pod (a StatefulSet's web-0 rescheduled),
-// so neither owns the address.
-func podAlive(pod *corev1.Pod, node string) bool {
+// podAlive: a finished pod's sandbox is torn down, a pod of the same name
+// on another node is a new pod (a StatefulSet's web-0 rescheduled), and so
+// is one with another UID (deleted and recreated while the owner's sandbox
+// was lost without a DEL): none of them owns the address.
+func podAlive(pod *corev1.Pod, owner Pod) bool {
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		return false
 	}
-	return node == "" || pod.Spec.NodeName == "" || pod.Spec.NodeName == node
+	if owner.UID != "" && string(pod.UID) != owner.UID {
+		return false
+	}
+	return owner.Node == "" || pod.Spec.NodeName == "" || pod.Spec.NodeName == owner.Node
 }
 
 // LeaderOptions configure leader election for the cluster-wide collector.

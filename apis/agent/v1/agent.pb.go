@@ -14,7 +14,7 @@
 // 	protoc        v3.21.12
 // source: agent.proto
 
-package agentapi
+package agentv1
 
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
@@ -136,15 +136,17 @@ func (x *Attachment) GetIfname() string {
 
 // AllocateRequest asks for one address per requested family.
 type AllocateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
-	Ifname        string                 `protobuf:"bytes,2,opt,name=ifname,proto3" json:"ifname,omitempty"`
-	PodNamespace  string                 `protobuf:"bytes,3,opt,name=pod_namespace,json=podNamespace,proto3" json:"pod_namespace,omitempty"`                                // empty outside Kubernetes
-	PodName       string                 `protobuf:"bytes,4,opt,name=pod_name,json=podName,proto3" json:"pod_name,omitempty"`                                               // empty outside Kubernetes
-	PodUid        string                 `protobuf:"bytes,5,opt,name=pod_uid,json=podUid,proto3" json:"pod_uid,omitempty"`                                                  // empty outside Kubernetes
-	Netns         string                 `protobuf:"bytes,6,opt,name=netns,proto3" json:"netns,omitempty"`                                                                  // the pod's netns path, for the agent's records
-	IpFamilies    []IPFamily             `protobuf:"varint,7,rep,packed,name=ip_families,json=ipFamilies,proto3,enum=cairn.agent.v1.IPFamily" json:"ip_families,omitempty"` // at least one; no duplicates
-	PoolHint      string                 `protobuf:"bytes,8,opt,name=pool_hint,json=poolHint,proto3" json:"pool_hint,omitempty"`                                            // optional IPPool name to allocate from
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId  string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	Ifname       string                 `protobuf:"bytes,2,opt,name=ifname,proto3" json:"ifname,omitempty"`
+	PodNamespace string                 `protobuf:"bytes,3,opt,name=pod_namespace,json=podNamespace,proto3" json:"pod_namespace,omitempty"` // empty outside Kubernetes
+	PodName      string                 `protobuf:"bytes,4,opt,name=pod_name,json=podName,proto3" json:"pod_name,omitempty"`                // empty outside Kubernetes
+	// The pod's UID, recorded on the IPAM handle: the garbage collector
+	// tells the owning pod from a later pod of the same name by it. Empty
+	// outside Kubernetes.
+	PodUid        string     `protobuf:"bytes,5,opt,name=pod_uid,json=podUid,proto3" json:"pod_uid,omitempty"`
+	IpFamilies    []IPFamily `protobuf:"varint,7,rep,packed,name=ip_families,json=ipFamilies,proto3,enum=cairn.agent.v1.IPFamily" json:"ip_families,omitempty"` // at least one; no duplicates
+	PoolHint      string     `protobuf:"bytes,8,opt,name=pool_hint,json=poolHint,proto3" json:"pool_hint,omitempty"`                                            // optional IPPool name to allocate from
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -214,13 +216,6 @@ func (x *AllocateRequest) GetPodUid() string {
 	return ""
 }
 
-func (x *AllocateRequest) GetNetns() string {
-	if x != nil {
-		return x.Netns
-	}
-	return ""
-}
-
 func (x *AllocateRequest) GetIpFamilies() []IPFamily {
 	if x != nil {
 		return x.IpFamilies
@@ -235,74 +230,19 @@ func (x *AllocateRequest) GetPoolHint() string {
 	return ""
 }
 
-// Gateway is the address the pod routes through for one family. The host
-// veth answers for it (the plugin installs a permanent neighbour entry).
-type Gateway struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Family        IPFamily               `protobuf:"varint,1,opt,name=family,proto3,enum=cairn.agent.v1.IPFamily" json:"family,omitempty"`
-	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"` // e.g. "169.254.1.1" or "fe80::1"
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Gateway) Reset() {
-	*x = Gateway{}
-	mi := &file_agent_proto_msgTypes[2]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Gateway) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Gateway) ProtoMessage() {}
-
-func (x *Gateway) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[2]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Gateway.ProtoReflect.Descriptor instead.
-func (*Gateway) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{2}
-}
-
-func (x *Gateway) GetFamily() IPFamily {
-	if x != nil {
-		return x.Family
-	}
-	return IPFamily_IP_FAMILY_UNSPECIFIED
-}
-
-func (x *Gateway) GetAddress() string {
-	if x != nil {
-		return x.Address
-	}
-	return ""
-}
-
 // AllocateResponse carries the allocated addresses as CIDR strings with a
-// full-length prefix ("10.0.3.7/32", "fd00::7/128").
+// full-length prefix ("10.0.3.7/32", "fd00::7/128"). The pod's gateway is
+// always 169.254.1.1 (IPv6: fe80::1), which the host veth answers for.
 type AllocateResponse struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	Addresses []string               `protobuf:"bytes,1,rep,name=addresses,proto3" json:"addresses,omitempty"`
-	// Optional: families without an entry use 169.254.1.1 and fe80::1.
-	Gateways      []*Gateway `protobuf:"bytes,2,rep,name=gateways,proto3" json:"gateways,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Addresses     []string               `protobuf:"bytes,1,rep,name=addresses,proto3" json:"addresses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AllocateResponse) Reset() {
 	*x = AllocateResponse{}
-	mi := &file_agent_proto_msgTypes[3]
+	mi := &file_agent_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -314,7 +254,7 @@ func (x *AllocateResponse) String() string {
 func (*AllocateResponse) ProtoMessage() {}
 
 func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[3]
+	mi := &file_agent_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -327,7 +267,7 @@ func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateResponse.ProtoReflect.Descriptor instead.
 func (*AllocateResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{3}
+	return file_agent_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *AllocateResponse) GetAddresses() []string {
@@ -337,32 +277,21 @@ func (x *AllocateResponse) GetAddresses() []string {
 	return nil
 }
 
-func (x *AllocateResponse) GetGateways() []*Gateway {
-	if x != nil {
-		return x.Gateways
-	}
-	return nil
-}
-
 // EndpointUpRequest names the host veth that carries the attachment's
 // addresses.
 type EndpointUpRequest struct {
-	state       protoimpl.MessageState `protogen:"open.v1"`
-	ContainerId string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
-	Ifname      string                 `protobuf:"bytes,2,opt,name=ifname,proto3" json:"ifname,omitempty"`
-	HostIface   string                 `protobuf:"bytes,3,opt,name=host_iface,json=hostIface,proto3" json:"host_iface,omitempty"`
-	Addresses   []string               `protobuf:"bytes,4,rep,name=addresses,proto3" json:"addresses,omitempty"` // as returned by Allocate
-	// The pod interface's MAC. The agent may install permanent neighbour
-	// entries for the addresses with it, so the host never waits on ARP/NDP
-	// towards a new pod (the pod side already has one for its gateway).
-	PodMac        string `protobuf:"bytes,5,opt,name=pod_mac,json=podMac,proto3" json:"pod_mac,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	Ifname        string                 `protobuf:"bytes,2,opt,name=ifname,proto3" json:"ifname,omitempty"`
+	HostIface     string                 `protobuf:"bytes,3,opt,name=host_iface,json=hostIface,proto3" json:"host_iface,omitempty"`
+	Addresses     []string               `protobuf:"bytes,4,rep,name=addresses,proto3" json:"addresses,omitempty"` // as returned by Allocate
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EndpointUpRequest) Reset() {
 	*x = EndpointUpRequest{}
-	mi := &file_agent_proto_msgTypes[4]
+	mi := &file_agent_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -374,7 +303,7 @@ func (x *EndpointUpRequest) String() string {
 func (*EndpointUpRequest) ProtoMessage() {}
 
 func (x *EndpointUpRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[4]
+	mi := &file_agent_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -387,7 +316,7 @@ func (x *EndpointUpRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointUpRequest.ProtoReflect.Descriptor instead.
 func (*EndpointUpRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{4}
+	return file_agent_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *EndpointUpRequest) GetContainerId() string {
@@ -418,13 +347,6 @@ func (x *EndpointUpRequest) GetAddresses() []string {
 	return nil
 }
 
-func (x *EndpointUpRequest) GetPodMac() string {
-	if x != nil {
-		return x.PodMac
-	}
-	return ""
-}
-
 // EndpointUpResponse is empty: the reply itself means the routes are in.
 type EndpointUpResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -434,7 +356,7 @@ type EndpointUpResponse struct {
 
 func (x *EndpointUpResponse) Reset() {
 	*x = EndpointUpResponse{}
-	mi := &file_agent_proto_msgTypes[5]
+	mi := &file_agent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -446,7 +368,7 @@ func (x *EndpointUpResponse) String() string {
 func (*EndpointUpResponse) ProtoMessage() {}
 
 func (x *EndpointUpResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[5]
+	mi := &file_agent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -459,7 +381,7 @@ func (x *EndpointUpResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointUpResponse.ProtoReflect.Descriptor instead.
 func (*EndpointUpResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{5}
+	return file_agent_proto_rawDescGZIP(), []int{4}
 }
 
 // ReleaseRequest names the attachment to release.
@@ -473,7 +395,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_agent_proto_msgTypes[6]
+	mi := &file_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -485,7 +407,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[6]
+	mi := &file_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -498,7 +420,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{6}
+	return file_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReleaseRequest) GetContainerId() string {
@@ -524,7 +446,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +458,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +471,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{7}
+	return file_agent_proto_rawDescGZIP(), []int{6}
 }
 
 // CheckRequest carries what the plugin believes (from prevResult).
@@ -565,7 +487,7 @@ type CheckRequest struct {
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +499,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +512,7 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{8}
+	return file_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CheckRequest) GetContainerId() string {
@@ -631,7 +553,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +565,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +578,7 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{9}
+	return file_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CheckResponse) GetProblems() []string {
@@ -675,7 +597,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +609,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +622,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{10}
+	return file_agent_proto_rawDescGZIP(), []int{9}
 }
 
 // StatusResponse says whether Allocate can be served, and if not, why.
@@ -714,7 +636,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -726,7 +648,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -739,7 +661,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{11}
+	return file_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StatusResponse) GetReady() bool {
@@ -766,7 +688,7 @@ type GCRequest struct {
 
 func (x *GCRequest) Reset() {
 	*x = GCRequest{}
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +700,7 @@ func (x *GCRequest) String() string {
 func (*GCRequest) ProtoMessage() {}
 
 func (x *GCRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +713,7 @@ func (x *GCRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GCRequest.ProtoReflect.Descriptor instead.
 func (*GCRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{12}
+	return file_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GCRequest) GetValidAttachments() []*Attachment {
@@ -810,7 +732,7 @@ type GCResponse struct {
 
 func (x *GCResponse) Reset() {
 	*x = GCResponse{}
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +744,7 @@ func (x *GCResponse) String() string {
 func (*GCResponse) ProtoMessage() {}
 
 func (x *GCResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +757,7 @@ func (x *GCResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GCResponse.ProtoReflect.Descriptor instead.
 func (*GCResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{13}
+	return file_agent_proto_rawDescGZIP(), []int{12}
 }
 
 var File_agent_proto protoreflect.FileDescriptor
@@ -846,30 +768,24 @@ const file_agent_proto_rawDesc = "" +
 	"\n" +
 	"Attachment\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x16\n" +
-	"\x06ifname\x18\x02 \x01(\tR\x06ifname\"\x93\x02\n" +
+	"\x06ifname\x18\x02 \x01(\tR\x06ifname\"\x8a\x02\n" +
 	"\x0fAllocateRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x16\n" +
 	"\x06ifname\x18\x02 \x01(\tR\x06ifname\x12#\n" +
 	"\rpod_namespace\x18\x03 \x01(\tR\fpodNamespace\x12\x19\n" +
 	"\bpod_name\x18\x04 \x01(\tR\apodName\x12\x17\n" +
-	"\apod_uid\x18\x05 \x01(\tR\x06podUid\x12\x14\n" +
-	"\x05netns\x18\x06 \x01(\tR\x05netns\x129\n" +
+	"\apod_uid\x18\x05 \x01(\tR\x06podUid\x129\n" +
 	"\vip_families\x18\a \x03(\x0e2\x18.cairn.agent.v1.IPFamilyR\n" +
 	"ipFamilies\x12\x1b\n" +
-	"\tpool_hint\x18\b \x01(\tR\bpoolHint\"U\n" +
-	"\aGateway\x120\n" +
-	"\x06family\x18\x01 \x01(\x0e2\x18.cairn.agent.v1.IPFamilyR\x06family\x12\x18\n" +
-	"\aaddress\x18\x02 \x01(\tR\aaddress\"e\n" +
+	"\tpool_hint\x18\b \x01(\tR\bpoolHintJ\x04\b\x06\x10\aR\x05netns\"@\n" +
 	"\x10AllocateResponse\x12\x1c\n" +
-	"\taddresses\x18\x01 \x03(\tR\taddresses\x123\n" +
-	"\bgateways\x18\x02 \x03(\v2\x17.cairn.agent.v1.GatewayR\bgateways\"\xa4\x01\n" +
+	"\taddresses\x18\x01 \x03(\tR\taddressesJ\x04\b\x02\x10\x03R\bgateways\"\x9a\x01\n" +
 	"\x11EndpointUpRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x16\n" +
 	"\x06ifname\x18\x02 \x01(\tR\x06ifname\x12\x1d\n" +
 	"\n" +
 	"host_iface\x18\x03 \x01(\tR\thostIface\x12\x1c\n" +
-	"\taddresses\x18\x04 \x03(\tR\taddresses\x12\x17\n" +
-	"\apod_mac\x18\x05 \x01(\tR\x06podMac\"\x14\n" +
+	"\taddresses\x18\x04 \x03(\tR\taddressesJ\x04\b\x05\x10\x06R\apod_mac\"\x14\n" +
 	"\x12EndpointUpResponse\"K\n" +
 	"\x0eReleaseRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x16\n" +
@@ -902,7 +818,7 @@ const file_agent_proto_rawDesc = "" +
 	"\aRelease\x12\x1e.cairn.agent.v1.ReleaseRequest\x1a\x1f.cairn.agent.v1.ReleaseResponse\x12D\n" +
 	"\x05Check\x12\x1c.cairn.agent.v1.CheckRequest\x1a\x1d.cairn.agent.v1.CheckResponse\x12G\n" +
 	"\x06Status\x12\x1d.cairn.agent.v1.StatusRequest\x1a\x1e.cairn.agent.v1.StatusResponse\x12;\n" +
-	"\x02GC\x12\x19.cairn.agent.v1.GCRequest\x1a\x1a.cairn.agent.v1.GCResponseB9Z7github.com/cairn-net/cairn/cni-plugin/agentapi;agentapib\x06proto3"
+	"\x02GC\x12\x19.cairn.agent.v1.GCRequest\x1a\x1a.cairn.agent.v1.GCResponseB2Z0github.com/cairn-net/cairn/apis/agent/v1;agentv1b\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -917,46 +833,43 @@ func file_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_agent_proto_goTypes = []any{
 	(IPFamily)(0),              // 0: cairn.agent.v1.IPFamily
 	(*Attachment)(nil),         // 1: cairn.agent.v1.Attachment
 	(*AllocateRequest)(nil),    // 2: cairn.agent.v1.AllocateRequest
-	(*Gateway)(nil),            // 3: cairn.agent.v1.Gateway
-	(*AllocateResponse)(nil),   // 4: cairn.agent.v1.AllocateResponse
-	(*EndpointUpRequest)(nil),  // 5: cairn.agent.v1.EndpointUpRequest
-	(*EndpointUpResponse)(nil), // 6: cairn.agent.v1.EndpointUpResponse
-	(*ReleaseRequest)(nil),     // 7: cairn.agent.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),    // 8: cairn.agent.v1.ReleaseResponse
-	(*CheckRequest)(nil),       // 9: cairn.agent.v1.CheckRequest
-	(*CheckResponse)(nil),      // 10: cairn.agent.v1.CheckResponse
-	(*StatusRequest)(nil),      // 11: cairn.agent.v1.StatusRequest
-	(*StatusResponse)(nil),     // 12: cairn.agent.v1.StatusResponse
-	(*GCRequest)(nil),          // 13: cairn.agent.v1.GCRequest
-	(*GCResponse)(nil),         // 14: cairn.agent.v1.GCResponse
+	(*AllocateResponse)(nil),   // 3: cairn.agent.v1.AllocateResponse
+	(*EndpointUpRequest)(nil),  // 4: cairn.agent.v1.EndpointUpRequest
+	(*EndpointUpResponse)(nil), // 5: cairn.agent.v1.EndpointUpResponse
+	(*ReleaseRequest)(nil),     // 6: cairn.agent.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),    // 7: cairn.agent.v1.ReleaseResponse
+	(*CheckRequest)(nil),       // 8: cairn.agent.v1.CheckRequest
+	(*CheckResponse)(nil),      // 9: cairn.agent.v1.CheckResponse
+	(*StatusRequest)(nil),      // 10: cairn.agent.v1.StatusRequest
+	(*StatusResponse)(nil),     // 11: cairn.agent.v1.StatusResponse
+	(*GCRequest)(nil),          // 12: cairn.agent.v1.GCRequest
+	(*GCResponse)(nil),         // 13: cairn.agent.v1.GCResponse
 }
 var file_agent_proto_depIdxs = []int32{
 	0,  // 0: cairn.agent.v1.AllocateRequest.ip_families:type_name -> cairn.agent.v1.IPFamily
-	0,  // 1: cairn.agent.v1.Gateway.family:type_name -> cairn.agent.v1.IPFamily
-	3,  // 2: cairn.agent.v1.AllocateResponse.gateways:type_name -> cairn.agent.v1.Gateway
-	1,  // 3: cairn.agent.v1.GCRequest.valid_attachments:type_name -> cairn.agent.v1.Attachment
-	2,  // 4: cairn.agent.v1.Agent.Allocate:input_type -> cairn.agent.v1.AllocateRequest
-	5,  // 5: cairn.agent.v1.Agent.EndpointUp:input_type -> cairn.agent.v1.EndpointUpRequest
-	7,  // 6: cairn.agent.v1.Agent.Release:input_type -> cairn.agent.v1.ReleaseRequest
-	9,  // 7: cairn.agent.v1.Agent.Check:input_type -> cairn.agent.v1.CheckRequest
-	11, // 8: cairn.agent.v1.Agent.Status:input_type -> cairn.agent.v1.StatusRequest
-	13, // 9: cairn.agent.v1.Agent.GC:input_type -> cairn.agent.v1.GCRequest
-	4,  // 10: cairn.agent.v1.Agent.Allocate:output_type -> cairn.agent.v1.AllocateResponse
-	6,  // 11: cairn.agent.v1.Agent.EndpointUp:output_type -> cairn.agent.v1.EndpointUpResponse
-	8,  // 12: cairn.agent.v1.Agent.Release:output_type -> cairn.agent.v1.ReleaseResponse
-	10, // 13: cairn.agent.v1.Agent.Check:output_type -> cairn.agent.v1.CheckResponse
-	12, // 14: cairn.agent.v1.Agent.Status:output_type -> cairn.agent.v1.StatusResponse
-	14, // 15: cairn.agent.v1.Agent.GC:output_type -> cairn.agent.v1.GCResponse
-	10, // [10:16] is the sub-list for method output_type
-	4,  // [4:10] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	1,  // 1: cairn.agent.v1.GCRequest.valid_attachments:type_name -> cairn.agent.v1.Attachment
+	2,  // 2: cairn.agent.v1.Agent.Allocate:input_type -> cairn.agent.v1.AllocateRequest
+	4,  // 3: cairn.agent.v1.Agent.EndpointUp:input_type -> cairn.agent.v1.EndpointUpRequest
+	6,  // 4: cairn.agent.v1.Agent.Release:input_type -> cairn.agent.v1.ReleaseRequest
+	8,  // 5: cairn.agent.v1.Agent.Check:input_type -> cairn.agent.v1.CheckRequest
+	10, // 6: cairn.agent.v1.Agent.Status:input_type -> cairn.agent.v1.StatusRequest
+	12, // 7: cairn.agent.v1.Agent.GC:input_type -> cairn.agent.v1.GCRequest
+	3,  // 8: cairn.agent.v1.Agent.Allocate:output_type -> cairn.agent.v1.AllocateResponse
+	5,  // 9: cairn.agent.v1.Agent.EndpointUp:output_type -> cairn.agent.v1.EndpointUpResponse
+	7,  // 10: cairn.agent.v1.Agent.Release:output_type -> cairn.agent.v1.ReleaseResponse
+	9,  // 11: cairn.agent.v1.Agent.Check:output_type -> cairn.agent.v1.CheckResponse
+	11, // 12: cairn.agent.v1.Agent.Status:output_type -> cairn.agent.v1.StatusResponse
+	13, // 13: cairn.agent.v1.Agent.GC:output_type -> cairn.agent.v1.GCResponse
+	8,  // [8:14] is the sub-list for method output_type
+	2,  // [2:8] is the sub-list for method input_type
+	2,  // [2:2] is the sub-list for extension type_name
+	2,  // [2:2] is the sub-list for extension extendee
+	0,  // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -970,7 +883,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -14,7 +14,7 @@
 // - protoc             v3.21.12
 // source: agent.proto
 
-package agentapi
+package agentv1
 
 import (
 	context "context"
@@ -41,8 +41,9 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Agent is served by cairn-node on /var/run/cairn/agent.sock (the plugin's
-// netconf may name another path as "agentSocket").
+// Agent is served by cairn-node on /var/run/cairn/agent.sock (Go:
+// DefaultSocketPath; the node's --agent-socket flag and the plugin's
+// netconf "agentSocket" may name another path).
 //
 // Error conventions (gRPC status codes), which the plugin relies on:
 //
@@ -145,8 +146,9 @@ func (c *agentClient) GC(ctx context.Context, in *GCRequest, opts ...grpc.CallOp
 // All implementations must embed UnimplementedAgentServer
 // for forward compatibility.
 //
-// Agent is served by cairn-node on /var/run/cairn/agent.sock (the plugin's
-// netconf may name another path as "agentSocket").
+// Agent is served by cairn-node on /var/run/cairn/agent.sock (Go:
+// DefaultSocketPath; the node's --agent-socket flag and the plugin's
+// netconf "agentSocket" may name another path).
 //
 // Error conventions (gRPC status codes), which the plugin relies on:
 //

@@ -1,10 +1,12 @@
-// Package agentapi holds the gRPC API (package cairn.agent.v1) between the
-// Cairn CNI plugin and the node agent: agent.proto, the Go generated from it
-// by generate.sh, and the constants both sides agree on.
-package agentapi
+// Package agentv1 holds the node agent's gRPC API (proto package
+// cairn.agent.v1): agent.proto, the Go generated from it by generate.sh,
+// and the constants every party agrees on. The CNI plugin is its client,
+// cairn-node serves it, and cairnctl may call it on a node.
+package agentv1
 
 //go:generate ./generate.sh
 
-// DefaultSocketPath is where the node agent serves the Agent service unless
-// the CNI netconf names another path in "agentSocket".
+// DefaultSocketPath is where the node agent serves the Agent service: the
+// default of cairn-node's --agent-socket flag and of the plugin's netconf
+// "agentSocket".
 const DefaultSocketPath = "/var/run/cairn/agent.sock"

@@ -1,4 +1,4 @@
-package agentapi
+package agentv1
 
 import (
 	"bytes"
@@ -40,7 +40,7 @@ func TestGeneratedCodeIsFresh(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(want, got) {
-			t.Errorf("%s is stale: run cni-plugin/agentapi/generate.sh (or make generate) and commit the result", name)
+			t.Errorf("%s is stale: run apis/agent/v1/generate.sh (or make generate) and commit the result", name)
 		}
 	}
 }

@@ -170,6 +170,12 @@ type IPAMHandleSpec struct {
 	// Pod that owns the handle.
 	// +optional
 	Pod string `json:"pod,omitempty"`
+	// PodUID is the UID of the owning pod. A pod of the same namespace and
+	// name with another UID is a later pod, not the owner: garbage
+	// collection releases the handle's addresses. Empty on handles written
+	// before it existed and outside Kubernetes.
+	// +optional
+	PodUID string `json:"podUID,omitempty"`
 }
 
 // IPAMHandleList is a list of IPAMHandle.

@@ -1,8 +1,9 @@
-// Package agenttest is an in-memory Agent gRPC server for tests of the CNI
-// plugin: it hands out addresses from fixed test prefixes, records every
-// call, can be told to fail a call, and serves on a unix socket like the
-// real agent. It is for tests only; it knows no IPAM and routes nothing
-// unless a test hooks EndpointUp.
+// Package agenttest is an in-memory Agent gRPC server for tests of the
+// Agent's clients (the CNI plugin, later cairnctl): it hands out addresses
+// from fixed test prefixes, records every call, can be told to fail a
+// call, and serves on a unix socket like the real agent. It is for tests
+// only; it knows no IPAM and routes nothing unless a test hooks
+// EndpointUp.
 package agenttest
 
 import (
@@ -18,7 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/cairn-net/cairn/cni-plugin/agentapi"
+	agentv1 "github.com/cairn-net/cairn/apis/agent/v1"
 )
 
 // The fake allocates 198.51.100.2, .3... (a documentation range) and
@@ -41,7 +42,7 @@ type Attachment struct {
 // Agent is the fake. Its exported fields may be set before serving, or
 // changed under Lock/Unlock while serving.
 type Agent struct {
-	agentapi.UnimplementedAgentServer
+	agentv1.UnimplementedAgentServer
 
 	mu sync.Mutex
 	// Fail, when set for a method name ("Allocate", "EndpointUp", ...),
@@ -51,14 +52,14 @@ type Agent struct {
 	NotReady string
 	// OnEndpointUp, when set, runs inside EndpointUp (e.g. to install the
 	// host route as felix would); its error is answered.
-	OnEndpointUp func(*agentapi.EndpointUpRequest) error
+	OnEndpointUp func(*agentv1.EndpointUpRequest) error
 	// OnRelease, when set, runs inside Release for a known attachment.
 	OnRelease func(Key, Attachment) error
 
 	attachments map[Key]Attachment
 	calls       []string
 	nextHost    uint64
-	lastGC      []*agentapi.Attachment
+	lastGC      []*agentv1.Attachment
 }
 
 // New returns an empty fake agent.
@@ -76,7 +77,7 @@ func (a *Agent) Serve(t testing.TB) string {
 		t.Fatalf("listen on %s: %v", sock, err)
 	}
 	srv := grpc.NewServer()
-	agentapi.RegisterAgentServer(srv, a)
+	agentv1.RegisterAgentServer(srv, a)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -118,7 +119,7 @@ func (a *Agent) Len() int {
 }
 
 // LastGC returns the valid attachments of the last GC call.
-func (a *Agent) LastGC() []*agentapi.Attachment {
+func (a *Agent) LastGC() []*agentv1.Attachment {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.lastGC
@@ -131,7 +132,7 @@ func (a *Agent) enter(method string) error {
 }
 
 // Allocate hands out the next host of each prefix, idempotently per key.
-func (a *Agent) Allocate(_ context.Context, req *agentapi.AllocateRequest) (*agentapi.AllocateResponse, error) {
+func (a *Agent) Allocate(_ context.Context, req *agentv1.AllocateRequest) (*agentv1.AllocateResponse, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err := a.enter("Allocate"); err != nil {
@@ -139,7 +140,7 @@ func (a *Agent) Allocate(_ context.Context, req *agentapi.AllocateRequest) (*age
 	}
 	k := Key{req.GetContainerId(), req.GetIfname()}
 	if at, ok := a.attachments[k]; ok {
-		return &agentapi.AllocateResponse{Addresses: at.Addresses}, nil
+		return &agentv1.AllocateResponse{Addresses: at.Addresses}, nil
 	}
 	if len(req.GetIpFamilies()) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "no ip_families")
@@ -149,16 +150,16 @@ func (a *Agent) Allocate(_ context.Context, req *agentapi.AllocateRequest) (*age
 	var at Attachment
 	for _, f := range req.GetIpFamilies() {
 		switch f {
-		case agentapi.IPFamily_IP_FAMILY_V4:
+		case agentv1.IPFamily_IP_FAMILY_V4:
 			at.Addresses = append(at.Addresses, nth(netip.MustParsePrefix(v4Prefix), host).String()+"/32")
-		case agentapi.IPFamily_IP_FAMILY_V6:
+		case agentv1.IPFamily_IP_FAMILY_V6:
 			at.Addresses = append(at.Addresses, nth(netip.MustParsePrefix(v6Prefix), host).String()+"/128")
 		default:
 			return nil, status.Errorf(codes.InvalidArgument, "family %v", f)
 		}
 	}
 	a.attachments[k] = at
-	return &agentapi.AllocateResponse{Addresses: at.Addresses}, nil
+	return &agentv1.AllocateResponse{Addresses: at.Addresses}, nil
 }
 
 // nth returns the n-th address of p (n small).
@@ -174,7 +175,7 @@ func nth(p netip.Prefix, n uint64) netip.Addr {
 }
 
 // EndpointUp records the host interface and runs OnEndpointUp.
-func (a *Agent) EndpointUp(_ context.Context, req *agentapi.EndpointUpRequest) (*agentapi.EndpointUpResponse, error) {
+func (a *Agent) EndpointUp(_ context.Context, req *agentv1.EndpointUpRequest) (*agentv1.EndpointUpResponse, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err := a.enter("EndpointUp"); err != nil {
@@ -192,12 +193,12 @@ func (a *Agent) EndpointUp(_ context.Context, req *agentapi.EndpointUpRequest) (
 	}
 	at.HostIface = req.GetHostIface()
 	a.attachments[k] = at
-	return &agentapi.EndpointUpResponse{}, nil
+	return &agentv1.EndpointUpResponse{}, nil
 }
 
 // Release forgets the attachment; an unknown one answers NOT_FOUND, which
 // the contract allows.
-func (a *Agent) Release(_ context.Context, req *agentapi.ReleaseRequest) (*agentapi.ReleaseResponse, error) {
+func (a *Agent) Release(_ context.Context, req *agentv1.ReleaseRequest) (*agentv1.ReleaseResponse, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err := a.enter("Release"); err != nil {
@@ -214,11 +215,11 @@ func (a *Agent) Release(_ context.Context, req *agentapi.ReleaseRequest) (*agent
 		}
 	}
 	delete(a.attachments, k)
-	return &agentapi.ReleaseResponse{}, nil
+	return &agentv1.ReleaseResponse{}, nil
 }
 
 // Check compares the request with its records.
-func (a *Agent) Check(_ context.Context, req *agentapi.CheckRequest) (*agentapi.CheckResponse, error) {
+func (a *Agent) Check(_ context.Context, req *agentv1.CheckRequest) (*agentv1.CheckResponse, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err := a.enter("Check"); err != nil {
@@ -229,7 +230,7 @@ func (a *Agent) Check(_ context.Context, req *agentapi.CheckRequest) (*agentapi.
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "no allocation for %s/%s", k.ContainerID, k.IfName)
 	}
-	resp := &agentapi.CheckResponse{}
+	resp := &agentv1.CheckResponse{}
 	if at.HostIface != req.GetHostIface() {
 		resp.Problems = append(resp.Problems, fmt.Sprintf("host iface is %q, plugin says %q", at.HostIface, req.GetHostIface()))
 	}
@@ -240,17 +241,17 @@ func (a *Agent) Check(_ context.Context, req *agentapi.CheckRequest) (*agentapi.
 }
 
 // Status answers ready unless NotReady is set.
-func (a *Agent) Status(context.Context, *agentapi.StatusRequest) (*agentapi.StatusResponse, error) {
+func (a *Agent) Status(context.Context, *agentv1.StatusRequest) (*agentv1.StatusResponse, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err := a.enter("Status"); err != nil {
 		return nil, err
 	}
-	return &agentapi.StatusResponse{Ready: a.NotReady == "", Reason: a.NotReady}, nil
+	return &agentv1.StatusResponse{Ready: a.NotReady == "", Reason: a.NotReady}, nil
 }
 
 // GC forgets every attachment not in the valid list.
-func (a *Agent) GC(_ context.Context, req *agentapi.GCRequest) (*agentapi.GCResponse, error) {
+func (a *Agent) GC(_ context.Context, req *agentv1.GCRequest) (*agentv1.GCResponse, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err := a.enter("GC"); err != nil {
@@ -266,5 +267,5 @@ func (a *Agent) GC(_ context.Context, req *agentapi.GCRequest) (*agentapi.GCResp
 			delete(a.attachments, k)
 		}
 	}
-	return &agentapi.GCResponse{}, nil
+	return &agentv1.GCResponse{}, nil
 }

@@ -27,12 +27,12 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
+	agentv1 "github.com/cairn-net/cairn/apis/agent/v1"
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
 	"github.com/cairn-net/cairn/apis/client/clientset/versioned"
 	cairninformers "github.com/cairn-net/cairn/apis/client/informers/externalversions"
 	"github.com/cairn-net/cairn/bgp/peering"
 	"github.com/cairn-net/cairn/bgp/speaker"
-	"github.com/cairn-net/cairn/cni-plugin/agentapi"
 	"github.com/cairn-net/cairn/felix"
 )
 
@@ -71,7 +71,7 @@ func (c *Config) defaults() error {
 		return errors.New("node name is required")
 	}
 	if c.AgentSocket == "" {
-		c.AgentSocket = "/var/run/cairn/agent.sock"
+		c.AgentSocket = agentv1.DefaultSocketPath
 	}
 	if c.StateDir == "" {
 		c.StateDir = "/var/lib/cairn"
@@ -367,7 +367,7 @@ func serveCNI(ctx context.Context, path string, srv *cniServer, log *slog.Logger
 		return fmt.Errorf("restrict socket %s: %w", path, err)
 	}
 	gs := grpc.NewServer()
-	agentapi.RegisterAgentServer(gs, srv)
+	agentv1.RegisterAgentServer(gs, srv)
 	go func() {
 		<-ctx.Done()
 		gs.GracefulStop()

@@ -38,7 +38,7 @@ func newAllocator(cairn versioned.Interface, nodes corelisters.NodeLister, node 
 func (p ipamAllocator) AutoAssign(ctx context.Context, req AllocationRequest) ([]netip.Prefix, error) {
 	r := allocator.Request{
 		HandleID: req.HandleID, ContainerID: req.ContainerID, Interface: req.IfName,
-		Namespace: req.Namespace, Pod: req.Pod, IPv4: req.IPv4, IPv6: req.IPv6,
+		Namespace: req.Namespace, Pod: req.Pod, PodUID: req.PodUID, IPv4: req.IPv4, IPv6: req.IPv6,
 	}
 	if req.Pool != "" {
 		r.Pools = []string{req.Pool}

@@ -11,14 +11,14 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/cairn-net/cairn/cni-plugin/agentapi"
+	agentv1 "github.com/cairn-net/cairn/apis/agent/v1"
 	"github.com/cairn-net/cairn/felix"
 	"github.com/cairn-net/cairn/ipam"
 )
 
 // cniServer serves the plugin's gRPC API on the node.
 type cniServer struct {
-	agentapi.UnimplementedAgentServer
+	agentv1.UnimplementedAgentServer
 	log       *slog.Logger
 	alloc     Allocator
 	dataplane Dataplane
@@ -33,7 +33,7 @@ type cniServer struct {
 // cairnctl expect it.
 func handleID(containerID, ifname string) string { return ipam.HandleID(containerID, ifname) }
 
-func (s *cniServer) Allocate(ctx context.Context, req *agentapi.AllocateRequest) (*agentapi.AllocateResponse, error) {
+func (s *cniServer) Allocate(ctx context.Context, req *agentv1.AllocateRequest) (*agentv1.AllocateResponse, error) {
 	if err := validateAttachment(req.ContainerId, req.Ifname); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -42,13 +42,13 @@ func (s *cniServer) Allocate(ctx context.Context, req *agentapi.AllocateRequest)
 	}
 	ar := AllocationRequest{
 		HandleID: handleID(req.ContainerId, req.Ifname), ContainerID: req.ContainerId, IfName: req.Ifname,
-		Namespace: req.PodNamespace, Pod: req.PodName, Pool: req.PoolHint,
+		Namespace: req.PodNamespace, Pod: req.PodName, PodUID: req.PodUid, Pool: req.PoolHint,
 	}
 	for _, f := range req.IpFamilies {
 		switch f {
-		case agentapi.IPFamily_IP_FAMILY_V4:
+		case agentv1.IPFamily_IP_FAMILY_V4:
 			ar.IPv4++
-		case agentapi.IPFamily_IP_FAMILY_V6:
+		case agentv1.IPFamily_IP_FAMILY_V6:
 			ar.IPv6++
 		default:
 			return nil, status.Errorf(codes.InvalidArgument, "unknown IP family %v", f)
@@ -72,10 +72,10 @@ func (s *cniServer) Allocate(ctx context.Context, req *agentapi.AllocateRequest)
 	}
 	s.changed()
 	log.Info("allocated", "addresses", addrs)
-	return &agentapi.AllocateResponse{Addresses: prefixStrings(addrs)}, nil
+	return &agentv1.AllocateResponse{Addresses: prefixStrings(addrs)}, nil
 }
 
-func (s *cniServer) EndpointUp(ctx context.Context, req *agentapi.EndpointUpRequest) (*agentapi.EndpointUpResponse, error) {
+func (s *cniServer) EndpointUp(ctx context.Context, req *agentv1.EndpointUpRequest) (*agentv1.EndpointUpResponse, error) {
 	if err := validateAttachment(req.ContainerId, req.Ifname); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -104,17 +104,17 @@ func (s *cniServer) EndpointUp(ctx context.Context, req *agentapi.EndpointUpRequ
 	if err := s.dataplane.SetEndpoint(ctx, Endpoint{HostIface: req.HostIface, Addrs: addrs}); err != nil {
 		return nil, grpcError(ctx, fmt.Errorf("install routes to %s: %w", req.HostIface, err))
 	}
-	return &agentapi.EndpointUpResponse{}, nil
+	return &agentv1.EndpointUpResponse{}, nil
 }
 
-func (s *cniServer) Release(ctx context.Context, req *agentapi.ReleaseRequest) (*agentapi.ReleaseResponse, error) {
+func (s *cniServer) Release(ctx context.Context, req *agentv1.ReleaseRequest) (*agentv1.ReleaseResponse, error) {
 	if err := validateAttachment(req.ContainerId, req.Ifname); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	if err := s.release(ctx, req.ContainerId, req.Ifname); err != nil {
 		return nil, grpcError(ctx, err)
 	}
-	return &agentapi.ReleaseResponse{}, nil
+	return &agentv1.ReleaseResponse{}, nil
 }
 
 // release removes routes first, then frees the addresses, then forgets
@@ -136,7 +136,7 @@ func (s *cniServer) release(ctx context.Context, containerID, ifname string) err
 	return nil
 }
 
-func (s *cniServer) Check(_ context.Context, req *agentapi.CheckRequest) (*agentapi.CheckResponse, error) {
+func (s *cniServer) Check(_ context.Context, req *agentv1.CheckRequest) (*agentv1.CheckResponse, error) {
 	if err := validateAttachment(req.ContainerId, req.Ifname); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -154,15 +154,15 @@ func (s *cniServer) Check(_ context.Context, req *agentapi.CheckRequest) (*agent
 	case !sameSet(rec.Addresses, want):
 		problems = append(problems, fmt.Sprintf("the agent allocated %v to this attachment, the pod has %v", rec.Addresses, want))
 	}
-	return &agentapi.CheckResponse{Problems: problems}, nil
+	return &agentv1.CheckResponse{Problems: problems}, nil
 }
 
-func (s *cniServer) Status(context.Context, *agentapi.StatusRequest) (*agentapi.StatusResponse, error) {
+func (s *cniServer) Status(context.Context, *agentv1.StatusRequest) (*agentv1.StatusResponse, error) {
 	ok, why := s.ready()
-	return &agentapi.StatusResponse{Ready: ok, Reason: why}, nil
+	return &agentv1.StatusResponse{Ready: ok, Reason: why}, nil
 }
 
-func (s *cniServer) GC(ctx context.Context, req *agentapi.GCRequest) (*agentapi.GCResponse, error) {
+func (s *cniServer) GC(ctx context.Context, req *agentv1.GCRequest) (*agentv1.GCResponse, error) {
 	valid := map[string]bool{}
 	for _, a := range req.ValidAttachments {
 		valid[handleID(a.ContainerId, a.Ifname)] = true
@@ -178,7 +178,7 @@ func (s *cniServer) GC(ctx context.Context, req *agentapi.GCRequest) (*agentapi.
 	if err := errors.Join(errs...); err != nil {
 		return nil, grpcError(ctx, err)
 	}
-	return &agentapi.GCResponse{}, nil
+	return &agentv1.GCResponse{}, nil
 }
 
 // grpcError maps an error to a status the plugin understands: deadlines

@@ -12,8 +12,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	agentv1 "github.com/cairn-net/cairn/apis/agent/v1"
 	"github.com/cairn-net/cairn/bgp/speaker"
-	"github.com/cairn-net/cairn/cni-plugin/agentapi"
 )
 
 type fakeAlloc struct {
@@ -21,6 +21,7 @@ type fakeAlloc struct {
 	next    int
 	handles map[string][]netip.Prefix
 	fail    error
+	first   AllocationRequest // the first request served
 }
 
 func (a *fakeAlloc) AutoAssign(_ context.Context, req AllocationRequest) ([]netip.Prefix, error) {
@@ -31,6 +32,9 @@ func (a *fakeAlloc) AutoAssign(_ context.Context, req AllocationRequest) ([]neti
 	}
 	if have, ok := a.handles[req.HandleID]; ok {
 		return have, nil
+	}
+	if a.next == 0 {
+		a.first = req
 	}
 	a.next++
 	p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, 0, byte(a.next)}), 32)
@@ -86,41 +90,44 @@ func newTestServer(t *testing.T) (*cniServer, *fakeAlloc, *fakeDataplane) {
 	return s, a, d
 }
 
-func v4() []agentapi.IPFamily { return []agentapi.IPFamily{agentapi.IPFamily_IP_FAMILY_V4} }
+func v4() []agentv1.IPFamily { return []agentv1.IPFamily{agentv1.IPFamily_IP_FAMILY_V4} }
 
 func TestCNIServerLifecycle(t *testing.T) {
 	ctx := context.Background()
 	s, a, d := newTestServer(t)
-	resp, err := s.Allocate(ctx, &agentapi.AllocateRequest{ContainerId: "c1", Ifname: "eth0", PodNamespace: "default", PodName: "p", IpFamilies: v4()})
+	resp, err := s.Allocate(ctx, &agentv1.AllocateRequest{ContainerId: "c1", Ifname: "eth0", PodNamespace: "default", PodName: "p", PodUid: "u-1", IpFamilies: v4()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := s.Allocate(ctx, &agentapi.AllocateRequest{ContainerId: "c1", Ifname: "eth0", IpFamilies: v4()})
+	if r := a.first; r.Namespace != "default" || r.Pod != "p" || r.PodUID != "u-1" {
+		t.Errorf("allocator asked for %+v, want the pod default/p with UID u-1", r)
+	}
+	again, err := s.Allocate(ctx, &agentv1.AllocateRequest{ContainerId: "c1", Ifname: "eth0", IpFamilies: v4()})
 	if err != nil || !reflect.DeepEqual(again.Addresses, resp.Addresses) {
 		t.Fatalf("a retried Allocate must return the same addresses: %v %v vs %v", err, again.GetAddresses(), resp.Addresses)
 	}
-	if _, err := s.EndpointUp(ctx, &agentapi.EndpointUpRequest{ContainerId: "c1", Ifname: "eth0", HostIface: "crnabc", Addresses: []string{"10.244.0.99/32"}}); status.Code(err) != codes.FailedPrecondition {
+	if _, err := s.EndpointUp(ctx, &agentv1.EndpointUpRequest{ContainerId: "c1", Ifname: "eth0", HostIface: "crnabc", Addresses: []string{"10.244.0.99/32"}}); status.Code(err) != codes.FailedPrecondition {
 		t.Errorf("EndpointUp with an address not allocated to the attachment: %v, want FailedPrecondition", err)
 	}
-	if _, err := s.EndpointUp(ctx, &agentapi.EndpointUpRequest{ContainerId: "c1", Ifname: "eth0", HostIface: "eth1", Addresses: resp.Addresses}); status.Code(err) != codes.InvalidArgument {
+	if _, err := s.EndpointUp(ctx, &agentv1.EndpointUpRequest{ContainerId: "c1", Ifname: "eth0", HostIface: "eth1", Addresses: resp.Addresses}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("EndpointUp on a non-Cairn interface: %v, want InvalidArgument", err)
 	}
-	if _, err := s.EndpointUp(ctx, &agentapi.EndpointUpRequest{ContainerId: "c1", Ifname: "eth0", HostIface: "crnabc", Addresses: resp.Addresses}); err != nil {
+	if _, err := s.EndpointUp(ctx, &agentv1.EndpointUpRequest{ContainerId: "c1", Ifname: "eth0", HostIface: "crnabc", Addresses: resp.Addresses}); err != nil {
 		t.Fatal(err)
 	}
 	if len(d.endpoints["crnabc"]) != 1 {
 		t.Errorf("dataplane endpoints = %v", d.endpoints)
 	}
-	chk, err := s.Check(ctx, &agentapi.CheckRequest{ContainerId: "c1", Ifname: "eth0", HostIface: "crnabc", Addresses: resp.Addresses})
+	chk, err := s.Check(ctx, &agentv1.CheckRequest{ContainerId: "c1", Ifname: "eth0", HostIface: "crnabc", Addresses: resp.Addresses})
 	if err != nil || len(chk.Problems) != 0 {
 		t.Errorf("Check of a healthy attachment: %v %v", err, chk.GetProblems())
 	}
-	chk, _ = s.Check(ctx, &agentapi.CheckRequest{ContainerId: "c1", Ifname: "eth0", HostIface: "crnother", Addresses: resp.Addresses})
+	chk, _ = s.Check(ctx, &agentv1.CheckRequest{ContainerId: "c1", Ifname: "eth0", HostIface: "crnother", Addresses: resp.Addresses})
 	if len(chk.GetProblems()) == 0 {
 		t.Error("Check must report a different host interface")
 	}
 	for i := 0; i < 2; i++ { // Release is idempotent
-		if _, err := s.Release(ctx, &agentapi.ReleaseRequest{ContainerId: "c1", Ifname: "eth0"}); err != nil {
+		if _, err := s.Release(ctx, &agentv1.ReleaseRequest{ContainerId: "c1", Ifname: "eth0"}); err != nil {
 			t.Fatalf("release %d: %v", i, err)
 		}
 	}
@@ -132,24 +139,24 @@ func TestCNIServerLifecycle(t *testing.T) {
 func TestCNIServerErrors(t *testing.T) {
 	ctx := context.Background()
 	s, a, _ := newTestServer(t)
-	if _, err := s.Allocate(ctx, &agentapi.AllocateRequest{ContainerId: "../x", Ifname: "eth0", IpFamilies: v4()}); status.Code(err) != codes.InvalidArgument {
+	if _, err := s.Allocate(ctx, &agentv1.AllocateRequest{ContainerId: "../x", Ifname: "eth0", IpFamilies: v4()}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("bad container ID: %v", err)
 	}
-	if _, err := s.Allocate(ctx, &agentapi.AllocateRequest{ContainerId: "c", Ifname: "eth0"}); status.Code(err) != codes.InvalidArgument {
+	if _, err := s.Allocate(ctx, &agentv1.AllocateRequest{ContainerId: "c", Ifname: "eth0"}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("no family: %v", err)
 	}
 	a.fail = ErrPoolExhausted
-	if _, err := s.Allocate(ctx, &agentapi.AllocateRequest{ContainerId: "c", Ifname: "eth0", IpFamilies: v4()}); status.Code(err) != codes.ResourceExhausted {
+	if _, err := s.Allocate(ctx, &agentv1.AllocateRequest{ContainerId: "c", Ifname: "eth0", IpFamilies: v4()}); status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("exhausted pool: %v, want ResourceExhausted", err)
 	}
 	a.fail = errors.New("boom")
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := s.Allocate(cctx, &agentapi.AllocateRequest{ContainerId: "c", Ifname: "eth0", IpFamilies: v4()}); status.Code(err) != codes.Unavailable {
+	if _, err := s.Allocate(cctx, &agentv1.AllocateRequest{ContainerId: "c", Ifname: "eth0", IpFamilies: v4()}); status.Code(err) != codes.Unavailable {
 		t.Errorf("cancelled request: %v, want Unavailable (try again)", err)
 	}
 	s.ready = func() (bool, string) { return false, "caches syncing" }
-	st, _ := s.Status(ctx, &agentapi.StatusRequest{})
+	st, _ := s.Status(ctx, &agentv1.StatusRequest{})
 	if st.Ready || st.Reason != "caches syncing" {
 		t.Errorf("status = %+v", st)
 	}
@@ -159,15 +166,15 @@ func TestCNIServerGC(t *testing.T) {
 	ctx := context.Background()
 	s, a, d := newTestServer(t)
 	for _, id := range []string{"keep", "drop"} {
-		resp, err := s.Allocate(ctx, &agentapi.AllocateRequest{ContainerId: id, Ifname: "eth0", IpFamilies: v4()})
+		resp, err := s.Allocate(ctx, &agentv1.AllocateRequest{ContainerId: id, Ifname: "eth0", IpFamilies: v4()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.EndpointUp(ctx, &agentapi.EndpointUpRequest{ContainerId: id, Ifname: "eth0", HostIface: "crn" + id, Addresses: resp.Addresses}); err != nil {
+		if _, err := s.EndpointUp(ctx, &agentv1.EndpointUpRequest{ContainerId: id, Ifname: "eth0", HostIface: "crn" + id, Addresses: resp.Addresses}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.GC(ctx, &agentapi.GCRequest{ValidAttachments: []*agentapi.Attachment{{ContainerId: "keep", Ifname: "eth0"}}}); err != nil {
+	if _, err := s.GC(ctx, &agentv1.GCRequest{ValidAttachments: []*agentv1.Attachment{{ContainerId: "keep", Ifname: "eth0"}}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := d.endpoints["crnkeep"]; !ok || len(d.endpoints) != 1 || len(a.handles) != 1 {

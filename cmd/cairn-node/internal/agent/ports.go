@@ -10,8 +10,10 @@ import (
 type AllocationRequest struct {
 	HandleID, ContainerID, IfName string
 	Namespace, Pod                string
-	IPv4, IPv6                    int
-	Pool                          string
+	// PodUID tells the owning pod from a later pod of the same name.
+	PodUID     string
+	IPv4, IPv6 int
+	Pool       string
 }
 
 // Allocator is the part of IPAM the agent uses. The allocation is durable
