@@ -51,6 +51,11 @@ type Chain struct {
 	chain   *nftables.Chain
 	desired []Rule
 	dirty   bool
+	// known: SetRules was called. Until then the chain is left as the
+	// kernel has it: after a restart, the previous agent's rules are the
+	// best guess, and an empty chain would be a wrong one (no NAT for
+	// pods until the first sync, 10 s or more on a slow start).
+	known bool
 }
 
 // New returns a Chain that will write spec into Cairn's table.
@@ -70,15 +75,21 @@ func New(conn Conn, spec Spec, log *slog.Logger) *Chain {
 
 // SetRules states the chain's rules.
 func (c *Chain) SetRules(rules []Rule) {
-	if !slices.EqualFunc(rules, c.desired, func(a, b Rule) bool { return a.Comment == b.Comment }) {
+	if !c.known || !slices.EqualFunc(rules, c.desired, func(a, b Rule) bool { return a.Comment == b.Comment }) {
 		c.dirty = true
 	}
 	c.desired = rules
+	c.known = true
 }
 
 // Apply writes the rules if they changed since the last write or, when
-// full is set, if the kernel's copy differs from them.
+// full is set, if the kernel's copy differs from them. Before the first
+// SetRules it does nothing: nothing is removed until the desired state is
+// known.
 func (c *Chain) Apply(full bool) error {
+	if !c.known {
+		return nil
+	}
 	if !c.dirty && full {
 		c.dirty = c.drifted()
 	}

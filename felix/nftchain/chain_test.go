@@ -47,3 +47,34 @@ func TestChainWritesOnlyWhenNeeded(t *testing.T) {
 		}
 	}
 }
+
+// A chain whose rules are not stated yet is left as the kernel has it: a
+// restarted agent must not empty the previous agent's NAT rules while it
+// waits for its first sync.
+func TestChainUntouchedUntilRulesAreKnown(t *testing.T) {
+	conn := &fake.Conn{}
+	spec := nftchain.Spec{Name: "nat", Type: nftables.ChainTypeNAT,
+		Hook: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource}
+	before := nftchain.New(conn, spec, slog.New(slog.DiscardHandler))
+	before.SetRules([]nftchain.Rule{{Comment: "masquerade"}})
+	if err := before.Apply(false); err != nil {
+		t.Fatal(err)
+	}
+	restarted := nftchain.New(conn, spec, slog.New(slog.DiscardHandler))
+	for _, full := range []bool{false, true} {
+		if err := restarted.Apply(full); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := conn.Comments("nat"); !slices.Equal(got, []string{"masquerade"}) || conn.Flushes() != 1 {
+			t.Fatalf("apply (full %v) before the rules are known: rules %q after %d flushes, want the previous agent's", full, got, conn.Flushes())
+		}
+	}
+	// Stating no rules at all is a decision, and is written.
+	restarted.SetRules(nil)
+	if err := restarted.Apply(false); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := conn.Comments("nat"); len(got) != 0 {
+		t.Fatalf("rules %q after stating none", got)
+	}
+}
