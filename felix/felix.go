@@ -45,8 +45,8 @@ const HostVethPrefix = "crn"
 // maxIfaceName is IFNAMSIZ-1.
 const maxIfaceName = 15
 
-// Config configures felix. The zero value of each field means its default.
-type Config struct {
+// Options configure felix. The zero value of each field means its default.
+type Options struct {
 	// NodeName is put in every log line.
 	NodeName string
 	// Logger receives structured logs; nil discards them.
@@ -98,9 +98,9 @@ var ErrNotRunning = errors.New("felix is not running")
 
 // Felix is the reconciler. Its methods are safe for concurrent use.
 type Felix struct {
-	cfg Config
-	log *slog.Logger
-	k   kernel.Kernel
+	opts Options
+	log  *slog.Logger
+	k    kernel.Kernel
 
 	// Owned by the Run goroutine.
 	rt        *routetable.Table
@@ -124,25 +124,25 @@ type Felix struct {
 }
 
 // New builds felix; it touches the kernel only to open its sockets.
-func New(cfg Config) (*Felix, error) {
-	if cfg.RouteProtocol == 0 {
-		cfg.RouteProtocol = DefaultRouteProtocol
+func New(opts Options) (*Felix, error) {
+	if opts.RouteProtocol == 0 {
+		opts.RouteProtocol = DefaultRouteProtocol
 	}
-	if cfg.ResyncInterval <= 0 {
-		cfg.ResyncInterval = DefaultResyncInterval
+	if opts.ResyncInterval <= 0 {
+		opts.ResyncInterval = DefaultResyncInterval
 	}
-	if cfg.RetryInterval <= 0 {
-		cfg.RetryInterval = 100 * time.Millisecond
+	if opts.RetryInterval <= 0 {
+		opts.RetryInterval = 100 * time.Millisecond
 	}
-	log := cfg.Logger
+	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("node", cfg.NodeName, "component", "felix")
+	log = log.With("node", opts.NodeName, "component", "felix")
 	var closers []func() error
-	k := cfg.Kernel
+	k := opts.Kernel
 	if k == nil {
-		nk, err := kernel.NewNetlink(kernel.NetlinkOptions{NetNSPath: cfg.NetNSPath})
+		nk, err := kernel.NewNetlink(kernel.NetlinkOptions{NetNSPath: opts.NetNSPath})
 		if err != nil {
 			return nil, fmt.Errorf("open kernel: %w", err)
 		}
@@ -150,9 +150,9 @@ func New(cfg Config) (*Felix, error) {
 		closers = append(closers, nk.Close)
 	}
 	k = kernel.WithDumpRetry(k, kernel.DefaultDumpAttempts)
-	nft := cfg.Nftables
+	nft := opts.Nftables
 	if nft == nil {
-		c, closeNS, err := newNftables(cfg.NetNSPath)
+		c, closeNS, err := newNftables(opts.NetNSPath)
 		if err != nil {
 			closeAll(closers)
 			return nil, err
@@ -161,11 +161,11 @@ func New(cfg Config) (*Felix, error) {
 		closers = append(closers, closeNS)
 	}
 	f := &Felix{
-		cfg: cfg,
-		log: log,
-		k:   k,
-		rt: routetable.New(routetable.Config{
-			Kernel: k, Protocol: cfg.RouteProtocol, Logger: log.With("part", "routetable"),
+		opts: opts,
+		log:  log,
+		k:    k,
+		rt: routetable.New(routetable.Options{
+			Kernel: k, Protocol: opts.RouteProtocol, Logger: log.With("part", "routetable"),
 		}),
 		ifs:       ifacesettings.New(k, log.With("part", "ifacesettings")),
 		nat:       natoutgoing.New(nft, log.With("part", "natoutgoing")),

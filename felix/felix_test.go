@@ -40,7 +40,7 @@ func newHarness(t *testing.T, k *fake.Kernel) *harness {
 // start runs a (new) felix on the harness's kernel, as an agent restart.
 func (h *harness) start() {
 	h.t.Helper()
-	f, err := New(Config{
+	f, err := New(Options{
 		NodeName: "node-1",
 		Logger:   slog.New(slog.NewTextHandler(h.t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Kernel:   h.k, Nftables: h.nft,

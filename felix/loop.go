@@ -47,7 +47,7 @@ func (f *Felix) Run(ctx context.Context) error {
 		return errors.New("felix: Run called twice")
 	}
 	defer f.running.Store(false)
-	f.log.Info("starting", "routeProtocol", f.cfg.RouteProtocol, "resyncInterval", f.cfg.ResyncInterval)
+	f.log.Info("starting", "routeProtocol", f.opts.RouteProtocol, "resyncInterval", f.opts.ResyncInterval)
 
 	// Subscribe before the first listing so no link change falls between.
 	st := &loopState{timer: time.NewTimer(0), links: f.subscribe(ctx)}
@@ -79,7 +79,7 @@ type loopState struct {
 // an error or while something is amiss, else after ResyncInterval.
 func (f *Felix) schedule(st *loopState, full bool, err error) {
 	if err != nil || f.rt.NeedsResync() || st.links == nil {
-		st.backoff = min(max(2*st.backoff, f.cfg.RetryInterval), f.cfg.ResyncInterval)
+		st.backoff = min(max(2*st.backoff, f.opts.RetryInterval), f.opts.ResyncInterval)
 		if err != nil {
 			f.log.Warn("dataplane not in sync; will read the kernel back", "err", err, "retryIn", st.backoff)
 		}
@@ -88,7 +88,7 @@ func (f *Felix) schedule(st *loopState, full bool, err error) {
 	}
 	if full {
 		st.backoff = 0
-		resetTimer(st.timer, f.cfg.ResyncInterval)
+		resetTimer(st.timer, f.opts.ResyncInterval)
 	}
 }
 

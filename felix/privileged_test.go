@@ -32,7 +32,7 @@ func logger(t *testing.T) *slog.Logger {
 // called at cleanup).
 func runFelix(t *testing.T, n *netnstest.NS) (*felix.Felix, func()) {
 	t.Helper()
-	f, err := felix.New(felix.Config{NodeName: "node-" + n.Name[len(n.Name)-4:], Logger: logger(t), NetNSPath: n.Path()})
+	f, err := felix.New(felix.Options{NodeName: "node-" + n.Name[len(n.Name)-4:], Logger: logger(t), NetNSPath: n.Path()})
 	if err != nil {
 		t.Fatal(err)
 	}

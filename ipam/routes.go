@@ -37,13 +37,7 @@ func NodeRoutes(node string, blocks []*v1.IPAMBlock, affinities []*v1.BlockAffin
 			}
 		}
 	}
-	cmp := func(x, y netip.Prefix) int {
-		if c := x.Addr().Compare(y.Addr()); c != 0 {
-			return c
-		}
-		return x.Bits() - y.Bits()
-	}
-	slices.SortFunc(owned, cmp)
-	slices.SortFunc(borrowed, cmp)
+	slices.SortFunc(owned, netip.Prefix.Compare)
+	slices.SortFunc(borrowed, netip.Prefix.Compare)
 	return owned, borrowed
 }

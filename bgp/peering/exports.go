@@ -3,7 +3,7 @@ package peering
 import (
 	"fmt"
 	"net/netip"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -15,9 +15,9 @@ import (
 type ExportInput struct {
 	// Owned are the blocks affine to this node.
 	Owned []netip.Prefix
-	// Borrowed are addresses this node's pods use from other nodes' blocks;
-	// each is announced as a host route.
-	Borrowed []netip.Addr
+	// Borrowed are host routes (/32, /128) to the addresses this node's
+	// pods use from other nodes' blocks; each is announced.
+	Borrowed []netip.Prefix
 	Pools    []v1.IPPool
 	Config   *v1.BGPConfiguration
 }
@@ -36,8 +36,7 @@ func Advertisements(in ExportInput) ([]speaker.Advertisement, []error) {
 			set[b.Masked()] = true
 		}
 	}
-	for _, a := range in.Borrowed {
-		p := netip.PrefixFrom(a, a.BitLen())
+	for _, p := range in.Borrowed {
 		if !withinAny(p, noExport) {
 			set[p] = true
 		}
@@ -68,7 +67,7 @@ func Advertisements(in ExportInput) ([]speaker.Advertisement, []error) {
 	for p := range set {
 		out = append(out, speaker.Advertisement{Prefix: p, Communities: communitiesFor(p, communities)})
 	}
-	sort.Slice(out, func(i, j int) bool { return prefixLess(out[i].Prefix, out[j].Prefix) })
+	slices.SortFunc(out, func(a, b speaker.Advertisement) int { return a.Prefix.Compare(b.Prefix) })
 	return out, errs
 }
 
@@ -81,7 +80,7 @@ func ImportFilter(pools []v1.IPPool) []netip.Prefix {
 			out = append(out, c.Masked())
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return prefixLess(out[i], out[j]) })
+	slices.SortFunc(out, netip.Prefix.Compare)
 	return out
 }
 
@@ -157,11 +156,4 @@ func ParseCommunity(s string) (uint32, error) {
 		return 0, fmt.Errorf("community %q: both halves must be 0..65535", s)
 	}
 	return uint32(hi<<16 | lo), nil
-}
-
-func prefixLess(a, b netip.Prefix) bool {
-	if a.Addr() != b.Addr() {
-		return a.Addr().Less(b.Addr())
-	}
-	return a.Bits() < b.Bits()
 }

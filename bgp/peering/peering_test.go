@@ -125,7 +125,7 @@ func TestAdvertisements(t *testing.T) {
 		wantErr string
 	}{
 		{name: "blocks and borrowed addresses", in: ExportInput{
-			Owned: []netip.Prefix{pfx("10.244.0.64/26"), pfx("10.244.0.0/26")}, Borrowed: []netip.Addr{netip.MustParseAddr("10.244.1.5")},
+			Owned: []netip.Prefix{pfx("10.244.0.64/26"), pfx("10.244.0.0/26")}, Borrowed: []netip.Prefix{pfx("10.244.1.5/32")},
 			Pools: []v1.IPPool{pool("10.244.0.0/16", false)}},
 			want: []speaker.Advertisement{ad("10.244.0.0/26"), ad("10.244.0.64/26"), ad("10.244.1.5/32")}},
 		{name: "disableBGPExport pool is not announced", in: ExportInput{
@@ -165,6 +165,36 @@ func TestImportFilter(t *testing.T) {
 	want := []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00::/48")}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("ImportFilter = %v, want %v (a default route is never importable)", got, want)
+	}
+}
+
+func TestSecretNames(t *testing.T) {
+	pw := func(name string) *v1.BGPPassword {
+		return &v1.BGPPassword{SecretKeyRef: &v1.SecretKeyRef{Name: name, Key: "k"}}
+	}
+	mesh := cfg(true)
+	mesh.Spec.NodeMeshPassword = pw("mesh")
+	for _, tc := range []struct {
+		name   string
+		config *v1.BGPConfiguration
+		peers  []v1.BGPPeer
+		want   []string
+	}{
+		{name: "none", config: nil, peers: nil, want: nil},
+		{name: "mesh only", config: mesh, want: []string{"mesh"}},
+		{name: "sorted, once each", config: mesh, peers: []v1.BGPPeer{
+			bgpPeer("tor2", v1.BGPPeerSpec{Password: pw("tors")}),
+			bgpPeer("tor1", v1.BGPPeerSpec{Password: pw("tors")}),
+			bgpPeer("rr", v1.BGPPeerSpec{Password: pw("aaa")}),
+		}, want: []string{"aaa", "mesh", "tors"}},
+		{name: "no ref, no name", config: cfg(true), peers: []v1.BGPPeer{
+			bgpPeer("open", v1.BGPPeerSpec{}),
+			bgpPeer("broken", v1.BGPPeerSpec{Password: &v1.BGPPassword{}}),
+		}, want: nil},
+	} {
+		if got := SecretNames(tc.config, tc.peers); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: SecretNames = %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -18,6 +19,26 @@ const DefaultASN = 64512
 // Secrets resolves a password reference. Errors must not contain the
 // secret's value.
 type Secrets func(ref v1.SecretKeyRef) (string, error)
+
+// SecretNames lists, sorted and once each, the Secrets that passwords in
+// config (which may be nil) and peers refer to: the only ones Peers may
+// ask Secrets for.
+func SecretNames(config *v1.BGPConfiguration, peers []v1.BGPPeer) []string {
+	var out []string
+	add := func(pw *v1.BGPPassword) {
+		if pw != nil && pw.SecretKeyRef != nil && pw.SecretKeyRef.Name != "" {
+			out = append(out, pw.SecretKeyRef.Name)
+		}
+	}
+	if config != nil {
+		add(config.Spec.NodeMeshPassword)
+	}
+	for i := range peers {
+		add(peers[i].Spec.Password)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
 
 // PeersInput is everything that decides one node's peers.
 type PeersInput struct {

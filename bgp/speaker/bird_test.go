@@ -117,7 +117,7 @@ func TestBirdInterop(t *testing.T) {
 	bird := startBird(t, nsB, fmt.Sprintf(birdConf, password))
 
 	sp := startSpeaker(t, "node", nsA, helperConfig{RouterID: netip.MustParseAddr("10.88.0.1"), ASN: 65000, ListenPort: 179,
-		GracefulRestart: &GRConfig{Enabled: true}, InitialSyncTimeout: 20 * time.Second})
+		GracefulRestart: &GROptions{Enabled: true}, InitialSyncTimeout: 20 * time.Second})
 	sp.SetFilter(t, "10.244.0.0/16")
 	sp.SetPeers(t, Peer{Name: "tor", Address: netip.MustParseAddr("10.88.0.2"), ASN: 65001, Password: password,
 		TTLSecurity: 1, HoldTime: 9 * time.Second, MaxPrefixes: 100})

@@ -12,12 +12,12 @@ import (
 
 // A node agent's use of the speaker: declare, run, consume learned paths.
 func Example() {
-	sp, err := speaker.New(speaker.Config{
+	sp, err := speaker.New(speaker.Options{
 		RouterID:        netip.MustParseAddr("10.0.0.11"),
 		ASN:             64512,
 		ListenPort:      179,
 		Logger:          slog.New(slog.NewJSONHandler(os.Stderr, nil)),
-		GracefulRestart: &speaker.GRConfig{Enabled: true, RestartTime: 120 * time.Second},
+		GracefulRestart: &speaker.GROptions{Enabled: true, RestartTime: 120 * time.Second},
 	})
 	if err != nil {
 		panic(err)

@@ -45,13 +45,13 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// helperConfig is the Config a child speaker is started with.
+// helperConfig is what a child speaker is started with.
 type helperConfig struct {
 	RouterID           netip.Addr
 	ASN                uint32
 	ListenPort         int32
 	ListenAddresses    []string
-	GracefulRestart    *GRConfig
+	GracefulRestart    *GROptions
 	InitialSyncTimeout time.Duration
 }
 
@@ -86,7 +86,7 @@ func runHelper(cfgJSON string) int {
 		_ = enc.Encode(m)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	sp, err := New(Config{
+	sp, err := New(Options{
 		RouterID: hc.RouterID, ASN: hc.ASN, ListenPort: hc.ListenPort, ListenAddresses: hc.ListenAddresses,
 		Logger: log, GracefulRestart: hc.GracefulRestart, InitialSyncTimeout: hc.InitialSyncTimeout,
 	})

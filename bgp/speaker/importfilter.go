@@ -23,7 +23,7 @@ func normalizeImportFilter(allowed []netip.Prefix) (kept, dropped []netip.Prefix
 		}
 		kept = append(kept, p.Masked())
 	}
-	slices.SortFunc(kept, comparePrefix)
+	slices.SortFunc(kept, netip.Prefix.Compare)
 	return slices.Compact(kept), dropped
 }
 
@@ -43,12 +43,4 @@ func importable(p netip.Prefix, allowed []netip.Prefix) bool {
 		}
 	}
 	return false
-}
-
-// comparePrefix orders prefixes by address, then by length.
-func comparePrefix(a, b netip.Prefix) int {
-	if c := a.Addr().Compare(b.Addr()); c != 0 {
-		return c
-	}
-	return a.Bits() - b.Bits()
 }

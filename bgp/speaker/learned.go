@@ -156,7 +156,7 @@ func selectLearned(cands []candidate, f learnedFilter) []Path {
 }
 
 func comparePath(a, b Path) int {
-	return cmp.Or(comparePrefix(a.Prefix, b.Prefix), a.NextHop.Compare(b.NextHop), a.Peer.Compare(b.Peer))
+	return cmp.Or(a.Prefix.Compare(b.Prefix), a.NextHop.Compare(b.NextHop), a.Peer.Compare(b.Peer))
 }
 
 // acceptedPerPeer counts, per neighbour, the paths in the RIB that the import

@@ -37,6 +37,9 @@ func TestSelectLearned(t *testing.T) {
 	}{
 		{name: "nothing", want: nil},
 		{name: "one path", cands: []candidate{c(block, nh1, nh1)}, want: []Path{p(block, nh1, nh1)}},
+		{name: "prefixes in numeric order, not string order",
+			cands: []candidate{c(netip.MustParsePrefix("10.244.10.0/26"), nh1, nh1), c(netip.MustParsePrefix("10.244.2.0/26"), nh1, nh1)},
+			want:  []Path{p(netip.MustParsePrefix("10.244.2.0/26"), nh1, nh1), p(netip.MustParsePrefix("10.244.10.0/26"), nh1, nh1)}},
 		{name: "ECMP: equal paths from two nodes, sorted by next hop",
 			cands: []candidate{c(block, nh2, nh2), c(block, nh1, nh1)},
 			want:  []Path{p(block, nh1, nh1), p(block, nh2, nh2)}},

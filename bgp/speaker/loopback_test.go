@@ -114,7 +114,7 @@ func TestSpeakersOverLoopback(t *testing.T) {
 	)
 	lo := func(i byte) netip.Addr { return netip.AddrFrom4([4]byte{127, 0, 0, i}) }
 	port := freeLoopbackPort(t)
-	gr := &GRConfig{Enabled: true, RestartTime: 30 * time.Second}
+	gr := &GROptions{Enabled: true, RestartTime: 30 * time.Second}
 
 	a := startSpeaker(t, "A", "", helperConfig{RouterID: netip.MustParseAddr("10.0.0.1"), ASN: asn, ListenPort: port,
 		ListenAddresses: []string{"127.0.0.1"}, GracefulRestart: gr, InitialSyncTimeout: 20 * time.Second})

@@ -121,7 +121,7 @@ func TestNetnsTwoSpeakers(t *testing.T) {
 		end{netns: nsA, dev: "eth-a", addrs: []string{"10.88.0.1/30", "fd00:88::1/64"}},
 		end{netns: nsB, dev: "eth-b", addrs: []string{"10.88.0.2/30", "fd00:88::2/64"}})
 
-	gr := &GRConfig{Enabled: true, RestartTime: 60 * time.Second}
+	gr := &GROptions{Enabled: true, RestartTime: 60 * time.Second}
 	cfgA := helperConfig{RouterID: netip.MustParseAddr("10.88.0.1"), ASN: asn, ListenPort: 179, GracefulRestart: gr, InitialSyncTimeout: 20 * time.Second}
 	cfgB := helperConfig{RouterID: netip.MustParseAddr("10.88.0.2"), ASN: asn, ListenPort: 179, GracefulRestart: gr, InitialSyncTimeout: 20 * time.Second}
 	peers := func(name, v4, v6 string) []Peer {

@@ -54,14 +54,14 @@ func diffPeers(desired, actual map[netip.Addr]Peer) plan[netip.Addr] {
 // diffAdvertisements plans path changes; a prefix whose communities changed
 // is re-added, which replaces the path in GoBGP's RIB in place.
 func diffAdvertisements(desired, actual map[netip.Prefix][]uint32) plan[netip.Prefix] {
-	return diffKeyed(desired, actual, slices.Equal[[]uint32], comparePrefix)
+	return diffKeyed(desired, actual, slices.Equal[[]uint32], netip.Prefix.Compare)
 }
 
 // peerLocal is the part of the speaker's configuration a neighbour needs.
 type peerLocal struct {
 	asn      uint32
 	routerID netip.Addr
-	gr       *GRConfig // nil or validated
+	gr       *GROptions // nil or validated
 }
 
 // familyOf is the one address family a session carries: the peer address's.

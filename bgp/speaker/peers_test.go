@@ -70,7 +70,7 @@ func TestDiffAdvertisements(t *testing.T) {
 }
 
 func TestToAPIPeer(t *testing.T) {
-	gr := &GRConfig{Enabled: true, RestartTime: 90 * time.Second}
+	gr := &GROptions{Enabled: true, RestartTime: 90 * time.Second}
 	local := peerLocal{asn: 64512, routerID: rid}
 	v4fam := &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
 	v6fam := &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}
@@ -145,7 +145,7 @@ func TestToAPIPeer(t *testing.T) {
 				t.Error("GR not enabled for the family: no End-of-RIB would be sent")
 			}
 		}},
-		{name: "graceful restart disabled", peer: Peer{Address: peerA, ASN: 64512}, local: peerLocal{asn: 64512, routerID: rid, gr: &GRConfig{}}, check: func(t *testing.T, p *api.Peer) {
+		{name: "graceful restart disabled", peer: Peer{Address: peerA, ASN: 64512}, local: peerLocal{asn: 64512, routerID: rid, gr: &GROptions{}}, check: func(t *testing.T, p *api.Peer) {
 			if p.GracefulRestart != nil || p.AfiSafis[0].MpGracefulRestart.Config.Enabled {
 				t.Errorf("gr %v", p.GracefulRestart)
 			}

@@ -29,7 +29,7 @@ func TestRedactingHandler(t *testing.T) {
 	type conf struct{ AuthPassword string }
 	log.With("bound", "pw="+secret).WithGroup("g").Debug("message with "+secret,
 		"string", secret,
-		"error", fmt.Errorf("dial: %w", errors.New("key "+secret)),
+		"err", fmt.Errorf("dial: %w", errors.New("key "+secret)),
 		"struct", conf{AuthPassword: secret},
 		"group", slog.GroupValue(slog.String("inner", secret)),
 		"int", 42,

@@ -71,27 +71,27 @@ type peerStatus struct {
 func (s *Speaker) start(ctx context.Context) (*runner, error) {
 	quiet := &atomic.Bool{}
 	glog := slog.New(&redactingHandler{
-		next: s.cfg.Logger.Handler(), secrets: s.secrets, quiet: quiet, quietMsg: gobgpStopNoise,
-	}).With("component", "gobgp", "routerID", s.cfg.RouterID.String())
+		next: s.opts.Logger.Handler(), secrets: s.secrets, quiet: quiet, quietMsg: gobgpStopNoise,
+	}).With("component", "gobgp", "routerID", s.opts.RouterID.String())
 	srv := server.NewBgpServer(server.LoggerOption(glog, nil))
 	go srv.Serve()
 	// Once StartBgp has returned, Serve is running, so Stop can end it.
 	abort := func() { quiet.Store(true); srv.Stop() }
 
-	port := s.cfg.ListenPort
+	port := s.opts.ListenPort
 	if port == 0 {
 		port = -1 // GoBGP's "do not listen"
 	}
 	err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
-		Asn:              s.cfg.ASN,
-		RouterId:         s.cfg.RouterID.String(),
+		Asn:              s.opts.ASN,
+		RouterId:         s.opts.RouterID.String(),
 		ListenPort:       port,
-		ListenAddresses:  s.cfg.ListenAddresses,
+		ListenAddresses:  s.opts.ListenAddresses,
 		UseMultiplePaths: true,
 	}})
 	if err != nil {
 		abort()
-		return nil, fmt.Errorf("start GoBGP (listen port %d): %w", s.cfg.ListenPort, err)
+		return nil, fmt.Errorf("start GoBGP (listen port %d): %w", s.opts.ListenPort, err)
 	}
 	if err := installPolicy(ctx, srv); err != nil {
 		abort()
@@ -103,8 +103,8 @@ func (s *Speaker) start(ctx context.Context) (*runner, error) {
 		abort()
 		return nil, fmt.Errorf("watch GoBGP events: %w", err)
 	}
-	s.log.Info("BGP speaker started", "listenPort", s.cfg.ListenPort,
-		"gracefulRestart", s.cfg.GracefulRestart != nil && s.cfg.GracefulRestart.Enabled)
+	s.log.Info("BGP speaker started", "listenPort", s.opts.ListenPort,
+		"gracefulRestart", s.opts.GracefulRestart != nil && s.opts.GracefulRestart.Enabled)
 	return &runner{
 		s:            s,
 		srv:          srv,
@@ -114,7 +114,7 @@ func (s *Speaker) start(ctx context.Context) (*runner, error) {
 		ads:          map[netip.Prefix][]uint32{},
 		peers:        map[netip.Addr]Peer{},
 		status:       map[netip.Addr]*peerStatus{},
-		syncTimer:    time.NewTimer(s.cfg.InitialSyncTimeout),
+		syncTimer:    time.NewTimer(s.opts.InitialSyncTimeout),
 		learnedDirty: true,
 	}, nil
 }
@@ -153,7 +153,7 @@ func (r *runner) loop(ctx context.Context) {
 		case <-r.syncTimer.C:
 			if !r.synced {
 				r.log.Warn("initial sync timed out: publishing learned paths without End-of-RIB from every peer",
-					"timeout", r.s.cfg.InitialSyncTimeout)
+					"timeout", r.s.opts.InitialSyncTimeout)
 				r.synced, r.learnedDirty = true, true
 			}
 		}
@@ -201,7 +201,7 @@ func (r *runner) scheduleRetry(err error) {
 		return
 	}
 	r.backoff = min(max(2*r.backoff, minBackoff), maxBackoff)
-	r.log.Error("could not apply desired BGP state; will retry", "error", err, "retryIn", r.backoff)
+	r.log.Error("could not apply desired BGP state; will retry", "err", err, "retryIn", r.backoff)
 	if r.retry != nil {
 		r.retry.Stop()
 	}
@@ -213,7 +213,7 @@ func (r *runner) scheduleRetry(err error) {
 // policy over every received path (including ones rejected before), soft
 // reset out re-runs the export policy and withdraws what it now rejects.
 func (r *runner) applyPolicy(d desired) error {
-	in := policyInputFor(d.pools, d.peers, r.s.cfg.ASN)
+	in := policyInputFor(d.pools, d.peers, r.s.opts.ASN)
 	if in.equal(r.policy) {
 		return nil
 	}
@@ -308,12 +308,12 @@ func advertisedPath(p netip.Prefix, communities []uint32) (*apiutil.Path, error)
 func (r *runner) applyPeers(d desired) []error {
 	pl := diffPeers(d.peers, r.peers)
 	ctx := context.Background()
-	local := peerLocal{asn: r.s.cfg.ASN, routerID: r.s.cfg.RouterID, gr: r.s.cfg.GracefulRestart}
+	local := peerLocal{asn: r.s.opts.ASN, routerID: r.s.opts.RouterID, gr: r.s.opts.GracefulRestart}
 	var errs []error
 	for _, a := range slices.Concat(pl.Remove, pl.Replace) {
 		old := r.peers[a]
 		if err := r.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: a.String()}); err != nil {
-			r.log.Warn("GoBGP did not have the peer being removed", "peer", old.displayName(), "address", a.String(), "error", err)
+			r.log.Warn("GoBGP did not have the peer being removed", "peer", old.displayName(), "address", a.String(), "err", err)
 		}
 		delete(r.peers, a)
 		delete(r.status, a)
@@ -417,14 +417,14 @@ func (r *runner) publishLearned() {
 	r.learnedDirty = false
 	cands, err := r.candidates()
 	if err != nil {
-		r.log.Error("could not read the RIB; learned paths not updated", "error", err)
+		r.log.Error("could not read the RIB; learned paths not updated", "err", err)
 		return
 	}
 	r.accepted = acceptedPerPeer(cands, r.last.pools)
 	if !r.synced {
 		return
 	}
-	paths := selectLearned(cands, learnedFilter{localASN: r.s.cfg.ASN, pools: r.last.pools, own: r.last.ads, staleDead: r.backWithoutGR()})
+	paths := selectLearned(cands, learnedFilter{localASN: r.s.opts.ASN, pools: r.last.pools, own: r.last.ads, staleDead: r.backWithoutGR()})
 	if r.publishedOnce && slices.EqualFunc(paths, r.published, equalPath) {
 		return
 	}
@@ -486,7 +486,7 @@ func (r *runner) peerStates() []PeerState {
 		}
 	})
 	if err != nil {
-		r.log.Warn("could not list GoBGP peers", "error", err)
+		r.log.Warn("could not list GoBGP peers", "err", err)
 	}
 	out := make([]PeerState, 0, len(d.peers))
 	for _, addr := range slices.SortedFunc(maps.Keys(d.peers), netip.Addr.Compare) {
@@ -532,11 +532,11 @@ func fillFromGoBGP(ps *PeerState, ap *api.Peer) {
 // goroutine; its own StopBgp call then fails and logs gobgpStopNoise, which
 // is dropped.
 func (r *runner) stop() {
-	gr := r.s.cfg.GracefulRestart != nil && r.s.cfg.GracefulRestart.Enabled
+	gr := r.s.opts.GracefulRestart != nil && r.s.opts.GracefulRestart.Enabled
 	r.cancelWatch()
 	r.quiet.Store(true)
 	if err := r.srv.StopBgp(context.Background(), &api.StopBgpRequest{AllowGracefulRestart: gr}); err != nil {
-		r.log.Warn("GoBGP stop reported an error", "error", err)
+		r.log.Warn("GoBGP stop reported an error", "err", err)
 	}
 	r.srv.Stop()
 	if r.retry != nil {

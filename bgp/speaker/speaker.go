@@ -16,7 +16,7 @@ import (
 // state what it should do with SetPeers, SetAdvertisements and
 // SetImportFilter, which may be called at any time, before or during Run.
 type Speaker struct {
-	cfg     Config
+	opts    Options
 	log     *slog.Logger
 	secrets *secrets
 
@@ -41,17 +41,17 @@ type desired struct {
 	pools    []netip.Prefix
 }
 
-// New validates cfg and returns a speaker that is not yet running.
-func New(cfg Config) (*Speaker, error) {
-	cfg, err := validateConfig(cfg)
+// New validates opts and returns a speaker that is not yet running.
+func New(opts Options) (*Speaker, error) {
+	opts, err := validateOptions(opts)
 	if err != nil {
 		return nil, fmt.Errorf("configure BGP speaker: %w", err)
 	}
 	sec := &secrets{}
-	log := slog.New(&redactingHandler{next: cfg.Logger.Handler(), secrets: sec}).With(
-		"component", "bgp-speaker", "routerID", cfg.RouterID.String(), "asn", cfg.ASN)
+	log := slog.New(&redactingHandler{next: opts.Logger.Handler(), secrets: sec}).With(
+		"component", "bgp-speaker", "routerID", opts.RouterID.String(), "asn", opts.ASN)
 	return &Speaker{
-		cfg:     cfg,
+		opts:    opts,
 		log:     log,
 		secrets: sec,
 		desired: desired{
@@ -72,7 +72,7 @@ func New(cfg Config) (*Speaker, error) {
 // never contains a password); the valid ones are applied regardless.
 // Failures to apply are retried and shown in PeerStates.
 func (s *Speaker) SetPeers(peers []Peer) error {
-	m, err := validatePeers(peers, s.cfg.ASN)
+	m, err := validatePeers(peers, s.opts.ASN)
 	s.mu.Lock()
 	s.desired.peers = m
 	s.desired.peersSet = true
@@ -125,9 +125,11 @@ func (s *Speaker) SetImportFilter(allowed []netip.Prefix) {
 // every change. It holds only the latest set, so a slow reader skips
 // intermediate ones and never blocks BGP. The first set is sent once every
 // peer has sent End-of-RIB (or reached Established without graceful
-// restart), or after Config.InitialSyncTimeout, so a restarted agent does not
+// restart), or after Options.InitialSyncTimeout, so a restarted agent does not
 // remove routes it has simply not relearned yet. The channel is closed when
-// Run returns. Each slice belongs to the receiver.
+// Run returns. Each slice belongs to the receiver. Paths come normalised:
+// prefixes masked, one path per prefix and next hop, sorted by prefix
+// (netip.Prefix.Compare) then next hop.
 func (s *Speaker) Learned() <-chan []Path {
 	return s.learned
 }
@@ -169,7 +171,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 	defer close(s.learned)
 	r, err := s.start(ctx)
 	if err != nil {
-		return fmt.Errorf("start BGP speaker %s (AS %d): %w", s.cfg.RouterID, s.cfg.ASN, err)
+		return fmt.Errorf("start BGP speaker %s (AS %d): %w", s.opts.RouterID, s.opts.ASN, err)
 	}
 	r.loop(ctx)
 	return nil

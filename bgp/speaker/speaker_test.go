@@ -12,7 +12,7 @@ import (
 )
 
 func TestNewRejectsBadConfig(t *testing.T) {
-	_, err := New(Config{RouterID: rid})
+	_, err := New(Options{RouterID: rid})
 	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "configure BGP speaker") {
 		t.Fatalf("got %v", err)
 	}
@@ -20,7 +20,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 
 func TestNewTwiceAndStateBeforeRun(t *testing.T) {
 	for range 2 { // a second construction must not panic or share state
-		sp, err := New(Config{RouterID: rid, ASN: 64512})
+		sp, err := New(Options{RouterID: rid, ASN: 64512})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,7 +35,7 @@ func TestNewTwiceAndStateBeforeRun(t *testing.T) {
 }
 
 func TestSetPeersAppliesTheValidOnes(t *testing.T) {
-	sp, err := New(Config{RouterID: rid, ASN: 64512})
+	sp, err := New(Options{RouterID: rid, ASN: 64512})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestSetPeersAppliesTheValidOnes(t *testing.T) {
 // peer: it starts, publishes an empty learned set once synced, stops on
 // cancel, closes Learned and refuses a second Run.
 func TestRunLifecycle(t *testing.T) {
-	sp, err := New(Config{RouterID: rid, ASN: 64512, InitialSyncTimeout: time.Minute})
+	sp, err := New(Options{RouterID: rid, ASN: 64512, InitialSyncTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestRunFailsWhenThePortIsTaken(t *testing.T) {
 	}
 	defer l.Close()
 	port := l.Addr().(*net.TCPAddr).Port
-	sp, err := New(Config{RouterID: rid, ASN: 64512, ListenPort: int32(port), ListenAddresses: []string{"127.0.0.1"}})
+	sp, err := New(Options{RouterID: rid, ASN: 64512, ListenPort: int32(port), ListenAddresses: []string{"127.0.0.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// Config is the speaker's global configuration, fixed for its lifetime.
-type Config struct {
+// Options are the speaker's global settings, fixed for its lifetime.
+type Options struct {
 	// RouterID is the BGP identifier; GoBGP requires an IPv4 address. It is
 	// also the default route-reflector cluster ID.
 	RouterID netip.Addr
@@ -23,14 +23,14 @@ type Config struct {
 	Logger *slog.Logger
 	// GracefulRestart enables RFC 4724 on every session when non-nil and
 	// Enabled.
-	GracefulRestart *GRConfig
+	GracefulRestart *GROptions
 	// InitialSyncTimeout bounds how long the first publication on Learned()
 	// waits for End-of-RIB from every peer; 0 means DefaultInitialSyncTimeout.
 	InitialSyncTimeout time.Duration
 }
 
-// GRConfig configures graceful restart (RFC 4724).
-type GRConfig struct {
+// GROptions configure graceful restart (RFC 4724).
+type GROptions struct {
 	// Enabled advertises the graceful-restart capability and End-of-RIB.
 	Enabled bool
 	// RestartTime is how long peers keep our routes while we restart;
@@ -47,7 +47,7 @@ type Peer struct {
 	// session carries only this address's family (an IPv4 peer gets the
 	// IPv4 advertisements, an IPv6 peer the IPv6 ones).
 	Address netip.Addr
-	// ASN is the neighbour's AS; equal to Config.ASN means iBGP.
+	// ASN is the neighbour's AS; equal to Options.ASN means iBGP.
 	ASN uint32
 	// Port is the neighbour's TCP port; 0 means 179.
 	Port uint16

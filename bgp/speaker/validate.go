@@ -10,7 +10,7 @@ import (
 
 // Defaults applied by New.
 const (
-	// DefaultRestartTime is the graceful-restart time when GRConfig leaves
+	// DefaultRestartTime is the graceful-restart time when GROptions leaves
 	// it zero (the common router default).
 	DefaultRestartTime = 120 * time.Second
 	// DefaultInitialSyncTimeout bounds the wait for End-of-RIB before the
@@ -31,47 +31,47 @@ const (
 // input from a failure to apply it.
 var ErrInvalid = errors.New("invalid")
 
-// validateConfig checks cfg and fills defaults; it returns the config the
+// validateOptions checks opts and fills defaults; it returns the options the
 // speaker will use.
-func validateConfig(cfg Config) (Config, error) {
-	if !cfg.RouterID.Is4() {
-		return cfg, fmt.Errorf("%w router ID %q: GoBGP needs an IPv4 address", ErrInvalid, cfg.RouterID)
+func validateOptions(opts Options) (Options, error) {
+	if !opts.RouterID.Is4() {
+		return opts, fmt.Errorf("%w router ID %q: GoBGP needs an IPv4 address", ErrInvalid, opts.RouterID)
 	}
-	if cfg.ASN == 0 {
-		return cfg, fmt.Errorf("%w ASN 0", ErrInvalid)
+	if opts.ASN == 0 {
+		return opts, fmt.Errorf("%w ASN 0", ErrInvalid)
 	}
-	if cfg.ListenPort < 0 || cfg.ListenPort > 65535 {
-		return cfg, fmt.Errorf("%w listen port %d: want 0 (do not listen) to 65535", ErrInvalid, cfg.ListenPort)
+	if opts.ListenPort < 0 || opts.ListenPort > 65535 {
+		return opts, fmt.Errorf("%w listen port %d: want 0 (do not listen) to 65535", ErrInvalid, opts.ListenPort)
 	}
-	if cfg.ListenPort == 0 && len(cfg.ListenAddresses) > 0 {
-		return cfg, fmt.Errorf("%w listen addresses %v given with listen port 0", ErrInvalid, cfg.ListenAddresses)
+	if opts.ListenPort == 0 && len(opts.ListenAddresses) > 0 {
+		return opts, fmt.Errorf("%w listen addresses %v given with listen port 0", ErrInvalid, opts.ListenAddresses)
 	}
-	for _, a := range cfg.ListenAddresses {
+	for _, a := range opts.ListenAddresses {
 		if _, err := netip.ParseAddr(a); err != nil {
-			return cfg, fmt.Errorf("%w listen address %q: %w", ErrInvalid, a, err)
+			return opts, fmt.Errorf("%w listen address %q: %w", ErrInvalid, a, err)
 		}
 	}
-	if cfg.GracefulRestart != nil {
-		gr := *cfg.GracefulRestart
+	if opts.GracefulRestart != nil {
+		gr := *opts.GracefulRestart
 		if gr.RestartTime == 0 {
 			gr.RestartTime = DefaultRestartTime
 		}
 		if gr.RestartTime < time.Second || gr.RestartTime > maxRestartTime {
-			return cfg, fmt.Errorf("%w graceful-restart time %s: want 1s to %s", ErrInvalid, gr.RestartTime, maxRestartTime)
+			return opts, fmt.Errorf("%w graceful-restart time %s: want 1s to %s", ErrInvalid, gr.RestartTime, maxRestartTime)
 		}
-		cfg.GracefulRestart = &gr
+		opts.GracefulRestart = &gr
 	}
-	if cfg.InitialSyncTimeout < 0 {
-		return cfg, fmt.Errorf("%w initial sync timeout %s", ErrInvalid, cfg.InitialSyncTimeout)
+	if opts.InitialSyncTimeout < 0 {
+		return opts, fmt.Errorf("%w initial sync timeout %s", ErrInvalid, opts.InitialSyncTimeout)
 	}
-	if cfg.InitialSyncTimeout == 0 {
-		cfg.InitialSyncTimeout = DefaultInitialSyncTimeout
+	if opts.InitialSyncTimeout == 0 {
+		opts.InitialSyncTimeout = DefaultInitialSyncTimeout
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	cfg.ListenAddresses = append([]string(nil), cfg.ListenAddresses...)
-	return cfg, nil
+	opts.ListenAddresses = append([]string(nil), opts.ListenAddresses...)
+	return opts, nil
 }
 
 // validatePeers checks every peer and indexes the valid ones by address. An

@@ -17,33 +17,33 @@ var (
 func TestValidateConfig(t *testing.T) {
 	cases := []struct {
 		name    string
-		cfg     Config
+		opts    Options
 		wantErr string
-		check   func(t *testing.T, c Config)
+		check   func(t *testing.T, c Options)
 	}{
-		{name: "minimal", cfg: Config{RouterID: rid, ASN: 64512}, check: func(t *testing.T, c Config) {
+		{name: "minimal", opts: Options{RouterID: rid, ASN: 64512}, check: func(t *testing.T, c Options) {
 			if c.Logger == nil || c.InitialSyncTimeout != DefaultInitialSyncTimeout {
 				t.Errorf("defaults not filled: %+v", c)
 			}
 		}},
-		{name: "IPv6 router ID", cfg: Config{RouterID: netip.MustParseAddr("fd00::1"), ASN: 1}, wantErr: "router ID"},
-		{name: "no router ID", cfg: Config{ASN: 1}, wantErr: "router ID"},
-		{name: "ASN 0", cfg: Config{RouterID: rid}, wantErr: "ASN 0"},
-		{name: "port -1", cfg: Config{RouterID: rid, ASN: 1, ListenPort: -1}, wantErr: "listen port"},
-		{name: "port too big", cfg: Config{RouterID: rid, ASN: 1, ListenPort: 70000}, wantErr: "listen port"},
-		{name: "addresses without port", cfg: Config{RouterID: rid, ASN: 1, ListenAddresses: []string{"10.0.0.1"}}, wantErr: "listen port 0"},
-		{name: "bad listen address", cfg: Config{RouterID: rid, ASN: 1, ListenPort: 179, ListenAddresses: []string{"nope"}}, wantErr: "listen address"},
-		{name: "GR default time", cfg: Config{RouterID: rid, ASN: 1, GracefulRestart: &GRConfig{Enabled: true}}, check: func(t *testing.T, c Config) {
+		{name: "IPv6 router ID", opts: Options{RouterID: netip.MustParseAddr("fd00::1"), ASN: 1}, wantErr: "router ID"},
+		{name: "no router ID", opts: Options{ASN: 1}, wantErr: "router ID"},
+		{name: "ASN 0", opts: Options{RouterID: rid}, wantErr: "ASN 0"},
+		{name: "port -1", opts: Options{RouterID: rid, ASN: 1, ListenPort: -1}, wantErr: "listen port"},
+		{name: "port too big", opts: Options{RouterID: rid, ASN: 1, ListenPort: 70000}, wantErr: "listen port"},
+		{name: "addresses without port", opts: Options{RouterID: rid, ASN: 1, ListenAddresses: []string{"10.0.0.1"}}, wantErr: "listen port 0"},
+		{name: "bad listen address", opts: Options{RouterID: rid, ASN: 1, ListenPort: 179, ListenAddresses: []string{"nope"}}, wantErr: "listen address"},
+		{name: "GR default time", opts: Options{RouterID: rid, ASN: 1, GracefulRestart: &GROptions{Enabled: true}}, check: func(t *testing.T, c Options) {
 			if c.GracefulRestart.RestartTime != DefaultRestartTime {
 				t.Errorf("restart time = %s", c.GracefulRestart.RestartTime)
 			}
 		}},
-		{name: "GR time too long", cfg: Config{RouterID: rid, ASN: 1, GracefulRestart: &GRConfig{Enabled: true, RestartTime: time.Hour * 2}}, wantErr: "graceful-restart time"},
-		{name: "negative sync timeout", cfg: Config{RouterID: rid, ASN: 1, InitialSyncTimeout: -time.Second}, wantErr: "sync timeout"},
+		{name: "GR time too long", opts: Options{RouterID: rid, ASN: 1, GracefulRestart: &GROptions{Enabled: true, RestartTime: time.Hour * 2}}, wantErr: "graceful-restart time"},
+		{name: "negative sync timeout", opts: Options{RouterID: rid, ASN: 1, InitialSyncTimeout: -time.Second}, wantErr: "sync timeout"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := validateConfig(tc.cfg)
+			got, err := validateOptions(tc.opts)
 			checkErr(t, err, tc.wantErr)
 			if err == nil && tc.check != nil {
 				tc.check(t, got)
@@ -53,12 +53,12 @@ func TestValidateConfig(t *testing.T) {
 }
 
 func TestValidateConfigDoesNotMutateCaller(t *testing.T) {
-	gr := &GRConfig{Enabled: true}
-	if _, err := validateConfig(Config{RouterID: rid, ASN: 1, GracefulRestart: gr}); err != nil {
+	gr := &GROptions{Enabled: true}
+	if _, err := validateOptions(Options{RouterID: rid, ASN: 1, GracefulRestart: gr}); err != nil {
 		t.Fatal(err)
 	}
 	if gr.RestartTime != 0 {
-		t.Errorf("caller's GRConfig was modified: %+v", gr)
+		t.Errorf("caller's GROptions was modified: %+v", gr)
 	}
 }
 

@@ -11,9 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
-	agentv1 "github.com/cairn-net/cairn/apis/agent/v1"
 	"github.com/cairn-net/cairn/cmd/cairn-node/internal/agent"
 )
 
@@ -22,22 +20,22 @@ var version = "dev"
 
 func main() {
 	var (
-		cfg      agent.Config
+		opts     = agent.DefaultOptions()
 		nodeIP   string
 		logLevel string
 	)
 	hostname, _ := os.Hostname()
-	flag.StringVar(&cfg.NodeName, "node-name", envOr("NODENAME", hostname), "Kubernetes Node name of this node")
+	flag.StringVar(&opts.NodeName, "node-name", envOr("NODENAME", hostname), "Kubernetes Node name of this node")
 	flag.StringVar(&nodeIP, "node-ip", os.Getenv("NODE_IP"), "this node's IPv4 address for BGP (default: the Node's InternalIP)")
-	flag.StringVar(&cfg.Kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig path (default: in-cluster)")
-	flag.StringVar(&cfg.AgentSocket, "agent-socket", agentv1.DefaultSocketPath, "unix socket the CNI plugin calls")
-	flag.StringVar(&cfg.StateDir, "state-dir", "/var/lib/cairn", "directory kept across agent restarts")
-	flag.StringVar(&cfg.SecretNamespace, "secret-namespace", envOr("POD_NAMESPACE", "cairn-system"), "namespace of Secrets that BGP passwords refer to")
-	flag.DurationVar(&cfg.ResyncInterval, "resync-interval", time.Minute, "period of full recomputation")
-	flag.DurationVar(&cfg.StatusInterval, "status-interval", 10*time.Second, "period of CairnNodeStatus updates")
-	flag.BoolVar(&cfg.IPAMGC, "ipam-gc", true, "take part in the leader election for cluster-wide IPAM garbage collection")
-	flag.DurationVar(&cfg.IPAMGCInterval, "ipam-gc-interval", time.Minute, "period of IPAM garbage-collection passes")
-	flag.DurationVar(&cfg.IPAMGCGrace, "ipam-gc-grace", 5*time.Minute, "how long an address must look orphaned before it is released")
+	flag.StringVar(&opts.Kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig path (default: in-cluster)")
+	flag.StringVar(&opts.AgentSocket, "agent-socket", opts.AgentSocket, "unix socket the CNI plugin calls")
+	flag.StringVar(&opts.StateDir, "state-dir", opts.StateDir, "directory kept across agent restarts")
+	flag.StringVar(&opts.SecretNamespace, "secret-namespace", envOr("POD_NAMESPACE", opts.SecretNamespace), "namespace of Secrets that BGP passwords refer to")
+	flag.DurationVar(&opts.ResyncInterval, "resync-interval", opts.ResyncInterval, "period of full recomputation")
+	flag.DurationVar(&opts.StatusInterval, "status-interval", opts.StatusInterval, "period of CairnNodeStatus updates")
+	flag.BoolVar(&opts.IPAMGC, "ipam-gc", opts.IPAMGC, "take part in the leader election for cluster-wide IPAM garbage collection")
+	flag.DurationVar(&opts.IPAMGCInterval, "ipam-gc-interval", opts.IPAMGCInterval, "period of IPAM garbage-collection passes")
+	flag.DurationVar(&opts.IPAMGCGrace, "ipam-gc-grace", opts.IPAMGCGrace, "how long an address must look orphaned before it is released")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	flag.Parse()
 
@@ -53,13 +51,13 @@ func main() {
 			log.Error("bad --node-ip", "err", err)
 			os.Exit(2)
 		}
-		cfg.NodeIP = addr
+		opts.NodeIP = addr
 	}
-	cfg.Logger, cfg.Version = log, version
+	opts.Logger, opts.Version = log, version
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := agent.Run(ctx, cfg); err != nil {
+	if err := agent.Run(ctx, opts); err != nil {
 		log.Error("cairn-node stopped", "err", err)
 		os.Exit(1)
 	}

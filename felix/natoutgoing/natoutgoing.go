@@ -34,12 +34,7 @@ func Rules(pools []Pool) []nftchain.Rule {
 	for i := range pools {
 		pools[i].CIDR = pools[i].CIDR.Masked()
 	}
-	slices.SortFunc(pools, func(a, b Pool) int {
-		if c := a.CIDR.Addr().Compare(b.CIDR.Addr()); c != 0 {
-			return c
-		}
-		return a.CIDR.Bits() - b.CIDR.Bits()
-	})
+	slices.SortFunc(pools, func(a, b Pool) int { return a.CIDR.Compare(b.CIDR) })
 	pools = slices.CompactFunc(pools, func(a, b Pool) bool {
 		return a.CIDR == b.CIDR && a.NATOutgoing == b.NATOutgoing
 	})

@@ -63,7 +63,7 @@ func endpoints(n int) map[string][]netip.Prefix {
 }
 
 func (e *benchEnv) table(b *testing.B) *routetable.Table {
-	t := routetable.New(routetable.Config{Kernel: e.k, Protocol: benchProto})
+	t := routetable.New(routetable.Options{Kernel: e.k, Protocol: benchProto})
 	t.MarkSynced(routetable.Endpoint)
 	if err := t.Resync(); err != nil {
 		b.Fatal(err)

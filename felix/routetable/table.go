@@ -14,8 +14,8 @@ import (
 	"github.com/cairn-net/cairn/felix/kernel"
 )
 
-// Config configures a Table.
-type Config struct {
+// Options configure a Table.
+type Options struct {
 	// Kernel should be wrapped with kernel.WithDumpRetry (route dumps are
 	// retried by the Table itself, through kernel.RetryDump).
 	Kernel kernel.Kernel
@@ -68,14 +68,14 @@ type Table struct {
 
 // New returns a Table that knows nothing yet; call Resync to read the
 // kernel before the first Apply.
-func New(cfg Config) *Table {
-	log := cfg.Logger
+func New(opts Options) *Table {
+	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Table{
-		k:          cfg.Kernel,
-		proto:      cfg.Protocol,
+		k:          opts.Kernel,
+		proto:      opts.Protocol,
 		log:        log,
 		tracker:    deltatracker.New[key, kernel.Route](sameRoute),
 		endpoints:  map[netip.Prefix]string{},

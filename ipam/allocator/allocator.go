@@ -182,9 +182,10 @@ func (a *Allocator) Node() string { return a.opts.Node }
 
 // Changes is signalled (coalesced) whenever this allocator changed what
 // the node announces: a block claimed or released, an address borrowed or
-// a borrowed one released. The agent then calls OwnedBlocks and
-// BorrowedAddresses. Changes made by others (garbage collection of a
-// deleted node) are seen through the agent's informers or Resync.
+// a borrowed one released. A caller that does not watch the blocks itself
+// then calls OwnedBlocks and BorrowedAddresses (cairn-node watches them,
+// and reads ipam.NodeRoutes from its caches). Changes made by others
+// (garbage collection of a deleted node) are seen through Resync.
 func (a *Allocator) Changes() <-chan struct{} { return a.changes }
 
 func (a *Allocator) notify() {

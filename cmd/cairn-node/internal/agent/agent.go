@@ -5,39 +5,31 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	kubeinformers "k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 
 	agentv1 "github.com/cairn-net/cairn/apis/agent/v1"
-	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
-	"github.com/cairn-net/cairn/apis/client/clientset/versioned"
-	cairninformers "github.com/cairn-net/cairn/apis/client/informers/externalversions"
 	"github.com/cairn-net/cairn/bgp/peering"
 	"github.com/cairn-net/cairn/bgp/speaker"
 	"github.com/cairn-net/cairn/felix"
+	"github.com/cairn-net/cairn/ipam/allocator"
+	"github.com/cairn-net/cairn/ipam/gc"
+	"github.com/cairn-net/cairn/ipam/kubestore"
 )
 
-// Config configures the agent. Named fields; zero values mean defaults.
-type Config struct {
+// Options configure the agent. Named fields; zero values mean the
+// defaults of DefaultOptions.
+type Options struct {
 	// NodeName is the Kubernetes Node this agent runs for.
 	NodeName string
 	// NodeIP is the node's BGP address; invalid means the Node's
@@ -49,364 +41,265 @@ type Config struct {
 	AgentSocket string
 	// StateDir keeps per-endpoint records across agent restarts.
 	StateDir string
-	// SecretNamespace holds the Secrets BGP passwords refer to.
+	// SecretNamespace holds the Secrets BGP passwords refer to, and the
+	// IPAM GC Lease.
 	SecretNamespace string
 	// ResyncInterval bounds how stale the node's state may get.
 	ResyncInterval time.Duration
-	// StatusInterval is how often CairnNodeStatus is written.
+	// StatusInterval is how often CairnNodeStatus is rewritten unchanged.
 	StatusInterval time.Duration
 	// IPAMGC runs the cluster-wide IPAM garbage collector when this agent
-	// holds the Lease (one leader among all agents).
+	// holds the Lease (one leader among all agents). Not defaulted: false
+	// is off.
 	IPAMGC bool
 	// IPAMGCInterval is the period of collection passes; IPAMGCGrace how
 	// long something must look like garbage before it is removed.
 	IPAMGCInterval, IPAMGCGrace time.Duration
 	// Version is reported in CairnNodeStatus.
 	Version string
-	Logger  *slog.Logger
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
 }
 
-func (c *Config) defaults() error {
-	if c.NodeName == "" {
-		return errors.New("node name is required")
+// DefaultOptions are the agent's defaults; cmd/cairn-node shows them as
+// its flags' defaults.
+func DefaultOptions() Options {
+	return Options{
+		AgentSocket:     agentv1.DefaultSocketPath,
+		StateDir:        "/var/lib/cairn",
+		SecretNamespace: "cairn-system",
+		ResyncInterval:  time.Minute,
+		StatusInterval:  10 * time.Second,
+		IPAMGC:          true,
+		IPAMGCInterval:  time.Minute,
+		IPAMGCGrace:     gc.DefaultGrace,
 	}
-	if c.AgentSocket == "" {
-		c.AgentSocket = agentv1.DefaultSocketPath
-	}
-	if c.StateDir == "" {
-		c.StateDir = "/var/lib/cairn"
-	}
-	if c.SecretNamespace == "" {
-		c.SecretNamespace = "cairn-system"
-	}
-	if c.ResyncInterval == 0 {
-		c.ResyncInterval = time.Minute
-	}
-	if c.StatusInterval == 0 {
-		c.StatusInterval = 10 * time.Second
-	}
-	if c.IPAMGCInterval == 0 {
-		c.IPAMGCInterval = time.Minute
-	}
-	if c.IPAMGCGrace == 0 {
-		c.IPAMGCGrace = 5 * time.Minute
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	return nil
 }
+
+func (o Options) withDefaults() (Options, error) {
+	if o.NodeName == "" {
+		return o, errors.New("node name is required")
+	}
+	d := DefaultOptions()
+	o.AgentSocket = cmp.Or(o.AgentSocket, d.AgentSocket)
+	o.StateDir = cmp.Or(o.StateDir, d.StateDir)
+	o.SecretNamespace = cmp.Or(o.SecretNamespace, d.SecretNamespace)
+	o.ResyncInterval = cmp.Or(o.ResyncInterval, d.ResyncInterval)
+	o.StatusInterval = cmp.Or(o.StatusInterval, d.StatusInterval)
+	o.IPAMGCInterval = cmp.Or(o.IPAMGCInterval, d.IPAMGCInterval)
+	o.IPAMGCGrace = cmp.Or(o.IPAMGCGrace, d.IPAMGCGrace)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o, nil
+}
+
+// bgpPort is where the speaker accepts sessions.
+const bgpPort = 179
 
 // Run runs the agent until ctx is done.
-func Run(ctx context.Context, cfg Config) error {
-	if err := cfg.defaults(); err != nil {
-		return err
-	}
-	log := cfg.Logger.With("node", cfg.NodeName)
-	restCfg, err := restConfig(cfg.Kubeconfig)
+func Run(ctx context.Context, opts Options) error {
+	opts, err := opts.withDefaults()
 	if err != nil {
 		return err
 	}
-	kube, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		return fmt.Errorf("kubernetes client: %w", err)
-	}
-	cairn, err := versioned.NewForConfig(restCfg)
-	if err != nil {
-		return fmt.Errorf("cairn client: %w", err)
-	}
-	node, err := waitForNode(ctx, kube, cfg.NodeName, log)
+	cl, err := connect(opts.Kubeconfig)
 	if err != nil {
 		return err
 	}
-
-	kubeInf := kubeinformers.NewSharedInformerFactory(kube, 0)
-	cairnInf := cairninformers.NewSharedInformerFactory(cairn, 0)
-	nodes := kubeInf.Core().V1().Nodes()
-	pools := cairnInf.Cairn().V1alpha1().IPPools()
-	configs := cairnInf.Cairn().V1alpha1().BGPConfigurations()
-	peers := cairnInf.Cairn().V1alpha1().BGPPeers()
-	blocks := cairnInf.Cairn().V1alpha1().IPAMBlocks()
-	// Informer() registers each informer with its factory; Start starts
-	// only registered ones.
-	informers := []cache.SharedIndexInformer{nodes.Informer(), pools.Informer(), configs.Informer(), peers.Informer(), blocks.Informer()}
-	kubeInf.Start(ctx.Done())
-	cairnInf.Start(ctx.Done())
-	log.Info("waiting for caches")
-	for typ, ok := range kubeInf.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return fmt.Errorf("sync cache of %v: %w", typ, ctx.Err())
-		}
-	}
-	for typ, ok := range cairnInf.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return fmt.Errorf("sync cache of %v: %w", typ, ctx.Err())
-		}
-	}
-
-	clusterASN := func() uint32 {
-		c, err := configs.Lister().Get("default")
-		if err != nil || c.Spec.ASNumber == 0 {
-			return peering.DefaultASN
-		}
-		return uint32(c.Spec.ASNumber)
-	}
-	info, err := peering.NodeInfoFrom(node, clusterASN())
+	a, err := prepare(ctx, opts, cl)
 	if err != nil {
 		return err
 	}
-	if cfg.NodeIP.IsValid() {
-		info.Addr = cfg.NodeIP
-	}
-	if !info.Addr.IsValid() || !info.Addr.Is4() {
-		return fmt.Errorf("node %s has no IPv4 address for BGP: pass --node-ip or set an InternalIP", cfg.NodeName)
-	}
-	log = log.With("nodeIP", info.Addr)
-
-	ipamAlloc, err := newAllocator(cairn, nodes.Lister(), cfg.NodeName, log)
+	fx, err := startFelix(opts, a.log)
 	if err != nil {
 		return err
-	}
-	alloc := ipamAllocator{a: ipamAlloc}
-	fx, err := felix.New(felix.Config{NodeName: cfg.NodeName, Logger: log.With("component", "felix")})
-	if err != nil {
-		return fmt.Errorf("start felix: %w", err)
 	}
 	defer fx.Close()
-	if _, err := felix.CheckNodeSettings(nil, log.With("component", "felix")); err != nil {
-		return fmt.Errorf("check node settings: %w", err)
-	}
-	dp := felixDataplane{f: fx}
-	spk, err := speaker.New(speakerConfig(info, configs.Lister(), log))
+	spk, err := speaker.New(speakerOptions(a.self, a.inf, a.log))
 	if err != nil {
 		return fmt.Errorf("create BGP speaker: %w", err)
 	}
-	endpoints, err := openEndpointStore(filepath.Join(cfg.StateDir, "endpoints"))
-	if err != nil {
+	if err := a.wire(fx, spk); err != nil {
 		return err
 	}
-
-	ctrl := &controller{
-		log: log.With("component", "controller"), nodeName: cfg.NodeName, nodeAddr: info.Addr,
-		queue: newQueue(), nodes: nodes.Lister(), pools: pools.Lister(), configs: configs.Lister(), peers: peers.Lister(),
-		secrets: secretReader(kube, cfg.SecretNamespace), alloc: alloc, speaker: spk, dataplane: dp, clusterASN: clusterASN,
-	}
-	for _, inf := range informers {
-		if _, err := inf.AddEventHandler(ctrl.handler()); err != nil {
-			return fmt.Errorf("add event handler: %w", err)
-		}
-	}
-	var ready readiness
-	srv := &cniServer{log: log.With("component", "cni-server"), alloc: alloc, dataplane: dp, endpoints: endpoints, ready: ready.get, changed: ctrl.enqueue}
-
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return fx.Run(ctx) })
-	g.Go(func() error { ipamAlloc.Run(ctx, cfg.ResyncInterval); return nil })
-	g.Go(func() error { relay(ctx, ipamAlloc.Changes(), ctrl.enqueue); return nil })
 	g.Go(func() error { return spk.Run(ctx) })
-	learned := &learnedHolder{}
-	g.Go(func() error { forwardLearned(ctx, spk.Learned(), dp, learned); return nil })
-	g.Go(func() error {
-		if err := restoreEndpoints(ctx, endpoints, dp, log); err != nil {
-			return err
-		}
-		ctrl.enqueue()
-		ctrl.run(ctx, cfg.ResyncInterval)
-		return nil
-	})
-	g.Go(func() error {
-		st := &statusWriter{client: cairn, node: cfg.NodeName, version: cfg.Version, ctrl: ctrl, speaker: spk, learned: learned.get, log: log}
-		st.run(ctx, cfg.StatusInterval)
-		return nil
-	})
-	g.Go(func() error { return serveCNI(ctx, cfg.AgentSocket, srv, log) })
-	if cfg.IPAMGC {
-		g.Go(func() error { runIPAMGC(ctx, cfg, kube, cairn, log); return nil })
-	}
-	ready.set(true, "")
-	log.Info("cairn-node running", "asn", info.ASN, "socket", cfg.AgentSocket)
+	g.Go(func() error { forwardLearned(ctx, spk.Learned(), fx, &a.learned); return nil })
+	g.Go(func() error { return a.run(ctx) })
 	return g.Wait()
 }
 
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	var cfg *rest.Config
-	var err error
-	if kubeconfig == "" {
-		cfg, err = rest.InClusterConfig()
-	} else {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	}
+// agent is one node's agent: its caches, allocator and loops. felix and
+// the speaker are handed to wire; tests hand it fakes.
+type agent struct {
+	opts      Options
+	log       *slog.Logger // tagged with the node
+	cl        clients
+	inf       *informers
+	store     cachedStore
+	self      peering.NodeInfo
+	alloc     *allocator.Allocator
+	endpoints *endpointStore
+	learned   learnedHolder
+	ready     readiness
+
+	// Set by wire.
+	ctrl      *controller
+	cni       *cniServer
+	status    *statusWriter
+	dataplane restorer
+}
+
+// restorer is the part of felix that gets endpoints back after a restart.
+type restorer interface {
+	SetEndpoint(ctx context.Context, ep felix.Endpoint) error
+	EndpointsInSync()
+}
+
+// prepare waits for the Node and the caches, and builds what does not
+// depend on felix or the speaker.
+func prepare(ctx context.Context, opts Options, cl clients) (*agent, error) {
+	a := &agent{opts: opts, log: opts.Logger.With("node", opts.NodeName), cl: cl}
+	node, err := waitForNode(ctx, cl.kube, opts.NodeName, a.log)
 	if err != nil {
-		return nil, fmt.Errorf("load API server configuration: %w", err)
+		return nil, err
 	}
-	cfg.UserAgent = "cairn-node"
-	// A burst of pod starts is one write per pod (the IPAM handle); the
-	// client must not be the bottleneck.
-	cfg.QPS, cfg.Burst = 200, 400
-	return cfg, nil
+	if a.inf, err = watchCluster(ctx, cl, a.log); err != nil {
+		return nil, err
+	}
+	if a.self, err = nodeIdentity(node, a.inf, opts.NodeIP); err != nil {
+		return nil, err
+	}
+	a.log = a.log.With("nodeIP", a.self.Addr)
+	a.store = cachedStore{Store: kubestore.New(cl.cairn), inf: a.inf}
+	// The allocator tags its lines with the node itself.
+	if a.alloc, err = newAllocator(a.store, a.inf.nodeLister, opts.NodeName, opts.Logger); err != nil {
+		return nil, err
+	}
+	if a.endpoints, err = openEndpointStore(filepath.Join(opts.StateDir, "endpoints")); err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
-// waitForNode waits for this node's Node object: the agent can start
-// before the kubelet registered it, or while the API server is down.
-func waitForNode(ctx context.Context, kube kubernetes.Interface, name string, log *slog.Logger) (*corev1.Node, error) {
-	delay := 200 * time.Millisecond
-	for {
-		n, err := kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if err == nil {
-			return n, nil
-		}
-		if apierrors.IsNotFound(err) {
-			log.Info("waiting for the Node object", "err", err)
-		} else {
-			log.Warn("cannot read the Node object; retrying", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("wait for Node %s: %w (last error: %v)", name, ctx.Err(), err)
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 5*time.Second)
-	}
+// dataplane is felix as the agent's parts use it.
+type dataplane interface {
+	blockDataplane
+	endpointDataplane
+	restorer
 }
 
-// restoreEndpoints states every endpoint recorded before a restart, then
-// tells felix the set is complete, so it never removes a live pod's route.
-func restoreEndpoints(ctx context.Context, store *endpointStore, dp Dataplane, log *slog.Logger) error {
-	var recs []endpointRecord
-	for _, r := range store.all() {
-		if r.HostIface != "" { // allocated, but ADD never finished
-			recs = append(recs, r)
-		}
-	}
-	var wg sync.WaitGroup
-	for _, r := range recs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			if err := dp.SetEndpoint(sctx, Endpoint{HostIface: r.HostIface, Addrs: r.Addresses}); err != nil {
-				// The pod's veth may be gone while we were down; CNI DEL
-				// or GC will release it.
-				log.Warn("restoring an endpoint failed", "iface", r.HostIface, "container", r.ContainerID, "err", err)
-			}
-		}()
-	}
-	wg.Wait()
-	dp.EndpointsInSync()
-	if len(recs) > 0 {
-		log.Info("restored endpoints", "count", len(recs))
-	}
-	return ctx.Err()
+// nodeSpeaker is the BGP speaker as the agent's parts use it.
+type nodeSpeaker interface {
+	peerSpeaker
+	PeerStates() []speaker.PeerState
 }
 
-// forwardLearned hands every new set of learned paths to felix as routes.
-func forwardLearned(ctx context.Context, learned <-chan []speaker.Path, dp Dataplane, last *learnedHolder) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case paths, ok := <-learned:
-			if !ok {
-				return
-			}
-			routes := learnedRoutes(paths)
-			last.set(routes)
-			dp.SetLearnedRoutes(routes)
-		}
+// wire builds the controller, the CNI server and the status writer around
+// felix and the speaker, and subscribes the controller to the caches.
+func (a *agent) wire(dp dataplane, spk nodeSpeaker) error {
+	a.dataplane = dp
+	a.ctrl = &controller{
+		log: a.log.With("component", "controller"), nodeName: a.opts.NodeName, nodeAddr: a.self.Addr, queue: newQueue(),
+		listers: listers{nodes: a.inf.nodeLister, pools: a.inf.poolLister, configs: a.inf.configLister,
+			peers: a.inf.peerLister, blocks: a.inf.blockLister, affinities: a.inf.affinityLister},
+		speaker: spk, dataplane: dp,
 	}
+	a.ctrl.secrets = newSecretWatch(a.cl.kube, a.opts.SecretNamespace, a.ctrl.enqueue)
+	a.cni = &cniServer{log: a.log.With("component", "cni-server"), alloc: a.alloc, dataplane: dp, endpoints: a.endpoints, ready: a.ready.get}
+	a.status = &statusWriter{client: a.cl.cairn, node: a.opts.NodeName, version: a.opts.Version, ctrl: a.ctrl,
+		speaker: spk, learned: a.learned.get, log: a.log.With("component", "status")}
+	// A pool change reaches the allocator at once, not after its cache's TTL.
+	if _, err := a.inf.pools.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { a.alloc.InvalidatePools() },
+		UpdateFunc: func(any, any) { a.alloc.InvalidatePools() },
+		DeleteFunc: func(any) { a.alloc.InvalidatePools() },
+	}); err != nil {
+		return fmt.Errorf("add event handler: %w", err)
+	}
+	return a.ctrl.watchEvents(a.inf)
 }
 
-// learnedHolder keeps the latest learned routes for the status writer.
-type learnedHolder struct {
-	mu     sync.Mutex
-	routes []Route
+// run runs the agent's own loops until ctx ends: the allocator's
+// housekeeping, the controller, the status writer, the CNI socket and,
+// when enabled, the IPAM garbage collector.
+func (a *agent) run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { a.alloc.Run(ctx, a.opts.ResyncInterval); return nil })
+	g.Go(func() error { return a.runController(ctx) })
+	g.Go(func() error { a.status.run(ctx, a.opts.StatusInterval); return nil })
+	g.Go(func() error { return serveCNI(ctx, a.opts.AgentSocket, a.cni, a.log) })
+	if a.opts.IPAMGC {
+		gc := ipamGC{opts: a.opts, kube: a.cl.kube, store: a.store, nodes: a.inf.nodeLister, log: a.log}
+		g.Go(func() error { gc.run(ctx); return nil })
+	}
+	a.ready.set(true, "")
+	a.log.Info("cairn-node running", "asn", a.self.ASN, "socket", a.opts.AgentSocket)
+	return g.Wait()
 }
 
-func (h *learnedHolder) set(r []Route) { h.mu.Lock(); h.routes = r; h.mu.Unlock() }
-func (h *learnedHolder) get() []Route {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.routes
-}
-
-func speakerConfig(info peering.NodeInfo, configs interface {
-	Get(string) (*v1.BGPConfiguration, error)
-}, log *slog.Logger) speaker.Config {
-	sc := speaker.Config{RouterID: info.Addr, ASN: info.ASN, ListenPort: 179, Logger: log.With("component", "bgp"),
-		ListenAddresses: []string{info.Addr.String()},
-		GracefulRestart: &speaker.GRConfig{Enabled: true}}
-	if c, err := configs.Get("default"); err == nil {
-		if c.Spec.ListenPort != 0 {
-			sc.ListenPort = c.Spec.ListenPort
-		}
-		if gr := c.Spec.GracefulRestart; gr != nil {
-			sc.GracefulRestart.Enabled = gr.Enabled == nil || *gr.Enabled
-			if gr.RestartTime != nil {
-				sc.GracefulRestart.RestartTime = gr.RestartTime.Duration
-			}
-		}
+// runController restates the endpoints of before a restart, then runs the
+// controller.
+func (a *agent) runController(ctx context.Context) error {
+	if err := restoreEndpoints(ctx, a.endpoints, a.dataplane, a.log); err != nil {
+		return err
 	}
-	return sc
-}
-
-// serveCNI serves the plugin's API on a unix socket only root can reach.
-func serveCNI(ctx context.Context, path string, srv *cniServer, log *slog.Logger) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("create socket directory: %w", err)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove stale socket %s: %w", path, err)
-	}
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
-		return fmt.Errorf("restrict socket %s: %w", path, err)
-	}
-	gs := grpc.NewServer()
-	agentv1.RegisterAgentServer(gs, srv)
-	go func() {
-		<-ctx.Done()
-		gs.GracefulStop()
-	}()
-	log.Info("serving the CNI plugin", "socket", path)
-	if err := gs.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-		return fmt.Errorf("serve CNI socket: %w", err)
-	}
+	a.ctrl.enqueue()
+	a.ctrl.run(ctx, a.opts.ResyncInterval)
 	return nil
 }
 
-// relay calls fn for every signal on ch until ctx ends.
-func relay(ctx context.Context, ch <-chan struct{}, fn func()) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case _, ok := <-ch:
-			if !ok {
-				return
+// nodeIdentity is the node's BGP identity: from its Node object, with the
+// address the agent was given, if any.
+func nodeIdentity(node *corev1.Node, inf *informers, addr netip.Addr) (peering.NodeInfo, error) {
+	cfg, err := inf.configLister.Get("default")
+	if err != nil {
+		cfg = nil // none, or not readable: the default AS
+	}
+	info, err := peering.NodeInfoFrom(node, clusterASN(cfg))
+	if err != nil {
+		return info, err
+	}
+	if addr.IsValid() {
+		info.Addr = addr
+	}
+	if !info.Addr.IsValid() || !info.Addr.Is4() {
+		return info, fmt.Errorf("node %s has no IPv4 address for BGP: pass --node-ip or set an InternalIP", node.Name)
+	}
+	return info, nil
+}
+
+// startFelix creates felix after checking the node's kernel settings.
+func startFelix(opts Options, log *slog.Logger) (*felix.Felix, error) {
+	if _, err := felix.CheckNodeSettings(nil, log.With("component", "felix")); err != nil {
+		return nil, fmt.Errorf("check node settings: %w", err)
+	}
+	// felix tags its lines with the node and its component itself.
+	fx, err := felix.New(felix.Options{NodeName: opts.NodeName, Logger: opts.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("start felix: %w", err)
+	}
+	return fx, nil
+}
+
+// speakerOptions are the speaker's settings from the node's identity and
+// the default BGPConfiguration.
+func speakerOptions(self peering.NodeInfo, inf *informers, log *slog.Logger) speaker.Options {
+	so := speaker.Options{RouterID: self.Addr, ASN: self.ASN, ListenPort: bgpPort, Logger: log,
+		ListenAddresses: []string{self.Addr.String()},
+		GracefulRestart: &speaker.GROptions{Enabled: true}}
+	if c, err := inf.configLister.Get("default"); err == nil {
+		if c.Spec.ListenPort != 0 {
+			so.ListenPort = c.Spec.ListenPort
+		}
+		if gr := c.Spec.GracefulRestart; gr != nil {
+			so.GracefulRestart.Enabled = gr.Enabled == nil || *gr.Enabled
+			if gr.RestartTime != nil {
+				so.GracefulRestart.RestartTime = gr.RestartTime.Duration
 			}
-			fn()
 		}
 	}
-}
-
-// readiness is what Status and Allocate report.
-type readiness struct {
-	mu  sync.Mutex
-	ok  bool
-	why string
-}
-
-func (r *readiness) set(ok bool, why string) { r.mu.Lock(); r.ok, r.why = ok, why; r.mu.Unlock() }
-func (r *readiness) get() (bool, string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.ok && r.why == "" {
-		return false, "starting"
-	}
-	return r.ok, r.why
+	return so
 }

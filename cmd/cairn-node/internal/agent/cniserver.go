@@ -14,19 +14,34 @@ import (
 	agentv1 "github.com/cairn-net/cairn/apis/agent/v1"
 	"github.com/cairn-net/cairn/felix"
 	"github.com/cairn-net/cairn/ipam"
+	"github.com/cairn-net/cairn/ipam/allocator"
 )
 
-// cniServer serves the plugin's gRPC API on the node.
+// addressAllocator is the part of IPAM the CNI server uses. An
+// allocation is durable (written to the API server) when AutoAssign
+// returns; both calls are idempotent per handle.
+type addressAllocator interface {
+	AutoAssign(ctx context.Context, req allocator.Request) ([]netip.Prefix, error)
+	ReleaseByHandle(ctx context.Context, handleID string) error
+}
+
+// endpointDataplane is the part of felix the CNI server uses.
+type endpointDataplane interface {
+	// SetEndpoint returns once the endpoint's routes are in the kernel.
+	SetEndpoint(ctx context.Context, ep felix.Endpoint) error
+	RemoveEndpoint(ctx context.Context, hostIface string) error
+}
+
+// cniServer serves the plugin's gRPC API on the node. What it allocates
+// reaches the controller through the IPAM informers, not through a call.
 type cniServer struct {
 	agentv1.UnimplementedAgentServer
 	log       *slog.Logger
-	alloc     Allocator
-	dataplane Dataplane
+	alloc     addressAllocator
+	dataplane endpointDataplane
 	endpoints *endpointStore
 	// ready reports whether Allocate can be served, and why not.
 	ready func() (bool, string)
-	// changed is called after allocations change (a block may be new).
-	changed func()
 }
 
 // handleID names an attachment's IPAM handle, as the allocator's GC and
@@ -40,9 +55,12 @@ func (s *cniServer) Allocate(ctx context.Context, req *agentv1.AllocateRequest) 
 	if ok, why := s.ready(); !ok {
 		return nil, status.Error(codes.Unavailable, "agent not ready: "+why)
 	}
-	ar := AllocationRequest{
-		HandleID: handleID(req.ContainerId, req.Ifname), ContainerID: req.ContainerId, IfName: req.Ifname,
-		Namespace: req.PodNamespace, Pod: req.PodName, PodUID: req.PodUid, Pool: req.PoolHint,
+	ar := allocator.Request{
+		HandleID: handleID(req.ContainerId, req.Ifname), ContainerID: req.ContainerId, Interface: req.Ifname,
+		Namespace: req.PodNamespace, Pod: req.PodName, PodUID: req.PodUid,
+	}
+	if req.PoolHint != "" {
+		ar.Pools = []string{req.PoolHint}
 	}
 	for _, f := range req.IpFamilies {
 		switch f {
@@ -70,7 +88,6 @@ func (s *cniServer) Allocate(ctx context.Context, req *agentv1.AllocateRequest) 
 	if err := s.endpoints.put(rec); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	s.changed()
 	log.Info("allocated", "addresses", addrs)
 	return &agentv1.AllocateResponse{Addresses: prefixStrings(addrs)}, nil
 }
@@ -101,7 +118,7 @@ func (s *cniServer) EndpointUp(ctx context.Context, req *agentv1.EndpointUpReque
 	if err := s.endpoints.put(rec); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	if err := s.dataplane.SetEndpoint(ctx, Endpoint{HostIface: req.HostIface, Addrs: addrs}); err != nil {
+	if err := s.dataplane.SetEndpoint(ctx, felix.Endpoint{HostIface: req.HostIface, Addrs: addrs}); err != nil {
 		return nil, grpcError(ctx, fmt.Errorf("install routes to %s: %w", req.HostIface, err))
 	}
 	return &agentv1.EndpointUpResponse{}, nil
@@ -129,11 +146,7 @@ func (s *cniServer) release(ctx context.Context, containerID, ifname string) err
 	if err := s.alloc.ReleaseByHandle(ctx, handleID(containerID, ifname)); err != nil {
 		return fmt.Errorf("release addresses of %s/%s: %w", containerID, ifname, err)
 	}
-	if err := s.endpoints.remove(containerID, ifname); err != nil {
-		return err
-	}
-	s.changed()
-	return nil
+	return s.endpoints.remove(containerID, ifname)
 }
 
 func (s *cniServer) Check(_ context.Context, req *agentv1.CheckRequest) (*agentv1.CheckResponse, error) {
@@ -187,14 +200,11 @@ func grpcError(ctx context.Context, err error) error {
 	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return status.Error(codes.Unavailable, err.Error())
 	}
-	if errors.Is(err, ErrPoolExhausted) {
+	if errors.Is(err, allocator.ErrNoAddresses) {
 		return status.Error(codes.ResourceExhausted, err.Error())
 	}
 	return status.Error(codes.Internal, err.Error())
 }
-
-// ErrPoolExhausted is returned by an Allocator with no address to give.
-var ErrPoolExhausted = errors.New("no free address in any eligible pool")
 
 func parseHostPrefixes(ss []string) ([]netip.Prefix, error) {
 	out := make([]netip.Prefix, 0, len(ss))

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"reflect"
@@ -14,6 +15,8 @@ import (
 
 	agentv1 "github.com/cairn-net/cairn/apis/agent/v1"
 	"github.com/cairn-net/cairn/bgp/speaker"
+	"github.com/cairn-net/cairn/felix"
+	"github.com/cairn-net/cairn/ipam/allocator"
 )
 
 type fakeAlloc struct {
@@ -21,10 +24,10 @@ type fakeAlloc struct {
 	next    int
 	handles map[string][]netip.Prefix
 	fail    error
-	first   AllocationRequest // the first request served
+	first   allocator.Request // the first request served
 }
 
-func (a *fakeAlloc) AutoAssign(_ context.Context, req AllocationRequest) ([]netip.Prefix, error) {
+func (a *fakeAlloc) AutoAssign(_ context.Context, req allocator.Request) ([]netip.Prefix, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.fail != nil {
@@ -49,16 +52,13 @@ func (a *fakeAlloc) ReleaseByHandle(_ context.Context, h string) error {
 	return nil
 }
 
-func (a *fakeAlloc) OwnedBlocks(context.Context) ([]netip.Prefix, error) { return nil, nil }
-func (a *fakeAlloc) Borrowed(context.Context) ([]netip.Addr, error)      { return nil, nil }
-
 type fakeDataplane struct {
 	mu        sync.Mutex
 	endpoints map[string][]netip.Prefix
 	failSet   error
 }
 
-func (d *fakeDataplane) SetEndpoint(_ context.Context, ep Endpoint) error {
+func (d *fakeDataplane) SetEndpoint(_ context.Context, ep felix.Endpoint) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.failSet != nil {
@@ -73,10 +73,7 @@ func (d *fakeDataplane) RemoveEndpoint(_ context.Context, iface string) error {
 	delete(d.endpoints, iface)
 	return nil
 }
-func (d *fakeDataplane) EndpointsInSync()              {}
-func (d *fakeDataplane) SetOwnedBlocks([]netip.Prefix) {}
-func (d *fakeDataplane) SetLearnedRoutes([]Route)      {}
-func (d *fakeDataplane) SetPools([]Pool)               {}
+func (d *fakeDataplane) EndpointsInSync() {}
 
 func newTestServer(t *testing.T) (*cniServer, *fakeAlloc, *fakeDataplane) {
 	store, err := openEndpointStore(t.TempDir())
@@ -86,7 +83,7 @@ func newTestServer(t *testing.T) (*cniServer, *fakeAlloc, *fakeDataplane) {
 	a := &fakeAlloc{handles: map[string][]netip.Prefix{}}
 	d := &fakeDataplane{endpoints: map[string][]netip.Prefix{}}
 	s := &cniServer{log: slog.New(slog.DiscardHandler), alloc: a, dataplane: d, endpoints: store,
-		ready: func() (bool, string) { return true, "" }, changed: func() {}}
+		ready: func() (bool, string) { return true, "" }}
 	return s, a, d
 }
 
@@ -145,7 +142,7 @@ func TestCNIServerErrors(t *testing.T) {
 	if _, err := s.Allocate(ctx, &agentv1.AllocateRequest{ContainerId: "c", Ifname: "eth0"}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("no family: %v", err)
 	}
-	a.fail = ErrPoolExhausted
+	a.fail = fmt.Errorf("assign: %w", allocator.ErrNoAddresses)
 	if _, err := s.Allocate(ctx, &agentv1.AllocateRequest{ContainerId: "c", Ifname: "eth0", IpFamilies: v4()}); status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("exhausted pool: %v, want ResourceExhausted", err)
 	}
@@ -182,12 +179,26 @@ func TestCNIServerGC(t *testing.T) {
 	}
 }
 
-func TestLearnedRoutesECMP(t *testing.T) {
-	p := netip.MustParsePrefix("10.244.1.0/26")
+// TestLearnedRoutes: the speaker's paths come normalised (sorted by
+// prefix, then next hop, one per pair); the agent only groups them.
+func TestLearnedRoutes(t *testing.T) {
+	p1, p2 := netip.MustParsePrefix("10.244.2.0/26"), netip.MustParsePrefix("10.244.10.0/26")
 	h1, h2 := netip.MustParseAddr("172.30.1.12"), netip.MustParseAddr("172.30.1.13")
-	got := learnedRoutes([]speaker.Path{{Prefix: p, NextHop: h2}, {Prefix: p, NextHop: h1}, {Prefix: p, NextHop: h1}})
-	want := []Route{{Prefix: p, NextHops: []netip.Addr{h1, h2}}}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("learnedRoutes = %v, want %v", got, want)
+	for _, tc := range []struct {
+		name  string
+		paths []speaker.Path
+		want  []felix.LearnedRoute
+	}{
+		{name: "none", paths: nil, want: nil},
+		{name: "ECMP: next hops of one prefix make one route",
+			paths: []speaker.Path{{Prefix: p1, NextHop: h1}, {Prefix: p1, NextHop: h2}},
+			want:  []felix.LearnedRoute{{Prefix: p1, NextHops: []netip.Addr{h1, h2}}}},
+		{name: "prefixes keep the speaker's order",
+			paths: []speaker.Path{{Prefix: p1, NextHop: h2}, {Prefix: p2, NextHop: h1}, {Prefix: p2, NextHop: h2}},
+			want:  []felix.LearnedRoute{{Prefix: p1, NextHops: []netip.Addr{h2}}, {Prefix: p2, NextHops: []netip.Addr{h1, h2}}}},
+	} {
+		if got := learnedRoutes(tc.paths); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: learnedRoutes = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -6,50 +6,69 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"sort"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	corelisters "k8s.io/client-go/listers/core/v1"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
 	cairnlisters "github.com/cairn-net/cairn/apis/client/listers/cairn/v1alpha1"
 	"github.com/cairn-net/cairn/bgp/peering"
 	"github.com/cairn-net/cairn/bgp/speaker"
+	"github.com/cairn-net/cairn/felix"
+	"github.com/cairn-net/cairn/ipam"
 )
 
 // syncKey is the only key of the work queue: every event leads to one
 // recomputation of the node's whole desired state, which is cheap.
 const syncKey = "node"
 
-// Speaker is the part of the BGP speaker the controller drives.
-type Speaker interface {
+// peerSpeaker is the part of the BGP speaker the controller drives.
+type peerSpeaker interface {
 	SetPeers(peers []speaker.Peer) error
 	SetAdvertisements(ads []speaker.Advertisement) error
 	SetImportFilter(allowed []netip.Prefix)
-	PeerStates() []speaker.PeerState
 }
 
-// controller turns the cluster's objects and the allocator's blocks into
-// the speaker's peers and announcements and felix's blocks and pools.
-type controller struct {
-	log        *slog.Logger
-	nodeName   string
-	nodeAddr   netip.Addr
-	queue      workqueue.TypedRateLimitingInterface[string]
+// blockDataplane is the part of felix the controller drives.
+type blockDataplane interface {
+	SetOwnedBlocks(blocks []netip.Prefix)
+	SetPools(pools []felix.Pool)
+}
+
+// passwords resolves BGP passwords from the Secrets it was told to watch.
+type passwords interface {
+	watch(ctx context.Context, names []string)
+	password(ref v1.SecretKeyRef) (string, error)
+}
+
+// listers are the caches a sync reads; it reads nothing else.
+type listers struct {
 	nodes      corelisters.NodeLister
 	pools      cairnlisters.IPPoolLister
 	configs    cairnlisters.BGPConfigurationLister
 	peers      cairnlisters.BGPPeerLister
-	secrets    peering.Secrets
-	alloc      Allocator
-	speaker    Speaker
-	dataplane  Dataplane
-	clusterASN func() uint32
+	blocks     cairnlisters.IPAMBlockLister
+	affinities cairnlisters.BlockAffinityLister
+}
+
+// controller turns the cluster's objects into the speaker's peers and
+// announcements and felix's blocks and pools.
+type controller struct {
+	log       *slog.Logger
+	nodeName  string
+	nodeAddr  netip.Addr
+	queue     workqueue.TypedRateLimitingInterface[string]
+	listers   listers
+	secrets   passwords
+	speaker   peerSpeaker
+	dataplane blockDataplane
 
 	mu   sync.Mutex
 	last syncResult
@@ -76,39 +95,19 @@ func newQueue() workqueue.TypedRateLimitingInterface[string] {
 // enqueue is the only thing event handlers do.
 func (c *controller) enqueue() { c.queue.Add(syncKey) }
 
-func (c *controller) handler() cache.ResourceEventHandler {
-	return cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { c.enqueue() },
-		UpdateFunc: func(any, any) { c.enqueue() },
-		DeleteFunc: func(any) { c.enqueue() },
-	}
-}
-
 // run processes the queue until ctx ends, and resyncs every interval.
 func (c *controller) run(ctx context.Context, resync time.Duration) {
 	go func() {
 		<-ctx.Done()
 		c.queue.ShutDown()
 	}()
-	go func() {
-		t := time.NewTicker(resync)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				c.enqueue()
-			}
-		}
-	}()
+	go c.tick(ctx, resync)
 	for {
 		key, quit := c.queue.Get()
 		if quit {
 			return
 		}
-		err := c.sync(ctx)
-		if err != nil {
+		if err := c.sync(ctx); err != nil {
 			c.log.Warn("sync failed; retrying", "err", err)
 			c.queue.AddRateLimited(key)
 		} else {
@@ -118,57 +117,102 @@ func (c *controller) run(ctx context.Context, resync time.Duration) {
 	}
 }
 
-// sync recomputes everything from the caches and the allocator. It is
-// idempotent; partial problems (one bad BGPPeer) are reported and the rest
-// is still applied.
-func (c *controller) sync(ctx context.Context) error {
-	var errs []error
-	cfg, err := c.configs.Get("default")
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("read BGPConfiguration default: %w", err)
+// tick enqueues a full recomputation every interval until ctx ends.
+func (c *controller) tick(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.enqueue()
+		}
 	}
-	if apierrors.IsNotFound(err) {
-		cfg = nil
-	}
-	pools, err := c.pools.List(labels.Everything())
-	if err != nil {
-		return fmt.Errorf("list IPPools: %w", err)
-	}
-	poolVals := derefPools(pools)
+}
 
-	self, infos, nerrs := c.nodeInfos()
-	errs = append(errs, nerrs...)
-	bgpPeers, err := c.peers.List(labels.Everything())
+// sync recomputes everything from the caches. It is idempotent; partial
+// problems (one bad BGPPeer) are reported and the rest is still applied.
+func (c *controller) sync(ctx context.Context) error {
+	st, err := c.read()
 	if err != nil {
-		return fmt.Errorf("list BGPPeers: %w", err)
+		return err
 	}
-	peerList, perrs := peering.Peers(peering.PeersInput{Self: self, Nodes: infos, Config: cfg, Peers: derefPeers(bgpPeers)}, c.secrets)
-	errs = append(errs, perrs...)
-	if err := c.speaker.SetPeers(peerList); err != nil {
+	peers, perrs := c.applyPeers(ctx, st)
+	ads, aerrs := c.applyRoutes(st)
+	err = errors.Join(slices.Concat(st.problems, perrs, aerrs)...)
+	c.mu.Lock()
+	c.last = syncResult{peers: peers, announced: ads, blocks: st.owned, err: err, at: time.Now()}
+	c.mu.Unlock()
+	return err
+}
+
+// clusterState is what one sync reads from the caches.
+type clusterState struct {
+	config          *v1.BGPConfiguration // nil: there is none
+	pools           []v1.IPPool
+	peers           []v1.BGPPeer
+	self            peering.NodeInfo
+	nodes           []peering.NodeInfo
+	owned, borrowed []netip.Prefix
+	// problems are errors with single objects; the rest still applies.
+	problems []error
+}
+
+func (c *controller) read() (clusterState, error) {
+	var st clusterState
+	cfg, err := c.listers.configs.Get("default")
+	if err != nil && !apierrors.IsNotFound(err) {
+		return st, fmt.Errorf("read BGPConfiguration default: %w", err)
+	}
+	if err == nil {
+		st.config = cfg
+	}
+	pools, err := c.listers.pools.List(labels.Everything())
+	if err != nil {
+		return st, fmt.Errorf("list IPPools: %w", err)
+	}
+	peers, err := c.listers.peers.List(labels.Everything())
+	if err != nil {
+		return st, fmt.Errorf("list BGPPeers: %w", err)
+	}
+	blocks, err := c.listers.blocks.List(labels.Everything())
+	if err != nil {
+		return st, fmt.Errorf("list IPAMBlocks: %w", err)
+	}
+	affinities, err := c.listers.affinities.List(labels.Everything())
+	if err != nil {
+		return st, fmt.Errorf("list BlockAffinities: %w", err)
+	}
+	st.pools, st.peers = deref(pools), deref(peers)
+	slices.SortFunc(st.peers, func(a, b v1.BGPPeer) int { return strings.Compare(a.Name, b.Name) })
+	st.self, st.nodes, st.problems = c.nodeInfos(clusterASN(st.config))
+	st.owned, st.borrowed = ipam.NodeRoutes(c.nodeName, blocks, affinities)
+	return st, nil
+}
+
+// applyPeers hands the node's BGP sessions to the speaker.
+func (c *controller) applyPeers(ctx context.Context, st clusterState) ([]speaker.Peer, []error) {
+	c.secrets.watch(ctx, peering.SecretNames(st.config, st.peers))
+	in := peering.PeersInput{Self: st.self, Nodes: st.nodes, Config: st.config, Peers: st.peers}
+	peers, errs := peering.Peers(in, c.secrets.password)
+	if err := c.speaker.SetPeers(peers); err != nil {
 		errs = append(errs, fmt.Errorf("set BGP peers: %w", err))
 	}
+	return peers, errs
+}
 
-	owned, err := c.alloc.OwnedBlocks(ctx)
-	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("read owned blocks: %w", err))...)
-	}
-	borrowed, err := c.alloc.Borrowed(ctx)
-	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("read borrowed addresses: %w", err))...)
-	}
-	c.dataplane.SetOwnedBlocks(owned)
-	c.dataplane.SetPools(dataplanePools(poolVals))
-	c.speaker.SetImportFilter(peering.ImportFilter(poolVals))
-	ads, aerrs := peering.Advertisements(peering.ExportInput{Owned: owned, Borrowed: borrowed, Pools: poolVals, Config: cfg})
-	errs = append(errs, aerrs...)
+// applyRoutes hands the node's blocks and pools to felix, and what it
+// announces and may learn to the speaker.
+func (c *controller) applyRoutes(st clusterState) ([]speaker.Advertisement, []error) {
+	c.dataplane.SetOwnedBlocks(st.owned)
+	c.dataplane.SetPools(felixPools(st.pools))
+	c.speaker.SetImportFilter(peering.ImportFilter(st.pools))
+	ads, errs := peering.Advertisements(peering.ExportInput{Owned: st.owned, Borrowed: st.borrowed, Pools: st.pools, Config: st.config})
 	if err := c.speaker.SetAdvertisements(ads); err != nil {
 		errs = append(errs, fmt.Errorf("set BGP advertisements: %w", err))
 	}
-	err = errors.Join(errs...)
-	c.mu.Lock()
-	c.last = syncResult{peers: peerList, announced: ads, blocks: owned, err: err, at: time.Now()}
-	c.mu.Unlock()
-	return err
+	return ads, errs
 }
 
 func (c *controller) lastResult() syncResult {
@@ -179,15 +223,14 @@ func (c *controller) lastResult() syncResult {
 
 // nodeInfos reads every Node's BGP identity; this node's address is the
 // one the agent was started with when given.
-func (c *controller) nodeInfos() (peering.NodeInfo, []peering.NodeInfo, []error) {
-	var errs []error
-	nodes, err := c.nodes.List(labels.Everything())
-	if err != nil {
-		return peering.NodeInfo{Name: c.nodeName}, nil, []error{fmt.Errorf("list nodes: %w", err)}
-	}
-	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
-	asn := c.clusterASN()
+func (c *controller) nodeInfos(asn uint32) (peering.NodeInfo, []peering.NodeInfo, []error) {
 	self := peering.NodeInfo{Name: c.nodeName, Addr: c.nodeAddr, ASN: asn}
+	nodes, err := c.listers.nodes.List(labels.Everything())
+	if err != nil {
+		return self, nil, []error{fmt.Errorf("list nodes: %w", err)}
+	}
+	slices.SortFunc(nodes, func(a, b *corev1.Node) int { return strings.Compare(a.Name, b.Name) })
+	var errs []error
 	infos := make([]peering.NodeInfo, 0, len(nodes))
 	for _, n := range nodes {
 		info, err := peering.NodeInfoFrom(n, asn)
@@ -206,55 +249,31 @@ func (c *controller) nodeInfos() (peering.NodeInfo, []peering.NodeInfo, []error)
 	return self, infos, errs
 }
 
-func derefPools(in []*v1.IPPool) []v1.IPPool {
-	out := make([]v1.IPPool, len(in))
+// clusterASN is the cluster's AS number: the default BGPConfiguration's,
+// else peering.DefaultASN.
+func clusterASN(cfg *v1.BGPConfiguration) uint32 {
+	if cfg == nil || cfg.Spec.ASNumber == 0 {
+		return peering.DefaultASN
+	}
+	return uint32(cfg.Spec.ASNumber)
+}
+
+// deref copies the objects a lister returns: peering takes values.
+func deref[T any](in []*T) []T {
+	out := make([]T, len(in))
 	for i, p := range in {
 		out[i] = *p
 	}
 	return out
 }
 
-func derefPeers(in []*v1.BGPPeer) []v1.BGPPeer {
-	out := make([]v1.BGPPeer, len(in))
-	for i, p := range in {
-		out[i] = *p
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
-}
-
-func dataplanePools(pools []v1.IPPool) []Pool {
-	var out []Pool
+// felixPools is what felix needs of the pools: their CIDRs and NAT.
+func felixPools(pools []v1.IPPool) []felix.Pool {
+	var out []felix.Pool
 	for _, p := range pools {
 		if c, err := netip.ParsePrefix(p.Spec.CIDR); err == nil {
-			out = append(out, Pool{CIDR: c.Masked(), NATOutgoing: p.Spec.NATOutgoing})
+			out = append(out, felix.Pool{CIDR: c.Masked(), NATOutgoing: p.Spec.NATOutgoing})
 		}
 	}
-	return out
-}
-
-// learnedRoutes groups learned paths by prefix: several next hops for one
-// prefix become one ECMP route.
-func learnedRoutes(paths []speaker.Path) []Route {
-	byPrefix := map[netip.Prefix]map[netip.Addr]bool{}
-	for _, p := range paths {
-		if !p.NextHop.IsValid() {
-			continue
-		}
-		if byPrefix[p.Prefix] == nil {
-			byPrefix[p.Prefix] = map[netip.Addr]bool{}
-		}
-		byPrefix[p.Prefix][p.NextHop] = true
-	}
-	out := make([]Route, 0, len(byPrefix))
-	for pfx, hops := range byPrefix {
-		r := Route{Prefix: pfx}
-		for h := range hops {
-			r.NextHops = append(r.NextHops, h)
-		}
-		sort.Slice(r.NextHops, func(i, j int) bool { return r.NextHops[i].Less(r.NextHops[j]) })
-		out = append(out, r)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Prefix.String() < out[j].Prefix.String() })
 	return out
 }

@@ -5,18 +5,21 @@ import (
 	"log/slog"
 	"net/netip"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
 	cairnlisters "github.com/cairn-net/cairn/apis/client/listers/cairn/v1alpha1"
-	"github.com/cairn-net/cairn/bgp/peering"
 	"github.com/cairn-net/cairn/bgp/speaker"
+	"github.com/cairn-net/cairn/felix"
+	"github.com/cairn-net/cairn/ipam"
 )
 
 type fakeSpeaker struct {
@@ -41,23 +44,19 @@ func (s *fakeSpeaker) SetAdvertisements(a []speaker.Advertisement) error {
 func (s *fakeSpeaker) SetImportFilter(f []netip.Prefix) { s.mu.Lock(); s.filter = f; s.mu.Unlock() }
 func (s *fakeSpeaker) PeerStates() []speaker.PeerState  { return nil }
 
-type blocksAlloc struct {
-	fakeAlloc
-	owned    []netip.Prefix
-	borrowed []netip.Addr
-}
-
-func (a *blocksAlloc) OwnedBlocks(context.Context) ([]netip.Prefix, error) { return a.owned, nil }
-func (a *blocksAlloc) Borrowed(context.Context) ([]netip.Addr, error)      { return a.borrowed, nil }
-
 type recordingDataplane struct {
 	fakeDataplane
+	mu     sync.Mutex
 	blocks []netip.Prefix
-	pools  []Pool
+	pools  []felix.Pool
 }
 
-func (d *recordingDataplane) SetOwnedBlocks(b []netip.Prefix) { d.blocks = b }
-func (d *recordingDataplane) SetPools(p []Pool)               { d.pools = p }
+func (d *recordingDataplane) SetOwnedBlocks(b []netip.Prefix) {
+	d.mu.Lock()
+	d.blocks = b
+	d.mu.Unlock()
+}
+func (d *recordingDataplane) SetPools(p []felix.Pool) { d.mu.Lock(); d.pools = p; d.mu.Unlock() }
 
 func indexer(objs ...any) cache.Indexer {
 	idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
@@ -72,24 +71,57 @@ func node(name, ip string) *corev1.Node {
 		Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}}}}
 }
 
+// block is an IPAM block owned by owner, with addresses held by nodes
+// (ordinal -> node).
+func block(cidr, owner string, held map[int32]string) *v1.IPAMBlock {
+	b := &v1.IPAMBlock{ObjectMeta: metav1.ObjectMeta{Name: ipam.BlockName(netip.MustParsePrefix(cidr))},
+		Spec: v1.IPAMBlockSpec{CIDR: cidr, Affinity: ipam.AffinityValue(owner)}}
+	for ord, n := range held {
+		b.Spec.Allocations = append(b.Spec.Allocations, v1.BlockAllocation{Ordinal: ord, Handle: "h", Node: n})
+	}
+	return b
+}
+
+func claim(node, cidr string) *v1.BlockAffinity {
+	return &v1.BlockAffinity{ObjectMeta: metav1.ObjectMeta{Name: ipam.AffinityName(node, netip.MustParsePrefix(cidr))},
+		Spec: v1.BlockAffinitySpec{Node: node, CIDR: cidr, State: v1.AffinityConfirmed}}
+}
+
 // TestSyncWiresClusterStateToSpeakerAndDataplane checks the whole sync on
-// listers and fakes: mesh and BGPPeer sessions, announced blocks and
-// borrowed /32s, the import filter and the pools felix NATs for.
+// listers and fakes: mesh and BGPPeer sessions (the password read through
+// a Secret informer), announced blocks and borrowed /32s in numeric order,
+// the import filter and the pools felix NATs for.
 func TestSyncWiresClusterStateToSpeakerAndDataplane(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: v1.IPPoolSpec{CIDR: "10.244.0.0/16", NATOutgoing: true}}
-	tor := &v1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor"}, Spec: v1.BGPPeerSpec{PeerIP: "172.30.1.1", ASNumber: 65001, NodeSelector: "rack=r1"}}
+	tor := &v1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor"}, Spec: v1.BGPPeerSpec{PeerIP: "172.30.1.1", ASNumber: 65001, NodeSelector: "rack=r1",
+		Password: &v1.BGPPassword{SecretKeyRef: &v1.SecretKeyRef{Name: "bgp", Key: "tor"}}}}
+	kube := fake.NewClientset(
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "cairn-system", Name: "bgp"}, Data: map[string][]byte{"tor": []byte("pw")}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "cairn-system", Name: "unrelated"}},
+	)
 	spk := &fakeSpeaker{}
 	dp := &recordingDataplane{fakeDataplane: fakeDataplane{endpoints: map[string][]netip.Prefix{}}}
-	alloc := &blocksAlloc{owned: []netip.Prefix{netip.MustParsePrefix("10.244.3.0/26")}, borrowed: []netip.Addr{netip.MustParseAddr("10.244.9.7")}}
 	c := &controller{
 		log: slog.New(slog.DiscardHandler), nodeName: "node1", nodeAddr: netip.MustParseAddr("172.30.1.11"), queue: newQueue(),
-		nodes:   corelisters.NewNodeLister(indexer(node("node1", "172.30.1.11"), node("node2", "172.30.1.12"))),
-		pools:   cairnlisters.NewIPPoolLister(indexer(pool)),
-		configs: cairnlisters.NewBGPConfigurationLister(indexer()),
-		peers:   cairnlisters.NewBGPPeerLister(indexer(tor)),
-		alloc:   alloc, speaker: spk, dataplane: dp, clusterASN: func() uint32 { return peering.DefaultASN },
+		listers: listers{
+			nodes:   corelisters.NewNodeLister(indexer(node("node1", "172.30.1.11"), node("node2", "172.30.1.12"))),
+			pools:   cairnlisters.NewIPPoolLister(indexer(pool)),
+			configs: cairnlisters.NewBGPConfigurationLister(indexer()),
+			peers:   cairnlisters.NewBGPPeerLister(indexer(tor)),
+			// node1 owns two blocks (10.244.10.0 sorts before 10.244.2.0
+			// as a string, after it as a prefix) and borrowed 10.244.9.7.
+			blocks: cairnlisters.NewIPAMBlockLister(indexer(
+				block("10.244.10.0/26", "node1", nil), block("10.244.2.0/26", "node1", nil),
+				block("10.244.9.0/26", "node2", map[int32]string{5: "node2", 7: "node1"}))),
+			affinities: cairnlisters.NewBlockAffinityLister(indexer(
+				claim("node1", "10.244.10.0/26"), claim("node1", "10.244.2.0/26"), claim("node2", "10.244.9.0/26"))),
+		},
+		speaker: spk, dataplane: dp,
 	}
-	if err := c.sync(context.Background()); err != nil {
+	c.secrets = newSecretWatch(kube, "cairn-system", c.enqueue)
+	if err := c.sync(ctx); err != nil {
 		t.Fatal(err)
 	}
 	var peerAddrs []string
@@ -99,21 +131,53 @@ func TestSyncWiresClusterStateToSpeakerAndDataplane(t *testing.T) {
 	if want := []string{"peer:tor=172.30.1.1", "mesh:node2=172.30.1.12"}; !reflect.DeepEqual(peerAddrs, want) {
 		t.Errorf("peers = %v, want %v", peerAddrs, want)
 	}
+	if spk.peers[0].Password != "pw" {
+		t.Error("the BGPPeer's password was not read from its Secret")
+	}
 	var ads []string
 	for _, a := range spk.ads {
 		ads = append(ads, a.Prefix.String())
 	}
-	if want := []string{"10.244.3.0/26", "10.244.9.7/32"}; !reflect.DeepEqual(ads, want) {
+	if want := []string{"10.244.2.0/26", "10.244.9.7/32", "10.244.10.0/26"}; !reflect.DeepEqual(ads, want) {
 		t.Errorf("advertisements = %v, want %v", ads, want)
 	}
 	if want := []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}; !reflect.DeepEqual(spk.filter, want) {
 		t.Errorf("import filter = %v, want %v", spk.filter, want)
 	}
-	if !reflect.DeepEqual(dp.blocks, alloc.owned) || len(dp.pools) != 1 || !dp.pools[0].NATOutgoing {
-		t.Errorf("dataplane blocks %v pools %+v", dp.blocks, dp.pools)
+	wantBlocks := []netip.Prefix{netip.MustParsePrefix("10.244.2.0/26"), netip.MustParsePrefix("10.244.10.0/26")}
+	if !reflect.DeepEqual(dp.blocks, wantBlocks) || len(dp.pools) != 1 || !dp.pools[0].NATOutgoing {
+		t.Errorf("dataplane blocks %v pools %+v, want blocks %v", dp.blocks, dp.pools, wantBlocks)
 	}
-	if r := c.lastResult(); r.err != nil || len(r.blocks) != 1 {
+	if r := c.lastResult(); r.err != nil || !reflect.DeepEqual(r.blocks, wantBlocks) {
 		t.Errorf("last result %+v", r)
+	}
+}
+
+// TestSyncReportsMissingSecret: a password whose Secret does not exist is
+// that peer's problem; the mesh still applies.
+func TestSyncReportsMissingSecret(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tor := &v1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor"}, Spec: v1.BGPPeerSpec{PeerIP: "172.30.1.1", ASNumber: 65001,
+		Password: &v1.BGPPassword{SecretKeyRef: &v1.SecretKeyRef{Name: "missing", Key: "tor"}}}}
+	spk := &fakeSpeaker{}
+	c := &controller{
+		log: slog.New(slog.DiscardHandler), nodeName: "node1", queue: newQueue(),
+		listers: listers{
+			nodes: corelisters.NewNodeLister(indexer(node("node1", "172.30.1.11"), node("node2", "172.30.1.12"))),
+			pools: cairnlisters.NewIPPoolLister(indexer()), configs: cairnlisters.NewBGPConfigurationLister(indexer()),
+			peers: cairnlisters.NewBGPPeerLister(indexer(tor)), blocks: cairnlisters.NewIPAMBlockLister(indexer()),
+			affinities: cairnlisters.NewBlockAffinityLister(indexer()),
+		},
+		speaker: spk, dataplane: &recordingDataplane{},
+	}
+	c.secrets = newSecretWatch(fake.NewClientset(), "cairn-system", c.enqueue)
+	err := c.sync(ctx)
+	if err == nil || !strings.Contains(err.Error(), "cairn-system/missing not found") {
+		t.Errorf("sync error = %v, want the missing Secret named", err)
+	}
+	if len(spk.peers) != 1 || spk.peers[0].Name != "mesh:node2" {
+		t.Errorf("peers = %+v, want the mesh session alone", spk.peers)
 	}
 }
 

@@ -2,43 +2,99 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubeinformers "k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
 
-	"github.com/cairn-net/cairn/apis/client/clientset/versioned"
+	"github.com/cairn-net/cairn/ipam"
 	"github.com/cairn-net/cairn/ipam/gc"
-	"github.com/cairn-net/cairn/ipam/kubestore"
 )
 
 // gcLeaseName is the Lease the agents compete for; its holder runs the
 // cluster-wide IPAM garbage collection.
 const gcLeaseName = "cairn-ipam-gc"
 
-// runIPAMGC campaigns for the GC Lease until ctx ends and collects while
+// ipamGC is what the cluster-wide IPAM garbage collector needs.
+type ipamGC struct {
+	opts  Options
+	kube  kubernetes.Interface
+	store ipam.Store
+	nodes corelisters.NodeLister
+	log   *slog.Logger
+}
+
+// run campaigns for the GC Lease until ctx ends and collects while
 // leading. A failure here must not stop the node's dataplane, so it is
 // logged and retried rather than returned.
-func runIPAMGC(ctx context.Context, cfg Config, kube kubernetes.Interface, cairn versioned.Interface, log *slog.Logger) {
-	log = log.With("component", "ipam-gc")
-	collector, err := gc.New(gc.Options{Store: kubestore.New(cairn), Owners: gc.ClientOwners{Client: kube}, Grace: cfg.IPAMGCGrace, Logger: log})
-	if err != nil {
-		log.Error("IPAM garbage collection disabled", "err", err)
-		return
-	}
-	lead := func(ctx context.Context) {
-		log.Info("leading IPAM garbage collection")
-		collector.Run(ctx, cfg.IPAMGCInterval)
-	}
+func (g ipamGC) run(ctx context.Context) {
+	leader := gc.LeaderOptions{Client: g.kube, Namespace: g.opts.SecretNamespace, Name: gcLeaseName,
+		Identity: g.opts.NodeName, Logger: g.log.With("component", "ipam-gc")}
 	for ctx.Err() == nil {
-		err := gc.RunLeaderElected(ctx, gc.LeaderOptions{Client: kube, Namespace: cfg.SecretNamespace, Name: gcLeaseName, Identity: cfg.NodeName, Logger: log}, lead)
+		err := gc.RunLeaderElected(ctx, leader, g.lead)
 		if err == nil || ctx.Err() != nil {
 			return
 		}
-		log.Warn("IPAM GC leader election failed; retrying", "err", err)
+		g.log.Warn("IPAM GC leader election failed; retrying", "component", "ipam-gc", "err", err)
 		select {
 		case <-ctx.Done():
 		case <-time.After(30 * time.Second):
 		}
 	}
+}
+
+// lead collects until leadership ends. Only the leader watches pods (all
+// of them): owners are looked up in that cache and the agent's Node cache,
+// never fetched one by one.
+func (g ipamGC) lead(ctx context.Context) {
+	pods, stop, err := g.watchPods(ctx)
+	if err != nil {
+		g.log.Warn("IPAM garbage collection not started", "component", "ipam-gc", "err", err)
+		return
+	}
+	defer stop()
+	collector, err := gc.New(gc.Options{Store: g.store, Owners: gc.ListerOwners{Pods: pods, Nodes: g.nodes},
+		Grace: g.opts.IPAMGCGrace, Logger: g.log})
+	if err != nil {
+		g.log.Error("IPAM garbage collection disabled", "component", "ipam-gc", "err", err)
+		return
+	}
+	g.log.Info("leading IPAM garbage collection", "component", "ipam-gc")
+	collector.Run(ctx, g.opts.IPAMGCInterval)
+}
+
+// watchPods starts a pod informer and waits for its cache; stop ends it.
+func (g ipamGC) watchPods(ctx context.Context) (corelisters.PodLister, func(), error) {
+	ctx, cancel := context.WithCancel(ctx)
+	factory := kubeinformers.NewSharedInformerFactoryWithOptions(g.kube, 0, kubeinformers.WithTransform(podOwnerFields))
+	pods := factory.Core().V1().Pods()
+	informer := pods.Informer()
+	factory.Start(ctx.Done())
+	stop := func() { cancel(); factory.Shutdown() }
+	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+		stop()
+		return nil, nil, fmt.Errorf("sync pod cache: %w", context.Cause(ctx))
+	}
+	return pods.Lister(), stop, nil
+}
+
+// podOwnerFields keeps of a Pod only what deciding ownership reads, so the
+// leader's cache of every pod in the cluster stays small.
+func podOwnerFields(obj any) (any, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil // a tombstone
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID,
+			ResourceVersion: pod.ResourceVersion, DeletionTimestamp: pod.DeletionTimestamp},
+		Spec:   corev1.PodSpec{NodeName: pod.Spec.NodeName},
+		Status: corev1.PodStatus{Phase: pod.Status.Phase},
+	}, nil
 }

@@ -3,29 +3,116 @@ package agent
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
-	"github.com/cairn-net/cairn/bgp/peering"
 )
 
-// secretReader reads BGP passwords from Secrets in the agent's namespace.
-// Errors name the Secret and key, never the value.
-func secretReader(kube kubernetes.Interface, namespace string) peering.Secrets {
-	return func(ref v1.SecretKeyRef) (string, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s, err := kube.CoreV1().Secrets(namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-		if err != nil {
-			return "", fmt.Errorf("read Secret %s/%s: %w", namespace, ref.Name, err)
-		}
-		v, ok := s.Data[ref.Key]
-		if !ok {
-			return "", fmt.Errorf("Secret %s/%s has no key %q", namespace, ref.Name, ref.Key)
-		}
-		return string(v), nil
+// secretSyncTimeout bounds how long a sync waits for a newly referenced
+// Secret to be read.
+const secretSyncTimeout = 5 * time.Second
+
+// secretWatch holds the Secrets that BGP passwords refer to, each through
+// an informer of its own restricted by a field selector to that one Secret
+// in the agent's namespace: passwords are read from memory, a changed
+// password triggers a sync, and no other Secret is ever fetched.
+type secretWatch struct {
+	kube      kubernetes.Interface
+	namespace string
+	// changed is called on every event of a watched Secret.
+	changed func()
+
+	mu      sync.Mutex
+	watches map[string]*secretInformer // by Secret name
+}
+
+type secretInformer struct {
+	inf  cache.SharedIndexInformer
+	stop context.CancelFunc
+}
+
+func newSecretWatch(kube kubernetes.Interface, namespace string, changed func()) *secretWatch {
+	return &secretWatch{kube: kube, namespace: namespace, changed: changed, watches: map[string]*secretInformer{}}
+}
+
+// watch makes the watched Secrets exactly names: it stops the informers of
+// Secrets no longer referenced, starts one per new name and waits, up to
+// secretSyncTimeout, for those to be read. The informers run until ctx ends.
+func (w *secretWatch) watch(ctx context.Context, names []string) {
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
 	}
+	var started []cache.InformerSynced
+	w.mu.Lock()
+	for name, si := range w.watches {
+		if !want[name] {
+			si.stop()
+			delete(w.watches, name)
+		}
+	}
+	for name := range want {
+		if _, ok := w.watches[name]; !ok {
+			si := w.start(ctx, name)
+			w.watches[name] = si
+			started = append(started, si.inf.HasSynced)
+		}
+	}
+	w.mu.Unlock()
+	if len(started) > 0 {
+		wctx, cancel := context.WithTimeout(ctx, secretSyncTimeout)
+		defer cancel()
+		cache.WaitForCacheSync(wctx.Done(), started...)
+	}
+}
+
+func (w *secretWatch) start(ctx context.Context, name string) *secretInformer {
+	onlyThis := func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
+	}
+	inf := coreinformers.NewFilteredSecretInformer(w.kube, w.namespace, 0, cache.Indexers{}, onlyThis)
+	// AddEventHandler fails only on a stopped informer; this one has not
+	// started yet.
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { w.changed() },
+		UpdateFunc: func(any, any) { w.changed() },
+		DeleteFunc: func(any) { w.changed() },
+	})
+	ctx, cancel := context.WithCancel(ctx)
+	go inf.Run(ctx.Done())
+	return &secretInformer{inf: inf, stop: cancel}
+}
+
+// password resolves a BGP password reference (a peering.Secrets) from the
+// watched Secrets. Errors name the Secret and key, never the value.
+func (w *secretWatch) password(ref v1.SecretKeyRef) (string, error) {
+	w.mu.Lock()
+	si, ok := w.watches[ref.Name]
+	w.mu.Unlock()
+	switch {
+	case !ok:
+		return "", fmt.Errorf("Secret %s/%s is not watched", w.namespace, ref.Name)
+	case !si.inf.HasSynced():
+		return "", fmt.Errorf("Secret %s/%s not read yet", w.namespace, ref.Name)
+	}
+	obj, exists, err := si.inf.GetStore().GetByKey(w.namespace + "/" + ref.Name)
+	if err != nil {
+		return "", fmt.Errorf("read Secret %s/%s from cache: %w", w.namespace, ref.Name, err)
+	}
+	if !exists {
+		return "", fmt.Errorf("Secret %s/%s not found", w.namespace, ref.Name)
+	}
+	v, ok := obj.(*corev1.Secret).Data[ref.Key]
+	if !ok {
+		return "", fmt.Errorf("Secret %s/%s has no key %q", w.namespace, ref.Name, ref.Key)
+	}
+	return string(v), nil
 }

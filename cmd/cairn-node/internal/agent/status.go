@@ -15,6 +15,7 @@ import (
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
 	"github.com/cairn-net/cairn/apis/client/clientset/versioned"
 	"github.com/cairn-net/cairn/bgp/speaker"
+	"github.com/cairn-net/cairn/felix"
 )
 
 // maxLearnedInStatus caps the learned routes listed in CairnNodeStatus;
@@ -33,7 +34,7 @@ type statusWriter struct {
 	version string
 	ctrl    *controller
 	speaker interface{ PeerStates() []speaker.PeerState }
-	learned func() []Route
+	learned func() []felix.LearnedRoute
 	log     *slog.Logger
 
 	written   *v1.CairnNodeStatusStatus // last written, nil before the first

@@ -1,0 +1,101 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	kubeinformers "k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/cairn-net/cairn/apis/client/clientset/versioned"
+	cairninformers "github.com/cairn-net/cairn/apis/client/informers/externalversions"
+	cairnlisters "github.com/cairn-net/cairn/apis/client/listers/cairn/v1alpha1"
+	"github.com/cairn-net/cairn/ipam/kubestore"
+)
+
+// clients reach the API server.
+type clients struct {
+	kube  kubernetes.Interface
+	cairn versioned.Interface
+}
+
+// connect builds the clients from a kubeconfig file, or the in-cluster
+// configuration when the path is empty.
+func connect(kubeconfig string) (clients, error) {
+	var cfg *rest.Config
+	var err error
+	if kubeconfig == "" {
+		cfg, err = rest.InClusterConfig()
+	} else {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	if err != nil {
+		return clients{}, fmt.Errorf("load API server configuration: %w", err)
+	}
+	return newClients(cfg)
+}
+
+func newClients(cfg *rest.Config) (clients, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.UserAgent = "cairn-node"
+	// A burst of pod starts is one write per pod (the IPAM handle); the
+	// client must not be the bottleneck.
+	cfg.QPS, cfg.Burst = kubestore.DefaultQPS, kubestore.DefaultBurst
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return clients{}, fmt.Errorf("kubernetes client: %w", err)
+	}
+	cairn, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		return clients{}, fmt.Errorf("cairn client: %w", err)
+	}
+	return clients{kube: kube, cairn: cairn}, nil
+}
+
+// informers are the agent's view of the cluster: everything it reads, it
+// reads from these caches, kept current by one watch per kind.
+type informers struct {
+	nodes      cache.SharedIndexInformer
+	pools      cache.SharedIndexInformer
+	configs    cache.SharedIndexInformer
+	peers      cache.SharedIndexInformer
+	blocks     cache.SharedIndexInformer
+	affinities cache.SharedIndexInformer
+
+	nodeLister     corelisters.NodeLister
+	poolLister     cairnlisters.IPPoolLister
+	configLister   cairnlisters.BGPConfigurationLister
+	peerLister     cairnlisters.BGPPeerLister
+	blockLister    cairnlisters.IPAMBlockLister
+	affinityLister cairnlisters.BlockAffinityLister
+}
+
+// watchCluster starts the informers and waits for their caches.
+func watchCluster(ctx context.Context, cl clients, log *slog.Logger) (*informers, error) {
+	kubeFactory := kubeinformers.NewSharedInformerFactory(cl.kube, 0)
+	cairnFactory := cairninformers.NewSharedInformerFactory(cl.cairn, 0)
+	nodes, cairn := kubeFactory.Core().V1().Nodes(), cairnFactory.Cairn().V1alpha1()
+	pools, configs, peers := cairn.IPPools(), cairn.BGPConfigurations(), cairn.BGPPeers()
+	blocks, affinities := cairn.IPAMBlocks(), cairn.BlockAffinities()
+	// Informer() registers each informer with its factory; Start starts
+	// only registered ones.
+	inf := &informers{
+		nodes: nodes.Informer(), pools: pools.Informer(), configs: configs.Informer(),
+		peers: peers.Informer(), blocks: blocks.Informer(), affinities: affinities.Informer(),
+		nodeLister: nodes.Lister(), poolLister: pools.Lister(), configLister: configs.Lister(),
+		peerLister: peers.Lister(), blockLister: blocks.Lister(), affinityLister: affinities.Lister(),
+	}
+	kubeFactory.Start(ctx.Done())
+	cairnFactory.Start(ctx.Done())
+	log.Info("waiting for caches")
+	if !cache.WaitForCacheSync(ctx.Done(), inf.nodes.HasSynced, inf.pools.HasSynced, inf.configs.HasSynced,
+		inf.peers.HasSynced, inf.blocks.HasSynced, inf.affinities.HasSynced) {
+		return nil, fmt.Errorf("sync informer caches: %w", ctx.Err())
+	}
+	return inf, nil
+}
