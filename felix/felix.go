@@ -83,11 +83,13 @@ type LearnedRoute struct {
 	NextHops []netip.Addr
 }
 
-// Pool is an IP pool as felix needs it: its CIDR and whether traffic from
-// it to outside every pool is masqueraded.
+// Pool is an IP pool as felix needs it: its CIDR, whether traffic from it
+// to outside every pool is masqueraded, and whether this node's pods take
+// addresses from it (an IPv6 one is what turns IPv6 forwarding on).
 type Pool struct {
 	CIDR        netip.Prefix
 	NATOutgoing bool
+	ServesNode  bool
 }
 
 // ErrInvalidEndpoint reports an endpoint felix refuses.
@@ -120,6 +122,8 @@ type Felix struct {
 	blocks    *[]netip.Prefix     // latest SetOwnedBlocks, nil if none new
 	learned   *map[netip.Prefix][]netip.Addr
 	pools     *[]natoutgoing.Pool
+	wantV6Fwd bool // an IPv6 pool serves this node: sticky
+	refused   map[netip.Prefix]string
 	newWait   []*waiter
 }
 
@@ -167,7 +171,7 @@ func New(opts Options) (*Felix, error) {
 		rt: routetable.New(routetable.Options{
 			Kernel: k, Protocol: opts.RouteProtocol, Logger: log.With("part", "routetable"),
 		}),
-		ifs:       ifacesettings.New(k, log.With("part", "ifacesettings")),
+		ifs:       ifacesettings.New(k, HostVethPrefix, log.With("part", "ifacesettings")),
 		nat:       natoutgoing.New(nft, log.With("part", "natoutgoing")),
 		spoof:     antispoof.New(nft, HostVethPrefix, log.With("part", "antispoof")),
 		kick:      make(chan struct{}, 1),

@@ -369,6 +369,7 @@ func TestRestartAdoptsWithoutWrites(t *testing.T) {
 	idx := k.AddLink("crn1", true)
 	eth := k.AddLink("eth0", true)
 	k.PutRoute(kernel.Route{Dst: pfx("192.168.10.0/24"), Type: kernel.TypeUnicast, Protocol: kernel.ProtoKernel, Scope: kernel.ScopeLink, LinkIndex: eth})
+	k.PutRoute(kernel.Route{Dst: pfx("2001:db8:ffff::/64"), Type: kernel.TypeUnicast, Protocol: kernel.ProtoKernel, LinkIndex: eth})
 	h := newHarness(t, k)
 	ep := Endpoint{HostIface: "crn1", Addrs: []netip.Prefix{pfx("10.65.0.5/32"), pfx("fd00:65::5/128")}}
 	learned := []LearnedRoute{{Prefix: pfx("10.65.1.0/26"), NextHops: []netip.Addr{addr("192.168.10.3"), addr("192.168.10.2")}}}
@@ -552,6 +553,7 @@ func TestLearnedRoutes(t *testing.T) {
 	eth := k.AddLink("eth0", true)
 	k.AddLink("crn1", true)
 	k.PutRoute(kernel.Route{Dst: pfx("192.168.10.0/24"), Type: kernel.TypeUnicast, Protocol: kernel.ProtoKernel, Scope: kernel.ScopeLink, LinkIndex: eth})
+	k.PutRoute(kernel.Route{Dst: pfx("2001:db8:ffff::/64"), Type: kernel.TypeUnicast, Protocol: kernel.ProtoKernel, LinkIndex: eth})
 	h := newHarness(t, k)
 	if err := h.f.SetEndpoint(h.ctx(), Endpoint{HostIface: "crn1", Addrs: []netip.Prefix{pfx("10.65.0.5/32")}}); err != nil {
 		t.Fatal(err)
@@ -568,8 +570,32 @@ func TestLearnedRoutes(t *testing.T) {
 		{Prefix: pfx("fd00:66::/122"), NextHops: []netip.Addr{addr("10.0.0.1")}},         // bad family: ignored
 		{Prefix: pfx("fd00:67::/122"), NextHops: []netip.Addr{addr("fe80::1")}},          // link-local: ignored
 		{Prefix: pfx("fd00:68::/122"), NextHops: []netip.Addr{addr("2001:db8:ffff::1")}}, // fine
+		// Next hops: one of our pods, an address of our block, an
+		// address no device route reaches, and ECMP with one bad hop.
+		{Prefix: pfx("10.65.3.0/26"), NextHops: []netip.Addr{addr("10.65.0.5")}},
+		{Prefix: pfx("10.65.4.0/26"), NextHops: []netip.Addr{addr("10.65.0.7")}},
+		{Prefix: pfx("10.65.5.0/26"), NextHops: []netip.Addr{addr("172.16.0.1")}},
+		{Prefix: pfx("10.65.6.0/26"), NextHops: []netip.Addr{gw1, addr("172.16.0.1")}},
 	})
 	h.resync()
+	h.noRoute("10.65.3.0/26")
+	h.noRoute("10.65.4.0/26")
+	h.noRoute("10.65.5.0/26")
+	if r := h.mustRoute("10.65.6.0/26"); len(r.NextHops) != 1 || r.NextHops[0].Gateway != gw1 {
+		t.Errorf("ECMP route with one unreachable hop: %+v", r)
+	}
+	refused := h.f.RefusedRoutes()
+	for p, want := range map[string]string{
+		"10.65.3.0/26": "next hop is a local pod", "10.65.4.0/26": "next hop inside an owned block",
+		"10.65.5.0/26": "next hop not on a connected subnet", "192.168.10.0/25": "equal to or inside a connected route",
+	} {
+		if got := refused[pfx(p)]; got != want {
+			t.Errorf("refused[%s] = %q, want %q", p, got, want)
+		}
+	}
+	if _, ok := refused[pfx("10.65.6.0/26")]; ok {
+		t.Errorf("10.65.6.0/26 reported refused although one hop is usable")
+	}
 	if r := h.mustRoute("10.65.1.0/26"); len(r.NextHops) != 2 || r.NextHops[0].Gateway != gw1 || r.NextHops[1].Gateway != gw2 {
 		t.Errorf("ECMP route %+v", r)
 	}
@@ -647,8 +673,11 @@ func TestCheckNodeSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k.Sysctl("net/ipv4/ip_forward") != "1" || k.Sysctl("net/ipv6/conf/all/forwarding") != "1" {
-		t.Fatal("forwarding not enabled")
+	if k.Sysctl("net/ipv4/ip_forward") != "1" {
+		t.Fatal("IPv4 forwarding not enabled")
+	}
+	if k.Sysctl("net/ipv6/conf/all/forwarding") == "1" {
+		t.Fatal("IPv6 forwarding enabled before any IPv6 pool serves the node")
 	}
 	if len(rep.Warnings) != 1 {
 		t.Fatalf("warnings %q, want one about rp_filter", rep.Warnings)
@@ -675,4 +704,21 @@ func TestSubscribeFailsAtStart(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// IPv6 forwarding follows the pools: off while none serves the node, on
+// once an IPv6 one does (felix's side of the agent's pool sync).
+func TestIPv6ForwardingFollowsPools(t *testing.T) {
+	k := fake.New()
+	k.SetSysctl("net/ipv6/conf/all/forwarding", "0")
+	h := newHarness(t, k)
+	h.f.SetPools([]Pool{{CIDR: pfx("10.65.0.0/16"), ServesNode: true}, {CIDR: pfx("fd00:65::/48")}})
+	if err := h.f.Resync(h.ctx()); err != nil {
+		t.Fatal(err)
+	}
+	if v := k.Sysctl("net/ipv6/conf/all/forwarding"); v != "0" {
+		t.Fatalf("IPv6 forwarding %q while no IPv6 pool serves the node", v)
+	}
+	h.f.SetPools([]Pool{{CIDR: pfx("10.65.0.0/16"), ServesNode: true}, {CIDR: pfx("fd00:65::/48"), ServesNode: true}})
+	eventually(t, "IPv6 forwarding on", func() bool { return k.Sysctl("net/ipv6/conf/all/forwarding") == "1" })
 }

@@ -60,6 +60,7 @@ func (f *Felix) Run(ctx context.Context) error {
 			st.links = f.subscribe(ctx)
 		}
 		err := f.iterate(full)
+		f.publishRefused()
 		f.finishWaiters(full, err)
 		f.schedule(st, full, err)
 	}
@@ -159,7 +160,9 @@ func (f *Felix) takeInputs() (fullWanted bool) {
 	f.mu.Lock()
 	pending, blocks, learned, pools, newWait := f.pending, f.blocks, f.learned, f.pools, f.newWait
 	f.pending, f.blocks, f.learned, f.pools, f.newWait = nil, nil, nil, nil, nil
+	v6Fwd := f.wantV6Fwd
 	f.mu.Unlock()
+	f.ifs.SetIPv6Forwarding(v6Fwd)
 	for _, do := range pending {
 		do()
 	}

@@ -14,11 +14,12 @@ type NodeReport = ifacesettings.NodeReport
 // ErrNodeUnfit reports node settings that make Cairn's routing impossible.
 var ErrNodeUnfit = ifacesettings.ErrNodeUnfit
 
-// CheckNodeSettings enables IPv4 and IPv6 forwarding on the node reached
-// through k (nil: the current network namespace) and checks the settings
-// that would defeat Cairn: it refuses (an error wrapping ErrNodeUnfit) when
-// forwarding cannot be enabled, and warns (logged and reported) about
-// settings that weaken anti-spoofing or proxy ARP, or a node without IPv6.
+// CheckNodeSettings enables IPv4 forwarding on the node reached through k
+// (nil: the current network namespace) and checks the settings that would
+// defeat Cairn: it refuses (an error wrapping ErrNodeUnfit) when forwarding
+// cannot be enabled, and warns (logged and reported) about settings that
+// weaken anti-spoofing or proxy ARP, or a node without IPv6. IPv6
+// forwarding waits for an IPv6 pool that serves the node (SetPools).
 func CheckNodeSettings(k kernel.Kernel, log *slog.Logger) (NodeReport, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 
 	"github.com/cairn-net/cairn/felix/natoutgoing"
@@ -66,18 +67,22 @@ func validLearned(r LearnedRoute) error {
 	return nil
 }
 
-// SetPools states the IP pools, for outgoing NAT.
+// SetPools states the IP pools, for outgoing NAT and for IPv6 forwarding,
+// which is enabled once an IPv6 pool serves this node.
 func (f *Felix) SetPools(pools []Pool) {
 	ps := make([]natoutgoing.Pool, 0, len(pools))
+	v6 := false
 	for _, p := range pools {
 		if !p.CIDR.IsValid() {
 			f.log.Warn("ignoring invalid pool", "pool", p.CIDR)
 			continue
 		}
 		ps = append(ps, natoutgoing.Pool{CIDR: p.CIDR, NATOutgoing: p.NATOutgoing})
+		v6 = v6 || (p.ServesNode && p.CIDR.Addr().Is6())
 	}
 	f.mu.Lock()
 	f.pools = &ps
+	f.wantV6Fwd = f.wantV6Fwd || v6
 	f.mu.Unlock()
 	f.wake()
 }
@@ -91,4 +96,26 @@ func (f *Felix) Resync(ctx context.Context) error {
 	f.mu.Unlock()
 	f.wake()
 	return w.wait()
+}
+
+// RefusedRoutes returns the learned routes that are not in the kernel, and
+// why (they would hide local state, or no next hop is usable), as of the
+// last pass. The agent reports them in the node's status.
+func (f *Felix) RefusedRoutes() map[netip.Prefix]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.refused)
+}
+
+// publishRefused copies the table's refusals for RefusedRoutes; called
+// by the loop, which owns the table.
+func (f *Felix) publishRefused() {
+	got := f.rt.Refused()
+	out := make(map[netip.Prefix]string, len(got))
+	for p, why := range got {
+		out[p] = string(why)
+	}
+	f.mu.Lock()
+	f.refused = out
+	f.mu.Unlock()
 }

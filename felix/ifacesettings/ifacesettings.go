@@ -1,6 +1,7 @@
 // Package ifacesettings owns the kernel settings of host veths and of the
 // node: per host veth, strict reverse-path filtering, no proxy ARP and no
-// IPv6 router advertisements; per node, IP forwarding. Settings are applied
+// IPv6 router advertisements; per node, IP forwarding (IPv6 only once an
+// IPv6 pool serves the node, keeping RA-configured uplinks working). Settings are applied
 // when a veth appears (again: a new index is a new interface) and read back
 // on a resync, written only when they differ.
 package ifacesettings
@@ -41,9 +42,14 @@ func sysctlName(s Setting, iface string) string {
 
 // Manager reconciles host veth settings. Not safe for concurrent use.
 type Manager struct {
-	k    kernel.Kernel
-	log  *slog.Logger
-	ipv6 bool
+	k          kernel.Kernel
+	log        *slog.Logger
+	ipv6       bool
+	vethPrefix string
+
+	// wantV6Fwd: an IPv6 pool serves this node; v6FwdDone: forwarding
+	// is on.
+	wantV6Fwd, v6FwdDone bool
 
 	desired map[string]struct{}
 	links   map[string]kernel.Link
@@ -51,12 +57,12 @@ type Manager struct {
 	applied map[string]int
 }
 
-// New returns a Manager. IPv6 settings are skipped when the node has IPv6
-// disabled.
-func New(k kernel.Kernel, log *slog.Logger) *Manager {
+// New returns a Manager for the host veths named vethPrefix*. IPv6
+// settings are skipped when the node has IPv6 disabled.
+func New(k kernel.Kernel, vethPrefix string, log *slog.Logger) *Manager {
 	_, err := k.ReadSysctl("net/ipv6/conf/all/forwarding")
 	return &Manager{
-		k: k, log: log, ipv6: err == nil,
+		k: k, log: log, ipv6: err == nil, vethPrefix: vethPrefix,
 		desired: map[string]struct{}{},
 		links:   map[string]kernel.Link{},
 		applied: map[string]int{},
@@ -103,9 +109,13 @@ func (m *Manager) Ready(iface string) bool {
 }
 
 // Apply writes the settings of interfaces that appeared (or came back with
-// a new index). With full set it reads every setting back and fixes drift.
+// a new index), and the node's IPv6 forwarding once it is wanted. With
+// full set it reads every setting back and fixes drift.
 func (m *Manager) Apply(full bool) error {
 	var errs []error
+	if err := m.applyIPv6Forwarding(full); err != nil {
+		errs = append(errs, err)
+	}
 	for iface := range m.desired {
 		l, ok := m.links[iface]
 		if !ok {

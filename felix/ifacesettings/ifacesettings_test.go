@@ -12,7 +12,7 @@ import (
 
 func TestManager(t *testing.T) {
 	k := fake.New()
-	m := New(k, slog.New(slog.DiscardHandler))
+	m := New(k, "crn", slog.New(slog.DiscardHandler))
 	m.Set("crn1")
 	if err := m.Apply(false); err != nil || m.Ready("crn1") {
 		t.Fatalf("missing link: err %v ready %v", err, m.Ready("crn1"))
@@ -91,8 +91,11 @@ func TestCheckNode(t *testing.T) {
 			if len(rep.Warnings) != tc.warnings {
 				t.Fatalf("warnings %q", rep.Warnings)
 			}
-			if !tc.unfit && (k.Sysctl("net/ipv4/ip_forward") != "1" || k.Sysctl("net/ipv6/conf/all/forwarding") != "1") {
-				t.Fatal("forwarding not enabled")
+			if !tc.unfit && k.Sysctl("net/ipv4/ip_forward") != "1" {
+				t.Fatal("IPv4 forwarding not enabled")
+			}
+			if k.Sysctl("net/ipv6/conf/all/forwarding") == "1" {
+				t.Fatal("IPv6 forwarding enabled without an IPv6 pool")
 			}
 		})
 	}

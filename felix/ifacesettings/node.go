@@ -21,9 +21,11 @@ type NodeReport struct {
 	IPv6 bool
 }
 
-// CheckNode enables IP forwarding (IPv4, and IPv6 unless disabled on the
-// node) and inspects the settings that would defeat the design. It returns
-// an error wrapping ErrNodeUnfit when forwarding cannot be enabled; other
+// CheckNode enables IPv4 forwarding and inspects the settings that would
+// defeat the design. IPv6 forwarding is left alone here: the Manager turns
+// it on once an IPv6 pool serves the node (see SetIPv6Forwarding), so a
+// node without IPv6 pods keeps its IPv6 host behaviour. It returns an
+// error wrapping ErrNodeUnfit when forwarding cannot be enabled; other
 // findings are logged as warnings and returned in the report.
 func CheckNode(k kernel.Kernel, log *slog.Logger) (NodeReport, error) {
 	var rep NodeReport
@@ -38,9 +40,6 @@ func CheckNode(k kernel.Kernel, log *slog.Logger) (NodeReport, error) {
 		return rep, fmt.Errorf("read IPv6 forwarding: %w", err)
 	default:
 		rep.IPv6 = true
-		if err := ensure(k, "net/ipv6/conf/all/forwarding", "1"); err != nil {
-			return rep, fmt.Errorf("%w: cannot enable IPv6 forwarding: %w", ErrNodeUnfit, err)
-		}
 		if v, err := k.ReadSysctl("net/ipv6/conf/all/disable_ipv6"); err == nil && v == "1" {
 			rep.Warnings = append(rep.Warnings, "net.ipv6.conf.all.disable_ipv6=1: IPv6 pods cannot be routed")
 		}

@@ -77,6 +77,7 @@ func (t *Table) want(p netip.Prefix) (kernel.Route, bool) {
 	hops, ok := t.learned[p]
 	if !ok {
 		delete(t.suppressed, p)
+		delete(t.badHops, p)
 		return r, false
 	}
 	sh := Shadowing{Connected: t.connected, Blocks: t.blocks, Endpoints: t.endpoints}
@@ -84,6 +85,11 @@ func (t *Table) want(p netip.Prefix) (kernel.Route, bool) {
 		if t.suppressed[p] != why {
 			t.log.Info("learned route not installed", "prefix", p, "reason", string(why))
 		}
+		t.suppressed[p] = why
+		return r, false
+	}
+	hops, why := t.usableHops(p, hops)
+	if len(hops) == 0 {
 		t.suppressed[p] = why
 		return r, false
 	}

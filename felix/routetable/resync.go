@@ -36,7 +36,14 @@ func (t *Table) Resync() error {
 }
 
 func isConnected(r *kernel.Route) bool {
-	return r.Protocol == kernel.ProtoKernel && r.Type == kernel.TypeUnicast && len(r.NextHops) == 0 && r.LinkIndex != 0
+	return r.Protocol == kernel.ProtoKernel && isDeviceRoute(r)
+}
+
+// isDeviceRoute reports a route that makes its addresses directly
+// reachable on a link, whoever wrote it: what the kernel needs to accept
+// one of them as a gateway.
+func isDeviceRoute(r *kernel.Route) bool {
+	return r.Type == kernel.TypeUnicast && len(r.NextHops) == 0 && r.LinkIndex != 0
 }
 
 // beginAbsorb starts (or, after an interrupted dump, restarts) reading
@@ -44,6 +51,7 @@ func isConnected(r *kernel.Route) bool {
 func (t *Table) beginAbsorb() {
 	t.nextForeign = make(map[key]foreignRoute, len(t.foreign))
 	t.nextConnected = newPrefixSet()
+	t.nextOnLink = newPrefixSet()
 	t.tracker.BeginResync()
 }
 
@@ -59,6 +67,9 @@ func (t *Table) absorb(r *kernel.Route) {
 	t.nextForeign[k] = foreignRoute{dst: r.Dst, proto: r.Protocol}
 	if isConnected(r) {
 		t.nextConnected.add(r.Dst)
+	}
+	if isDeviceRoute(r) {
+		t.nextOnLink.add(r.Dst)
 	}
 }
 
@@ -78,9 +89,11 @@ func (t *Table) endAbsorb() {
 			t.recompute(f.dst)
 		}
 	}
-	if !t.nextConnected.equal(t.connected) {
-		t.connected = t.nextConnected
+	// Which learned routes hide a connected route, and which next hops
+	// are reachable, depend on the device routes.
+	if !t.nextConnected.equal(t.connected) || !t.nextOnLink.equal(t.onLink) || !t.onLinkKnown {
+		t.connected, t.onLink, t.onLinkKnown = t.nextConnected, t.nextOnLink, true
 		t.recomputeLearned()
 	}
-	t.nextConnected = nil
+	t.nextConnected, t.nextOnLink = nil, nil
 }

@@ -43,7 +43,10 @@ type Table struct {
 	ifaces    map[string][]netip.Prefix
 	blocks    *prefixSet
 	learned   map[netip.Prefix][]netip.Addr
-	synced    [numClasses]bool
+	// byHop indexes learned routes by next hop, so an endpoint that comes
+	// or goes re-derives only the routes through its address.
+	byHop  map[netip.Addr]map[netip.Prefix]struct{}
+	synced [numClasses]bool
 	// removed holds endpoint prefixes explicitly removed: they may be
 	// deleted even before the endpoints are in sync.
 	removed map[netip.Prefix]struct{}
@@ -52,15 +55,21 @@ type Table struct {
 	links     map[string]kernel.Link
 	linkNames map[int]string
 	connected *prefixSet
-	foreign   map[key]foreignRoute
+	// onLink: every device route of another protocol, which is what makes
+	// a next hop reachable; known once the kernel was read.
+	onLink      *prefixSet
+	onLinkKnown bool
+	foreign     map[key]foreignRoute
 	// Being read back.
 	nextForeign   map[key]foreignRoute
 	nextConnected *prefixSet
+	nextOnLink    *prefixSet
 
 	// Status, logged on change only so that a stuck route does not storm.
 	waiting    map[netip.Prefix]string
 	conflicts  map[netip.Prefix]foreignRoute
 	suppressed map[netip.Prefix]HideReason
+	badHops    map[netip.Prefix][]netip.Addr
 
 	needResync bool
 	ops        []kernel.RouteOp
@@ -82,14 +91,17 @@ func New(opts Options) *Table {
 		ifaces:     map[string][]netip.Prefix{},
 		blocks:     newPrefixSet(),
 		learned:    map[netip.Prefix][]netip.Addr{},
+		byHop:      map[netip.Addr]map[netip.Prefix]struct{}{},
 		removed:    map[netip.Prefix]struct{}{},
 		links:      map[string]kernel.Link{},
 		linkNames:  map[int]string{},
 		connected:  newPrefixSet(),
+		onLink:     newPrefixSet(),
 		foreign:    map[key]foreignRoute{},
 		waiting:    map[netip.Prefix]string{},
 		conflicts:  map[netip.Prefix]foreignRoute{},
 		suppressed: map[netip.Prefix]HideReason{},
+		badHops:    map[netip.Prefix][]netip.Addr{},
 		needResync: true,
 	}
 }
@@ -114,6 +126,8 @@ func (t *Table) SetEndpoint(iface string, prefixes []netip.Prefix) {
 	}
 	t.recomputeAll(old)
 	t.recomputeAll(next)
+	t.recomputeVia(old)
+	t.recomputeVia(next)
 }
 
 // RemoveEndpoint removes the host routes of iface.
@@ -127,6 +141,7 @@ func (t *Table) RemoveEndpoint(iface string) {
 		}
 	}
 	t.recomputeAll(old)
+	t.recomputeVia(old)
 }
 
 // markRemoved lets a removed endpoint's route be deleted before endpoints
@@ -167,7 +182,9 @@ func (t *Table) SetLearned(routes map[netip.Prefix][]netip.Addr) {
 	t.synced[Learned] = true
 	for p := range t.learned {
 		if _, ok := routes[p.Masked()]; !ok {
+			t.indexHops(p, t.learned[p], nil)
 			delete(t.learned, p)
+			delete(t.badHops, p)
 			t.recompute(p)
 		}
 	}
@@ -176,9 +193,11 @@ func (t *Table) SetLearned(routes map[netip.Prefix][]netip.Addr) {
 		hops = slices.Clone(hops)
 		slices.SortFunc(hops, func(a, b netip.Addr) int { return a.Compare(b) })
 		hops = slices.Compact(hops)
-		if old, ok := t.learned[p]; ok && slices.Equal(old, hops) {
+		old, ok := t.learned[p]
+		if ok && slices.Equal(old, hops) {
 			continue
 		}
+		t.indexHops(p, old, hops)
 		t.learned[p] = hops
 		t.recompute(p)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/cairn-net/cairn/bgp/speaker"
 	"github.com/cairn-net/cairn/felix"
 	"github.com/cairn-net/cairn/ipam"
+	"github.com/cairn-net/cairn/ipam/pools"
 )
 
 // syncKey is the only key of the work queue: every event leads to one
@@ -206,7 +207,7 @@ func (c *controller) applyPeers(ctx context.Context, st clusterState) ([]speaker
 // announces and may learn to the speaker.
 func (c *controller) applyRoutes(st clusterState) ([]speaker.Advertisement, []error) {
 	c.dataplane.SetOwnedBlocks(st.owned)
-	c.dataplane.SetPools(felixPools(st.pools))
+	c.dataplane.SetPools(felixPools(st.pools, c.nodeLabels()))
 	c.speaker.SetImportFilter(peering.ImportFilter(st.pools))
 	ads, errs := peering.Advertisements(peering.ExportInput{Owned: st.owned, Borrowed: st.borrowed, Pools: st.pools, Config: st.config})
 	if err := c.speaker.SetAdvertisements(ads); err != nil {
@@ -267,13 +268,29 @@ func deref[T any](in []*T) []T {
 	return out
 }
 
-// felixPools is what felix needs of the pools: their CIDRs and NAT.
-func felixPools(pools []v1.IPPool) []felix.Pool {
+// felixPools is what felix needs of the pools: their CIDRs, NAT, and
+// whether this node's pods take addresses from them (an IPv6 one turns on
+// IPv6 forwarding).
+func felixPools(all []v1.IPPool, nodeLabels map[string]string) []felix.Pool {
 	var out []felix.Pool
-	for _, p := range pools {
-		if c, err := netip.ParsePrefix(p.Spec.CIDR); err == nil {
-			out = append(out, felix.Pool{CIDR: c.Masked(), NATOutgoing: p.Spec.NATOutgoing})
+	for i := range all {
+		c, err := netip.ParsePrefix(all[i].Spec.CIDR)
+		if err != nil {
+			continue
 		}
+		p := pools.Parse(&all[i])
+		serves := p.Invalid == nil && p.Selects(nodeLabels)
+		out = append(out, felix.Pool{CIDR: c.Masked(), NATOutgoing: all[i].Spec.NATOutgoing, ServesNode: serves})
 	}
 	return out
+}
+
+// nodeLabels are this node's labels as the informer has them; nil when
+// the Node is not known yet.
+func (c *controller) nodeLabels() map[string]string {
+	n, err := c.listers.nodes.Get(c.nodeName)
+	if err != nil {
+		return nil
+	}
+	return n.Labels
 }
