@@ -1,0 +1,73 @@
+package speaker
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
+)
+
+// publishLearned re-reads the RIB and, when the selection changed, replaces
+// whatever is waiting in the Learned channel with it.
+func (r *runner) publishLearned() {
+	r.learnedDirty = false
+	cands, err := r.candidates()
+	if err != nil {
+		r.log.Error("could not read the RIB; learned paths not updated", "err", err)
+		return
+	}
+	r.accepted = acceptedPerPeer(cands, r.last.pools)
+	if !r.synced {
+		return
+	}
+	paths := selectLearned(cands, learnedFilter{localASN: r.s.opts.ASN, pools: r.last.pools, own: r.last.ads, staleDead: r.backWithoutGR()})
+	if r.publishedOnce && slices.EqualFunc(paths, r.published, equalPath) {
+		return
+	}
+	r.published, r.publishedOnce = paths, true
+	out := make([]Path, len(paths))
+	for i, p := range paths {
+		p.Communities = slices.Clone(p.Communities)
+		out[i] = p
+	}
+	select {
+	case <-r.s.learned: // drop the unread, older set: latest wins
+	default:
+	}
+	r.s.learned <- out // cannot block: this goroutine is the only sender
+	r.log.Debug("learned paths changed", "paths", len(out))
+}
+
+// backWithoutGR lists peers whose session is Established without graceful
+// restart: any stale path from them is a leftover of an earlier session.
+func (r *runner) backWithoutGR() map[netip.Addr]bool {
+	out := map[netip.Addr]bool{}
+	for a, st := range r.status {
+		if st.state == StateEstablished && !st.grNegotiated {
+			out[a] = true
+		}
+	}
+	return out
+}
+
+// candidates lists every path in GoBGP's global RIB, both families.
+func (r *runner) candidates() ([]candidate, error) {
+	var out []candidate
+	for _, fam := range []bgp.Family{bgp.RF_IPv4_UC, bgp.RF_IPv6_UC} {
+		err := r.srv.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: fam},
+			func(_ bgp.NLRI, paths []*apiutil.Path) {
+				for _, p := range paths {
+					if c, ok := candidateFromAPI(p); ok {
+						out = append(out, c)
+					}
+				}
+			})
+		if err != nil {
+			return nil, fmt.Errorf("list %s paths: %w", fam, err)
+		}
+	}
+	return out, nil
+}

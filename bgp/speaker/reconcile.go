@@ -1,0 +1,165 @@
+package speaker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
+)
+
+// Retry backoff after a failed reconcile.
+const (
+	minBackoff = time.Second
+	maxBackoff = 30 * time.Second
+)
+
+// reconcile converges GoBGP towards the desired state: policy first (so a
+// new peer or path is never judged by a stale policy), then our paths, then
+// the peers, which are only opened once SetAdvertisements was called.
+func (r *runner) reconcile() {
+	d := r.s.snapshot()
+	r.last = d
+	var errs []error
+	if err := r.applyPolicy(d); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, r.applyAdvertisements(d)...)
+	if d.adsSet {
+		errs = append(errs, r.applyPeers(d)...)
+	}
+	// Keep scrubbing passwords of peers GoBGP still has until they are gone.
+	r.s.secrets.set(append(passwords(d.peers), passwords(r.peers)...))
+	r.learnedDirty = true
+	r.checkSync()
+	r.scheduleRetry(errors.Join(errs...))
+}
+
+// scheduleRetry arms the next reconcile after a failure, waiting from
+// minBackoff, doubled on each failure, up to maxBackoff; a success disarms
+// it and resets the wait.
+func (r *runner) scheduleRetry(err error) {
+	if err == nil {
+		r.backoff = 0
+		if r.retry != nil {
+			r.retry.Stop()
+			r.retry = nil
+		}
+		return
+	}
+	r.backoff = min(max(2*r.backoff, minBackoff), maxBackoff)
+	r.log.Error("could not apply desired BGP state; will retry", "err", err, "retryIn", r.backoff)
+	if r.retry != nil {
+		r.retry.Stop()
+	}
+	r.retry = time.NewTimer(r.backoff)
+}
+
+// retryC is the pending retry's channel; nil (never ready) when no
+// retry is pending.
+func (r *runner) retryC() <-chan time.Time {
+	if r.retry == nil {
+		return nil
+	}
+	return r.retry.C
+}
+
+// applyPolicy replaces the routing policy when its inputs changed, then has
+// GoBGP re-evaluate what it already holds: soft reset in re-runs the import
+// policy over every received path (including ones rejected before), soft
+// reset out re-runs the export policy and withdraws what it now rejects.
+func (r *runner) applyPolicy(d desired) error {
+	in := policyInputFor(d.pools, d.peers, r.s.opts.ASN)
+	if in.equal(r.policy) {
+		return nil
+	}
+	ctx := context.Background()
+	if err := r.srv.SetPolicies(ctx, buildPolicy(in)); err != nil {
+		return fmt.Errorf("set routing policy: %w", err)
+	}
+	importChanged := !slices.Equal(in.pools, r.policy.pools)
+	exportChanged := !slices.Equal(in.reflectTo, r.policy.reflectTo)
+	r.policy = in
+	r.log.Info("routing policy updated", describePolicy(in)...)
+	if len(r.peers) == 0 {
+		return nil
+	}
+	var errs []error
+	if importChanged {
+		if err := r.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: "all", Soft: true, Direction: api.ResetPeerRequest_DIRECTION_IN}); err != nil {
+			errs = append(errs, fmt.Errorf("re-apply import policy (soft reset in): %w", err))
+		}
+	}
+	if exportChanged {
+		if err := r.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: "all", Soft: true, Direction: api.ResetPeerRequest_DIRECTION_OUT}); err != nil {
+			errs = append(errs, fmt.Errorf("re-apply export policy (soft reset out): %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// applyAdvertisements adds, re-adds and withdraws our locally originated
+// paths.
+func (r *runner) applyAdvertisements(d desired) []error {
+	pl := diffAdvertisements(d.ads, r.ads)
+	var errs []error
+	for _, p := range slices.Concat(pl.Add, pl.Replace) {
+		path, err := advertisedPath(p, d.ads[p])
+		if err == nil {
+			_, err = r.srv.AddPath(apiutil.AddPathRequest{Paths: []*apiutil.Path{path}})
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("advertise %s: %w", p, err))
+			continue
+		}
+		r.ads[p] = d.ads[p]
+		r.log.Info("advertising prefix", "prefix", p.String(), "communities", d.ads[p])
+	}
+	for _, p := range pl.Remove {
+		path, err := advertisedPath(p, nil)
+		if err == nil {
+			err = r.srv.DeletePath(apiutil.DeletePathRequest{Paths: []*apiutil.Path{path}})
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("withdraw %s: %w", p, err))
+			continue
+		}
+		delete(r.ads, p)
+		r.log.Info("withdrew prefix", "prefix", p.String())
+	}
+	return errs
+}
+
+// advertisedPath builds the GoBGP path for one advertisement. The next hop
+// is unspecified, which GoBGP replaces per session with the session's local
+// address: next hop self.
+func advertisedPath(p netip.Prefix, communities []uint32) (*apiutil.Path, error) {
+	nlri, err := bgp.NewIPAddrPrefix(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode prefix: %w", err)
+	}
+	fam := familyOf(p.Addr())
+	attrs := []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP)}
+	if fam == bgp.RF_IPv4_UC {
+		nh, err := bgp.NewPathAttributeNextHop(netip.IPv4Unspecified())
+		if err != nil {
+			return nil, fmt.Errorf("encode next hop: %w", err)
+		}
+		attrs = append(attrs, nh)
+	} else {
+		mp, err := bgp.NewPathAttributeMpReachNLRI(fam, []bgp.PathNLRI{{NLRI: nlri}}, netip.IPv6Unspecified())
+		if err != nil {
+			return nil, fmt.Errorf("encode next hop: %w", err)
+		}
+		attrs = append(attrs, mp)
+	}
+	if len(communities) > 0 {
+		attrs = append(attrs, bgp.NewPathAttributeCommunities(communities))
+	}
+	return &apiutil.Path{Family: fam, Nlri: nlri, Attrs: attrs}, nil
+}

@@ -1,0 +1,140 @@
+package speaker
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
+)
+
+// peerStatus is what the owner tracks per applied peer from GoBGP events.
+type peerStatus struct {
+	state        SessionState
+	lastError    string
+	grNegotiated bool
+	eor          map[bgp.Family]bool
+}
+
+// applyPeers removes, re-creates and adds neighbours. A failed delete is not
+// retried: GoBGP only fails it for a peer it does not have.
+func (r *runner) applyPeers(d desired) []error {
+	pl := diffPeers(d.peers, r.peers)
+	for _, a := range slices.Concat(pl.Remove, pl.Replace) {
+		r.removePeer(a)
+	}
+	local := peerLocal{asn: r.s.opts.ASN, routerID: r.s.opts.RouterID, gr: r.s.opts.GracefulRestart}
+	var errs []error
+	for _, a := range slices.Concat(pl.Add, pl.Replace) {
+		if err := r.addPeer(a, d.peers[a], local); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// removePeer deletes the neighbour at a from GoBGP and forgets it.
+func (r *runner) removePeer(a netip.Addr) {
+	ctx := context.Background()
+	old := r.peers[a]
+	if err := r.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: a.String()}); err != nil {
+		r.log.Warn("GoBGP did not have the peer being removed", "peer", old.displayName(), "address", a.String(), "err", err)
+	}
+	delete(r.peers, a)
+	delete(r.status, a)
+	r.log.Info("removed BGP peer", "peer", old.displayName(), "address", a.String())
+}
+
+// addPeer adds p (at a) to GoBGP with a fresh status; a failure is kept in
+// the status, redacted, for PeerStates.
+func (r *runner) addPeer(a netip.Addr, p Peer, local peerLocal) error {
+	ctx := context.Background()
+	st := &peerStatus{state: StateIdle, eor: map[bgp.Family]bool{}}
+	r.status[a] = st
+	if err := r.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: toAPIPeer(p, local)}); err != nil {
+		err = fmt.Errorf("add peer %s (%s): %w", p.displayName(), a, err)
+		st.lastError = r.s.secrets.redact(err.Error())
+		return err
+	}
+	r.peers[a] = p
+	r.log.Info("added BGP peer", "peer", p.displayName(), "address", a.String(), "peerASN", p.ASN,
+		"md5", p.Password != "", "ttlSecurity", p.TTLSecurity, "ebgpMultihop", p.EBGPMultihop,
+		"holdTime", p.HoldTime, "maxPrefixes", p.MaxPrefixes, "rrClient", p.RouteReflectorClient,
+		"passive", p.Passive)
+	return nil
+}
+
+// handleEvents applies what GoBGP reported since the last look.
+func (r *runner) handleEvents() {
+	b := r.s.inbox.take()
+	for _, ev := range b.events {
+		switch {
+		case ev.peer != nil:
+			r.onPeerEvent(*ev.peer)
+		case ev.eor != nil:
+			if st := r.status[ev.eor.Addr]; st != nil {
+				st.eor[ev.eor.Family] = true
+				r.log.Debug("End-of-RIB received", "address", ev.eor.Addr.String(), "family", ev.eor.Family.String())
+			}
+		}
+	}
+	if b.ribChanged {
+		r.learnedDirty = true
+	}
+	r.checkSync()
+}
+
+func (r *runner) onPeerEvent(ev peerEvent) {
+	st := r.status[ev.Addr]
+	if st == nil {
+		return // a peer we have since removed
+	}
+	prev := st.state
+	st.state = ev.State
+	if ev.State == StateEstablished {
+		st.grNegotiated = ev.GRNegotiated
+		st.eor = map[bgp.Family]bool{}
+	} else if ev.State == StateIdle && ev.Reason != "" {
+		// GoBGP drops every failed or torn-down session to Idle.
+		st.lastError = r.s.secrets.redact(ev.Reason)
+	}
+	if prev == ev.State {
+		return
+	}
+	name := ev.Addr.String()
+	if p, ok := r.peers[ev.Addr]; ok {
+		name = p.displayName()
+	}
+	attrs := []any{"peer", name, "address", ev.Addr.String(), "from", string(prev), "to", string(ev.State)}
+	if ev.Reason != "" {
+		attrs = append(attrs, "reason", ev.Reason)
+	}
+	if ev.State == StateEstablished || prev == StateEstablished {
+		r.log.Info("BGP session state changed", attrs...)
+	} else {
+		r.log.Debug("BGP session state changed", attrs...)
+	}
+}
+
+// checkSync ends the initial sync once SetPeers and SetAdvertisements have
+// been called, every desired peer is configured and Established, and every
+// peer that negotiated graceful restart has sent End-of-RIB.
+func (r *runner) checkSync() {
+	if r.synced || !r.last.peersSet || !r.last.adsSet || len(r.peers) != len(r.last.peers) {
+		return
+	}
+	for a := range r.peers {
+		st := r.status[a]
+		if st == nil || st.state != StateEstablished {
+			return
+		}
+		if st.grNegotiated && !st.eor[familyOf(a)] {
+			return
+		}
+	}
+	r.synced, r.learnedDirty = true, true
+	r.syncTimer.Stop()
+	r.log.Info("initial sync done", "peers", len(r.peers))
+}
