@@ -111,6 +111,7 @@ func (p *Plugin) allocate(ctx context.Context, r *request, agent agentClient, un
 		PodUid:       r.pod.UID,
 		IpFamilies:   apiFamilies(r.cfg.Families),
 		PoolHint:     r.cfg.PoolHint,
+		Network:      r.cfg.Name,
 	})
 	t.allocate = time.Since(start)
 	if err != nil {

@@ -48,7 +48,7 @@ func TestAddStepsInOrder(t *testing.T) {
 	}
 	a := f.agent.lastAlloc
 	if a.GetContainerId() != "c1" || a.GetIfname() != "eth0" || a.GetPodNamespace() != "default" || a.GetPodName() != "nginx" ||
-		a.GetPodUid() != "u-1" ||
+		a.GetPodUid() != "u-1" || a.GetNetwork() != "cairn" ||
 		!slices.Equal(a.GetIpFamilies(), []agentv1.IPFamily{agentv1.IPFamily_IP_FAMILY_V4}) {
 		t.Errorf("Allocate request = %v", a)
 	}

@@ -69,6 +69,10 @@ func TestGC(t *testing.T) {
 	if !slices.Equal(got, []string{"c1/eth0", "c2/net1"}) {
 		t.Errorf("agent got %v", got)
 	}
+	// The agent collects only this network's attachments.
+	if n := f.agent.lastGC.GetNetwork(); n != "cairn" {
+		t.Errorf("GC network = %q, want the configuration's name cairn", n)
+	}
 }
 
 func TestGCRefuses(t *testing.T) {

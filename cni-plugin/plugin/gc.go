@@ -22,7 +22,9 @@ func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) error {
 		// Absent is not "none are valid": that would release every pod.
 		return &netconf.FieldError{Field: "cni.dev/valid-attachments", Problem: "is required for GC (use [] for none)"}
 	}
-	req := &agentv1.GCRequest{}
+	// The agent releases only attachments allocated for this network:
+	// another network using cairn-cni keeps its pods.
+	req := &agentv1.GCRequest{Network: cfg.Name}
 	for i, a := range cfg.ValidAttachments {
 		// An attachment the agent cannot match would make it release a
 		// live pod's addresses: refuse the whole list instead.

@@ -144,9 +144,13 @@ type AllocateRequest struct {
 	// The pod's UID, recorded on the IPAM handle: the garbage collector
 	// tells the owning pod from a later pod of the same name by it. Empty
 	// outside Kubernetes.
-	PodUid        string     `protobuf:"bytes,5,opt,name=pod_uid,json=podUid,proto3" json:"pod_uid,omitempty"`
-	IpFamilies    []IPFamily `protobuf:"varint,7,rep,packed,name=ip_families,json=ipFamilies,proto3,enum=cairn.agent.v1.IPFamily" json:"ip_families,omitempty"` // at least one; no duplicates
-	PoolHint      string     `protobuf:"bytes,8,opt,name=pool_hint,json=poolHint,proto3" json:"pool_hint,omitempty"`                                            // optional IPPool name to allocate from
+	PodUid     string     `protobuf:"bytes,5,opt,name=pod_uid,json=podUid,proto3" json:"pod_uid,omitempty"`
+	IpFamilies []IPFamily `protobuf:"varint,7,rep,packed,name=ip_families,json=ipFamilies,proto3,enum=cairn.agent.v1.IPFamily" json:"ip_families,omitempty"` // at least one; no duplicates
+	PoolHint   string     `protobuf:"bytes,8,opt,name=pool_hint,json=poolHint,proto3" json:"pool_hint,omitempty"`                                            // optional IPPool name to allocate from
+	// The CNI network name (the network configuration's "name"). The agent
+	// records it with the attachment: a GC of one network never releases
+	// the attachments of another network that also uses cairn-cni.
+	Network       string `protobuf:"bytes,9,opt,name=network,proto3" json:"network,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -226,6 +230,13 @@ func (x *AllocateRequest) GetIpFamilies() []IPFamily {
 func (x *AllocateRequest) GetPoolHint() string {
 	if x != nil {
 		return x.PoolHint
+	}
+	return ""
+}
+
+func (x *AllocateRequest) GetNetwork() string {
+	if x != nil {
+		return x.Network
 	}
 	return ""
 }
@@ -678,12 +689,15 @@ func (x *StatusResponse) GetReason() string {
 	return ""
 }
 
-// GCRequest lists the attachments the runtime still uses.
+// GCRequest lists the attachments the runtime still uses in one network.
 type GCRequest struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	ValidAttachments []*Attachment          `protobuf:"bytes,1,rep,name=valid_attachments,json=validAttachments,proto3" json:"valid_attachments,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The CNI network being collected: only attachments allocated with this
+	// network name (AllocateRequest.network) are released.
+	Network       string `protobuf:"bytes,2,opt,name=network,proto3" json:"network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GCRequest) Reset() {
@@ -721,6 +735,13 @@ func (x *GCRequest) GetValidAttachments() []*Attachment {
 		return x.ValidAttachments
 	}
 	return nil
+}
+
+func (x *GCRequest) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
 }
 
 // GCResponse is empty.
@@ -768,7 +789,7 @@ const file_agent_proto_rawDesc = "" +
 	"\n" +
 	"Attachment\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x16\n" +
-	"\x06ifname\x18\x02 \x01(\tR\x06ifname\"\x8a\x02\n" +
+	"\x06ifname\x18\x02 \x01(\tR\x06ifname\"\xa4\x02\n" +
 	"\x0fAllocateRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x16\n" +
 	"\x06ifname\x18\x02 \x01(\tR\x06ifname\x12#\n" +
@@ -777,7 +798,8 @@ const file_agent_proto_rawDesc = "" +
 	"\apod_uid\x18\x05 \x01(\tR\x06podUid\x129\n" +
 	"\vip_families\x18\a \x03(\x0e2\x18.cairn.agent.v1.IPFamilyR\n" +
 	"ipFamilies\x12\x1b\n" +
-	"\tpool_hint\x18\b \x01(\tR\bpoolHintJ\x04\b\x06\x10\aR\x05netns\"@\n" +
+	"\tpool_hint\x18\b \x01(\tR\bpoolHint\x12\x18\n" +
+	"\anetwork\x18\t \x01(\tR\anetworkJ\x04\b\x06\x10\aR\x05netns\"@\n" +
 	"\x10AllocateResponse\x12\x1c\n" +
 	"\taddresses\x18\x01 \x03(\tR\taddressesJ\x04\b\x02\x10\x03R\bgateways\"\x9a\x01\n" +
 	"\x11EndpointUpRequest\x12!\n" +
@@ -802,9 +824,10 @@ const file_agent_proto_rawDesc = "" +
 	"\rStatusRequest\">\n" +
 	"\x0eStatusResponse\x12\x14\n" +
 	"\x05ready\x18\x01 \x01(\bR\x05ready\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"T\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"n\n" +
 	"\tGCRequest\x12G\n" +
-	"\x11valid_attachments\x18\x01 \x03(\v2\x1a.cairn.agent.v1.AttachmentR\x10validAttachments\"\f\n" +
+	"\x11valid_attachments\x18\x01 \x03(\v2\x1a.cairn.agent.v1.AttachmentR\x10validAttachments\x12\x18\n" +
+	"\anetwork\x18\x02 \x01(\tR\anetwork\"\f\n" +
 	"\n" +
 	"GCResponse*I\n" +
 	"\bIPFamily\x12\x19\n" +

@@ -69,8 +69,9 @@ type AgentClient interface {
 	Check(ctx context.Context, in *CheckRequest, opts ...grpc.CallOption) (*CheckResponse, error)
 	// Status says whether the agent can serve Allocate now.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
-	// GC releases every attachment of this network that is not in
-	// valid_attachments (CNI 1.1 GC). It never replaces Release.
+	// GC releases every attachment of the request's network that is not in
+	// valid_attachments (CNI 1.1 GC); attachments of other networks are left
+	// alone. It never replaces Release.
 	GC(ctx context.Context, in *GCRequest, opts ...grpc.CallOption) (*GCResponse, error)
 }
 
@@ -174,8 +175,9 @@ type AgentServer interface {
 	Check(context.Context, *CheckRequest) (*CheckResponse, error)
 	// Status says whether the agent can serve Allocate now.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
-	// GC releases every attachment of this network that is not in
-	// valid_attachments (CNI 1.1 GC). It never replaces Release.
+	// GC releases every attachment of the request's network that is not in
+	// valid_attachments (CNI 1.1 GC); attachments of other networks are left
+	// alone. It never replaces Release.
 	GC(context.Context, *GCRequest) (*GCResponse, error)
 	mustEmbedUnimplementedAgentServer()
 }

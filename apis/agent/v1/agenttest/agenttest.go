@@ -37,6 +37,7 @@ type Key struct{ ContainerID, IfName string }
 type Attachment struct {
 	Addresses []string
 	HostIface string // set by EndpointUp
+	Network   string // from Allocate; GC forgets only its own network's
 }
 
 // Agent is the fake. Its exported fields may be set before serving, or
@@ -147,7 +148,7 @@ func (a *Agent) Allocate(_ context.Context, req *agentv1.AllocateRequest) (*agen
 	}
 	host := a.nextHost
 	a.nextHost++
-	var at Attachment
+	at := Attachment{Network: req.GetNetwork()}
 	for _, f := range req.GetIpFamilies() {
 		switch f {
 		case agentv1.IPFamily_IP_FAMILY_V4:
@@ -250,7 +251,8 @@ func (a *Agent) Status(context.Context, *agentv1.StatusRequest) (*agentv1.Status
 	return &agentv1.StatusResponse{Ready: a.NotReady == "", Reason: a.NotReady}, nil
 }
 
-// GC forgets every attachment not in the valid list.
+// GC forgets every attachment of the request's network not in the valid
+// list.
 func (a *Agent) GC(_ context.Context, req *agentv1.GCRequest) (*agentv1.GCResponse, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -262,8 +264,8 @@ func (a *Agent) GC(_ context.Context, req *agentv1.GCRequest) (*agentv1.GCRespon
 	for _, v := range req.GetValidAttachments() {
 		valid[Key{v.GetContainerId(), v.GetIfname()}] = true
 	}
-	for k := range a.attachments {
-		if !valid[k] {
+	for k, at := range a.attachments {
+		if !valid[k] && at.Network == req.GetNetwork() {
 			delete(a.attachments, k)
 		}
 	}
