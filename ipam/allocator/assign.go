@@ -27,7 +27,9 @@ const maxMoveRounds = 8
 // handle is written before any block, so an address is never held without
 // a handle saying so. Calling it again for a handle that already holds
 // addresses returns those (topped up to the requested counts), so a
-// retried CNI ADD does not leak. On failure, or when ctx ends, everything
+// retried CNI ADD does not leak; a handle of that ID written for another
+// node, container or interface is not a retry and fails with
+// ipam.ErrRejected. On failure, or when ctx ends, everything
 // this call wrote is undone before it returns (bounded by
 // RollbackTimeout); what a crash leaves behind is garbage-collected.
 func (a *Allocator) AutoAssign(ctx context.Context, req Request) ([]netip.Prefix, error) {
@@ -241,6 +243,12 @@ func (as *assignment) writeHandle(ctx context.Context, res []reservation) error 
 				as.handle = nil
 				return fmt.Errorf("re-read handle: %w", ipam.ErrConflict)
 			}
+			// Recreated meanwhile, perhaps by someone else: only our
+			// own may be written.
+			if err := as.sameOwner(as.handle); err != nil || as.handle.Spec.HandleID != as.req.HandleID {
+				as.handle = nil
+				return errors.Join(fmt.Errorf("handle object recreated by another owner: %w", ipam.ErrRejected), err)
+			}
 		}
 		next := as.handle.DeepCopy()
 		next.Spec.Blocks = want
@@ -279,12 +287,32 @@ func (as *assignment) readExisting(ctx context.Context) error {
 	if h.Spec.HandleID != as.req.HandleID {
 		return fmt.Errorf("handle object %s belongs to handle %q, not %q: %w", name, h.Spec.HandleID, as.req.HandleID, ipam.ErrRejected)
 	}
+	if err := as.sameOwner(h); err != nil {
+		return fmt.Errorf("handle %s: %w", as.req.HandleID, err)
+	}
 	as.handle = h
 	held, err := ipam.HandleAllocations(ctx, as.a.store, h)
 	if err != nil {
 		return err
 	}
 	as.existing = held
+	return nil
+}
+
+// sameOwner checks that an existing handle was written for this request's
+// node, container and interface: only then is the request a retry whose
+// addresses it may return. A field the handle does not record (handles
+// recreated by garbage collection) cannot tell, and does not refuse.
+func (as *assignment) sameOwner(h *v1.IPAMHandle) error {
+	for _, f := range []struct{ what, have, want string }{
+		{"node", h.Spec.Node, as.a.opts.Node},
+		{"container", h.Spec.ContainerID, as.req.ContainerID},
+		{"interface", h.Spec.Interface, as.req.Interface},
+	} {
+		if f.have != "" && f.want != "" && f.have != f.want {
+			return fmt.Errorf("%w: it belongs to %s %q, not %q: not a retry of the same attachment", ipam.ErrRejected, f.what, f.have, f.want)
+		}
+	}
 	return nil
 }
 
