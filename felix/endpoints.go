@@ -50,14 +50,18 @@ func (f *Felix) SetEndpoint(ctx context.Context, ep Endpoint) error {
 	return nil
 }
 
-// RemoveEndpoint forgets the endpoint of hostIface and returns once its
-// host routes are gone from the kernel. Removing an unknown endpoint
-// succeeds.
-func (f *Felix) RemoveEndpoint(ctx context.Context, hostIface string) error {
+// RemoveEndpoint forgets the endpoint of hostIface stated by owner (see
+// Endpoint.Owner) and returns once its host routes are gone from the
+// kernel. Removing an unknown endpoint, or one that another owner has
+// stated since, succeeds and changes nothing.
+func (f *Felix) RemoveEndpoint(ctx context.Context, hostIface, owner string) error {
 	f.mu.Lock()
 	ep, ok := f.endpoints[hostIface]
-	if !ok {
+	if !ok || ep.Owner != owner {
 		f.mu.Unlock()
+		if ok {
+			f.log.Debug("not removing an endpoint stated by another owner", "iface", hostIface, "owner", ep.Owner, "removedBy", owner)
+		}
 		return nil
 	}
 	delete(f.endpoints, hostIface)

@@ -74,6 +74,11 @@ type Endpoint struct {
 	HostIface string
 	// Addrs are /32 (IPv4) or /128 (IPv6) prefixes.
 	Addrs []netip.Prefix
+	// Owner is an opaque name of whoever stated the endpoint (the agent
+	// uses the CNI attachment). Host veth names can be reused by a later
+	// owner, so RemoveEndpoint removes the endpoint only for its owner: a
+	// late removal by a previous owner of the name changes nothing.
+	Owner string
 }
 
 // LearnedRoute is a route learned from peers; several next hops make an

@@ -150,12 +150,12 @@ func TestEndpointConverges(t *testing.T) {
 	if c, _ := h.nft.Comments(antispoof.ChainName); len(c) != 1 {
 		t.Errorf("anti-spoofing chain has %v", c)
 	}
-	if err := h.f.RemoveEndpoint(h.ctx(), "crn1"); err != nil {
+	if err := h.f.RemoveEndpoint(h.ctx(), "crn1", ""); err != nil {
 		t.Fatal(err)
 	}
 	h.noRoute("10.65.0.5/32")
 	h.noRoute("fd00:65::5/128")
-	if err := h.f.RemoveEndpoint(h.ctx(), "crn1"); err != nil {
+	if err := h.f.RemoveEndpoint(h.ctx(), "crn1", ""); err != nil {
 		t.Fatalf("second remove: %v", err)
 	}
 }
@@ -256,7 +256,7 @@ func TestForeignRoutesUntouched(t *testing.T) {
 	h.resync()
 	h.f.SetLearnedRoutes(nil)
 	h.f.SetOwnedBlocks(nil)
-	if err := h.f.RemoveEndpoint(h.ctx(), "crn1"); err != nil {
+	if err := h.f.RemoveEndpoint(h.ctx(), "crn1", ""); err != nil {
 		t.Fatal(err)
 	}
 	h.resync()
@@ -623,7 +623,7 @@ func TestLearnedRoutes(t *testing.T) {
 	h.noRoute("10.65.2.0/26")
 	// Our pod goes away: the learned /32 for its address may now land.
 	h.f.SetLearnedRoutes([]LearnedRoute{{Prefix: pfx("10.65.0.5/32"), NextHops: []netip.Addr{gw2}}})
-	if err := h.f.RemoveEndpoint(h.ctx(), "crn1"); err != nil {
+	if err := h.f.RemoveEndpoint(h.ctx(), "crn1", ""); err != nil {
 		t.Fatal(err)
 	}
 	h.resync()
@@ -721,4 +721,31 @@ func TestIPv6ForwardingFollowsPools(t *testing.T) {
 	}
 	h.f.SetPools([]Pool{{CIDR: pfx("10.65.0.0/16"), ServesNode: true}, {CIDR: pfx("fd00:65::/48"), ServesNode: true}})
 	eventually(t, "IPv6 forwarding on", func() bool { return k.Sysctl("net/ipv6/conf/all/forwarding") == "1" })
+}
+
+// TestRemoveEndpointOnlyForItsOwner: a host veth name passes to a later
+// owner (a pod's new sandbox); a removal by the earlier owner leaves the
+// new owner's routes alone, the new owner's own removal takes them.
+func TestRemoveEndpointOnlyForItsOwner(t *testing.T) {
+	k := fake.New()
+	idx := k.AddLink("crn1", true)
+	h := newHarness(t, k)
+	if err := h.f.SetEndpoint(h.ctx(), Endpoint{HostIface: "crn1", Addrs: []netip.Prefix{pfx("10.65.0.5/32")}, Owner: "old/eth0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.f.SetEndpoint(h.ctx(), Endpoint{HostIface: "crn1", Addrs: []netip.Prefix{pfx("10.65.0.6/32")}, Owner: "new/eth0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.f.RemoveEndpoint(h.ctx(), "crn1", "old/eth0"); err != nil {
+		t.Fatal(err)
+	}
+	h.resync()
+	if got, want := h.mustRoute("10.65.0.6/32"), endpointRoute("10.65.0.6/32", idx); !sameRoute(got, want) {
+		t.Errorf("after the earlier owner's removal: route %+v, want %+v", got, want)
+	}
+	h.noRoute("10.65.0.5/32")
+	if err := h.f.RemoveEndpoint(h.ctx(), "crn1", "new/eth0"); err != nil {
+		t.Fatal(err)
+	}
+	h.noRoute("10.65.0.6/32")
 }

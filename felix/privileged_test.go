@@ -327,7 +327,7 @@ func TestPrivilegedForeignRoutesUntouched(t *testing.T) {
 	// Everything of felix's goes; nothing else does.
 	f.SetOwnedBlocks(nil)
 	f.SetLearnedRoutes(nil)
-	if err := f.RemoveEndpoint(ctx, "crn1"); err != nil {
+	if err := f.RemoveEndpoint(ctx, "crn1", ""); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Resync(ctx); err != nil {

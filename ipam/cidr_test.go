@@ -71,7 +71,8 @@ func TestNamesAreValidObjectNames(t *testing.T) {
 		BlockName(netip.MustParsePrefix("fd00:10:244::40/122")),
 		AffinityName("ip-10-0-0-1.ec2.internal", netip.MustParsePrefix("fd00::/122")),
 		AffinityName(long, netip.MustParsePrefix("10.0.0.0/26")),
-		HandleName(HandleID("0123456789abcdef0123456789abcdef0123456789abcdef0123456789ABCDEF", "eth0")),
+		HandleName(HandleID("node-1", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789ABCDEF", "eth0")),
+		HandleName(LegacyHandleID("0123456789abcdef0123456789abcdef0123456789abcdef0123456789ABCDEF", "eth0")),
 		HandleName("UPPER_case and spaces"),
 		HandleName(long),
 	} {
@@ -164,4 +165,31 @@ func sprint(ps []netip.Prefix) string {
 		s += p.String()
 	}
 	return s + "]"
+}
+
+// TestHandleIDsAreUnambiguous: two different attachments never share a
+// handle ID, whatever dots or case their container IDs and interface names
+// hold, and the same container ID on two nodes gives two handles.
+func TestHandleIDsAreUnambiguous(t *testing.T) {
+	type att struct{ node, id, ifname string }
+	for _, pair := range [][2]att{
+		{{"n1", "a.b", "c"}, {"n1", "a", "b.c"}},
+		{{"n1", "ABC", "eth0"}, {"n1", "abc", "eth0"}},
+		{{"n1", "abc", "Eth0"}, {"n1", "abc", "eth0"}},
+		{{"n1", "cnitool-0123", "eth0"}, {"n2", "cnitool-0123", "eth0"}},
+		{{"n1.a", "b", "eth0"}, {"n1", "a.b", "eth0"}},
+	} {
+		a, b := pair[0], pair[1]
+		if HandleID(a.node, a.id, a.ifname) == HandleID(b.node, b.id, b.ifname) {
+			t.Errorf("%+v and %+v share handle ID %q", a, b, HandleID(a.node, a.id, a.ifname))
+		}
+	}
+	// Old handles keep their IDs readable for release, and no new ID can
+	// be mistaken for one.
+	if got := LegacyHandleID("ABC.d", "Eth0"); got != "abc.d.eth0" {
+		t.Errorf("LegacyHandleID = %q, want the old format abc.d.eth0", got)
+	}
+	if HandleID("n1", "abc", "eth0") == LegacyHandleID("abc", "eth0") {
+		t.Error("a new handle ID equals a legacy one")
+	}
 }

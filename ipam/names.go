@@ -40,9 +40,24 @@ func HandleName(handleID string) string {
 	return nameOrHash("h-", handleID)
 }
 
-// HandleID builds the handle ID of a pod interface from its container ID
-// and interface name.
-func HandleID(containerID, iface string) string {
+// HandleID builds the handle ID of a pod interface: "<node>/<container
+// ID>/<interface>", each exactly as given. '/' occurs in none of the parts
+// (a node name is a DNS subdomain; CNI container IDs are letters, digits,
+// '_', '.' and '-'; interface names never hold '/'), so two attachments
+// never share an ID. The node is part of it because a container ID is
+// unique only within one node's runtime (cnitool derives it from the netns
+// name). The ID is not a valid object name, so HandleName hashes it.
+func HandleID(node, containerID, iface string) string {
+	return node + "/" + containerID + "/" + iface
+}
+
+// LegacyHandleID is the handle ID that agents before HandleID built:
+// "<container ID>.<interface>" lower-cased, ambiguous when either part
+// holds a dot or upper case. It never contains '/', so it never equals a
+// HandleID. Handles with such IDs are still released by CNI DEL and GC:
+// the agent releases the ID its endpoint record names, and both IDs when
+// it has no record.
+func LegacyHandleID(containerID, iface string) string {
 	return strings.ToLower(containerID) + "." + strings.ToLower(iface)
 }
 

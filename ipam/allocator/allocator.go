@@ -92,7 +92,7 @@ func (o Options) withDefaults() Options {
 // Request asks for addresses for one pod interface.
 type Request struct {
 	// HandleID names the holder; build it with ipam.HandleID from the
-	// container ID and interface. Required.
+	// node, container ID and interface. Required.
 	HandleID string
 	// ContainerID and Interface are recorded on the handle.
 	ContainerID string

@@ -35,7 +35,7 @@ func Example() {
 
 	// CNI ADD
 	addrs, err := a.AutoAssign(ctx, allocator.Request{
-		HandleID: ipam.HandleID("3f2a9c", "eth0"), ContainerID: "3f2a9c", Interface: "eth0",
+		HandleID: ipam.HandleID("node-1", "3f2a9c", "eth0"), ContainerID: "3f2a9c", Interface: "eth0",
 		Namespace: "default", Pod: "web-0", IPv4: 1,
 	})
 	if err != nil {
@@ -49,7 +49,7 @@ func Example() {
 	fmt.Println(len(owned), owned[0].Bits(), owned[0].Contains(addrs[0].Addr()), len(borrowed))
 
 	// CNI DEL, as often as the runtime likes.
-	fmt.Println(a.ReleaseByHandle(ctx, ipam.HandleID("3f2a9c", "eth0")))
+	fmt.Println(a.ReleaseByHandle(ctx, ipam.HandleID("node-1", "3f2a9c", "eth0")))
 	// Output:
 	// 1 32
 	// 1 26 true 0

@@ -116,7 +116,9 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer fx.Close()
-	spk, err := speaker.New(speakerOptions(a.self, a.inf, a.log))
+	so := speakerOptions(a.self, a.inf, a.log)
+	so.ForwardingStateKept = forwardingStateKept(fx, a.log) // before fx.Run adopts or changes anything
+	spk, err := speaker.New(so)
 	if err != nil {
 		return fmt.Errorf("create BGP speaker: %w", err)
 	}
@@ -208,7 +210,7 @@ func (a *agent) wire(dp dataplane, spk nodeSpeaker) error {
 		speaker: spk, dataplane: dp,
 	}
 	a.ctrl.secrets = newSecretWatch(a.cl.kube, a.opts.SecretNamespace, a.ctrl.enqueue)
-	a.cni = &cniServer{log: a.log.With("component", "cni-server"), alloc: a.alloc, dataplane: dp, endpoints: a.endpoints, ready: a.ready.get}
+	a.cni = &cniServer{log: a.log.With("component", "cni-server"), node: a.opts.NodeName, alloc: a.alloc, dataplane: dp, endpoints: a.endpoints, ready: a.ready.get}
 	a.status = &statusWriter{client: a.cl.cairn, node: a.opts.NodeName, version: a.opts.Version, ctrl: a.ctrl,
 		speaker: spk, learned: a.learned.get, log: a.log.With("component", "status")}
 	// A pool change reaches the allocator at once, not after its cache's TTL.
@@ -282,6 +284,21 @@ func startFelix(opts Options, log *slog.Logger) (*felix.Felix, error) {
 		return nil, fmt.Errorf("start felix: %w", err)
 	}
 	return fx, nil
+}
+
+// forwardingStateKept reports whether the node kept forwarding across this
+// agent's restart: the routes of felix's last run are still in the kernel
+// (felix adopts them). Not knowing counts as not kept: peers then flush our
+// routes when the session comes back and relearn them, a flap rather than
+// traffic sent to a node that would drop it.
+func forwardingStateKept(fx *felix.Felix, log *slog.Logger) bool {
+	n, err := fx.CountOwnRoutes()
+	if err != nil {
+		log.Warn("cannot tell whether forwarding state was kept: BGP graceful restart will not claim it", "err", err)
+		return false
+	}
+	log.Info("routes of an earlier run found in the kernel", "routes", n, "forwardingStateKept", n > 0)
+	return n > 0
 }
 
 // speakerOptions are the speaker's settings from the node's identity and

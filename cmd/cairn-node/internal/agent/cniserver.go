@@ -29,7 +29,9 @@ type addressAllocator interface {
 type endpointDataplane interface {
 	// SetEndpoint returns once the endpoint's routes are in the kernel.
 	SetEndpoint(ctx context.Context, ep felix.Endpoint) error
-	RemoveEndpoint(ctx context.Context, hostIface string) error
+	// RemoveEndpoint removes the endpoint of hostIface only if owner
+	// stated it last.
+	RemoveEndpoint(ctx context.Context, hostIface, owner string) error
 }
 
 // cniServer serves the plugin's gRPC API on the node. What it allocates
@@ -37,6 +39,7 @@ type endpointDataplane interface {
 type cniServer struct {
 	agentv1.UnimplementedAgentServer
 	log       *slog.Logger
+	node      string // this node: part of every new handle ID
 	alloc     addressAllocator
 	dataplane endpointDataplane
 	endpoints *endpointStore
@@ -44,9 +47,15 @@ type cniServer struct {
 	ready func() (bool, string)
 }
 
-// handleID names an attachment's IPAM handle, as the allocator's GC and
-// cairnctl expect it.
-func handleID(containerID, ifname string) string { return ipam.HandleID(containerID, ifname) }
+// handleIDs are the IPAM handles that may hold an attachment's addresses:
+// the one its record names, or, with no record, today's and the legacy
+// one (an allocation by an older agent whose record is lost).
+func (s *cniServer) handleIDs(a attachment) []string {
+	if rec, ok := s.endpoints.get(a); ok {
+		return []string{rec.handleID()}
+	}
+	return []string{ipam.HandleID(s.node, a.ContainerID, a.IfName), ipam.LegacyHandleID(a.ContainerID, a.IfName)}
+}
 
 func (s *cniServer) Allocate(ctx context.Context, req *agentv1.AllocateRequest) (*agentv1.AllocateResponse, error) {
 	if err := validateAttachment(req.ContainerId, req.Ifname); err != nil {
@@ -55,8 +64,15 @@ func (s *cniServer) Allocate(ctx context.Context, req *agentv1.AllocateRequest) 
 	if ok, why := s.ready(); !ok {
 		return nil, status.Error(codes.Unavailable, "agent not ready: "+why)
 	}
+	att := attachment{req.ContainerId, req.Ifname}
+	// A retried ADD reuses the record's handle, which an older agent may
+	// have named the legacy way.
+	rec, ok := s.endpoints.get(att)
+	if !ok {
+		rec = endpointRecord{ContainerID: req.ContainerId, IfName: req.Ifname, HandleID: ipam.HandleID(s.node, req.ContainerId, req.Ifname)}
+	}
 	ar := allocator.Request{
-		HandleID: handleID(req.ContainerId, req.Ifname), ContainerID: req.ContainerId, Interface: req.Ifname,
+		HandleID: rec.handleID(), ContainerID: req.ContainerId, Interface: req.Ifname,
 		Namespace: req.PodNamespace, Pod: req.PodName, PodUID: req.PodUid,
 	}
 	if req.PoolHint != "" {
@@ -84,7 +100,7 @@ func (s *cniServer) Allocate(ctx context.Context, req *agentv1.AllocateRequest) 
 	}
 	// The record lets EndpointUp and Check verify addresses without a
 	// round trip to the API server, and survives agent restarts.
-	rec := endpointRecord{ContainerID: req.ContainerId, IfName: req.Ifname, Addresses: addrs, Namespace: req.PodNamespace, Pod: req.PodName}
+	rec.Addresses, rec.Namespace, rec.Pod, rec.Network = addrs, req.PodNamespace, req.PodName, req.Network
 	if err := s.endpoints.put(rec); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
@@ -107,18 +123,20 @@ func (s *cniServer) EndpointUp(ctx context.Context, req *agentv1.EndpointUpReque
 	}
 	// Route only what IPAM handed to this attachment: the plugin must not
 	// be able to steer another pod's address to this veth.
-	rec, ok := s.endpoints.get(req.ContainerId, req.Ifname)
+	att := attachment{req.ContainerId, req.Ifname}
+	rec, ok := s.endpoints.get(att)
 	if !ok {
 		return nil, status.Error(codes.FailedPrecondition, "no addresses were allocated to this attachment")
 	}
 	if !sameSet(rec.Addresses, addrs) {
 		return nil, status.Errorf(codes.FailedPrecondition, "addresses %v are not the ones allocated to this attachment (%v)", addrs, rec.Addresses)
 	}
-	rec.HostIface = req.HostIface
-	if err := s.endpoints.put(rec); err != nil {
+	// The veth's name may have been another attachment's (the pod's
+	// previous sandbox): from now on it is this one's.
+	if _, err := s.endpoints.bind(rec, req.HostIface); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	if err := s.dataplane.SetEndpoint(ctx, felix.Endpoint{HostIface: req.HostIface, Addrs: addrs}); err != nil {
+	if err := s.dataplane.SetEndpoint(ctx, felix.Endpoint{HostIface: req.HostIface, Addrs: addrs, Owner: att.String()}); err != nil {
 		return nil, grpcError(ctx, fmt.Errorf("install routes to %s: %w", req.HostIface, err))
 	}
 	return &agentv1.EndpointUpResponse{}, nil
@@ -128,7 +146,7 @@ func (s *cniServer) Release(ctx context.Context, req *agentv1.ReleaseRequest) (*
 	if err := validateAttachment(req.ContainerId, req.Ifname); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	if err := s.release(ctx, req.ContainerId, req.Ifname); err != nil {
+	if err := s.release(ctx, attachment{req.ContainerId, req.Ifname}); err != nil {
 		return nil, grpcError(ctx, err)
 	}
 	return &agentv1.ReleaseResponse{}, nil
@@ -136,17 +154,20 @@ func (s *cniServer) Release(ctx context.Context, req *agentv1.ReleaseRequest) (*
 
 // release removes routes first, then frees the addresses, then forgets
 // the record: an address is never handed out while a route still points
-// at the old pod.
-func (s *cniServer) release(ctx context.Context, containerID, ifname string) error {
-	if rec, ok := s.endpoints.get(containerID, ifname); ok && rec.HostIface != "" {
-		if err := s.dataplane.RemoveEndpoint(ctx, rec.HostIface); err != nil {
-			return fmt.Errorf("remove routes to %s: %w", rec.HostIface, err)
+// at the old pod. Only routes this attachment owns go: a pod's new
+// sandbox may have taken over the host veth's name.
+func (s *cniServer) release(ctx context.Context, a attachment) error {
+	if rec, ok := s.endpoints.get(a); ok && rec.HostIface != "" {
+		if err := s.dataplane.RemoveEndpoint(ctx, rec.HostIface, a.String()); err != nil {
+			return fmt.Errorf("remove routes of %s from %s: %w", a, rec.HostIface, err)
 		}
 	}
-	if err := s.alloc.ReleaseByHandle(ctx, handleID(containerID, ifname)); err != nil {
-		return fmt.Errorf("release addresses of %s/%s: %w", containerID, ifname, err)
+	for _, h := range s.handleIDs(a) {
+		if err := s.alloc.ReleaseByHandle(ctx, h); err != nil {
+			return fmt.Errorf("release addresses of %s: %w", a, err)
+		}
 	}
-	return s.endpoints.remove(containerID, ifname)
+	return s.endpoints.remove(a)
 }
 
 func (s *cniServer) Check(_ context.Context, req *agentv1.CheckRequest) (*agentv1.CheckResponse, error) {
@@ -158,7 +179,7 @@ func (s *cniServer) Check(_ context.Context, req *agentv1.CheckRequest) (*agentv
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	rec, ok := s.endpoints.get(req.ContainerId, req.Ifname)
+	rec, ok := s.endpoints.get(attachment{req.ContainerId, req.Ifname})
 	switch {
 	case !ok:
 		problems = append(problems, "the agent has no endpoint for this attachment")
@@ -176,17 +197,18 @@ func (s *cniServer) Status(context.Context, *agentv1.StatusRequest) (*agentv1.St
 }
 
 func (s *cniServer) GC(ctx context.Context, req *agentv1.GCRequest) (*agentv1.GCResponse, error) {
-	valid := map[string]bool{}
+	valid := map[attachment]bool{}
 	for _, a := range req.ValidAttachments {
-		valid[handleID(a.ContainerId, a.Ifname)] = true
+		valid[attachment{a.ContainerId, a.Ifname}] = true
 	}
 	var errs []error
 	for _, rec := range s.endpoints.all() {
-		if valid[rec.key()] {
-			continue
+		a := rec.attachment()
+		if valid[a] || rec.Network != req.Network {
+			continue // still used, or another network's to collect
 		}
-		s.log.Info("GC releases an attachment the runtime no longer has", "container", rec.ContainerID, "ifname", rec.IfName)
-		errs = append(errs, s.release(ctx, rec.ContainerID, rec.IfName))
+		s.log.Info("GC releases an attachment the runtime no longer has", "network", rec.Network, "container", rec.ContainerID, "ifname", rec.IfName)
+		errs = append(errs, s.release(ctx, a))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, grpcError(ctx, err)
@@ -202,6 +224,11 @@ func grpcError(ctx context.Context, err error) error {
 	}
 	if errors.Is(err, allocator.ErrNoAddresses) {
 		return status.Error(codes.ResourceExhausted, err.Error())
+	}
+	if errors.Is(err, ipam.ErrRejected) {
+		// E.g. a handle of this ID belongs to another container: not
+		// something a retry fixes.
+		return status.Error(codes.FailedPrecondition, err.Error())
 	}
 	return status.Error(codes.Internal, err.Error())
 }

@@ -67,7 +67,9 @@ func (d *fakeDataplane) SetEndpoint(_ context.Context, ep felix.Endpoint) error 
 	d.endpoints[ep.HostIface] = ep.Addrs
 	return nil
 }
-func (d *fakeDataplane) RemoveEndpoint(_ context.Context, iface string) error {
+
+// RemoveEndpoint ignores the owner: tests of ownership use the real felix.
+func (d *fakeDataplane) RemoveEndpoint(_ context.Context, iface, _ string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.endpoints, iface)
@@ -82,7 +84,7 @@ func newTestServer(t *testing.T) (*cniServer, *fakeAlloc, *fakeDataplane) {
 	}
 	a := &fakeAlloc{handles: map[string][]netip.Prefix{}}
 	d := &fakeDataplane{endpoints: map[string][]netip.Prefix{}}
-	s := &cniServer{log: slog.New(slog.DiscardHandler), alloc: a, dataplane: d, endpoints: store,
+	s := &cniServer{log: slog.New(slog.DiscardHandler), node: "node1", alloc: a, dataplane: d, endpoints: store,
 		ready: func() (bool, string) { return true, "" }}
 	return s, a, d
 }

@@ -40,19 +40,18 @@ func waitForNode(ctx context.Context, kube kubernetes.Interface, name string, lo
 
 // restoreEndpoints states every endpoint recorded before a restart, then
 // tells felix the set is complete, so it never removes a live pod's route.
+// Of several records naming one host veth (a pod's old sandbox whose DEL
+// has not come, and its new one), only the newest is stated: the old one's
+// addresses are not routed to the new pod's veth.
 func restoreEndpoints(ctx context.Context, store *endpointStore, dp restorer, log *slog.Logger) error {
-	var recs []endpointRecord
-	for _, r := range store.all() {
-		if r.HostIface != "" { // allocated, but ADD never finished
-			recs = append(recs, r)
-		}
-	}
+	recs := interfaceHolders(store.all())
 	var wg sync.WaitGroup
 	for _, r := range recs {
 		wg.Go(func() {
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
-			if err := dp.SetEndpoint(sctx, felix.Endpoint{HostIface: r.HostIface, Addrs: r.Addresses}); err != nil {
+			ep := felix.Endpoint{HostIface: r.HostIface, Addrs: r.Addresses, Owner: r.attachment().String()}
+			if err := dp.SetEndpoint(sctx, ep); err != nil {
 				// The pod's veth may be gone while we were down; CNI DEL
 				// or GC will release it.
 				log.Warn("restoring an endpoint failed", "iface", r.HostIface, "container", r.ContainerID, "err", err)
