@@ -82,17 +82,23 @@ func Free(b *v1.IPAMBlock, block netip.Prefix) int {
 // fewer than n are free.
 func Assign(b *v1.IPAMBlock, block netip.Prefix, n int, owner Owner) ([]v1.BlockAllocation, error) {
 	size := BlockCapacity(block)
-	if Free(b, block) < n {
-		return nil, fmt.Errorf("assign %d addresses in block %s: %d free: %w", n, block, Free(b, block), ErrBlockFull)
-	}
+	// Count what is really taken: a block edited by hand may repeat an
+	// ordinal or hold one outside the block.
 	used := make([]bool, size)
+	free := size
 	for _, a := range b.Spec.Allocations {
-		if a.Ordinal >= 0 && int(a.Ordinal) < size {
+		if a.Ordinal >= 0 && int(a.Ordinal) < size && !used[a.Ordinal] {
 			used[a.Ordinal] = true
+			free--
 		}
 	}
+	if free < n {
+		return nil, fmt.Errorf("assign %d addresses in block %s: %d free: %w", n, block, free, ErrBlockFull)
+	}
 	out := make([]v1.BlockAllocation, 0, n)
-	start := int(b.Spec.Sequence % int64(size))
+	// Unsigned: a negative sequence (written by hand) must not become a
+	// negative index.
+	start := int(uint64(b.Spec.Sequence) % uint64(size))
 	for i := 0; i < size && len(out) < n; i++ {
 		ord := (start + i) % size
 		if used[ord] {
