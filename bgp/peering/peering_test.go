@@ -2,6 +2,7 @@ package peering
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -235,5 +236,52 @@ func TestNodeInfoFrom(t *testing.T) {
 				t.Errorf("got ASN %d addr %v, want %d %q", info.ASN, info.Addr, tc.asn, tc.addr)
 			}
 		})
+	}
+}
+
+// TestPeersKeepSessionsWhosePasswordIsUnavailable: a password that cannot
+// be read for now keeps the sessions it is for as they were (or starts
+// none); a password that is gone changes them.
+func TestPeersKeepSessionsWhosePasswordIsUnavailable(t *testing.T) {
+	meshCfg := &v1.BGPConfiguration{Spec: v1.BGPConfigurationSpec{NodeMeshPassword: &v1.BGPPassword{SecretKeyRef: &v1.SecretKeyRef{Name: "mesh", Key: "pw"}}}}
+	tor := bgpPeer("tor", v1.BGPPeerSpec{PeerIP: "172.30.1.1", ASNumber: 65001, Password: &v1.BGPPassword{SecretKeyRef: &v1.SecretKeyRef{Name: "bgp", Key: "tor"}}})
+	rrs := bgpPeer("rrs", v1.BGPPeerSpec{PeerSelector: "rr=yes", Password: &v1.BGPPassword{SecretKeyRef: &v1.SecretKeyRef{Name: "bgp", Key: "tor"}}})
+	previous := []speaker.Peer{
+		{Name: "peer:tor", Address: netip.MustParseAddr("172.30.1.1"), ASN: 65001, Password: "old-tor"},
+		{Name: "peer:rrs:rr", Address: rr.Addr, ASN: 64512, Password: "old-tor"},
+		{Name: "mesh:n2", Address: n2.Addr, ASN: 64512, Password: "old-mesh"},
+	}
+	unavailable := func(ref v1.SecretKeyRef) (string, error) {
+		return "", fmt.Errorf("Secret %s not read yet: %w", ref.Name, ErrPasswordUnavailable)
+	}
+	gone := func(ref v1.SecretKeyRef) (string, error) { return "", errors.New("Secret " + ref.Name + " not found") }
+	mesh3 := []NodeInfo{n1, n2, n3}
+	tests := []struct {
+		name    string
+		in      PeersInput
+		secrets Secrets
+		want    []string // name=password, by address
+	}{
+		{"unavailable: previous sessions kept", PeersInput{Self: n1, Nodes: append(mesh3, rr), Config: meshCfg, Peers: []v1.BGPPeer{tor, rrs}, Previous: previous},
+			unavailable, []string{"peer:tor=old-tor", "peer:rrs:rr=old-tor", "mesh:n2=old-mesh"}},
+		{"unavailable, nothing before: no session without its password", PeersInput{Self: n1, Nodes: mesh3, Config: meshCfg, Peers: []v1.BGPPeer{tor}},
+			unavailable, nil},
+		{"unavailable: a node that left is not kept", PeersInput{Self: n1, Nodes: []NodeInfo{n1}, Config: meshCfg, Previous: previous},
+			unavailable, nil},
+		{"gone: the BGPPeer goes, the mesh runs without a password", PeersInput{Self: n1, Nodes: mesh3, Config: meshCfg, Peers: []v1.BGPPeer{tor}, Previous: previous},
+			gone, []string{"mesh:n2=", "mesh:n3="}},
+	}
+	for _, tc := range tests {
+		got, errs := Peers(tc.in, tc.secrets)
+		var names []string
+		for _, p := range got {
+			names = append(names, p.Name+"="+p.Password)
+		}
+		if !reflect.DeepEqual(names, tc.want) {
+			t.Errorf("%s: peers %v, want %v", tc.name, names, tc.want)
+		}
+		if len(errs) == 0 {
+			t.Errorf("%s: no problem reported", tc.name)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -17,8 +18,16 @@ import (
 const DefaultASN = 64512
 
 // Secrets resolves a password reference. Errors must not contain the
-// secret's value.
+// secret's value. An error wrapping ErrPasswordUnavailable means the
+// password cannot be read for now; any other means it is gone.
 type Secrets func(ref v1.SecretKeyRef) (string, error)
+
+// ErrPasswordUnavailable marks a password that cannot be read for now (its
+// Secret not read yet, the API server slow or failing), as opposed to one
+// whose Secret or key is gone. It never changes a session: the sessions it
+// is for keep their previous settings (PeersInput.Previous), and a session
+// that has none is not started without its password.
+var ErrPasswordUnavailable = errors.New("password cannot be read for now")
 
 // SecretNames lists, sorted and once each, the Secrets that passwords in
 // config (which may be nil) and peers refer to: the only ones Peers may
@@ -48,6 +57,9 @@ type PeersInput struct {
 	// defaults (mesh on).
 	Config *v1.BGPConfiguration
 	Peers  []v1.BGPPeer
+	// Previous are the peers Peers returned last time: a session whose
+	// password is unavailable keeps its settings from there.
+	Previous []speaker.Peer
 }
 
 // Peers computes the node's BGP neighbours: the full mesh to every other
@@ -55,24 +67,37 @@ type PeersInput struct {
 // router (peerIP) or to the nodes its peerSelector picks. An explicit
 // BGPPeer replaces a mesh session to the same address. Problems with one
 // object (a bad selector, a missing secret) are returned and that object is
-// skipped; the rest still applies. The result is sorted by address.
+// skipped; the rest still applies. A password that is unavailable for now
+// (ErrPasswordUnavailable) is returned as a problem too, but its sessions
+// stay as in in.Previous. The result is sorted by address.
 func Peers(in PeersInput, secrets Secrets) ([]speaker.Peer, []error) {
 	var errs []error
 	byAddr := map[netip.Addr]speaker.Peer{}
+	previous := map[string]speaker.Peer{}
+	for _, p := range in.Previous {
+		previous[p.Name] = p
+	}
 	if meshEnabled(in.Config) {
-		meshPassword := ""
+		meshPassword, held := "", false
 		if in.Config != nil && in.Config.Spec.NodeMeshPassword != nil {
 			pw, err := resolve(secrets, in.Config.Spec.NodeMeshPassword)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("node mesh password: %w", err))
 			}
-			meshPassword = pw
+			meshPassword, held = pw, errors.Is(err, ErrPasswordUnavailable)
 		}
 		for _, n := range in.Nodes {
 			if n.Name == in.Self.Name || !n.Addr.IsValid() {
 				continue
 			}
-			byAddr[n.Addr] = speaker.Peer{Name: "mesh:" + n.Name, Address: n.Addr, ASN: n.ASN, Password: meshPassword}
+			p := speaker.Peer{Name: "mesh:" + n.Name, Address: n.Addr, ASN: n.ASN, Password: meshPassword}
+			if held {
+				var ok bool
+				if p, ok = previous[p.Name]; !ok {
+					continue
+				}
+			}
+			byAddr[p.Address] = p
 		}
 	}
 	for i := range in.Peers {
@@ -86,9 +111,11 @@ func Peers(in PeersInput, secrets Secrets) ([]speaker.Peer, []error) {
 			continue
 		}
 		peers, err := expand(p, in, secrets)
+		if errors.Is(err, ErrPasswordUnavailable) {
+			peers = heldPeers(p.Name, in.Previous)
+		}
 		if err != nil {
 			errs = append(errs, err)
-			continue
 		}
 		for _, sp := range peers {
 			byAddr[sp.Address] = sp
@@ -100,6 +127,18 @@ func Peers(in PeersInput, secrets Secrets) ([]speaker.Peer, []error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Address.Less(out[j].Address) })
 	return out, errs
+}
+
+// heldPeers are the sessions a BGPPeer had last time (see expand for their
+// names).
+func heldPeers(name string, previous []speaker.Peer) []speaker.Peer {
+	var out []speaker.Peer
+	for _, p := range previous {
+		if p.Name == "peer:"+name || strings.HasPrefix(p.Name, "peer:"+name+":") {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func meshEnabled(cfg *v1.BGPConfiguration) bool {

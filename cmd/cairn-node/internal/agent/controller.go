@@ -195,7 +195,9 @@ func (c *controller) read() (clusterState, error) {
 // applyPeers hands the node's BGP sessions to the speaker.
 func (c *controller) applyPeers(ctx context.Context, st clusterState) ([]speaker.Peer, []error) {
 	c.secrets.watch(ctx, peering.SecretNames(st.config, st.peers))
-	in := peering.PeersInput{Self: st.self, Nodes: st.nodes, Config: st.config, Peers: st.peers}
+	// A password that cannot be read for now keeps its sessions as they
+	// were last set.
+	in := peering.PeersInput{Self: st.self, Nodes: st.nodes, Config: st.config, Peers: st.peers, Previous: c.lastResult().peers}
 	peers, errs := peering.Peers(in, c.secrets.password)
 	if err := c.speaker.SetPeers(peers); err != nil {
 		errs = append(errs, fmt.Errorf("set BGP peers: %w", err))

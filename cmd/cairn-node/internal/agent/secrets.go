@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
+	"github.com/cairn-net/cairn/bgp/peering"
 )
 
 // secretSyncTimeout bounds how long a sync waits for a newly referenced
@@ -92,20 +94,24 @@ func (w *secretWatch) start(ctx context.Context, name string) *secretInformer {
 }
 
 // password resolves a BGP password reference (a peering.Secrets) from the
-// watched Secrets. Errors name the Secret and key, never the value.
+// watched Secrets. Errors name the Secret and key, never the value. Only a
+// Secret that the API server says does not exist, or lacks the key, is
+// gone; anything else (not read yet, the API server failing) wraps
+// peering.ErrPasswordUnavailable, which leaves the sessions as they are.
+// Once read, a Secret stays in its informer's cache through API errors.
 func (w *secretWatch) password(ref v1.SecretKeyRef) (string, error) {
 	w.mu.Lock()
 	si, ok := w.watches[ref.Name]
 	w.mu.Unlock()
 	switch {
 	case !ok:
-		return "", fmt.Errorf("Secret %s/%s is not watched", w.namespace, ref.Name)
+		return "", fmt.Errorf("Secret %s/%s is not watched: %w", w.namespace, ref.Name, peering.ErrPasswordUnavailable)
 	case !si.inf.HasSynced():
-		return "", fmt.Errorf("Secret %s/%s not read yet", w.namespace, ref.Name)
+		return "", fmt.Errorf("Secret %s/%s not read yet: %w", w.namespace, ref.Name, peering.ErrPasswordUnavailable)
 	}
 	obj, exists, err := si.inf.GetStore().GetByKey(w.namespace + "/" + ref.Name)
 	if err != nil {
-		return "", fmt.Errorf("read Secret %s/%s from cache: %w", w.namespace, ref.Name, err)
+		return "", fmt.Errorf("read Secret %s/%s from cache: %w", w.namespace, ref.Name, errors.Join(err, peering.ErrPasswordUnavailable))
 	}
 	if !exists {
 		return "", fmt.Errorf("Secret %s/%s not found", w.namespace, ref.Name)
