@@ -234,6 +234,11 @@ func resolve(secrets Secrets, pw *v1.BGPPassword) (string, error) {
 	if pw.SecretKeyRef == nil {
 		return "", errors.New("password has no secretKeyRef")
 	}
+	if pw.SecretKeyRef.Name == "" || pw.SecretKeyRef.Key == "" {
+		// The API server refuses this; an object stored before that rule
+		// must still not make the agent look up a Secret named "".
+		return "", errors.New("password secretKeyRef needs both name and key")
+	}
 	if secrets == nil {
 		return "", errors.New("no secret reader configured")
 	}
