@@ -17,7 +17,8 @@
 //   - Import: only prefixes inside the import filter (the IP pools) are
 //     accepted; a default route never is, whatever the filter says.
 //   - Per peer: TCP-MD5 password, GTSM (TTL security), hold/keepalive timers,
-//     max-prefix limit, graceful restart with End-of-RIB.
+//     max-prefix limit, graceful restart with End-of-RIB; forwarding state
+//     is claimed after a restart only when the caller says it was kept.
 //
 // Concurrency: one goroutine (Run) owns the GoBGP server and makes every call
 // into it. GoBGP's watch callbacks only translate events into a small inbox

@@ -53,6 +53,8 @@ type helperConfig struct {
 	ListenAddresses    []string
 	GracefulRestart    *GROptions
 	InitialSyncTimeout time.Duration
+	// ForwardingStateKept is Options.ForwardingStateKept.
+	ForwardingStateKept bool
 }
 
 type helperCmd struct {
@@ -89,6 +91,7 @@ func runHelper(cfgJSON string) int {
 	sp, err := New(Options{
 		RouterID: hc.RouterID, ASN: hc.ASN, ListenPort: hc.ListenPort, ListenAddresses: hc.ListenAddresses,
 		Logger: log, GracefulRestart: hc.GracefulRestart, InitialSyncTimeout: hc.InitialSyncTimeout,
+		ForwardingStateKept: hc.ForwardingStateKept,
 	})
 	if err != nil {
 		send(helperMsg{Exited: true, Err: err.Error()})

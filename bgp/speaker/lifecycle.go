@@ -40,7 +40,8 @@ func (s *Speaker) start(ctx context.Context) (*runner, error) {
 		return nil, fmt.Errorf("watch GoBGP events: %w", err)
 	}
 	s.log.Info("BGP speaker started", "listenPort", s.opts.ListenPort,
-		"gracefulRestart", s.opts.GracefulRestart != nil && s.opts.GracefulRestart.Enabled)
+		"gracefulRestart", grEnabled(s.opts.GracefulRestart),
+		"forwardingStateKept", s.opts.ForwardingStateKept && grEnabled(s.opts.GracefulRestart))
 	return s.newRunner(srv, quiet, cancel), nil
 }
 
@@ -87,8 +88,15 @@ func (s *Speaker) newRunner(srv *server.BgpServer, quiet *atomic.Bool, cancelWat
 		peers:        map[netip.Addr]Peer{},
 		status:       map[netip.Addr]*peerStatus{},
 		syncTimer:    time.NewTimer(s.opts.InitialSyncTimeout),
+		syncDeadline: time.Now().Add(s.opts.InitialSyncTimeout),
+		restarting:   s.opts.ForwardingStateKept && grEnabled(s.opts.GracefulRestart),
 		learnedDirty: true,
 	}
+}
+
+// grEnabled reports whether graceful restart is on.
+func grEnabled(gr *GROptions) bool {
+	return gr != nil && gr.Enabled
 }
 
 // installPolicy defines the (empty) policy and assigns it globally with
@@ -111,7 +119,7 @@ func installPolicy(ctx context.Context, srv *server.BgpServer) error {
 // goroutine; its own StopBgp call then fails and logs gobgpStopNoise, which
 // is dropped.
 func (r *runner) stop() {
-	gr := r.s.opts.GracefulRestart != nil && r.s.opts.GracefulRestart.Enabled
+	gr := grEnabled(r.s.opts.GracefulRestart)
 	r.cancelWatch()
 	r.quiet.Store(true)
 	if err := r.srv.StopBgp(context.Background(), &api.StopBgpRequest{AllowGracefulRestart: gr}); err != nil {

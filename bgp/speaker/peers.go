@@ -1,8 +1,10 @@
 package speaker
 
 import (
+	"math"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/osrg/gobgp/v4/api"
 	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
@@ -62,6 +64,18 @@ type peerLocal struct {
 	asn      uint32
 	routerID netip.Addr
 	gr       *GROptions // nil or validated
+	// restarting claims the restart and forwarding-state bits for the
+	// session; deferral bounds how long GoBGP holds our updates back while
+	// it waits for End-of-RIB from every peer.
+	restarting bool
+	deferral   time.Duration
+}
+
+// deferralSeconds is a deferral in GoBGP's unit: whole seconds, rounded up,
+// at least 1 (GoBGP replaces 0 with 360 s), at most its 16-bit field.
+func deferralSeconds(d time.Duration) uint32 {
+	secs := (d + time.Second - 1) / time.Second
+	return uint32(min(max(secs, 1), math.MaxUint16))
 }
 
 // familyOf is the one address family a session carries: the peer address's.
@@ -127,6 +141,13 @@ func toAPIPeer(p Peer, local peerLocal) *api.Peer {
 		out.GracefulRestart = &api.GracefulRestart{
 			Enabled:     true,
 			RestartTime: uint32(local.gr.RestartTime.Seconds()),
+		}
+		if local.restarting {
+			// GoBGP sets R, and F for every family with MpGracefulRestart,
+			// from LocalRestarting, and sends nothing to the peer until
+			// End-of-RIB came from all peers or the deferral expired.
+			out.GracefulRestart.LocalRestarting = true
+			out.GracefulRestart.DeferralTime = deferralSeconds(local.deferral)
 		}
 	}
 	return out

@@ -150,10 +150,50 @@ func TestToAPIPeer(t *testing.T) {
 				t.Errorf("gr %v", p.GracefulRestart)
 			}
 		}},
+		{name: "a peer of the restart claims forwarding state, deferred to the sync deadline", peer: Peer{Address: peerA, ASN: 64512},
+			local: peerLocal{asn: 64512, routerID: rid, gr: gr, restarting: true, deferral: 12300 * time.Millisecond}, check: func(t *testing.T, p *api.Peer) {
+				if !p.GracefulRestart.LocalRestarting || p.GracefulRestart.DeferralTime != 13 {
+					t.Errorf("gr %v, want local restarting with a 13 s deferral", p.GracefulRestart)
+				}
+				if !p.AfiSafis[0].MpGracefulRestart.Config.Enabled {
+					t.Error("GR not enabled for the family: GoBGP would set no F bit for it")
+				}
+			}},
+		{name: "a peer added outside the restart claims nothing", peer: Peer{Address: peerA, ASN: 64512},
+			local: peerLocal{asn: 64512, routerID: rid, gr: gr, deferral: time.Minute}, check: func(t *testing.T, p *api.Peer) {
+				if p.GracefulRestart.LocalRestarting || p.GracefulRestart.DeferralTime != 0 {
+					t.Errorf("gr %v, want no local restart", p.GracefulRestart)
+				}
+			}},
+		{name: "no restart claimed without graceful restart", peer: Peer{Address: peerA, ASN: 64512},
+			local: peerLocal{asn: 64512, routerID: rid, gr: &GROptions{}, restarting: true, deferral: time.Minute}, check: func(t *testing.T, p *api.Peer) {
+				if p.GracefulRestart != nil {
+					t.Errorf("gr %v", p.GracefulRestart)
+				}
+			}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.check(t, toAPIPeer(tc.peer, tc.local))
 		})
+	}
+}
+
+func TestDeferralSeconds(t *testing.T) {
+	cases := []struct {
+		in   time.Duration
+		want uint32
+	}{
+		{in: 20 * time.Second, want: 20},
+		{in: 19*time.Second + time.Millisecond, want: 20}, // never ends before the sync deadline
+		{in: 300 * time.Millisecond, want: 1},
+		{in: 0, want: 1},                   // deadline passed; 0 would be GoBGP's 360 s
+		{in: -5 * time.Second, want: 1},    // deadline long passed
+		{in: 100 * time.Hour, want: 65535}, // GoBGP's 16-bit field
+	}
+	for _, tc := range cases {
+		if got := deferralSeconds(tc.in); got != tc.want {
+			t.Errorf("deferralSeconds(%s) = %d, want %d", tc.in, got, tc.want)
+		}
 	}
 }

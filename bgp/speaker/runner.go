@@ -29,8 +29,14 @@ type runner struct {
 	backoff time.Duration
 	retry   *time.Timer
 
-	synced    bool
-	syncTimer *time.Timer
+	synced       bool
+	syncTimer    *time.Timer
+	syncDeadline time.Time
+	// restarting: peers added now belong to the restart this speaker
+	// started from and claim forwarding state (Options.ForwardingStateKept).
+	// It ends once the initial sync is over and the restart's peers have
+	// been added.
+	restarting bool
 
 	learnedDirty  bool
 	published     []Path
@@ -62,6 +68,7 @@ func (r *runner) loop(ctx context.Context) {
 				r.log.Warn("initial sync timed out: publishing learned paths without End-of-RIB from every peer",
 					"timeout", r.s.opts.InitialSyncTimeout)
 				r.synced, r.learnedDirty = true, true
+				r.endRestartIfPeersAdded()
 			}
 		}
 		if r.learnedDirty {

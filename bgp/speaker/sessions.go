@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/osrg/gobgp/v4/api"
 	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
@@ -25,14 +26,41 @@ func (r *runner) applyPeers(d desired) []error {
 	for _, a := range slices.Concat(pl.Remove, pl.Replace) {
 		r.removePeer(a)
 	}
-	local := peerLocal{asn: r.s.opts.ASN, routerID: r.s.opts.RouterID, gr: r.s.opts.GracefulRestart}
+	local := peerLocal{asn: r.s.opts.ASN, routerID: r.s.opts.RouterID, gr: r.s.opts.GracefulRestart,
+		restarting: r.restarting, deferral: time.Until(r.syncDeadline)}
 	var errs []error
 	for _, a := range slices.Concat(pl.Add, pl.Replace) {
 		if err := r.addPeer(a, d.peers[a], local); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	if r.synced {
+		// The initial sync timed out before the first SetAdvertisements:
+		// the peers just added were the restart's, later ones are not.
+		r.endRestart()
+	}
 	return errs
+}
+
+// endRestartIfPeersAdded ends the restart when the initial sync is over,
+// unless the restart's peers are still to be added (no SetAdvertisements
+// yet, so no session was opened): applyPeers ends it then.
+func (r *runner) endRestartIfPeersAdded() {
+	if r.last.adsSet {
+		r.endRestart()
+	}
+}
+
+// endRestart makes peers added from now on ordinary new sessions. The
+// restart's sessions keep claiming forwarding state until GoBGP ends their
+// deferral: End-of-RIB from every peer, or the deferral time, which ends
+// with the initial sync's deadline.
+func (r *runner) endRestart() {
+	if !r.restarting {
+		return
+	}
+	r.restarting = false
+	r.log.Info("restart over: peers added from now on claim no forwarding state")
 }
 
 // removePeer deletes the neighbour at a from GoBGP and forgets it.
@@ -62,7 +90,7 @@ func (r *runner) addPeer(a netip.Addr, p Peer, local peerLocal) error {
 	r.log.Info("added BGP peer", "peer", p.displayName(), "address", a.String(), "peerASN", p.ASN,
 		"md5", p.Password != "", "ttlSecurity", p.TTLSecurity, "ebgpMultihop", p.EBGPMultihop,
 		"holdTime", p.HoldTime, "maxPrefixes", p.MaxPrefixes, "rrClient", p.RouteReflectorClient,
-		"passive", p.Passive)
+		"passive", p.Passive, "claimsForwardingState", local.restarting && grEnabled(local.gr))
 	return nil
 }
 
@@ -137,4 +165,5 @@ func (r *runner) checkSync() {
 	r.synced, r.learnedDirty = true, true
 	r.syncTimer.Stop()
 	r.log.Info("initial sync done", "peers", len(r.peers))
+	r.endRestartIfPeersAdded()
 }

@@ -2,7 +2,9 @@ package speaker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
@@ -126,5 +128,108 @@ func TestRunFailsWhenThePortIsTaken(t *testing.T) {
 	}
 	if st := sp.PeerStates(); len(st) != 0 {
 		t.Errorf("states %+v", st)
+	}
+}
+
+// TestForwardingStateClaimedOnlyByTheRestartsPeers runs a speaker that kept
+// forwarding state in this process, with passive peers that never connect,
+// and reads from its log which peers it added claiming the restart.
+func TestForwardingStateClaimedOnlyByTheRestartsPeers(t *testing.T) {
+	peerC := netip.MustParseAddr("10.0.0.4")
+	cases := []struct {
+		name string
+		// first is the restart's peer set, stated with the advertisements;
+		// syncFirst lets the initial sync time out before that.
+		first     []netip.Addr
+		syncFirst bool
+		wantFirst bool
+	}{
+		{name: "peers stated after the initial sync timed out are the restart's", first: []netip.Addr{peerA}, syncFirst: true, wantFirst: true},
+		{name: "with no peer, the sync is over at once and no later peer claims", first: nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			logs := &lockedBuffer{}
+			sp, err := New(Options{RouterID: rid, ASN: 64512, InitialSyncTimeout: 100 * time.Millisecond,
+				GracefulRestart: &GROptions{Enabled: true}, ForwardingStateKept: true,
+				Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- sp.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+
+			passive := func(addrs ...netip.Addr) []Peer {
+				var ps []Peer
+				for _, a := range addrs {
+					ps = append(ps, Peer{Address: a, ASN: 64512, Passive: true})
+				}
+				return ps
+			}
+			if tc.syncFirst {
+				waitLearnedSet(t, sp) // the timer ended the initial sync
+			}
+			if err := sp.SetPeers(passive(tc.first...)); err != nil {
+				t.Fatal(err)
+			}
+			if err := sp.SetAdvertisements([]Advertisement{{Prefix: netip.MustParsePrefix("10.244.0.0/26")}}); err != nil {
+				t.Fatal(err)
+			}
+			if !tc.syncFirst {
+				waitLearnedSet(t, sp)
+			}
+			waitAdded(t, logs, len(tc.first))
+			if err := sp.SetPeers(passive(append(tc.first, peerC)...)); err != nil {
+				t.Fatal(err)
+			}
+			claims := waitAdded(t, logs, len(tc.first)+1)
+			for _, a := range tc.first {
+				if claims[a.String()] != tc.wantFirst {
+					t.Errorf("peer %s of the restart claims forwarding state: %v, want %v", a, claims[a.String()], tc.wantFirst)
+				}
+			}
+			if claims[peerC.String()] {
+				t.Errorf("peer %s added after the restart claims forwarding state", peerC)
+			}
+		})
+	}
+}
+
+// waitLearnedSet waits for the first Learned() set: the initial sync is over.
+func waitLearnedSet(t *testing.T, sp *Speaker) {
+	t.Helper()
+	select {
+	case <-sp.Learned():
+	case <-time.After(20 * time.Second):
+		t.Fatal("no learned set: the initial sync did not end")
+	}
+}
+
+// waitAdded waits until the log shows n peers added and returns, per peer
+// address, whether it was added claiming forwarding state.
+func waitAdded(t *testing.T, logs *lockedBuffer, n int) map[string]bool {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		claims := map[string]bool{}
+		for _, line := range strings.Split(logs.String(), "\n") {
+			var rec struct {
+				Msg     string `json:"msg"`
+				Address string `json:"address"`
+				Claims  bool   `json:"claimsForwardingState"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "added BGP peer" {
+				claims[rec.Address] = rec.Claims
+			}
+		}
+		if len(claims) >= n {
+			return claims
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d peers added, want %d; logs:\n%s", len(claims), n, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -27,6 +27,17 @@ type Options struct {
 	// InitialSyncTimeout bounds how long the first publication on Learned()
 	// waits for End-of-RIB from every peer; 0 means DefaultInitialSyncTimeout.
 	InitialSyncTimeout time.Duration
+	// ForwardingStateKept says the node kept forwarding across the restart
+	// that started this speaker (its routes were still in the kernel). With
+	// graceful restart, the sessions opened during the initial sync then
+	// claim it (RFC 4724 Restart State and Forwarding State bits), so peers
+	// keep our routes until our End-of-RIB instead of flushing them when
+	// the session comes back; our updates are deferred until every peer has
+	// sent End-of-RIB, at most until the initial sync times out. Sessions
+	// added after the initial sync never claim it. Ignored without
+	// graceful restart. Claiming it wrongly would keep peers sending
+	// traffic to a node that drops it, so set it only from evidence.
+	ForwardingStateKept bool
 }
 
 // GROptions configure graceful restart (RFC 4724).
