@@ -188,13 +188,17 @@ func testRoundTrip(t *testing.T, ctx context.Context, cs versioned.Interface) {
 		AgentVersion: "dev", LastUpdated: &metav1.Time{Time: time.Now().Truncate(time.Second)},
 		BGP:    v1.NodeBGPStatus{Established: 1, NotEstablished: 1, Peers: []v1.BGPSessionStatus{{PeerIP: "10.0.0.1", Type: "Global", State: "Established", PrefixesReceived: 2}}},
 		Blocks: []string{"10.244.0.0/27"},
-		Routes: v1.NodeRouteStatus{Announced: []string{"10.244.0.0/27"}, Learned: []v1.LearnedRouteStatus{{Prefix: "10.244.0.32/27", NextHops: []string{"10.0.1.2"}}}, LearnedCount: 1},
+		Routes: v1.NodeRouteStatus{Announced: []string{"10.244.0.0/27"}, Learned: []v1.LearnedRouteStatus{
+			{Prefix: "10.244.0.32/27", NextHops: []string{"10.0.1.2"}, State: v1.LearnedRouteInstalled},
+			{Prefix: "10.244.0.64/27", NextHops: []string{"10.244.0.5"}, State: v1.LearnedRouteRefused, Reason: "next hop is a local pod"},
+		}, LearnedCount: 2, RefusedCount: 1},
 	}
 	updated, err := c.CairnNodeStatuses().UpdateStatus(ctx, created, metav1.UpdateOptions{})
 	if err != nil {
 		t.Fatalf("update CairnNodeStatus status: %v", err)
 	}
-	if updated.Status.BGP.Peers[0].State != "Established" || updated.Status.Routes.LearnedCount != 1 {
+	if updated.Status.BGP.Peers[0].State != "Established" || updated.Status.Routes.LearnedCount != 2 ||
+		!reflect.DeepEqual(updated.Status.Routes, created.Status.Routes) {
 		t.Errorf("CairnNodeStatus status did not round-trip: %+v", updated.Status)
 	}
 }

@@ -89,7 +89,8 @@ type BGPSessionStatus struct {
 	PrefixesAdvertised int64 `json:"prefixesAdvertised,omitempty"`
 }
 
-// NodeRouteStatus lists routes; Learned is capped, LearnedCount is not.
+// NodeRouteStatus lists routes; Learned is capped (refused routes are
+// listed first), LearnedCount and RefusedCount are not.
 type NodeRouteStatus struct {
 	// +optional
 	Announced []string `json:"announced,omitempty"`
@@ -97,12 +98,36 @@ type NodeRouteStatus struct {
 	Learned []LearnedRouteStatus `json:"learned,omitempty"`
 	// +optional
 	LearnedCount int32 `json:"learnedCount,omitempty"`
+	// RefusedCount is how many learned routes the node does not install.
+	// +optional
+	RefusedCount int32 `json:"refusedCount,omitempty"`
 }
 
-// LearnedRouteStatus is a prefix and its next hops.
+// LearnedRouteState says what the node did with a learned route.
+type LearnedRouteState string
+
+const (
+	// LearnedRouteInstalled: the dataplane took the route (and keeps it
+	// in the kernel).
+	LearnedRouteInstalled LearnedRouteState = "Installed"
+	// LearnedRouteRefused: the dataplane does not install the route; the
+	// reason says why (it would hide local state, or no next hop is
+	// usable).
+	LearnedRouteRefused LearnedRouteState = "Refused"
+)
+
+// LearnedRouteStatus is a prefix, its next hops, and whether the node
+// installed it.
 type LearnedRouteStatus struct {
 	Prefix   string   `json:"prefix"`
 	NextHops []string `json:"nextHops"`
+	// State: Installed or Refused.
+	// +optional
+	// +kubebuilder:validation:Enum=Installed;Refused
+	State LearnedRouteState `json:"state,omitempty"`
+	// Reason a route is refused.
+	// +optional
+	Reason string `json:"reason,omitempty"`
 }
 
 // CairnNodeStatusList is a list of CairnNodeStatus.

@@ -191,6 +191,8 @@ type dataplane interface {
 	blockDataplane
 	endpointDataplane
 	restorer
+	// RefusedRoutes are the learned routes not installed, and why.
+	RefusedRoutes() map[netip.Prefix]string
 }
 
 // nodeSpeaker is the BGP speaker as the agent's parts use it.
@@ -212,7 +214,7 @@ func (a *agent) wire(dp dataplane, spk nodeSpeaker) error {
 	a.ctrl.secrets = newSecretWatch(a.cl.kube, a.opts.SecretNamespace, a.ctrl.enqueue)
 	a.cni = &cniServer{log: a.log.With("component", "cni-server"), node: a.opts.NodeName, alloc: a.alloc, dataplane: dp, endpoints: a.endpoints, ready: a.ready.get}
 	a.status = &statusWriter{client: a.cl.cairn, node: a.opts.NodeName, version: a.opts.Version, ctrl: a.ctrl,
-		speaker: spk, learned: a.learned.get, log: a.log.With("component", "status")}
+		speaker: spk, learned: a.learned.get, refused: dp.RefusedRoutes, log: a.log.With("component", "status")}
 	// A pool change reaches the allocator at once, not after its cache's TTL.
 	if _, err := a.inf.pools.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { a.alloc.InvalidatePools() },

@@ -75,7 +75,8 @@ func (d *fakeDataplane) RemoveEndpoint(_ context.Context, iface, _ string) error
 	delete(d.endpoints, iface)
 	return nil
 }
-func (d *fakeDataplane) EndpointsInSync() {}
+func (d *fakeDataplane) EndpointsInSync()                       {}
+func (d *fakeDataplane) RefusedRoutes() map[netip.Prefix]string { return nil }
 
 func newTestServer(t *testing.T) (*cniServer, *fakeAlloc, *fakeDataplane) {
 	store, err := openEndpointStore(t.TempDir())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -35,6 +36,8 @@ type statusWriter struct {
 	ctrl    *controller
 	speaker interface{ PeerStates() []speaker.PeerState }
 	learned func() []felix.LearnedRoute
+	// refused are the learned routes felix does not install, and why.
+	refused func() map[netip.Prefix]string
 	log     *slog.Logger
 
 	written   *v1.CairnNodeStatusStatus // last written, nil before the first
@@ -115,18 +118,11 @@ func (w *statusWriter) compute(conds []metav1.Condition) v1.CairnNodeStatusStatu
 		st.Routes.Announced = append(st.Routes.Announced, a.Prefix.String())
 	}
 	if w.learned != nil {
-		routes := w.learned()
-		st.Routes.LearnedCount = int32(len(routes))
-		for i, r := range routes {
-			if i == maxLearnedInStatus {
-				break
-			}
-			lr := v1.LearnedRouteStatus{Prefix: r.Prefix.String()}
-			for _, h := range r.NextHops {
-				lr.NextHops = append(lr.NextHops, h.String())
-			}
-			st.Routes.Learned = append(st.Routes.Learned, lr)
+		var refused map[netip.Prefix]string
+		if w.refused != nil {
+			refused = w.refused()
 		}
+		st.Routes.Learned, st.Routes.LearnedCount, st.Routes.RefusedCount = learnedStatus(w.learned(), refused, maxLearnedInStatus)
 	}
 	cond := metav1.Condition{Type: v1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Synced", Message: "node state applied"}
 	if last.err != nil {
@@ -137,6 +133,46 @@ func (w *statusWriter) compute(conds []metav1.Condition) v1.CairnNodeStatusStatu
 	}
 	meta.SetStatusCondition(&st.Conditions, cond)
 	return st
+}
+
+// learnedStatus lists learned routes in their order, each installed or
+// refused with felix's reason, at most limit of them: refused ones first,
+// so the list always says why a missing route is missing. It also counts
+// all learned and all refused routes.
+func learnedStatus(routes []felix.LearnedRoute, refused map[netip.Prefix]string, limit int) ([]v1.LearnedRouteStatus, int32, int32) {
+	listed := make([]bool, len(routes))
+	n, nRefused := 0, 0
+	for i, r := range routes {
+		if _, ok := refused[r.Prefix]; ok {
+			nRefused++
+			if n < limit {
+				listed[i], n = true, n+1
+			}
+		}
+	}
+	for i := range routes {
+		if n == limit {
+			break
+		}
+		if !listed[i] {
+			listed[i], n = true, n+1
+		}
+	}
+	var out []v1.LearnedRouteStatus
+	for i, r := range routes {
+		if !listed[i] {
+			continue
+		}
+		lr := v1.LearnedRouteStatus{Prefix: r.Prefix.String(), State: v1.LearnedRouteInstalled}
+		for _, h := range r.NextHops {
+			lr.NextHops = append(lr.NextHops, h.String())
+		}
+		if why, ok := refused[r.Prefix]; ok {
+			lr.State, lr.Reason = v1.LearnedRouteRefused, why
+		}
+		out = append(out, lr)
+	}
+	return out, int32(len(routes)), int32(nRefused)
 }
 
 func sessionType(name string) string {

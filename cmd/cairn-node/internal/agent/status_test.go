@@ -1,0 +1,58 @@
+package agent
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"testing"
+
+	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
+	"github.com/cairn-net/cairn/felix"
+)
+
+// TestStatusSaysWhyALearnedRouteIsMissing: the node status lists each
+// learned route as installed, or refused with felix's reason, so an
+// operator sees why a route is not in the kernel; refused routes are
+// listed even when the list is capped.
+func TestStatusSaysWhyALearnedRouteIsMissing(t *testing.T) {
+	hop := netip.MustParseAddr("172.30.1.12")
+	var routes []felix.LearnedRoute
+	for i := 0; i < maxLearnedInStatus+10; i++ {
+		routes = append(routes, felix.LearnedRoute{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i / 4), byte(i%4) * 64}), 26), NextHops: []netip.Addr{hop}})
+	}
+	last := routes[len(routes)-1].Prefix // beyond the cap
+	refused := map[netip.Prefix]string{
+		routes[1].Prefix:                      "next hop is a local pod",
+		last:                                  "next hop not on a connected subnet",
+		netip.MustParsePrefix("10.99.0.0/26"): "no longer learned", // stale: not listed
+	}
+	w := &statusWriter{ctrl: &controller{}, speaker: &fakeSpeaker{}, log: slog.New(slog.DiscardHandler),
+		learned: func() []felix.LearnedRoute { return routes },
+		refused: func() map[netip.Prefix]string { return refused }}
+	st := w.compute(nil).Routes
+	if st.LearnedCount != int32(len(routes)) || st.RefusedCount != 2 || len(st.Learned) != maxLearnedInStatus {
+		t.Fatalf("learned %d (listed %d), refused %d; want %d (listed %d), 2", st.LearnedCount, len(st.Learned), st.RefusedCount, len(routes), maxLearnedInStatus)
+	}
+	got := map[string]v1.LearnedRouteStatus{}
+	for _, r := range st.Learned {
+		got[r.Prefix] = r
+	}
+	for _, want := range []v1.LearnedRouteStatus{
+		{Prefix: routes[0].Prefix.String(), NextHops: []string{hop.String()}, State: v1.LearnedRouteInstalled},
+		{Prefix: routes[1].Prefix.String(), NextHops: []string{hop.String()}, State: v1.LearnedRouteRefused, Reason: "next hop is a local pod"},
+		{Prefix: last.String(), NextHops: []string{hop.String()}, State: v1.LearnedRouteRefused, Reason: "next hop not on a connected subnet"},
+	} {
+		if g := got[want.Prefix]; fmt.Sprint(g) != fmt.Sprint(want) {
+			t.Errorf("status of %s: %+v, want %+v", want.Prefix, g, want)
+		}
+	}
+	if _, ok := got["10.99.0.0/26"]; ok {
+		t.Error("a refusal of a route no longer learned is listed")
+	}
+	for i := 1; i < len(st.Learned); i++ {
+		a, b := netip.MustParsePrefix(st.Learned[i-1].Prefix), netip.MustParsePrefix(st.Learned[i].Prefix)
+		if !a.Addr().Less(b.Addr()) {
+			t.Fatalf("listed out of the learned order: %s before %s", a, b)
+		}
+	}
+}
