@@ -7,7 +7,7 @@ PKGS := ./...
 export CAIRN_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/cairn
 export CAIRN_CONTROLPLANE_BIN ?= $(CAIRN_CACHE)/controlplane
 
-.PHONY: all deps controlplane test unit lint generate bench lab build clean
+.PHONY: all deps controlplane test unit lint fuzz generate bench lab build clean
 
 all: build
 
@@ -30,8 +30,12 @@ lint:
 unit:
 	$(GO) test -short -count=1 $(PKGS)
 
+## fuzz: every fuzz target for FUZZTIME each (default 10s); crashers fail
+fuzz:
+	GO=$(GO) hack/fuzz.sh
+
 ## test: everything, as CI runs it (root for the privileged and e2e tiers)
-test: deps lint
+test: deps lint fuzz
 	$(GO) test -count=1 -timeout 45m $(PKGS)
 
 ## generate: deepcopy, clientset, listers, informers, CRD manifests, gRPC stubs
