@@ -325,15 +325,21 @@ func TestPoolSelection(t *testing.T) {
 			addPool(t, s, "a-off", "10.1.0.0/24", 28, func(p *v1.IPPoolSpec) { p.Disabled = true })
 			addPool(t, s, "b-on", "10.2.0.0/24", 28)
 		}, nil, req("x", 1, 0), "10.2.0.0/24"},
-		{"overlapping pools never used", func(s *memstore.Store) {
+		// Of two overlapping pools created in the same second the name
+		// decides which came first ("big"): it keeps serving.
+		{"the older of two overlapping pools keeps serving", func(s *memstore.Store) {
 			addPool(t, s, "big", "10.0.0.0/16", 28)
 			addPool(t, s, "small", "10.0.5.0/24", 28)
-		}, nil, req("x", 1, 0), ""},
+		}, nil, req("x", 1, 0), "10.0.0.0/16"},
+		{"the newer of two overlapping pools is never used", func(s *memstore.Store) {
+			addPool(t, s, "big", "10.0.0.0/16", 28)
+			addPool(t, s, "small", "10.0.5.0/24", 28)
+		}, nil, withPools(req("x", 1, 0), "small"), ""},
 		{"overlap does not spoil other pools", func(s *memstore.Store) {
 			addPool(t, s, "a-big", "10.0.0.0/16", 28)
 			addPool(t, s, "b-small", "10.0.5.0/24", 28)
 			addPool(t, s, "c-ok", "10.9.0.0/24", 28)
-		}, nil, req("x", 1, 0), "10.9.0.0/24"},
+		}, nil, withPools(req("x", 1, 0), "b-small", "c-ok"), "10.9.0.0/24"},
 		{"manual pool only when named", func(s *memstore.Store) {
 			addPool(t, s, "manual", "10.1.0.0/24", 28, func(p *v1.IPPoolSpec) { p.AssignmentMode = "Manual" })
 		}, nil, req("x", 1, 0), ""},
@@ -488,4 +494,9 @@ func TestResyncFinishesInterruptedClaims(t *testing.T) {
 		t.Errorf("claimed %d more blocks; the confirmed one had room", st.Claims)
 	}
 	mustCheck(t, s)
+}
+
+func withPools(r allocator.Request, pools ...string) allocator.Request {
+	r.Pools = pools
+	return r
 }

@@ -40,8 +40,8 @@ func (a *Allocator) InvalidatePools() {
 func (a *Allocator) reportProblems(all []pools.Pool) {
 	var b strings.Builder
 	for _, p := range all {
-		if len(p.Overlaps) > 0 {
-			fmt.Fprintf(&b, "%s overlaps %s; ", p.Name, strings.Join(p.Overlaps, ","))
+		if len(p.YieldsTo) > 0 {
+			fmt.Fprintf(&b, "%s overlaps the older %s; ", p.Name, strings.Join(p.YieldsTo, ","))
 		}
 		if p.Invalid != nil {
 			fmt.Fprintf(&b, "%v; ", p.Invalid)

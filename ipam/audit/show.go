@@ -86,10 +86,12 @@ func poolState(p pools.Pool) string {
 	switch {
 	case p.Invalid != nil:
 		return "invalid"
-	case len(p.Overlaps) > 0:
-		return "overlaps " + strings.Join(p.Overlaps, ",")
+	case len(p.YieldsTo) > 0:
+		return "unused: overlaps the older " + strings.Join(p.YieldsTo, ",")
 	case p.Disabled:
 		return "disabled"
+	case len(p.Overlaps) > 0:
+		return "enabled, overlapped by the newer " + strings.Join(p.Overlaps, ",")
 	}
 	return "enabled"
 }

@@ -406,11 +406,22 @@ func TestReportsOverlappingPools(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.pass()
-	for name, want := range map[string]metav1.ConditionStatus{"p": metav1.ConditionTrue, "q": metav1.ConditionTrue, "ok": metav1.ConditionFalse} {
+	// p came first (same second, name first): q yields to it, p keeps
+	// serving and says who overlaps it.
+	for name, want := range map[string]struct {
+		overlap metav1.ConditionStatus
+		reason  string
+		ready   metav1.ConditionStatus
+	}{
+		"p":  {metav1.ConditionTrue, "OverlappedByNewer", metav1.ConditionTrue},
+		"q":  {metav1.ConditionTrue, "CIDROverlap", metav1.ConditionFalse},
+		"ok": {metav1.ConditionFalse, "NoOverlap", metav1.ConditionTrue},
+	} {
 		p, _ := e.s.Pools().Get(ctx, name)
 		c := meta.FindStatusCondition(p.Status.Conditions, v1.ConditionOverlapping)
-		if c == nil || c.Status != want {
-			t.Errorf("pool %s Overlapping = %+v, want %s", name, c, want)
+		r := meta.FindStatusCondition(p.Status.Conditions, v1.ConditionReady)
+		if c == nil || r == nil || c.Status != want.overlap || c.Reason != want.reason || r.Status != want.ready {
+			t.Errorf("pool %s Overlapping = %+v, Ready = %+v, want %+v", name, c, r, want)
 		}
 	}
 	writes := e.s.Calls(memstore.Pools, memstore.UpdateStatus)

@@ -41,8 +41,8 @@ func (p *pass) poolStatus(ctx context.Context) {
 			}
 			continue
 		}
-		if len(pl.Overlaps) > 0 {
-			p.c.log.Warn("pool overlaps others and is not used", "pool", ip.Name, "overlaps", strings.Join(pl.Overlaps, ","))
+		if len(pl.YieldsTo) > 0 {
+			p.c.log.Warn("pool overlaps older pools and is not used", "pool", ip.Name, "overlaps", strings.Join(pl.YieldsTo, ","))
 		}
 	}
 }
@@ -50,9 +50,13 @@ func (p *pass) poolStatus(ctx context.Context) {
 func setConditions(ip *v1.IPPool, pl pools.Pool) {
 	gen := ip.Generation
 	overlap := metav1.Condition{Type: v1.ConditionOverlapping, Status: metav1.ConditionFalse, Reason: "NoOverlap", ObservedGeneration: gen}
-	if len(pl.Overlaps) > 0 {
+	switch {
+	case len(pl.YieldsTo) > 0:
 		overlap.Status, overlap.Reason = metav1.ConditionTrue, "CIDROverlap"
-		overlap.Message = "cidr overlaps pool(s) " + strings.Join(pl.Overlaps, ", ") + "; no addresses are given from either"
+		overlap.Message = "cidr overlaps the older pool(s) " + strings.Join(pl.YieldsTo, ", ") + "; no addresses are given from this pool"
+	case len(pl.Overlaps) > 0:
+		overlap.Status, overlap.Reason = metav1.ConditionTrue, "OverlappedByNewer"
+		overlap.Message = "the newer pool(s) " + strings.Join(pl.Overlaps, ", ") + " overlap this cidr and are not used; this pool still gives addresses"
 	}
 	invalid := metav1.Condition{Type: v1.ConditionInvalid, Status: metav1.ConditionFalse, Reason: "Valid", ObservedGeneration: gen}
 	if pl.Invalid != nil {
@@ -62,7 +66,7 @@ func setConditions(ip *v1.IPPool, pl pools.Pool) {
 	switch {
 	case pl.Invalid != nil:
 		ready.Status, ready.Reason = metav1.ConditionFalse, "Invalid"
-	case len(pl.Overlaps) > 0:
+	case len(pl.YieldsTo) > 0:
 		ready.Status, ready.Reason = metav1.ConditionFalse, "Overlapping"
 	case pl.Disabled:
 		ready.Status, ready.Reason = metav1.ConditionFalse, "Disabled"

@@ -1,5 +1,6 @@
 // Package pools decides which IP pools an allocation may use: it parses
-// pools, applies defaults, finds overlapping pools (never used), and
+// pools, applies defaults, finds overlapping pools (the newer of two never
+// used), and
 // matches node selectors and requested pool names. Everything here is a
 // pure function of the pools and the node's labels.
 package pools
@@ -9,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -30,23 +32,28 @@ type Pool struct {
 	Manual bool
 	// Selector chooses the nodes that may use the pool.
 	Selector labels.Selector
-	// Overlaps names the other pools whose cidr overlaps this one; such a
-	// pool is never used.
+	// Overlaps names the other pools whose cidr overlaps this one.
 	Overlaps []string
+	// YieldsTo names the overlapping pools created before this one: a
+	// pool that yields is never used, so the pool that was there first
+	// keeps allocating while the newer one is reported.
+	YieldsTo []string
+	// Created is when the IPPool was created; it decides who yields.
+	Created time.Time
 	// Invalid says why the pool cannot be used at all (bad cidr or
 	// selector); nil when it can.
 	Invalid error
 }
 
 // Usable reports whether new addresses may come from the pool.
-func (p Pool) Usable() bool { return p.Invalid == nil && !p.Disabled && len(p.Overlaps) == 0 }
+func (p Pool) Usable() bool { return p.Invalid == nil && !p.Disabled && len(p.YieldsTo) == 0 }
 
 // Is4 reports whether the pool is an IPv4 pool.
 func (p Pool) Is4() bool { return p.CIDR.Addr().Is4() }
 
 // Parse turns an IPPool into a Pool, recording problems in Invalid.
 func Parse(ip *v1.IPPool) Pool {
-	p := Pool{Name: ip.Name, Disabled: ip.Spec.Disabled, Manual: ip.Spec.AssignmentMode == "Manual"}
+	p := Pool{Name: ip.Name, Disabled: ip.Spec.Disabled, Manual: ip.Spec.AssignmentMode == "Manual", Created: ip.CreationTimestamp.Time}
 	cidr, err := netip.ParsePrefix(ip.Spec.CIDR)
 	if err != nil {
 		p.Invalid = fmt.Errorf("pool %s: parse cidr: %w", ip.Name, err)
@@ -65,7 +72,10 @@ func Parse(ip *v1.IPPool) Pool {
 }
 
 // Analyze parses every pool and marks the ones that overlap, sorted by
-// name. Overlap is checked between all pools, disabled ones included: a
+// name. Of two overlapping pools the newer one (by creation time, then
+// name) yields and is never used; the older keeps serving its pods, so
+// adding a mistaken pool never stops allocation in the one already in
+// use. Overlap is checked between all pools, disabled ones included: a
 // disabled pool's blocks still hold addresses.
 func Analyze(ips []*v1.IPPool) []Pool {
 	out := make([]Pool, 0, len(ips))
@@ -80,10 +90,23 @@ func Analyze(ips []*v1.IPPool) []Pool {
 			}
 			if out[i].CIDR.Overlaps(out[j].CIDR) {
 				out[i].Overlaps = append(out[i].Overlaps, out[j].Name)
+				if older(out[j], out[i]) {
+					out[i].YieldsTo = append(out[i].YieldsTo, out[j].Name)
+				}
 			}
 		}
 	}
 	return out
+}
+
+// older reports whether a was created before b; the name breaks ties
+// (creation times have a one-second resolution), so every node decides
+// alike.
+func older(a, b Pool) bool {
+	if !a.Created.Equal(b.Created) {
+		return a.Created.Before(b.Created)
+	}
+	return a.Name < b.Name
 }
 
 // Selects reports whether the pool's nodeSelector matches nodeLabels.

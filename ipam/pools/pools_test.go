@@ -3,6 +3,7 @@ package pools
 import (
 	"slices"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -31,7 +32,7 @@ func TestAnalyze(t *testing.T) {
 		bits     int
 		usable   bool
 	}{
-		"a": {[]string{"b"}, 26, false},
+		"a": {[]string{"b"}, 26, true},  // created first: keeps serving
 		"b": {[]string{"a"}, 26, false}, // a disabled pool still overlaps
 		"c": {nil, 28, true},
 		"d": {nil, 122, true},
@@ -78,6 +79,26 @@ func TestForRequest(t *testing.T) {
 	} {
 		if got := names(ForRequest(all, c.fam, c.names, c.labels)); !slices.Equal(got, c.want) {
 			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// The pool that was there first keeps serving, whatever the names: adding
+// a mistaken overlapping pool never stops allocation in the one in use.
+func TestOlderOverlappingPoolKeepsServing(t *testing.T) {
+	first, later := pool("zz-in-use", "10.0.0.0/16"), pool("aa-mistake", "10.0.5.0/24")
+	first.CreationTimestamp = metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	later.CreationTimestamp = metav1.NewTime(first.CreationTimestamp.Add(time.Hour))
+	for _, p := range Analyze([]*v1.IPPool{later, first}) {
+		switch p.Name {
+		case "zz-in-use":
+			if !p.Usable() || len(p.YieldsTo) != 0 || !slices.Equal(p.Overlaps, []string{"aa-mistake"}) {
+				t.Errorf("the pool in use: usable %v, yields to %v, overlaps %v", p.Usable(), p.YieldsTo, p.Overlaps)
+			}
+		case "aa-mistake":
+			if p.Usable() || !slices.Equal(p.YieldsTo, []string{"zz-in-use"}) {
+				t.Errorf("the newer pool: usable %v, yields to %v", p.Usable(), p.YieldsTo)
+			}
 		}
 	}
 }
