@@ -234,7 +234,7 @@ func (a *agent) run(ctx context.Context) error {
 	g.Go(func() error { a.alloc.Run(ctx, a.opts.ResyncInterval); return nil })
 	g.Go(func() error { return a.runController(ctx) })
 	g.Go(func() error { a.status.run(ctx, a.opts.StatusInterval); return nil })
-	g.Go(func() error { return serveCNI(ctx, a.opts.AgentSocket, a.cni, a.log) })
+	g.Go(func() error { return serveCNI(ctx, a.opts.AgentSocket, a.cni, a.log, cniDrain) })
 	if a.opts.IPAMGC {
 		gc := ipamGC{opts: a.opts, kube: a.cl.kube, store: a.store, nodes: a.inf.nodeLister, log: a.log}
 		g.Go(func() error { gc.run(ctx); return nil })

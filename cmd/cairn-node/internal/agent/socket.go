@@ -9,14 +9,23 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 
 	agentv1 "github.com/cairn-net/cairn/apis/agent/v1"
 )
 
+// cniDrain is how long a stopping agent lets CNI calls in flight finish
+// before cancelling them: well inside the pod's 30 s termination grace
+// period, and long enough for an ordinary ADD. A cancelled ADD rolls back
+// and the runtime retries it against the next agent.
+const cniDrain = 5 * time.Second
+
 // serveCNI serves the plugin's API on a unix socket only root can reach.
-func serveCNI(ctx context.Context, path string, srv *cniServer, log *slog.Logger) error {
+// When ctx ends it stops taking calls and gives those in flight drain to
+// finish before cancelling them.
+func serveCNI(ctx context.Context, path string, srv *cniServer, log *slog.Logger, drain time.Duration) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create socket directory: %w", err)
 	}
@@ -35,7 +44,14 @@ func serveCNI(ctx context.Context, path string, srv *cniServer, log *slog.Logger
 	agentv1.RegisterAgentServer(gs, srv)
 	go func() {
 		<-ctx.Done()
-		gs.GracefulStop()
+		drained := make(chan struct{})
+		go func() { gs.GracefulStop(); close(drained) }()
+		select {
+		case <-drained:
+		case <-time.After(drain):
+			log.Warn("CNI calls still running at shutdown: cancelling them", "drain", drain)
+			gs.Stop()
+		}
 	}()
 	log.Info("serving the CNI plugin", "socket", path)
 	if err := gs.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
