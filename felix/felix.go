@@ -129,7 +129,9 @@ type Felix struct {
 	pools     *[]natoutgoing.Pool
 	wantV6Fwd bool // an IPv6 pool serves this node: sticky
 	refused   map[netip.Prefix]string
-	newWait   []*waiter
+	// invalidLearned: learned routes refused by SetLearnedRoutes itself.
+	invalidLearned map[netip.Prefix]string
+	newWait        []*waiter
 }
 
 // New builds felix; it touches the kernel only to open its sockets.

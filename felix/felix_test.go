@@ -588,6 +588,8 @@ func TestLearnedRoutes(t *testing.T) {
 	for p, want := range map[string]string{
 		"10.65.3.0/26": "next hop is a local pod", "10.65.4.0/26": "next hop inside an owned block",
 		"10.65.5.0/26": "next hop not on a connected subnet", "192.168.10.0/25": "equal to or inside a connected route",
+		"fd00:66::/122": "next hop 10.0.0.1 does not match the prefix family",
+		"fd00:67::/122": "link-local next hop fe80::1 needs an interface felix is not given",
 	} {
 		if got := refused[pfx(p)]; got != want {
 			t.Errorf("refused[%s] = %q, want %q", p, got, want)

@@ -35,9 +35,13 @@ func (f *Felix) SetOwnedBlocks(blocks []netip.Prefix) {
 // the speaker should call it once it has its initial routes.
 func (f *Felix) SetLearnedRoutes(routes []LearnedRoute) {
 	m := make(map[netip.Prefix][]netip.Addr, len(routes))
+	invalid := map[netip.Prefix]string{}
 	for _, r := range routes {
 		if err := validLearned(r); err != nil {
 			f.log.Warn("ignoring learned route", "prefix", r.Prefix, "err", err)
+			if r.Prefix.IsValid() {
+				invalid[r.Prefix.Masked()] = err.Error()
+			}
 			continue
 		}
 		p := r.Prefix.Masked()
@@ -45,6 +49,7 @@ func (f *Felix) SetLearnedRoutes(routes []LearnedRoute) {
 	}
 	f.mu.Lock()
 	f.learned = &m
+	f.invalidLearned = invalid
 	f.mu.Unlock()
 	f.wake()
 }
@@ -116,6 +121,13 @@ func (f *Felix) publishRefused() {
 		out[p] = string(why)
 	}
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	// Routes refused on the way in never reach the table: they are
+	// reported all the same, so the status never calls them installed.
+	for p, why := range f.invalidLearned {
+		if _, ok := out[p]; !ok {
+			out[p] = why
+		}
+	}
 	f.refused = out
-	f.mu.Unlock()
 }
