@@ -13,6 +13,7 @@ import (
 
 	"github.com/cairn-net/cairn/ipam"
 	"github.com/cairn-net/cairn/ipam/allocator"
+	"github.com/cairn-net/cairn/ipam/ipamtest"
 	"github.com/cairn-net/cairn/ipam/memstore"
 )
 
@@ -21,7 +22,7 @@ import (
 type world struct {
 	t     *testing.T
 	s     *memstore.Store
-	clock *fakeClock
+	clock *ipamtest.Clock
 	nodes map[string]*allocator.Allocator
 	held  map[string][]netip.Prefix // handle -> addresses
 }

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,28 +15,11 @@ import (
 	"github.com/cairn-net/cairn/ipam"
 	"github.com/cairn-net/cairn/ipam/allocator"
 	"github.com/cairn-net/cairn/ipam/audit"
+	"github.com/cairn-net/cairn/ipam/ipamtest"
 	"github.com/cairn-net/cairn/ipam/memstore"
 )
 
-// fakeClock is a clock tests step by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Step(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *ipamtest.Clock { return ipamtest.NewClock() }
 
 func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("IPAM_TEST_LOG") != "" {

@@ -18,20 +18,9 @@ import (
 	"github.com/cairn-net/cairn/ipam/allocator"
 	"github.com/cairn-net/cairn/ipam/audit"
 	"github.com/cairn-net/cairn/ipam/gc"
+	"github.com/cairn-net/cairn/ipam/ipamtest"
 	"github.com/cairn-net/cairn/ipam/memstore"
 )
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Step(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // owners is a fake cluster: live pods (namespace/name -> node and UID)
 // and nodes.
@@ -88,7 +77,7 @@ func (o *owners) setPodUID(ns, name, node, uid string) {
 type env struct {
 	t      *testing.T
 	s      *memstore.Store
-	clock  *clock
+	clock  *ipamtest.Clock
 	owners *owners
 	gc     *gc.Collector
 	allocs map[string]*allocator.Allocator
@@ -97,7 +86,7 @@ type env struct {
 const grace = time.Minute
 
 func newEnv(t *testing.T, nodes ...string) *env {
-	e := &env{t: t, s: memstore.New(), clock: &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, owners: newOwners(nodes...), allocs: map[string]*allocator.Allocator{}}
+	e := &env{t: t, s: memstore.New(), clock: ipamtest.NewClock(), owners: newOwners(nodes...), allocs: map[string]*allocator.Allocator{}}
 	if _, err := e.s.Pools().Create(context.Background(), &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Spec: v1.IPPoolSpec{CIDR: "10.0.0.0/27", BlockSize: 29}}); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,21 +19,9 @@ import (
 	"github.com/cairn-net/cairn/ipam/allocator"
 	"github.com/cairn-net/cairn/ipam/audit"
 	"github.com/cairn-net/cairn/ipam/gc"
+	"github.com/cairn-net/cairn/ipam/ipamtest"
 	"github.com/cairn-net/cairn/ipam/memstore"
 )
-
-// stepClock is a clock the test moves by hand.
-type stepClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *stepClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *stepClock) step(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // ipamServer is the CNI server of node1 on the real allocator over an
 // in-memory store with one pool.
@@ -92,7 +79,7 @@ func TestPodUIDReachesIPAMGC(t *testing.T) {
 	if err := pods.Add(pod); err != nil {
 		t.Fatal(err)
 	}
-	clock := &stepClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := ipamtest.NewClock()
 	collector, err := gc.New(gc.Options{Store: store, Grace: time.Minute, Clock: clock,
 		Owners: gc.ListerOwners{Pods: corelisters.NewPodLister(pods), Nodes: corelisters.NewNodeLister(nodes)}})
 	if err != nil {
@@ -104,7 +91,7 @@ func TestPodUIDReachesIPAMGC(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		clock.step(2 * time.Minute)
+		clock.Step(2 * time.Minute)
 		return res
 	}
 	for i := 0; i < 2; i++ {
