@@ -72,16 +72,25 @@ func Advertisements(in ExportInput) ([]speaker.Advertisement, []error) {
 }
 
 // ImportFilter is the set of prefixes learned routes must fall within:
-// every IP pool, enabled or not (a disabled pool still has live pods).
-func ImportFilter(pools []v1.IPPool) []netip.Prefix {
+// every IP pool, enabled or not (a disabled pool still has live pods), and
+// every IPAM block that still exists outside them: a pool deleted while
+// its pods run leaves their blocks, which their nodes still announce, and
+// the other nodes must keep routing to those pods until the blocks go.
+func ImportFilter(pools []v1.IPPool, blocks []netip.Prefix) []netip.Prefix {
 	var out []netip.Prefix
 	for _, p := range pools {
 		if c, err := netip.ParsePrefix(p.Spec.CIDR); err == nil && c.Bits() > 0 {
 			out = append(out, c.Masked())
 		}
 	}
+	inPools := len(out)
+	for _, b := range blocks {
+		if b.IsValid() && b.Bits() > 0 && !withinAny(b, out[:inPools]) {
+			out = append(out, b.Masked())
+		}
+	}
 	slices.SortFunc(out, netip.Prefix.Compare)
-	return out
+	return slices.Compact(out)
 }
 
 func noExportPools(pools []v1.IPPool) []netip.Prefix {

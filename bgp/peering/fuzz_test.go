@@ -73,15 +73,18 @@ func FuzzTranslate(f *testing.F) {
 		for i, s := range in.Pools {
 			pools[i] = v1.IPPool{Spec: s}
 		}
-		for _, p := range ImportFilter(pools) {
-			if p.Bits() == 0 {
-				t.Fatalf("import filter accepts a default route: %v", p)
+		var owned, blocks []netip.Prefix
+		for _, s := range in.Owned {
+			if p, err := netip.ParsePrefix(s); err == nil {
+				blocks = append(blocks, p) // a block may say anything
+				if p.Bits() > 0 {
+					owned = append(owned, p)
+				}
 			}
 		}
-		var owned []netip.Prefix
-		for _, s := range in.Owned {
-			if p, err := netip.ParsePrefix(s); err == nil && p.Bits() > 0 {
-				owned = append(owned, p)
+		for _, p := range ImportFilter(pools, blocks) {
+			if p.Bits() == 0 {
+				t.Fatalf("import filter accepts a default route: %v", p)
 			}
 		}
 		ads, _ := Advertisements(ExportInput{Owned: owned, Pools: pools, Config: cfg})

@@ -162,10 +162,18 @@ func TestAdvertisements(t *testing.T) {
 }
 
 func TestImportFilter(t *testing.T) {
-	got := ImportFilter([]v1.IPPool{pool("10.244.0.0/16", false), pool("fd00::/48", true), pool("bad", false), pool("0.0.0.0/0", false)})
+	got := ImportFilter([]v1.IPPool{pool("10.244.0.0/16", false), pool("fd00::/48", true), pool("bad", false), pool("0.0.0.0/0", false)}, nil)
 	want := []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00::/48")}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("ImportFilter = %v, want %v (a default route is never importable)", got, want)
+	}
+	// The pool of 10.245.0.0/26 was deleted while its pods run: its block
+	// stays importable; blocks inside a pool add nothing.
+	blocks := []netip.Prefix{netip.MustParsePrefix("10.245.0.0/26"), netip.MustParsePrefix("10.244.1.0/26"), netip.MustParsePrefix("0.0.0.0/0")}
+	got = ImportFilter([]v1.IPPool{pool("10.244.0.0/16", false)}, blocks)
+	want = []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("10.245.0.0/26")}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ImportFilter with the blocks of a deleted pool = %v, want %v", got, want)
 	}
 }
 

@@ -156,6 +156,9 @@ type clusterState struct {
 	self            peering.NodeInfo
 	nodes           []peering.NodeInfo
 	owned, borrowed []netip.Prefix
+	// blocks are every IPAM block's cidr: a block outside every pool (its
+	// pool deleted while pods run) stays importable.
+	blocks []netip.Prefix
 	// problems are errors with single objects; the rest still applies.
 	problems []error
 }
@@ -189,6 +192,11 @@ func (c *controller) read() (clusterState, error) {
 	slices.SortFunc(st.peers, func(a, b v1.BGPPeer) int { return strings.Compare(a.Name, b.Name) })
 	st.self, st.nodes, st.problems = c.nodeInfos(clusterASN(st.config))
 	st.owned, st.borrowed = ipam.NodeRoutes(c.nodeName, blocks, affinities)
+	for _, b := range blocks {
+		if p, err := ipam.BlockPrefix(b); err == nil {
+			st.blocks = append(st.blocks, p)
+		}
+	}
 	return st, nil
 }
 
@@ -210,7 +218,7 @@ func (c *controller) applyPeers(ctx context.Context, st clusterState) ([]speaker
 func (c *controller) applyRoutes(st clusterState) ([]speaker.Advertisement, []error) {
 	c.dataplane.SetOwnedBlocks(st.owned)
 	c.dataplane.SetPools(felixPools(st.pools, c.nodeLabels()))
-	c.speaker.SetImportFilter(peering.ImportFilter(st.pools))
+	c.speaker.SetImportFilter(peering.ImportFilter(st.pools, st.blocks))
 	ads, errs := peering.Advertisements(peering.ExportInput{Owned: st.owned, Borrowed: st.borrowed, Pools: st.pools, Config: st.config})
 	if err := c.speaker.SetAdvertisements(ads); err != nil {
 		errs = append(errs, fmt.Errorf("set BGP advertisements: %w", err))
