@@ -402,6 +402,12 @@ func (l *Lab) Plan() Plan { return l.st.Plan }
 // StateDir is the lab's state directory.
 func (l *Lab) StateDir() string { return l.st.Dir }
 
+// BinDir holds the lab's built binaries (cairn-node, cairn-cni): a CNI_PATH.
+func (l *Lab) BinDir() string { return binDir(l.st.Dir) }
+
+// AgentSocket is where node's agent serves the CNI plugin.
+func (l *Lab) AgentSocket(node string) string { return agentSocket(l.st.Dir, node) }
+
 // Pods lists the lab's pods.
 func (l *Lab) Pods() []Pod { return append([]Pod(nil), l.st.Pods...) }
 

@@ -43,6 +43,9 @@ func runChecks(t *testing.T, l *lab.Lab) {
 	t.Run("no route leads out of the lab", func(t *testing.T) { checkNoRouteOut(t, l) })
 	t.Run("kubectl reaches the API server", func(t *testing.T) { checkKubectl(t, l) })
 	t.Run("deleting a pod removes its route and frees its address", func(t *testing.T) { checkPodDelete(t, l) })
+	if l.Plan().Router == lab.RouterBIRD && len(l.Plan().Racks) == 1 {
+		t.Run("cnitool conformance on two nodes", func(t *testing.T) { checkCNITool(t, l) })
+	}
 }
 
 // checkPodToPod probes every ordered pair of pods with a UDP datagram read
