@@ -45,6 +45,7 @@ func runChecks(t *testing.T, l *lab.Lab) {
 	t.Run("deleting a pod removes its route and frees its address", func(t *testing.T) { checkPodDelete(t, l) })
 	if l.Plan().Router == lab.RouterBIRD && len(l.Plan().Racks) == 1 {
 		t.Run("cnitool conformance on two nodes", func(t *testing.T) { checkCNITool(t, l) })
+		t.Run("plugin killed mid-ADD 50 times, then GC leaves nothing", func(t *testing.T) { checkPluginKilledMidAdd(t, l) })
 	}
 }
 
