@@ -65,7 +65,8 @@ func checkPluginKilledMidAdd(t *testing.T, l *lab.Lab) {
 		// An ADD takes tens of milliseconds here: kill points spread
 		// over its whole run, some after it finished.
 		time.Sleep(time.Duration(rng.IntN(80_000)) * time.Microsecond) // the kill point, not a synchronisation
-		_ = cmd.Process.Kill() // fails only if it already exited
+		// Kill fails only if the plugin already exited.
+		_ = cmd.Process.Kill()
 		if cmd.Wait() == nil {
 			finished++
 		}

@@ -46,6 +46,7 @@ func runChecks(t *testing.T, l *lab.Lab) {
 	if l.Plan().Router == lab.RouterBIRD && len(l.Plan().Racks) == 1 {
 		t.Run("cnitool conformance on two nodes", func(t *testing.T) { checkCNITool(t, l) })
 		t.Run("plugin killed mid-ADD 50 times, then GC leaves nothing", func(t *testing.T) { checkPluginKilledMidAdd(t, l) })
+		t.Run("API server frozen for a minute", func(t *testing.T) { checkAPIServerOutage(t, l) })
 	}
 }
 
