@@ -2,8 +2,11 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"google.golang.org/grpc/codes"
 
 	agentv1 "github.com/cairn-net/cairn/apis/agent/v1"
 	"github.com/cairn-net/cairn/cni-plugin/netconf"
@@ -20,6 +23,11 @@ type agentClient struct {
 func (a agentClient) wrap(call string, err error) error {
 	if err == nil {
 		return nil
+	}
+	if c, ok := grpcCode(err); (ok && c == codes.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		// The raw gRPC text says nothing a user can act on.
+		return fmt.Errorf("agent %s (%s): no answer within %s (agentTimeoutSeconds); the agent may be unable to reach the API server, try again: %w",
+			call, a.socket, a.timeout, err)
 	}
 	return fmt.Errorf("agent %s (%s): %w", call, a.socket, err)
 }
