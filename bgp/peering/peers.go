@@ -175,6 +175,10 @@ func expand(p *v1.BGPPeer, in PeersInput, secrets Secrets) ([]speaker.Peer, erro
 		if p.Spec.ASNumber < 1 || p.Spec.ASNumber > 1<<32-1 {
 			return nil, fmt.Errorf("BGPPeer %s asNumber %d out of range", p.Name, p.Spec.ASNumber)
 		}
+		if in.Self.Addr.IsValid() && addr.Unmap() == in.Self.Addr {
+			// A session to ourselves never comes up and only spins.
+			return nil, fmt.Errorf("BGPPeer %s peerIP %s is this node's own address", p.Name, addr)
+		}
 		base.Name, base.Address, base.ASN = "peer:"+p.Name, addr, uint32(p.Spec.ASNumber)
 		return []speaker.Peer{base}, nil
 	}
