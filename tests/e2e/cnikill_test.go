@@ -40,6 +40,31 @@ func pluginCall(t *testing.T, l *lab.Lab, n lab.Node, command string, env []stri
 	return cmd, &out
 }
 
+// allocationsOf describes every block allocation held for a pod whose
+// name match accepts.
+func allocationsOf(t *testing.T, l *lab.Lab, match func(pod string) bool) []string {
+	t.Helper()
+	cc, err := l.CairnClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	blocks, err := cc.CairnV1alpha1().IPAMBlocks().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("list IPAMBlocks: %v", err)
+	}
+	var out []string
+	for _, b := range blocks.Items {
+		for _, a := range b.Spec.Allocations {
+			if match(a.Pod) {
+				out = append(out, fmt.Sprintf("block %s ordinal %d for %s/%s (handle %s)", b.Name, a.Ordinal, a.Namespace, a.Pod, a.Handle))
+			}
+		}
+	}
+	return out
+}
+
 // checkPluginKilledMidAdd kills the plugin at random points of 50 ADDs on
 // one node, removes those sandboxes (as a runtime whose pods died would),
 // then runs CNI GC with the live pods as the valid attachments: no veth,
@@ -112,20 +137,12 @@ func checkPluginKilledMidAdd(t *testing.T, l *lab.Lab) {
 	if hostRoutes != live {
 		t.Errorf("%d pod routes on %s after GC, %d live pods: %+v", hostRoutes, n.Name, live, routes)
 	}
+	for _, left := range allocationsOf(t, l, func(pod string) bool { return strings.HasPrefix(pod, "kill-") }) {
+		t.Errorf("left behind: %s", left)
+	}
 	cc, err := l.CairnClient()
 	if err != nil {
 		t.Fatal(err)
-	}
-	blocks, err := cc.CairnV1alpha1().IPAMBlocks().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, b := range blocks.Items {
-		for _, a := range b.Spec.Allocations {
-			if strings.HasPrefix(a.Pod, "kill-") {
-				t.Errorf("block %s still holds ordinal %d for %s/%s (handle %s)", b.Name, a.Ordinal, a.Namespace, a.Pod, a.Handle)
-			}
-		}
 	}
 	handles, err := cc.CairnV1alpha1().IPAMHandles().List(ctx, metav1.ListOptions{})
 	if err != nil {

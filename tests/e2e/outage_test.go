@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,8 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/cairn-net/cairn/internal/lab"
 )
@@ -144,19 +141,7 @@ func checkAPIServerOutage(t *testing.T, l *lab.Lab) {
 	if err := del.Wait(); err != nil {
 		t.Fatalf("DEL after the outage: %v: %s", err, out)
 	}
-	cc, err := l.CairnClient()
-	if err != nil {
-		t.Fatal(err)
-	}
-	blocks, err := cc.CairnV1alpha1().IPAMBlocks().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, b := range blocks.Items {
-		for _, a := range b.Spec.Allocations {
-			if a.Pod == "outage" {
-				t.Errorf("%s", fmt.Sprintf("block %s still holds ordinal %d for the outage pod", b.Name, a.Ordinal))
-			}
-		}
+	for _, left := range allocationsOf(t, l, func(pod string) bool { return pod == "outage" }) {
+		t.Errorf("left behind: %s", left)
 	}
 }
