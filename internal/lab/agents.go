@@ -144,5 +144,6 @@ func startAgent(st *State, n Node, logLevel string) (Proc, error) {
 		"--node-ip", n.Addr.String(),
 		"--log-level", logLevel,
 	}
+	argv = append(argv, st.AgentArgs...)
 	return startDetached(n.NS, binNode+"-"+n.Name, filepath.Join(nodeDir(st.Dir, n.Name), binNode+".log"), argv, nil)
 }

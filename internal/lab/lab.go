@@ -41,6 +41,9 @@ type Options struct {
 	KeepOnFailure bool
 	// AgentLogLevel is cairn-node's --log-level (default "info").
 	AgentLogLevel string
+	// AgentArgs are more cairn-node flags for every node (a test's short
+	// IPAM GC grace, say); a restarted agent gets them too.
+	AgentArgs []string
 	// Logf receives progress lines; nil discards them.
 	Logf func(format string, args ...any)
 }
@@ -124,7 +127,7 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 		return nil, err
 	}
 	l := &Lab{
-		st:   &State{Dir: o.StateDir, RepoRoot: o.RepoRoot, Plan: plan, PodSeq: map[string]int{}},
+		st:   &State{Dir: o.StateDir, RepoRoot: o.RepoRoot, Plan: plan, PodSeq: map[string]int{}, AgentArgs: o.AgentArgs},
 		drv:  drv,
 		logf: o.Logf,
 	}

@@ -38,6 +38,8 @@ type State struct {
 	Pods         []Pod             `json:"pods"`
 	// PodSeq numbers pods per node, so a name is never reused.
 	PodSeq map[string]int `json:"podSeq"`
+	// AgentArgs are Options.AgentArgs, kept for restarts.
+	AgentArgs []string `json:"agentArgs,omitempty"`
 }
 
 // ControlPlaneInfo says where the lab's API server is.
