@@ -293,3 +293,27 @@ func TestPeersKeepSessionsWhosePasswordIsUnavailable(t *testing.T) {
 		}
 	}
 }
+
+func TestDeparted(t *testing.T) {
+	tor := speaker.Peer{Name: "peer:tor", Address: netip.MustParseAddr("172.30.1.1"), ASN: 65001, Password: "pw"}
+	mesh := speaker.Peer{Name: "mesh:node2", Address: netip.MustParseAddr("172.30.1.12"), ASN: 64512}
+	sel := speaker.Peer{Name: "peer:reflectors:node3", Address: netip.MustParseAddr("172.30.1.13"), ASN: 64512}
+	tor6 := speaker.Peer{Name: "peer:tor-v6", Address: netip.MustParseAddr("fd00::1"), ASN: 65001}
+	for _, tc := range []struct {
+		name string
+		in   []speaker.Peer
+		want []speaker.Peer
+	}{
+		{"nothing before, nothing after", nil, nil},
+		{"router sessions stay as they were", []speaker.Peer{tor, tor6}, []speaker.Peer{tor, tor6}},
+		{"mesh sessions go", []speaker.Peer{mesh, tor}, []speaker.Peer{tor}},
+		{"node-selected sessions go", []speaker.Peer{sel, tor}, []speaker.Peer{tor}},
+		{"only node sessions: none left", []speaker.Peer{mesh, sel}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Departed(tc.in); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("Departed = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}

@@ -73,6 +73,8 @@ type controller struct {
 
 	mu   sync.Mutex
 	last syncResult
+	// departed is the last sync's clusterState.departed, to log changes.
+	departed bool
 }
 
 // syncResult is the last computed state, for the status writer.
@@ -139,6 +141,7 @@ func (c *controller) sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	c.noteDeparture(st.departed)
 	peers, perrs := c.applyPeers(ctx, st)
 	ads, aerrs := c.applyRoutes(st)
 	err = errors.Join(slices.Concat(st.problems, perrs, aerrs)...)
@@ -159,6 +162,9 @@ type clusterState struct {
 	// blocks are every IPAM block's cidr: a block outside every pool (its
 	// pool deleted while pods run) stays importable.
 	blocks []netip.Prefix
+	// departed: this node's Node object is gone from the cluster (see
+	// peering.Departed).
+	departed bool
 	// problems are errors with single objects; the rest still applies.
 	problems []error
 }
@@ -191,6 +197,9 @@ func (c *controller) read() (clusterState, error) {
 	st.pools, st.peers = deref(pools), deref(peers)
 	slices.SortFunc(st.peers, func(a, b v1.BGPPeer) int { return strings.Compare(a.Name, b.Name) })
 	st.self, st.nodes, st.problems = c.nodeInfos(clusterASN(st.config))
+	if _, err := c.listers.nodes.Get(c.nodeName); apierrors.IsNotFound(err) {
+		st.departed = true
+	}
 	st.owned, st.borrowed = ipam.NodeRoutes(c.nodeName, blocks, affinities)
 	for _, b := range blocks {
 		if p, err := ipam.BlockPrefix(b); err == nil {
@@ -206,7 +215,13 @@ func (c *controller) applyPeers(ctx context.Context, st clusterState) ([]speaker
 	// A password that cannot be read for now keeps its sessions as they
 	// were last set.
 	in := peering.PeersInput{Self: st.self, Nodes: st.nodes, Config: st.config, Peers: st.peers, Previous: c.lastResult().peers}
-	peers, errs := peering.Peers(in, c.secrets.password)
+	var peers []speaker.Peer
+	var errs []error
+	if st.departed {
+		peers = peering.Departed(in.Previous)
+	} else {
+		peers, errs = peering.Peers(in, c.secrets.password)
+	}
 	if err := c.speaker.SetPeers(peers); err != nil {
 		errs = append(errs, fmt.Errorf("set BGP peers: %w", err))
 	}
@@ -219,11 +234,29 @@ func (c *controller) applyRoutes(st clusterState) ([]speaker.Advertisement, []er
 	c.dataplane.SetOwnedBlocks(st.owned)
 	c.dataplane.SetPools(felixPools(st.pools, c.nodeLabels()))
 	c.speaker.SetImportFilter(peering.ImportFilter(st.pools, st.blocks))
-	ads, errs := peering.Advertisements(peering.ExportInput{Owned: st.owned, Borrowed: st.borrowed, Pools: st.pools, Config: st.config})
+	var ads []speaker.Advertisement
+	var errs []error
+	if !st.departed {
+		ads, errs = peering.Advertisements(peering.ExportInput{Owned: st.owned, Borrowed: st.borrowed, Pools: st.pools, Config: st.config})
+	}
 	if err := c.speaker.SetAdvertisements(ads); err != nil {
 		errs = append(errs, fmt.Errorf("set BGP advertisements: %w", err))
 	}
 	return ads, errs
+}
+
+// noteDeparture logs when this node's Node object goes or comes back.
+func (c *controller) noteDeparture(departed bool) {
+	c.mu.Lock()
+	changed := c.departed != departed
+	c.departed = departed
+	c.mu.Unlock()
+	switch {
+	case changed && departed:
+		c.log.Warn("this node's Node object was deleted: withdrawing every route and closing node sessions; local pods keep their routes")
+	case changed:
+		c.log.Info("this node's Node object is back: announcing and peering again")
+	}
 }
 
 func (c *controller) lastResult() syncResult {

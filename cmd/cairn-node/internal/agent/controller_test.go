@@ -198,3 +198,75 @@ func TestSameStatusIgnoresTimestamps(t *testing.T) {
 		t.Error("sameStatus must not modify its arguments")
 	}
 }
+
+// TestSyncOfADeletedNode: once this node's Node object is gone it
+// withdraws everything it announced and keeps only router sessions; when
+// the Node is back it announces and meshes again. Felix keeps the blocks
+// (local pods stay routed).
+func TestSyncOfADeletedNode(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: v1.IPPoolSpec{CIDR: "10.244.0.0/16"}}
+	tor := &v1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor"}, Spec: v1.BGPPeerSpec{PeerIP: "172.30.1.1", ASNumber: 65001}}
+	nodes := indexer(node("node1", "172.30.1.11"), node("node2", "172.30.1.12"))
+	spk := &fakeSpeaker{}
+	dp := &recordingDataplane{fakeDataplane: fakeDataplane{endpoints: map[string][]netip.Prefix{}}}
+	c := &controller{
+		log: slog.New(slog.DiscardHandler), nodeName: "node1", nodeAddr: netip.MustParseAddr("172.30.1.11"), queue: newQueue(),
+		listers: listers{
+			nodes:      corelisters.NewNodeLister(nodes),
+			pools:      cairnlisters.NewIPPoolLister(indexer(pool)),
+			configs:    cairnlisters.NewBGPConfigurationLister(indexer()),
+			peers:      cairnlisters.NewBGPPeerLister(indexer(tor)),
+			blocks:     cairnlisters.NewIPAMBlockLister(indexer(block("10.244.2.0/26", "node1", nil))),
+			affinities: cairnlisters.NewBlockAffinityLister(indexer(claim("node1", "10.244.2.0/26"))),
+		},
+		speaker: spk, dataplane: dp,
+	}
+	c.secrets = newSecretWatch(fake.NewClientset(), "cairn-system", c.enqueue)
+	state := func() (peers, ads []string) {
+		for _, p := range spk.peers {
+			peers = append(peers, p.Name)
+		}
+		for _, a := range spk.ads {
+			ads = append(ads, a.Prefix.String())
+		}
+		return peers, ads
+	}
+	member := func(stage string) {
+		t.Helper()
+		if err := c.sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		peers, ads := state()
+		if want := []string{"peer:tor", "mesh:node2"}; !reflect.DeepEqual(peers, want) {
+			t.Errorf("%s: peers = %v, want %v", stage, peers, want)
+		}
+		if want := []string{"10.244.2.0/26"}; !reflect.DeepEqual(ads, want) {
+			t.Errorf("%s: advertisements = %v, want %v", stage, ads, want)
+		}
+	}
+	member("a member")
+
+	self, _, _ := nodes.GetByKey("node1")
+	if err := nodes.Delete(self); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // and stays so on the next sync
+		if err := c.sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		peers, ads := state()
+		if want := []string{"peer:tor"}; !reflect.DeepEqual(peers, want) || len(ads) != 0 {
+			t.Errorf("deleted: peers %v advertisements %v, want peers %v and no advertisement", peers, ads, want)
+		}
+		if want := []netip.Prefix{netip.MustParsePrefix("10.244.2.0/26")}; !reflect.DeepEqual(dp.blocks, want) {
+			t.Errorf("deleted: felix blocks %v, want %v kept", dp.blocks, want)
+		}
+	}
+
+	if err := nodes.Add(self); err != nil {
+		t.Fatal(err)
+	}
+	member("back")
+}
