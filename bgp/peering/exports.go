@@ -20,15 +20,18 @@ type ExportInput struct {
 	Borrowed []netip.Prefix
 	Pools    []v1.IPPool
 	Config   *v1.BGPConfiguration
+	// Services are the cluster's Services, with whether each has a ready
+	// endpoint on this node (see serviceAdvertisements).
+	Services []Service
 }
 
 // Advertisements lists the prefixes a node announces: its blocks and
-// borrowed addresses (except those of pools with disableBGPExport) and the
-// configured service ranges, with the communities prefixAdvertisements
+// borrowed addresses (except those of pools with disableBGPExport) and
+// Service addresses inside the configured service ranges (see
+// serviceAdvertisements), with the communities prefixAdvertisements
 // attach. Nothing else is ever exported: not the node's routing table, not
 // a default route. Sorted by prefix.
 func Advertisements(in ExportInput) ([]speaker.Advertisement, []error) {
-	var errs []error
 	noExport := noExportPools(in.Pools)
 	set := map[netip.Prefix]bool{}
 	for _, b := range in.Owned {
@@ -41,22 +44,10 @@ func Advertisements(in ExportInput) ([]speaker.Advertisement, []error) {
 			set[p] = true
 		}
 	}
+	ranges, errs := parseServiceRanges(in.Config)
+	serviceAdvertisements(set, ranges, in.Services)
 	communities := map[netip.Prefix][]uint32{}
 	if cfg := in.Config; cfg != nil {
-		for _, blocks := range [][]v1.ServiceIPBlock{cfg.Spec.ServiceClusterIPs, cfg.Spec.ServiceExternalIPs, cfg.Spec.ServiceLoadBalancerIPs} {
-			for _, b := range blocks {
-				p, err := netip.ParsePrefix(b.CIDR)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("service range %q: %w", b.CIDR, err))
-					continue
-				}
-				if p.Bits() == 0 {
-					errs = append(errs, fmt.Errorf("service range %s: a default route is never announced", p))
-					continue
-				}
-				set[p.Masked()] = true
-			}
-		}
 		var err error
 		communities, err = prefixCommunities(cfg)
 		if err != nil {
