@@ -12,6 +12,7 @@ import (
 
 	cairnclient "github.com/cairn-net/cairn/apis/client/clientset/versioned"
 	"github.com/cairn-net/cairn/internal/controlplane"
+	"k8s.io/client-go/kubernetes"
 )
 
 // Options configure Up.
@@ -483,6 +484,15 @@ func (l *Lab) CairnClient() (cairnclient.Interface, error) {
 		return nil, err
 	}
 	return c.cairn, nil
+}
+
+// KubeClient is a Kubernetes client of the lab's API server (admin).
+func (l *Lab) KubeClient() (kubernetes.Interface, error) {
+	c, err := l.clients()
+	if err != nil {
+		return nil, err
+	}
+	return c.kube, nil
 }
 
 // RouterRoutes is the BGP table of the named router (birdc or vtysh).
