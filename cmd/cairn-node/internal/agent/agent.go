@@ -208,7 +208,8 @@ func (a *agent) wire(dp dataplane, spk nodeSpeaker) error {
 	a.ctrl = &controller{
 		log: a.log.With("component", "controller"), nodeName: a.opts.NodeName, nodeAddr: a.self.Addr, queue: newQueue(),
 		listers: listers{nodes: a.inf.nodeLister, pools: a.inf.poolLister, configs: a.inf.configLister,
-			peers: a.inf.peerLister, blocks: a.inf.blockLister, affinities: a.inf.affinityLister},
+			peers: a.inf.peerLister, blocks: a.inf.blockLister, affinities: a.inf.affinityLister,
+			services: serviceListers{services: a.inf.serviceLister, slices: a.inf.sliceLister}},
 		speaker: spk, dataplane: dp,
 	}
 	a.ctrl.secrets = newSecretWatch(a.cl.kube, a.opts.SecretNamespace, a.ctrl.enqueue)

@@ -57,6 +57,7 @@ type listers struct {
 	peers      cairnlisters.BGPPeerLister
 	blocks     cairnlisters.IPAMBlockLister
 	affinities cairnlisters.BlockAffinityLister
+	services   serviceListers
 }
 
 // controller turns the cluster's objects into the speaker's peers and
@@ -162,6 +163,9 @@ type clusterState struct {
 	// blocks are every IPAM block's cidr: a block outside every pool (its
 	// pool deleted while pods run) stays importable.
 	blocks []netip.Prefix
+	// services are the cluster's Services as announcing needs them; nil
+	// when the configuration announces none.
+	services []peering.Service
 	// departed: this node's Node object is gone from the cluster (see
 	// peering.Departed).
 	departed bool
@@ -197,6 +201,11 @@ func (c *controller) read() (clusterState, error) {
 	st.pools, st.peers = deref(pools), deref(peers)
 	slices.SortFunc(st.peers, func(a, b v1.BGPPeer) int { return strings.Compare(a.Name, b.Name) })
 	st.self, st.nodes, st.problems = c.nodeInfos(clusterASN(st.config))
+	if announcesServices(st.config) {
+		if st.services, err = c.listers.services.list(c.nodeName); err != nil {
+			return st, fmt.Errorf("list Services: %w", err)
+		}
+	}
 	if _, err := c.listers.nodes.Get(c.nodeName); apierrors.IsNotFound(err) {
 		st.departed = true
 	}
@@ -237,7 +246,7 @@ func (c *controller) applyRoutes(st clusterState) ([]speaker.Advertisement, []er
 	var ads []speaker.Advertisement
 	var errs []error
 	if !st.departed {
-		ads, errs = peering.Advertisements(peering.ExportInput{Owned: st.owned, Borrowed: st.borrowed, Pools: st.pools, Config: st.config})
+		ads, errs = peering.Advertisements(peering.ExportInput{Owned: st.owned, Borrowed: st.borrowed, Pools: st.pools, Config: st.config, Services: st.services})
 	}
 	if err := c.speaker.SetAdvertisements(ads); err != nil {
 		errs = append(errs, fmt.Errorf("set BGP advertisements: %w", err))

@@ -12,7 +12,8 @@ import (
 // watchEvents enqueues a sync on the events that can change this node's
 // state. Any Node, pool, BGPConfiguration or BGPPeer can (mesh peers,
 // selectors, pools); an IPAM block or claim only when it concerns this
-// node, so a burst of allocations on one node leaves the others idle.
+// node, so a burst of allocations on one node leaves the others idle; an
+// EndpointSlice only when it has an endpoint on this node.
 func (c *controller) watchEvents(inf *informers) error {
 	always := c.handler(func(any) bool { return true })
 	for _, h := range []struct {
@@ -22,6 +23,7 @@ func (c *controller) watchEvents(inf *informers) error {
 		{inf.nodes, always}, {inf.pools, always}, {inf.configs, always}, {inf.peers, always},
 		{inf.blocks, c.handler(c.concernsBlock)},
 		{inf.affinities, c.handler(c.concernsAffinity)},
+		{inf.services, always}, {inf.slices, c.handler(c.concernsSlice)},
 	} {
 		if _, err := h.inf.AddEventHandler(h.h); err != nil {
 			return fmt.Errorf("add event handler: %w", err)

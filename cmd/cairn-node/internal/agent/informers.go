@@ -8,6 +8,7 @@ import (
 	kubeinformers "k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -66,6 +67,8 @@ type informers struct {
 	peers      cache.SharedIndexInformer
 	blocks     cache.SharedIndexInformer
 	affinities cache.SharedIndexInformer
+	services   cache.SharedIndexInformer
+	slices     cache.SharedIndexInformer
 
 	nodeLister     corelisters.NodeLister
 	poolLister     cairnlisters.IPPoolLister
@@ -73,6 +76,8 @@ type informers struct {
 	peerLister     cairnlisters.BGPPeerLister
 	blockLister    cairnlisters.IPAMBlockLister
 	affinityLister cairnlisters.BlockAffinityLister
+	serviceLister  corelisters.ServiceLister
+	sliceLister    discoverylisters.EndpointSliceLister
 }
 
 // watchCluster starts the informers and waits for their caches.
@@ -82,6 +87,7 @@ func watchCluster(ctx context.Context, cl clients, log *slog.Logger) (*informers
 	nodes, cairn := kubeFactory.Core().V1().Nodes(), cairnFactory.Cairn().V1alpha1()
 	pools, configs, peers := cairn.IPPools(), cairn.BGPConfigurations(), cairn.BGPPeers()
 	blocks, affinities := cairn.IPAMBlocks(), cairn.BlockAffinities()
+	services, slices := kubeFactory.Core().V1().Services(), kubeFactory.Discovery().V1().EndpointSlices()
 	// Informer() registers each informer with its factory; Start starts
 	// only registered ones.
 	inf := &informers{
@@ -89,12 +95,22 @@ func watchCluster(ctx context.Context, cl clients, log *slog.Logger) (*informers
 		peers: peers.Informer(), blocks: blocks.Informer(), affinities: affinities.Informer(),
 		nodeLister: nodes.Lister(), poolLister: pools.Lister(), configLister: configs.Lister(),
 		peerLister: peers.Lister(), blockLister: blocks.Lister(), affinityLister: affinities.Lister(),
+		services: services.Informer(), slices: slices.Informer(),
+		serviceLister: services.Lister(), sliceLister: slices.Lister(),
+	}
+	for _, t := range []struct {
+		inf cache.SharedIndexInformer
+		fn  cache.TransformFunc
+	}{{inf.services, serviceFields}, {inf.slices, sliceFields}} {
+		if err := t.inf.SetTransform(t.fn); err != nil {
+			return nil, fmt.Errorf("set informer transform: %w", err)
+		}
 	}
 	kubeFactory.Start(ctx.Done())
 	cairnFactory.Start(ctx.Done())
 	log.Info("waiting for caches")
 	if !cache.WaitForCacheSync(ctx.Done(), inf.nodes.HasSynced, inf.pools.HasSynced, inf.configs.HasSynced,
-		inf.peers.HasSynced, inf.blocks.HasSynced, inf.affinities.HasSynced) {
+		inf.peers.HasSynced, inf.blocks.HasSynced, inf.affinities.HasSynced, inf.services.HasSynced, inf.slices.HasSynced) {
 		return nil, fmt.Errorf("sync informer caches: %w", ctx.Err())
 	}
 	return inf, nil
