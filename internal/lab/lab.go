@@ -10,9 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+
 	cairnclient "github.com/cairn-net/cairn/apis/client/clientset/versioned"
 	"github.com/cairn-net/cairn/internal/controlplane"
-	"k8s.io/client-go/kubernetes"
 )
 
 // Options configure Up.
