@@ -57,9 +57,9 @@ func checkAgentRestart(t *testing.T, l *lab.Lab, sig syscall.Signal) {
 
 	mons := map[string]*routeMonitor{}
 	for i, n := range watched {
-		mons[n.Name] = startRouteMonitor(t, n)
+		mons[n.Name] = startRouteMonitor(t, n.Name, n.NS)
 		// Once the monitor reports a marker it is subscribed.
-		mons[n.Name].fence(t, n, markerAddr(1, i))
+		mons[n.Name].fence(t, n.NS, markerAddr(1, i))
 	}
 
 	begin := time.Now()
@@ -74,7 +74,7 @@ func checkAgentRestart(t *testing.T, l *lab.Lab, sig syscall.Signal) {
 		sigName[sig], node1.Name, ready.Round(time.Millisecond), time.Since(begin).Round(time.Millisecond))
 
 	for i, n := range watched {
-		mons[n.Name].fence(t, n, markerAddr(2, i))
+		mons[n.Name].fence(t, n.NS, markerAddr(2, i))
 	}
 	// A pod added now must show in node1's monitor: proof that it sees
 	// Cairn's routes, so that the silence during the restart means something.
@@ -210,7 +210,7 @@ func parseRouteEvent(line string) routeEvent {
 	return e
 }
 
-// routeMonitor runs `ip -o monitor route` in a node's namespace.
+// routeMonitor runs `ip -o monitor route` in a host's namespace.
 type routeMonitor struct {
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -221,10 +221,10 @@ type routeMonitor struct {
 	changed chan struct{} // closed and replaced on every event
 }
 
-func startRouteMonitor(t *testing.T, n lab.Node) *routeMonitor {
+func startRouteMonitor(t *testing.T, name, ns string) *routeMonitor {
 	t.Helper()
 	m := &routeMonitor{
-		cmd:     exec.Command("ip", "netns", "exec", n.NS, "ip", "-o", "monitor", "route"),
+		cmd:     exec.Command("ip", "netns", "exec", ns, "ip", "-o", "monitor", "route"),
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
 	}
@@ -233,7 +233,7 @@ func startRouteMonitor(t *testing.T, n lab.Node) *routeMonitor {
 		t.Fatal(err)
 	}
 	if err := m.cmd.Start(); err != nil {
-		t.Fatalf("ip monitor in %s: %v", n.Name, err)
+		t.Fatalf("ip monitor in %s: %v", name, err)
 	}
 	go func() {
 		defer close(m.done)
@@ -275,13 +275,13 @@ func (m *routeMonitor) waitFor(t *testing.T, timeout time.Duration, match func(r
 	}
 }
 
-// fence adds and deletes a marker route in n and waits until the monitor
-// has reported both.
-func (m *routeMonitor) fence(t *testing.T, n lab.Node, addr netip.Addr) {
+// fence adds and deletes a marker route in the monitored namespace ns and
+// waits until the monitor has reported both.
+func (m *routeMonitor) fence(t *testing.T, ns string, addr netip.Addr) {
 	t.Helper()
 	for _, op := range []string{"add", "del"} {
-		if out, err := exec.Command("ip", "netns", "exec", n.NS, "ip", "route", op, "blackhole", addr.String()+"/32", "proto", markerProto).CombinedOutput(); err != nil {
-			t.Fatalf("marker route %s %s in %s: %v: %s", op, addr, n.Name, err, out)
+		if out, err := exec.Command("ip", "netns", "exec", ns, "ip", "route", op, "blackhole", addr.String()+"/32", "proto", markerProto).CombinedOutput(); err != nil {
+			t.Fatalf("marker route %s %s in %s: %v: %s", op, addr, ns, err, out)
 		}
 	}
 	m.waitFor(t, 10*time.Second, func(e routeEvent) bool {
