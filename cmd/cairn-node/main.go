@@ -36,7 +36,7 @@ func main() {
 	flag.BoolVar(&opts.IPAMGC, "ipam-gc", opts.IPAMGC, "take part in the leader election for cluster-wide IPAM garbage collection")
 	flag.DurationVar(&opts.IPAMGCInterval, "ipam-gc-interval", opts.IPAMGCInterval, "period of IPAM garbage-collection passes")
 	flag.DurationVar(&opts.IPAMGCGrace, "ipam-gc-grace", opts.IPAMGCGrace, "how long an address must look orphaned before it is released")
-	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error; BGPConfiguration's logSeverityScreen overrides it")
 	flag.Parse()
 
 	var level slog.Level
@@ -44,7 +44,10 @@ func main() {
 		fmt.Fprintf(os.Stderr, "cairn-node: --log-level: %v\n", err)
 		os.Exit(2)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// BGPConfiguration's logSeverityScreen changes it while running.
+	opts.LogLevel = new(slog.LevelVar)
+	opts.LogLevel.Set(level)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: opts.LogLevel}))
 	if nodeIP != "" {
 		addr, err := netip.ParseAddr(nodeIP)
 		if err != nil {

@@ -57,6 +57,10 @@ type Options struct {
 	IPAMGCInterval, IPAMGCGrace time.Duration
 	// Version is reported in CairnNodeStatus.
 	Version string
+	// LogLevel, when set, is the level of Logger's handler: the default
+	// BGPConfiguration's logSeverityScreen sets it while the agent runs,
+	// and its value at start applies while the field is empty.
+	LogLevel *slog.LevelVar
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -207,6 +211,7 @@ func (a *agent) wire(dp dataplane, spk nodeSpeaker) error {
 	a.dataplane = dp
 	a.ctrl = &controller{
 		log: a.log.With("component", "controller"), nodeName: a.opts.NodeName, nodeAddr: a.self.Addr, queue: newQueue(),
+		logLevel: newLogLevel(a.opts.LogLevel),
 		listers: listers{nodes: a.inf.nodeLister, pools: a.inf.poolLister, configs: a.inf.configLister,
 			peers: a.inf.peerLister, blocks: a.inf.blockLister, affinities: a.inf.affinityLister,
 			services: serviceListers{services: a.inf.serviceLister, slices: a.inf.sliceLister}},

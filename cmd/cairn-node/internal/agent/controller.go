@@ -71,6 +71,7 @@ type controller struct {
 	secrets   passwords
 	speaker   peerSpeaker
 	dataplane blockDataplane
+	logLevel  logLevel
 
 	mu   sync.Mutex
 	last syncResult
@@ -143,6 +144,7 @@ func (c *controller) sync(ctx context.Context) error {
 		return err
 	}
 	c.noteDeparture(st.departed)
+	c.logLevel.apply(st.config, c.log)
 	peers, perrs := c.applyPeers(ctx, st)
 	ads, aerrs := c.applyRoutes(st)
 	err = errors.Join(slices.Concat(st.problems, perrs, aerrs)...)
@@ -331,7 +333,7 @@ func felixPools(all []v1.IPPool, nodeLabels map[string]string) []felix.Pool {
 			continue
 		}
 		p := pools.Parse(&all[i])
-		serves := p.Invalid == nil && p.Selects(nodeLabels)
+		serves := p.Invalid == nil && p.Workload && p.Selects(nodeLabels) // a LoadBalancer pool serves Services, not pods
 		out = append(out, felix.Pool{CIDR: c.Masked(), NATOutgoing: all[i].Spec.NATOutgoing, ServesNode: serves})
 	}
 	return out
