@@ -253,6 +253,15 @@ func startRouteMonitor(t *testing.T, name, ns string) *routeMonitor {
 // waitFor returns the first event that matches, failing after timeout.
 func (m *routeMonitor) waitFor(t *testing.T, timeout time.Duration, match func(routeEvent) bool) string {
 	t.Helper()
+	line, ok := m.seen(timeout, match)
+	if !ok {
+		t.Fatalf("ip monitor did not report the expected event within %v", timeout)
+	}
+	return line
+}
+
+// seen returns the first event that matches, waiting up to timeout.
+func (m *routeMonitor) seen(timeout time.Duration, match func(routeEvent) bool) (string, bool) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
@@ -260,7 +269,7 @@ func (m *routeMonitor) waitFor(t *testing.T, timeout time.Duration, match func(r
 		for _, e := range m.events {
 			if match(e) {
 				m.mu.Unlock()
-				return e.line
+				return e.line, true
 			}
 		}
 		changed := m.changed
@@ -268,25 +277,35 @@ func (m *routeMonitor) waitFor(t *testing.T, timeout time.Duration, match func(r
 		select {
 		case <-changed:
 		case <-m.done:
-			t.Fatalf("ip monitor ended without the expected event")
+			return "", false
 		case <-deadline.C:
-			t.Fatalf("ip monitor did not report the expected event within %v", timeout)
+			return "", false
 		}
 	}
 }
 
-// fence adds and deletes a marker route in the monitored namespace ns and
-// waits until the monitor has reported both.
+// fence adds and deletes a marker route in the monitored namespace ns
+// until the monitor reports the deletion: a monitor just started may not
+// have subscribed yet, and on a busy machine that can take seconds.
 func (m *routeMonitor) fence(t *testing.T, ns string, addr netip.Addr) {
 	t.Helper()
-	for _, op := range []string{"add", "del"} {
-		if out, err := exec.Command("ip", "netns", "exec", ns, "ip", "route", op, "blackhole", addr.String()+"/32", "proto", markerProto).CombinedOutput(); err != nil {
-			t.Fatalf("marker route %s %s in %s: %v: %s", op, addr, ns, err, out)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		for _, op := range []string{"add", "del"} {
+			if out, err := exec.Command("ip", "netns", "exec", ns, "ip", "route", op, "blackhole", addr.String()+"/32", "proto", markerProto).CombinedOutput(); err != nil {
+				t.Fatalf("marker route %s %s in %s: %v: %s", op, addr, ns, err, out)
+			}
+		}
+		_, ok := m.seen(2*time.Second, func(e routeEvent) bool {
+			return e.deleted && e.proto == markerProto && e.dst == addr.String()
+		})
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ip monitor in %s never reported the marker route %s", ns, addr)
 		}
 	}
-	m.waitFor(t, 10*time.Second, func(e routeEvent) bool {
-		return e.deleted && e.proto == markerProto && e.dst == addr.String()
-	})
 }
 
 // stop ends the monitor, waits for it and returns every event it saw.
