@@ -7,7 +7,7 @@ PKGS := ./...
 export CAIRN_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/cairn
 export CAIRN_CONTROLPLANE_BIN ?= $(CAIRN_CACHE)/controlplane
 
-.PHONY: all deps controlplane test unit lint fuzz generate bench lab build clean
+.PHONY: all deps controlplane test unit lint fuzz generate bench lab build clean images
 
 all: build
 
@@ -20,6 +20,12 @@ controlplane:
 
 build:
 	$(GO) build ./...
+
+## images: the cairn, pause and workload image tarballs, built without Docker
+## (internal/images); import one with `ctr -n k8s.io images import DIR/cairn.tar`
+IMAGES_DIR ?= $(CAIRN_CACHE)/images
+images:
+	$(GO) run ./internal/images/cmd/build-images -out $(IMAGES_DIR)
 
 ## lint: go vet and gofmt
 lint:
