@@ -351,6 +351,19 @@ func TestPoolSelection(t *testing.T) {
 			addPool(t, s, "first", "10.1.0.0/24", 28)
 			addPool(t, s, "second", "10.2.0.0/24", 28)
 		}, nil, func() allocator.Request { r := req("x", 1, 0); r.Pools = []string{"second", "first"}; return r }(), "10.2.0.0/24"},
+		// A LoadBalancer pool's addresses belong to Services: never a
+		// pod's, never cut into node blocks, even when a pod names it.
+		{"LoadBalancer pool gives pods nothing", func(s *memstore.Store) {
+			addPool(t, s, "lb", "10.1.0.0/24", 28, lbUse)
+		}, nil, req("x", 1, 0), ""},
+		{"named LoadBalancer pool gives pods nothing", func(s *memstore.Store) {
+			addPool(t, s, "lb", "10.1.0.0/24", 28, lbUse)
+			addPool(t, s, "pods", "10.2.0.0/24", 28)
+		}, nil, withPools(req("x", 1, 0), "lb"), ""},
+		{"LoadBalancer pool skipped", func(s *memstore.Store) {
+			addPool(t, s, "a-lb", "10.1.0.0/24", 28, lbUse)
+			addPool(t, s, "b-pods", "10.2.0.0/24", 28, func(p *v1.IPPoolSpec) { p.AllowedUses = []v1.IPPoolUse{v1.IPPoolUseWorkload} })
+		}, nil, req("x", 1, 0), "10.2.0.0/24"},
 		{"v6 only from v6 pools", func(s *memstore.Store) {
 			addPool(t, s, "p4", "10.1.0.0/24", 28)
 			addPool(t, s, "p6", "fd00::/64", 0)
@@ -371,6 +384,9 @@ func TestPoolSelection(t *testing.T) {
 				if n := s.Calls(memstore.Handles, memstore.Create); n != 0 {
 					t.Errorf("%d handles created for a request that cannot be served", n)
 				}
+				if n := s.Calls(memstore.Blocks, memstore.Create); n != 0 {
+					t.Errorf("%d blocks claimed for a request that cannot be served", n)
+				}
 				return
 			}
 			if err != nil {
@@ -383,6 +399,8 @@ func TestPoolSelection(t *testing.T) {
 		})
 	}
 }
+
+func lbUse(p *v1.IPPoolSpec) { p.AllowedUses = []v1.IPPoolUse{v1.IPPoolUseLoadBalancer} }
 
 func TestDisabledPoolKeepsAllocations(t *testing.T) {
 	ctx := context.Background()

@@ -1,8 +1,9 @@
 // Package pools decides which IP pools an allocation may use: it parses
 // pools, applies defaults, finds overlapping pools (the newer of two never
-// used), and
-// matches node selectors and requested pool names. Everything here is a
-// pure function of the pools and the node's labels.
+// used), and matches node selectors and requested pool names; pod
+// allocation only ever sees Workload pools, LoadBalancer pools only
+// LoadBalancer addresses. Everything here is a pure function of the pools
+// and the node's labels.
 package pools
 
 import (
@@ -30,6 +31,11 @@ type Pool struct {
 	Disabled bool
 	// Manual pools only serve requests that name them.
 	Manual bool
+	// Workload pools give pods their addresses, in node blocks.
+	Workload bool
+	// LoadBalancer pools give Services of type LoadBalancer theirs, one
+	// address at a time; they are never cut into blocks.
+	LoadBalancer bool
 	// Selector chooses the nodes that may use the pool.
 	Selector labels.Selector
 	// Overlaps names the other pools whose cidr overlaps this one.
@@ -54,6 +60,9 @@ func (p Pool) Is4() bool { return p.CIDR.Addr().Is4() }
 // Parse turns an IPPool into a Pool, recording problems in Invalid.
 func Parse(ip *v1.IPPool) Pool {
 	p := Pool{Name: ip.Name, Disabled: ip.Spec.Disabled, Manual: ip.Spec.AssignmentMode == "Manual", Created: ip.CreationTimestamp.Time}
+	if p.Workload, p.LoadBalancer, p.Invalid = uses(ip); p.Invalid != nil {
+		return p
+	}
 	cidr, err := netip.ParsePrefix(ip.Spec.CIDR)
 	if err != nil {
 		p.Invalid = fmt.Errorf("pool %s: parse cidr: %w", ip.Name, err)
@@ -69,6 +78,22 @@ func Parse(ip *v1.IPPool) Pool {
 		p.Invalid = fmt.Errorf("pool %s: parse nodeSelector %q: %w", ip.Name, ip.Spec.NodeSelector, err)
 	}
 	return p
+}
+
+// uses reads allowedUses: none means Workload (the API's default, for
+// objects that did not pass through it), and a pool may not be both,
+// whatever admission let through, since pods and Services would then be
+// handed the same addresses. Unknown uses (a newer API) are ignored.
+func uses(ip *v1.IPPool) (workload, lb bool, err error) {
+	if len(ip.Spec.AllowedUses) == 0 {
+		return true, false, nil
+	}
+	workload = slices.Contains(ip.Spec.AllowedUses, v1.IPPoolUseWorkload)
+	lb = slices.Contains(ip.Spec.AllowedUses, v1.IPPoolUseLoadBalancer)
+	if workload && lb {
+		return false, false, fmt.Errorf("pool %s: allowedUses has both Workload and LoadBalancer", ip.Name)
+	}
+	return workload, lb, nil
 }
 
 // Analyze parses every pool and marks the ones that overlap, sorted by
@@ -127,9 +152,11 @@ const (
 func (f Family) String() string { return fmt.Sprintf("IPv%d", int(f)) }
 
 // ForRequest returns the pools, in order of preference, that may give a
-// new address of family to a node with nodeLabels. names, when not empty,
-// restricts the choice to those pools, in that order, and may name Manual
-// pools; otherwise every Automatic pool is a candidate, by name.
+// new pod address of family to a node with nodeLabels. names, when not
+// empty, restricts the choice to those pools, in that order, and may name
+// Manual pools; otherwise every Automatic pool is a candidate, by name.
+// Only Workload pools are ever returned: naming a LoadBalancer pool does
+// not let a pod, or a node block, take its addresses.
 func ForRequest(all []Pool, family Family, names []string, nodeLabels map[string]string) []Pool {
 	var candidates []Pool
 	if len(names) > 0 {
@@ -147,7 +174,7 @@ func ForRequest(all []Pool, family Family, names []string, nodeLabels map[string
 	}
 	var out []Pool
 	for _, p := range candidates {
-		if p.Usable() && p.Is4() == (family == V4) && p.Selects(nodeLabels) {
+		if p.Workload && p.Usable() && p.Is4() == (family == V4) && p.Selects(nodeLabels) {
 			out = append(out, p)
 		}
 	}
@@ -158,6 +185,30 @@ func ForRequest(all []Pool, family Family, names []string, nodeLabels map[string
 func Containing(all []Pool, block netip.Prefix) (Pool, bool) {
 	for _, p := range all {
 		if p.CIDR.IsValid() && p.CIDR.Bits() <= block.Bits() && p.CIDR.Contains(block.Addr()) {
+			return p, true
+		}
+	}
+	return Pool{}, false
+}
+
+// ForLoadBalancer returns the LoadBalancer pools, by name, that may give a
+// Service a new address of family without being asked for one: usable
+// and Automatic.
+func ForLoadBalancer(all []Pool, family Family) []Pool {
+	var out []Pool
+	for _, p := range all {
+		if p.LoadBalancer && !p.Manual && p.Usable() && p.Is4() == (family == V4) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// LoadBalancerContaining returns the LoadBalancer pool that holds addr,
+// usable or not, if any.
+func LoadBalancerContaining(all []Pool, addr netip.Addr) (Pool, bool) {
+	for _, p := range all {
+		if p.LoadBalancer && p.CIDR.IsValid() && p.CIDR.Contains(addr) {
 			return p, true
 		}
 	}

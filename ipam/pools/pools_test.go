@@ -1,6 +1,7 @@
 package pools
 
 import (
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -54,14 +55,10 @@ func TestForRequest(t *testing.T) {
 		pool("manual", "10.3.0.0/16", func(s *v1.IPPoolSpec) { s.AssignmentMode = "Manual" }),
 		pool("off", "10.4.0.0/16", func(s *v1.IPPoolSpec) { s.Disabled = true }),
 		pool("v6", "fd00::/48"),
+		pool("lb", "10.5.0.0/24", lbUse),
+		pool("lb-manual", "10.6.0.0/24", lbUse, func(s *v1.IPPoolSpec) { s.AssignmentMode = "Manual" }),
+		pool("workload", "10.7.0.0/16", func(s *v1.IPPoolSpec) { s.AllowedUses = []v1.IPPoolUse{v1.IPPoolUseWorkload} }),
 	})
-	names := func(ps []Pool) []string {
-		var out []string
-		for _, p := range ps {
-			out = append(out, p.Name)
-		}
-		return out
-	}
 	for _, c := range []struct {
 		name   string
 		fam    Family
@@ -69,16 +66,78 @@ func TestForRequest(t *testing.T) {
 		labels map[string]string
 		want   []string
 	}{
-		{"rack r1 node", V4, nil, map[string]string{"rack": "r1"}, []string{"any", "r1"}},
-		{"unlabelled node", V4, nil, nil, []string{"any"}},
+		{"rack r1 node", V4, nil, map[string]string{"rack": "r1"}, []string{"any", "r1", "workload"}},
+		{"unlabelled node", V4, nil, nil, []string{"any", "workload"}},
 		{"v6", V6, nil, nil, []string{"v6"}},
 		{"named, in order", V4, []string{"manual", "any"}, nil, []string{"manual", "any"}},
 		{"named disabled", V4, []string{"off"}, nil, nil},
 		{"named unknown", V4, []string{"nope"}, nil, nil},
 		{"named wrong family", V6, []string{"any"}, nil, nil},
+		{"named LoadBalancer pool", V4, []string{"lb", "lb-manual"}, nil, nil},
 	} {
 		if got := names(ForRequest(all, c.fam, c.names, c.labels)); !slices.Equal(got, c.want) {
 			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func names(ps []Pool) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
+func lbUse(s *v1.IPPoolSpec) { s.AllowedUses = []v1.IPPoolUse{v1.IPPoolUseLoadBalancer} }
+
+func TestUses(t *testing.T) {
+	for _, c := range []struct {
+		uses         []v1.IPPoolUse
+		workload, lb bool
+		invalid      bool
+	}{
+		{nil, true, false, false}, // the API's default, for objects that never passed through it
+		{[]v1.IPPoolUse{v1.IPPoolUseWorkload}, true, false, false},
+		{[]v1.IPPoolUse{v1.IPPoolUseLoadBalancer}, false, true, false},
+		{[]v1.IPPoolUse{v1.IPPoolUseWorkload, v1.IPPoolUseLoadBalancer}, false, false, true},
+		{[]v1.IPPoolUse{"Tunnel"}, false, false, false}, // a use this version does not know: neither
+	} {
+		p := Parse(pool("p", "10.0.0.0/24", func(s *v1.IPPoolSpec) { s.AllowedUses = c.uses }))
+		if p.Workload != c.workload || p.LoadBalancer != c.lb || (p.Invalid != nil) != c.invalid {
+			t.Errorf("%v: workload %v lb %v invalid %v; want %v %v %v", c.uses, p.Workload, p.LoadBalancer, p.Invalid, c.workload, c.lb, c.invalid)
+		}
+	}
+}
+
+func TestForLoadBalancer(t *testing.T) {
+	all := Analyze([]*v1.IPPool{
+		pool("pods", "10.1.0.0/16"),
+		pool("lb-b", "10.5.1.0/24", lbUse),
+		pool("lb-a", "10.5.0.0/24", lbUse),
+		pool("lb-manual", "10.6.0.0/24", lbUse, func(s *v1.IPPoolSpec) { s.AssignmentMode = "Manual" }),
+		pool("lb-off", "10.7.0.0/24", lbUse, func(s *v1.IPPoolSpec) { s.Disabled = true }),
+		pool("lb-v6", "fd00:5::/120", lbUse),
+	})
+	for _, c := range []struct {
+		fam  Family
+		want []string
+	}{{V4, []string{"lb-a", "lb-b"}}, {V6, []string{"lb-v6"}}} {
+		if got := names(ForLoadBalancer(all, c.fam)); !slices.Equal(got, c.want) {
+			t.Errorf("%v: got %v, want %v", c.fam, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		addr string
+		want string
+	}{
+		{"10.5.0.7", "lb-a"}, {"10.6.0.1", "lb-manual"}, {"10.7.0.1", "lb-off"}, {"fd00:5::9", "lb-v6"},
+		{"10.1.0.1", ""}, // a Workload pool's address is no LoadBalancer address
+		{"192.0.2.1", ""},
+	} {
+		p, ok := LoadBalancerContaining(all, netip.MustParseAddr(c.addr))
+		if p.Name != c.want || ok != (c.want != "") {
+			t.Errorf("LoadBalancerContaining(%s) = %s, %v; want %q", c.addr, p.Name, ok, c.want)
 		}
 	}
 }

@@ -39,7 +39,7 @@ func TestCRDs(t *testing.T) {
 	t.Run("round trip", func(t *testing.T) { testRoundTrip(t, ctx, cs) })
 	t.Run("invalid objects rejected", func(t *testing.T) { testInvalid(t, ctx, cs) })
 	t.Run("defaults", func(t *testing.T) { testDefaults(t, ctx, cs) })
-	t.Run("immutable cidr", func(t *testing.T) { testImmutable(t, ctx, cs) })
+	t.Run("immutable cidr and uses", func(t *testing.T) { testImmutable(t, ctx, cs) })
 	t.Run("printer columns", func(t *testing.T) { testPrinterColumns(t, cp) })
 }
 
@@ -91,6 +91,7 @@ func testRoundTrip(t *testing.T, ctx context.Context, cs versioned.Interface) {
 	c := cs.CairnV1alpha1()
 	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "rt-pool"}, Spec: v1.IPPoolSpec{
 		CIDR: "10.244.0.0/16", BlockSize: 27, NATOutgoing: true, NodeSelector: "rack in (r1,r2)", DisableBGPExport: true, AssignmentMode: "Manual",
+		AllowedUses: []v1.IPPoolUse{v1.IPPoolUseWorkload},
 	}}
 	gotPool, err := c.IPPools().Create(ctx, pool, metav1.CreateOptions{})
 	if err != nil {
@@ -221,8 +222,9 @@ func testDefaults(t *testing.T, ctx context.Context, cs versioned.Interface) {
 	if err != nil {
 		t.Fatalf("create IPv4 pool: %v", err)
 	}
-	if v4.Spec.BlockSize != 26 || v4.Spec.NATOutgoing || v4.Spec.Disabled || v4.Spec.AssignmentMode != "Automatic" {
-		t.Errorf("IPv4 pool defaults: got %+v, want blockSize 26, natOutgoing/disabled false, Automatic", v4.Spec)
+	if v4.Spec.BlockSize != 26 || v4.Spec.NATOutgoing || v4.Spec.Disabled || v4.Spec.AssignmentMode != "Automatic" ||
+		!reflect.DeepEqual(v4.Spec.AllowedUses, []v1.IPPoolUse{v1.IPPoolUseWorkload}) {
+		t.Errorf("IPv4 pool defaults: got %+v, want blockSize 26, natOutgoing/disabled false, Automatic, allowedUses [Workload]", v4.Spec)
 	}
 	v6, err := c.IPPools().Create(ctx, &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "def-v6"}, Spec: v1.IPPoolSpec{CIDR: "fd00:10:244::/56"}}, metav1.CreateOptions{})
 	if err != nil {
@@ -260,6 +262,12 @@ func testImmutable(t *testing.T, ctx context.Context, cs versioned.Interface) {
 		t.Errorf("changing cidr: got %v, want Invalid naming spec.cidr as immutable", err)
 	}
 	p.Spec.CIDR = "10.60.0.0/16"
+	p.Spec.AllowedUses = []v1.IPPoolUse{v1.IPPoolUseLoadBalancer}
+	_, err = c.Update(ctx, p, metav1.UpdateOptions{})
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.allowedUses") || !strings.Contains(err.Error(), "immutable") {
+		t.Errorf("turning a pod pool into a LoadBalancer pool: got %v, want Invalid naming spec.allowedUses as immutable", err)
+	}
+	p.Spec.AllowedUses = nil // the default, Workload: unchanged
 	p.Spec.Disabled = true
 	if _, err := c.Update(ctx, p, metav1.UpdateOptions{}); err != nil {
 		t.Errorf("disabling a pool must be allowed: %v", err)

@@ -2,8 +2,10 @@ package v1alpha1
 
 import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-// IPPool is a range of pod addresses. Cairn cuts it into blocks of
-// blockSize that nodes claim and announce over BGP.
+// IPPool is a range of addresses. A Workload pool (the default) holds pod
+// addresses: Cairn cuts it into blocks of blockSize that nodes claim and
+// announce over BGP. A LoadBalancer pool holds Service addresses: single
+// addresses handed to Services of type LoadBalancer, never cut into blocks.
 //
 // +genclient
 // +genclient:nonNamespaced
@@ -15,6 +17,7 @@ import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 // +kubebuilder:printcolumn:name="BlockSize",type=integer,JSONPath=`.spec.blockSize`
 // +kubebuilder:printcolumn:name="NATOutgoing",type=boolean,JSONPath=`.spec.natOutgoing`
 // +kubebuilder:printcolumn:name="Disabled",type=boolean,JSONPath=`.spec.disabled`
+// +kubebuilder:printcolumn:name="AllowedUses",type=string,JSONPath=`.spec.allowedUses`
 // +kubebuilder:printcolumn:name="NodeSelector",type=string,JSONPath=`.spec.nodeSelector`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type IPPool struct {
@@ -77,12 +80,42 @@ type IPPoolSpec struct {
 	DisableBGPExport bool `json:"disableBGPExport,omitempty"`
 
 	// AssignmentMode Automatic lets any pod take addresses from the pool;
-	// Manual only pods that name the pool.
+	// Manual only pods that name the pool. In a LoadBalancer pool, Manual
+	// gives only the addresses Services ask for by address.
 	// +optional
 	// +kubebuilder:default=Automatic
 	// +kubebuilder:validation:Enum=Automatic;Manual
 	AssignmentMode string `json:"assignmentMode,omitempty"`
+
+	// AllowedUses says what the pool's addresses are for: Workload (pod
+	// addresses, in node blocks) or LoadBalancer (Service LoadBalancer
+	// addresses, one at a time, never in blocks; blockSize, nodeSelector
+	// and natOutgoing do not apply). A pool is one or the other: pods and
+	// Services must never be handed the same address. Immutable, for the
+	// same reason: create a new pool instead. Default [Workload].
+	// +optional
+	// +listType=set
+	// +kubebuilder:default={Workload}
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=2
+	// +kubebuilder:validation:XValidation:rule="!('LoadBalancer' in self) || size(self) == 1",message="LoadBalancer cannot be combined with another use: a pool's addresses go either to pods or to Services"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="allowedUses is immutable: create a new pool"
+	AllowedUses []IPPoolUse `json:"allowedUses,omitempty"`
 }
+
+// IPPoolUse is one purpose of a pool's addresses.
+//
+// +kubebuilder:validation:Enum=Workload;LoadBalancer
+type IPPoolUse string
+
+// What a pool's addresses are for.
+const (
+	// IPPoolUseWorkload pools give pods their addresses.
+	IPPoolUseWorkload IPPoolUse = "Workload"
+	// IPPoolUseLoadBalancer pools give Services of type LoadBalancer their
+	// ingress addresses.
+	IPPoolUseLoadBalancer IPPoolUse = "LoadBalancer"
+)
 
 // IPPoolStatus is what Cairn observed about a pool.
 type IPPoolStatus struct {
