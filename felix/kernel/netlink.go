@@ -21,23 +21,36 @@ type NetlinkOptions struct {
 	// /proc/PID/ns/net path); empty means the namespace of the calling
 	// thread at construction.
 	NetNSPath string
+	// ProcSysNet is the directory of the net sysctls; default
+	// DefaultProcSysNet. A container gives another: its runtime mounts
+	// /proc/sys read-only, so the host's /proc/sys/net is mounted writable
+	// elsewhere. Either way a file there is the sysctl of the namespace of
+	// whoever opens it, so it works in NetNSPath too.
+	ProcSysNet string
 }
+
+// DefaultProcSysNet is where the kernel shows the net sysctls.
+const DefaultProcSysNet = "/proc/sys/net"
 
 // Netlink is the real Kernel: routes through felix's own batched rtnetlink
 // socket (one sendmsg per batch, one ack per batch), links through
 // vishvananda/netlink, sysctls through /proc/sys of the namespace.
 type Netlink struct {
-	netNS  ns.NetNS // nil: current namespace
-	nsFD   netns.NsHandle
-	handle *netlink.Handle
-	routes *routeSocket
+	procSysNet string
+	netNS      ns.NetNS // nil: current namespace
+	nsFD       netns.NsHandle
+	handle     *netlink.Handle
+	routes     *routeSocket
 }
 
 var _ Kernel = (*Netlink)(nil)
 
 // NewNetlink opens the sockets felix needs in the configured namespace.
 func NewNetlink(opts NetlinkOptions) (*Netlink, error) {
-	k := &Netlink{nsFD: netns.None()}
+	k := &Netlink{nsFD: netns.None(), procSysNet: opts.ProcSysNet}
+	if k.procSysNet == "" {
+		k.procSysNet = DefaultProcSysNet
+	}
 	if opts.NetNSPath != "" {
 		n, err := ns.GetNS(opts.NetNSPath)
 		if err != nil {
@@ -177,17 +190,19 @@ func (k *Netlink) LinkSubscribe(ctx context.Context) (<-chan LinkUpdate, error) 
 	return out, nil
 }
 
-func sysctlPath(name string) (string, error) {
+// sysctlPath is the file of a net sysctl ("net/ipv4/ip_forward") under
+// procSysNet.
+func sysctlPath(procSysNet, name string) (string, error) {
 	clean := filepath.Clean("/" + name)
 	if strings.Contains(name, "..") || !strings.HasPrefix(clean, "/net/") {
 		return "", fmt.Errorf("sysctl %q: not a network sysctl", name)
 	}
-	return "/proc/sys" + clean, nil
+	return filepath.Join(procSysNet, strings.TrimPrefix(clean, "/net/")), nil
 }
 
 // ReadSysctl implements Kernel.
 func (k *Netlink) ReadSysctl(name string) (string, error) {
-	p, err := sysctlPath(name)
+	p, err := sysctlPath(k.procSysNet, name)
 	if err != nil {
 		return "", err
 	}
@@ -205,7 +220,7 @@ func (k *Netlink) ReadSysctl(name string) (string, error) {
 
 // WriteSysctl implements Kernel.
 func (k *Netlink) WriteSysctl(name, value string) error {
-	p, err := sysctlPath(name)
+	p, err := sysctlPath(k.procSysNet, name)
 	if err != nil {
 		return err
 	}
