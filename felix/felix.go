@@ -60,6 +60,9 @@ type Options struct {
 	// NetNSPath, when set, is the namespace the default Kernel and Nftables
 	// work in.
 	NetNSPath string
+	// ProcSysNet is where the default Kernel finds the net sysctls
+	// (kernel.NetlinkOptions.ProcSysNet).
+	ProcSysNet string
 	// RouteProtocol tags felix's routes; default DefaultRouteProtocol.
 	RouteProtocol uint8
 	// ResyncInterval is the period of full resyncs; default 90s.
@@ -67,6 +70,10 @@ type Options struct {
 	// RetryInterval is the first delay before a resync after an error; it
 	// doubles up to ResyncInterval. Default 100ms.
 	RetryInterval time.Duration
+	// OnPass, when set, is called on Run's goroutine after every
+	// reconciliation pass (metrics): it must be quick and must not call
+	// back into felix.
+	OnPass func(Pass)
 }
 
 // Endpoint is a local pod interface: its host-side veth and its addresses.
@@ -132,6 +139,7 @@ type Felix struct {
 	// invalidLearned: learned routes refused by SetLearnedRoutes itself.
 	invalidLearned map[netip.Prefix]string
 	newWait        []*waiter
+	stats          Stats
 }
 
 // New builds felix; it touches the kernel only to open its sockets.
@@ -153,7 +161,7 @@ func New(opts Options) (*Felix, error) {
 	var closers []func() error
 	k := opts.Kernel
 	if k == nil {
-		nk, err := kernel.NewNetlink(kernel.NetlinkOptions{NetNSPath: opts.NetNSPath})
+		nk, err := kernel.NewNetlink(kernel.NetlinkOptions{NetNSPath: opts.NetNSPath, ProcSysNet: opts.ProcSysNet})
 		if err != nil {
 			return nil, fmt.Errorf("open kernel: %w", err)
 		}

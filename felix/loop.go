@@ -59,8 +59,10 @@ func (f *Felix) Run(ctx context.Context) error {
 		if full && st.links == nil {
 			st.links = f.subscribe(ctx)
 		}
+		resync, start := full || f.rt.NeedsResync(), time.Now()
 		err := f.iterate(full)
 		f.publishRefused()
+		f.publishStats(Pass{Resync: resync, Took: time.Since(start), Err: err})
 		f.finishWaiters(full, err)
 		f.schedule(st, full, err)
 	}

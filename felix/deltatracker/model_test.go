@@ -37,6 +37,8 @@ func TestTrackerAgainstModel(t *testing.T) {
 	for seed := uint64(1); seed <= 40; seed++ {
 		rng := rand.New(rand.NewPCG(seed, 0))
 		tr := New[int, int](eq)
+		// Values are 0-3 (3 only from a torn read): each is its own class.
+		tr.CountActualBy(4, func(v int) int { return v })
 		m := &model{desired: map[int]int{}, actual: map[int]int{}}
 		kernel := map[int]int{} // the dataplane itself
 		const keys = 120
@@ -100,6 +102,15 @@ func TestTrackerAgainstModel(t *testing.T) {
 			}
 			if tr.NumActual() != len(m.actual) {
 				t.Fatalf("seed %d step %d: NumActual %d, want %d", seed, step, tr.NumActual(), len(m.actual))
+			}
+			var byClass [4]int
+			for _, v := range m.actual {
+				byClass[v]++
+			}
+			for c, want := range byClass {
+				if got := tr.NumActualIn(c); got != want {
+					t.Fatalf("seed %d step %d: NumActualIn(%d) = %d, want %d", seed, step, c, got, want)
+				}
 			}
 		}
 	}

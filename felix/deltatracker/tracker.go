@@ -29,6 +29,10 @@ type Tracker[K comparable, V any] struct {
 	pendingDeletes map[K]*entry[V]
 	numDesired     int
 	numActual      int
+	// classify, when set, files every actual value under a class in
+	// [0, len(byClass)); byClass counts them (see CountActualBy).
+	classify func(V) int
+	byClass  []int
 
 	gen       uint64
 	resyncing bool
@@ -121,10 +125,7 @@ func (t *Tracker[K, V]) Actual(k K) (V, bool) {
 func (t *Tracker[K, V]) SetActual(k K, v V) {
 	t.snapshot.changed(k)
 	e := t.get(k)
-	if !e.hasActual {
-		t.numActual++
-	}
-	e.actual, e.hasActual = v, true
+	t.setActual(e, v)
 	t.recompute(k, e)
 }
 
@@ -135,10 +136,54 @@ func (t *Tracker[K, V]) DeleteActual(k K) {
 	if e == nil || !e.hasActual {
 		return
 	}
+	t.clearActual(e)
+	t.recompute(k, e)
+}
+
+// setActual and clearActual are the only places the actual side of an
+// entry changes, so the counts stay exact.
+func (t *Tracker[K, V]) setActual(e *entry[V], v V) {
+	if e.hasActual {
+		t.count(e.actual, -1)
+	} else {
+		t.numActual++
+	}
+	e.actual, e.hasActual = v, true
+	t.count(v, 1)
+}
+
+func (t *Tracker[K, V]) clearActual(e *entry[V]) {
+	t.count(e.actual, -1)
 	var zero V
 	e.actual, e.hasActual = zero, false
 	t.numActual--
-	t.recompute(k, e)
+}
+
+func (t *Tracker[K, V]) count(v V, delta int) {
+	if t.classify != nil {
+		t.byClass[t.classify(v)] += delta
+	}
+}
+
+// CountActualBy makes the tracker count the actual values per class, as
+// classify (into [0, n)) files them, so NumActualIn answers without a
+// walk. Values already held are counted now.
+func (t *Tracker[K, V]) CountActualBy(n int, classify func(V) int) {
+	t.classify, t.byClass = classify, make([]int, n)
+	for _, e := range t.entries {
+		if e.hasActual {
+			t.count(e.actual, 1)
+		}
+	}
+}
+
+// NumActualIn is the number of actual values in class c (see
+// CountActualBy); 0 when values are not counted.
+func (t *Tracker[K, V]) NumActualIn(c int) int {
+	if c < 0 || c >= len(t.byClass) {
+		return 0
+	}
+	return t.byClass[c]
 }
 
 // BeginResync starts a full read-back of the dataplane: report every key it
@@ -169,10 +214,7 @@ func (t *Tracker[K, V]) ObserveActual(k K, v V) {
 		// Nothing changed for k: skip recompute's map writes.
 		return
 	}
-	if !e.hasActual {
-		t.numActual++
-	}
-	e.actual, e.hasActual = v, true
+	t.setActual(e, v)
 	t.recompute(k, e)
 }
 
@@ -217,9 +259,7 @@ func (t *Tracker[K, V]) forgetUnseen(k K, e *entry[V]) {
 	if e == nil || !e.hasActual || e.seen == t.gen {
 		return
 	}
-	var zero V
-	e.actual, e.hasActual = zero, false
-	t.numActual--
+	t.clearActual(e)
 	t.recompute(k, e)
 }
 

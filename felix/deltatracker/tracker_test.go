@@ -117,3 +117,26 @@ func BenchmarkNoopResync64k(b *testing.B) {
 		tr.EndResync()
 	}
 }
+
+func TestCountActualByCountsWhatIsHeld(t *testing.T) {
+	tr := New[string, int](eq)
+	tr.SetActual("a", 1)
+	tr.SetActual("b", 2)
+	tr.SetActual("c", 2)
+	tr.CountActualBy(3, func(v int) int { return v })
+	for c, want := range []int{0, 1, 2} {
+		if got := tr.NumActualIn(c); got != want {
+			t.Errorf("NumActualIn(%d) = %d, want %d", c, got, want)
+		}
+	}
+	tr.SetActual("c", 0)
+	tr.DeleteActual("a")
+	for c, want := range []int{1, 0, 1} {
+		if got := tr.NumActualIn(c); got != want {
+			t.Errorf("after changes: NumActualIn(%d) = %d, want %d", c, got, want)
+		}
+	}
+	if got := tr.NumActualIn(7); got != 0 {
+		t.Errorf("NumActualIn of an unknown class = %d, want 0", got)
+	}
+}

@@ -58,3 +58,7 @@ func (t *Table) Stats() Stats {
 		Suppressed:     len(t.suppressed),
 	}
 }
+
+// Installed is the number of routes of class c in the kernel, as last
+// written or read back.
+func (t *Table) Installed(c Class) int { return t.tracker.NumActualIn(int(c)) }

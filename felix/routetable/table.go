@@ -82,7 +82,7 @@ func New(opts Options) *Table {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Table{
+	t := &Table{
 		k:          opts.Kernel,
 		proto:      opts.Protocol,
 		log:        log,
@@ -104,6 +104,8 @@ func New(opts Options) *Table {
 		badHops:    map[netip.Prefix][]netip.Addr{},
 		needResync: true,
 	}
+	t.tracker.CountActualBy(int(numClasses), func(r kernel.Route) int { return int(classOf(&r)) })
+	return t
 }
 
 // SetEndpoint makes prefixes the host routes of iface, replacing any it
