@@ -17,6 +17,8 @@ type peerStatus struct {
 	lastError    string
 	grNegotiated bool
 	eor          map[bgp.Family]bool
+	// flaps counts the times the session left Established.
+	flaps uint64
 }
 
 // applyPeers removes, re-creates and adds neighbours. A failed delete is not
@@ -121,6 +123,9 @@ func (r *runner) onPeerEvent(ev peerEvent) {
 	}
 	prev := st.state
 	st.state = ev.State
+	if prev == StateEstablished && ev.State != StateEstablished {
+		st.flaps++
+	}
 	if ev.State == StateEstablished {
 		st.grNegotiated = ev.GRNegotiated
 		st.eor = map[bgp.Family]bool{}

@@ -48,6 +48,7 @@ func (r *runner) peerState(addr netip.Addr, p Peer, ap *api.Peer, adsSet bool) P
 	}
 	if st := r.status[addr]; st != nil {
 		ps.LastError = st.lastError
+		ps.Flaps = st.flaps
 	}
 	if ap != nil && ap.State != nil && ap.State.AdminState == api.PeerState_ADMIN_STATE_PFX_CT {
 		ps.LastError = maxPrefixReason

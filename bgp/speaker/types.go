@@ -156,4 +156,7 @@ type PeerState struct {
 	// LastError is the last reason the session went down or could not be
 	// configured; it never contains the password.
 	LastError string
+	// Flaps counts the times the session left Established since the peer
+	// was configured.
+	Flaps uint64
 }
