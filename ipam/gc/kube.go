@@ -91,7 +91,8 @@ func podAlive(pod *corev1.Pod, owner Pod) bool {
 	return owner.Node == "" || pod.Spec.NodeName == "" || pod.Spec.NodeName == owner.Node
 }
 
-// LeaderOptions configure leader election for the cluster-wide collector.
+// LeaderOptions configure leader election for the cluster-wide collector
+// (and for any other one-per-cluster loop, such as LoadBalancer IPAM).
 type LeaderOptions struct {
 	// Client reaches the coordination.k8s.io Lease API.
 	Client kubernetes.Interface
@@ -163,7 +164,7 @@ func campaign(ctx context.Context, opts LeaderOptions, log *slog.Logger, leading
 				if ctx.Err() != nil {
 					return
 				}
-				log.Info("became IPAM garbage-collection leader")
+				log.Info("became leader")
 				lead(ctx)
 			},
 			OnStoppedLeading: func() {},
@@ -174,7 +175,7 @@ func campaign(ctx context.Context, opts LeaderOptions, log *slog.Logger, leading
 	}
 	le.Run(ctx) // returns when leadership is lost or ctx ends
 	if ctx.Err() == nil {
-		log.Info("lost IPAM garbage-collection leadership; campaigning again")
+		log.Info("lost leadership; campaigning again")
 	}
 	return nil
 }
