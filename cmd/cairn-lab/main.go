@@ -7,7 +7,7 @@
 //	cairn-lab up [--nodes N] [--racks R] [--router bird|frr] [--pods-per-node P]
 //	cairn-lab status [-o json]
 //	cairn-lab pods [-o json]
-//	cairn-lab exec NAME -- CMD...          in the namespace of a pod, node or router
+//	cairn-lab exec NAME -- CMD...          in the namespace of a pod, node, router or outside1
 //	cairn-lab kubectl ARGS...
 //	cairn-lab add-pod NODE
 //	cairn-lab del-pod NAME
@@ -44,7 +44,7 @@ commands:
                              (give it its own --state-dir)
   status [-o json]           nodes, BGP sessions, routes per router and node, pods
   pods [-o json]             pods: name, node, IP, netns path
-  exec NAME -- CMD...        run CMD in the namespace of a pod, node or router (cp: control plane)
+  exec NAME -- CMD...        run CMD in the namespace of a pod, node, router or outside host (cp: control plane, outside1: a client outside the cluster)
   kubectl ARGS...            the pinned kubectl against the lab's API server
   add-pod NODE               create a pod on NODE through cairn-cni
   del-pod NAME               delete a pod through cairn-cni

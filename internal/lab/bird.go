@@ -49,10 +49,13 @@ func (d birdDriver) routes(ctx context.Context, rp RouterPlan, dir string) ([]Ro
 	return parseBirdRoutes(string(out)), nil
 }
 
-// birdConfig renders a router's BIRD configuration. Only pool prefixes are
-// accepted from and sent to nodes; routers additionally exchange the lab's
-// link networks. BGP routes go into the router's kernel table so it
-// forwards pod traffic. Timers are short: a lab should converge in seconds.
+// birdConfig renders a router's BIRD configuration. Pool prefixes and
+// service addresses (inside the service ranges) are accepted from nodes;
+// only pool prefixes are sent to them. Routers exchange both, plus the
+// lab's link networks. BGP routes go into the router's kernel table so it
+// forwards pod and Service traffic; routes of equal BGP merit (a service
+// range announced by every node) merge into one ECMP route there. Timers
+// are short: a lab should converge in seconds.
 func birdConfig(rp RouterPlan) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
@@ -63,6 +66,7 @@ func birdConfig(rp RouterPlan) string {
 	w("timeformat route iso long;")
 	w("define POOL = [ %s{%d,32} ];", PoolCIDR, prefixLen(PoolCIDR))
 	w("define LAB = [ %s{%d,32} ];", LabCIDR, prefixLen(LabCIDR))
+	w("define SERVICES = [ %s ];", birdPrefixSet(ServiceCIDRs()))
 	w("")
 	w("protocol device { scan time 10; }")
 	if rp.ExportConnected {
@@ -74,9 +78,10 @@ func birdConfig(rp RouterPlan) string {
 	w("}")
 	w("")
 	w("filter pool_only { if net ~ POOL then accept; reject; }")
-	w("filter from_routers { if net ~ POOL || net ~ LAB then accept; reject; }")
+	w("filter from_nodes { if net ~ POOL || net ~ SERVICES then accept; reject; }")
+	w("filter from_routers { if net ~ POOL || net ~ SERVICES || net ~ LAB then accept; reject; }")
 	w("filter to_routers {")
-	w("  if net ~ POOL then accept;")
+	w("  if net ~ POOL || net ~ SERVICES then accept;")
 	w("  if net ~ LAB && (source = RTS_DEVICE || source = RTS_BGP) then accept;")
 	w("  reject;")
 	w("}")
@@ -99,9 +104,9 @@ func birdConfig(rp RouterPlan) string {
 			// Nodes share the rack LAN: reflected node routes keep their
 			// node as next hop; routes from the spine get ours.
 			w("  rr client; rr cluster id %s;", rp.RouterID)
-			w("  ipv4 { import filter pool_only; export filter pool_only; next hop self ebgp; };")
+			w("  ipv4 { import filter from_nodes; export filter pool_only; next hop self ebgp; };")
 		default:
-			w("  ipv4 { import filter pool_only; export filter pool_only; };")
+			w("  ipv4 { import filter from_nodes; export filter pool_only; };")
 		}
 		w("}")
 	}
@@ -109,6 +114,16 @@ func birdConfig(rp RouterPlan) string {
 }
 
 func prefixLen(cidr string) int { return netip.MustParsePrefix(cidr).Bits() }
+
+// birdPrefixSet renders prefixes as BIRD set items matching each prefix
+// and everything longer inside it ("10.96.0.0/16{16,32}").
+func birdPrefixSet(ps []netip.Prefix) string {
+	items := make([]string, 0, len(ps))
+	for _, p := range ps {
+		items = append(items, fmt.Sprintf("%s{%d,%d}", p, p.Bits(), p.Addr().BitLen()))
+	}
+	return strings.Join(items, ", ")
+}
 
 // parseBirdProtocols reads `show protocols all`: a block per protocol whose
 // first line is unindented ("name proto table state since info") and whose

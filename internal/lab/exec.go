@@ -18,8 +18,9 @@ type Stdio struct {
 	Out, Err io.Writer
 }
 
-// ResolveNS finds the namespace of a pod, node or router by name; "cp"
-// is the control plane, and a namespace name ("cl-...") stands for itself.
+// ResolveNS finds the namespace of a pod, node, router or outside host
+// (outside1) by name; "cp" is the control plane, and a namespace name
+// ("cl-...") stands for itself.
 func (l *Lab) ResolveNS(name string) (string, error) {
 	if p, ok := l.pod(name); ok {
 		return p.NS, nil
@@ -35,17 +36,20 @@ func (l *Lab) ResolveNS(name string) (string, error) {
 	if name == l.st.Plan.ControlPlane.Name {
 		return l.st.Plan.ControlPlane.NS, nil
 	}
+	if h, ok := l.st.Plan.OutsideHost(name); ok {
+		return h.NS, nil
+	}
 	for _, ns := range l.st.Namespaces {
 		if ns == name {
 			return ns, nil
 		}
 	}
-	return "", fmt.Errorf("no pod, node, router or namespace named %q in the lab", name)
+	return "", fmt.Errorf("no pod, node, router, outside host or namespace named %q in the lab", name)
 }
 
-// Exec runs argv in the namespace of the named pod, node or router and
-// returns its exit code. A router's "birdc" or "vtysh" is pointed at that
-// router's own control socket.
+// Exec runs argv in the namespace of the named pod, node, router or
+// outside host and returns its exit code. A router's "birdc" or "vtysh" is
+// pointed at that router's own control socket.
 func (l *Lab) Exec(ctx context.Context, name string, argv []string, io Stdio) (int, error) {
 	if len(argv) == 0 {
 		return 0, errors.New("exec needs a command")

@@ -26,6 +26,10 @@ type frrDriver struct{}
 // frrUser is the account FRR's daemons drop to.
 const frrUser = "frr"
 
+// frrMaxPaths bounds ECMP: paths of equal merit installed together, one
+// per node announcing a service range (Debian's FRR allows up to 64).
+const frrMaxPaths = 64
+
 func (frrDriver) configure(rp RouterPlan, dir string) ([]routerCommand, error) {
 	if err := chownToFRR(dir); err != nil {
 		return nil, err
@@ -83,8 +87,11 @@ func (d frrDriver) routes(ctx context.Context, rp RouterPlan, dir string) ([]Rou
 
 // frrBGPConfig renders bgpd's configuration. FRR enforces RFC 8212 on eBGP
 // sessions (nothing is accepted or sent without a policy), so every
-// neighbor gets explicit route-maps: pool prefixes with nodes, pool and
-// lab link prefixes between routers.
+// neighbor gets explicit route-maps: pool prefixes and service addresses
+// from nodes, pool prefixes to them; pool, service and lab link prefixes
+// between routers. Several paths of equal merit (a service range announced
+// by every node, from one AS or from racks of different ASes) are
+// installed together as one ECMP route.
 func frrBGPConfig(rp RouterPlan) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
@@ -94,19 +101,29 @@ func frrBGPConfig(rp RouterPlan) string {
 	w("!")
 	w("ip prefix-list POOL seq 10 permit %s le 32", PoolCIDR)
 	w("ip prefix-list LAB seq 10 permit %s le 32", LabCIDR)
+	for i, p := range ServiceCIDRs() {
+		w("ip prefix-list SERVICES seq %d permit %s le %d", 10*(i+1), p, p.Addr().BitLen())
+	}
 	w("!")
 	w("route-map POOL-ONLY permit 10")
 	w(" match ip address prefix-list POOL")
+	w("route-map FROM-NODES permit 10")
+	w(" match ip address prefix-list POOL")
+	w("route-map FROM-NODES permit 20")
+	w(" match ip address prefix-list SERVICES")
 	w("route-map ROUTERS permit 10")
 	w(" match ip address prefix-list POOL")
 	w("route-map ROUTERS permit 20")
 	w(" match ip address prefix-list LAB")
+	w("route-map ROUTERS permit 30")
+	w(" match ip address prefix-list SERVICES")
 	w("route-map CONNECTED permit 10")
 	w(" match ip address prefix-list LAB")
 	w("!")
 	w("router bgp %d", rp.AS)
 	w(" bgp router-id %s", rp.RouterID)
 	w(" no bgp default ipv4-unicast")
+	w(" bgp bestpath as-path multipath-relax")
 	w(" timers bgp 10 30")
 	for _, p := range rp.Peers {
 		w(" neighbor %s remote-as %d", p.Addr, p.AS)
@@ -119,11 +136,13 @@ func frrBGPConfig(rp RouterPlan) string {
 	if rp.ExportConnected {
 		w("  redistribute connected route-map CONNECTED")
 	}
+	w("  maximum-paths %d", frrMaxPaths)
+	w("  maximum-paths ibgp %d", frrMaxPaths)
 	for _, p := range rp.Peers {
 		w("  neighbor %s activate", p.Addr)
-		policy := "POOL-ONLY"
+		in, out := "FROM-NODES", "POOL-ONLY"
 		if p.Kind == PeerRouter {
-			policy = "ROUTERS"
+			in, out = "ROUTERS", "ROUTERS"
 		}
 		if p.RRClient {
 			// Without "force", next-hop-self only rewrites routes learned
@@ -131,8 +150,8 @@ func frrBGPConfig(rp RouterPlan) string {
 			w("  neighbor %s route-reflector-client", p.Addr)
 			w("  neighbor %s next-hop-self", p.Addr)
 		}
-		w("  neighbor %s route-map %s in", p.Addr, policy)
-		w("  neighbor %s route-map %s out", p.Addr, policy)
+		w("  neighbor %s route-map %s in", p.Addr, in)
+		w("  neighbor %s route-map %s out", p.Addr, out)
 	}
 	w(" exit-address-family")
 	w("!")

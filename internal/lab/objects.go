@@ -84,6 +84,12 @@ func createClusterObjects(ctx context.Context, c *clients, p Plan) error {
 		ObjectMeta: labMeta("default"),
 		Spec: cairnv1.BGPConfigurationSpec{
 			ASNumber: p.BGP.ASNumber, NodeToNodeMeshEnabled: &mesh, ListenPort: 179,
+			// Services are reachable from outside the cluster, as a
+			// Calico user would set it up; the routers accept exactly
+			// these ranges from nodes.
+			ServiceClusterIPs:      serviceBlocks(ServiceClusterCIDR),
+			ServiceExternalIPs:     serviceBlocks(ServiceExternalCIDR),
+			ServiceLoadBalancerIPs: serviceBlocks(ServiceLoadBalancerCIDR),
 		},
 	}
 	if _, err := c.cairn.CairnV1alpha1().BGPConfigurations().Create(ctx, bgpConf, metav1.CreateOptions{}); err != nil {
@@ -103,6 +109,10 @@ func createClusterObjects(ctx context.Context, c *clients, p Plan) error {
 		}
 	}
 	return nil
+}
+
+func serviceBlocks(cidr string) []cairnv1.ServiceIPBlock {
+	return []cairnv1.ServiceIPBlock{{CIDR: cidr}}
 }
 
 func labMeta(name string) metav1.ObjectMeta {

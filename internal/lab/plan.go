@@ -37,6 +37,45 @@ const (
 	maxNodesPerRack = 200
 )
 
+// Service address ranges, inside 10.0.0.0/8 and clear of the pod pool.
+// The lab's BGPConfiguration announces them and its routers accept them
+// from nodes, so the outside host reaches Services as a data-centre client
+// would.
+const (
+	// ServiceClusterCIDR is kube-apiserver's --service-cluster-ip-range
+	// (internal/controlplane passes the same range).
+	ServiceClusterCIDR = "10.96.0.0/16"
+	// ServiceExternalCIDR is where Services' externalIPs are announced
+	// from; an externalIP outside it never is.
+	ServiceExternalCIDR = "10.97.0.0/24"
+	// ServiceLoadBalancerCIDR is where LoadBalancer ingress addresses are
+	// announced from.
+	ServiceLoadBalancerCIDR = "10.98.0.0/24"
+)
+
+// ServiceCIDRs lists the three service ranges.
+func ServiceCIDRs() []netip.Prefix {
+	return []netip.Prefix{
+		netip.MustParsePrefix(ServiceClusterCIDR),
+		netip.MustParsePrefix(ServiceExternalCIDR),
+		netip.MustParsePrefix(ServiceLoadBalancerCIDR),
+	}
+}
+
+// InsideCIDRs are every range the lab routes: its links, the pod pool and
+// the service ranges. No route of the lab covers anything else.
+func InsideCIDRs() []netip.Prefix {
+	return append([]netip.Prefix{netip.MustParsePrefix(LabCIDR), netip.MustParsePrefix(PoolCIDR)}, ServiceCIDRs()...)
+}
+
+// OutsideName is the lab's host outside the cluster: a client on the
+// data-centre network, behind the spine (several racks) or rack 1's ToR.
+const OutsideName = "outside1"
+
+// outsideLink is its /30 to its router (router .1, host .2), clear of the
+// rack subnets and of the uplinks in 172.30.255.0/24.
+var outsideLink = netip.MustParsePrefix("172.30.254.0/30")
+
 // Router kinds.
 const (
 	RouterBIRD = "bird"
@@ -47,15 +86,18 @@ const (
 // which namespace, with which address, which AS, and who peers with whom.
 type Plan struct {
 	// Prefix starts every namespace name of this lab.
-	Prefix       string        `json:"prefix"`
-	Router       string        `json:"router"`
-	ControlPlane Host          `json:"controlPlane"`
-	Racks        []Rack        `json:"racks"`
-	Spine        *RouterPlan   `json:"spine,omitempty"`
-	BGP          ClusterBGP    `json:"bgp"`
-	Bridges      []Bridge      `json:"bridges"`
-	Links        []Link        `json:"links"`
-	Routes       []StaticRoute `json:"routes"`
+	Prefix       string `json:"prefix"`
+	Router       string `json:"router"`
+	ControlPlane Host   `json:"controlPlane"`
+	// Outside are hosts outside the cluster (OutsideName): no agent, no
+	// BGP, a static route to each lab range through their router.
+	Outside []Host        `json:"outside,omitempty"`
+	Racks   []Rack        `json:"racks"`
+	Spine   *RouterPlan   `json:"spine,omitempty"`
+	BGP     ClusterBGP    `json:"bgp"`
+	Bridges []Bridge      `json:"bridges"`
+	Links   []Link        `json:"links"`
+	Routes  []StaticRoute `json:"routes"`
 }
 
 // ClusterBGP is what the lab writes into BGPConfiguration "default".
@@ -70,6 +112,8 @@ type Host struct {
 	NS      string     `json:"ns"`
 	Addr    netip.Addr `json:"addr"`
 	Gateway netip.Addr `json:"gateway"`
+	// Router names the router Gateway belongs to.
+	Router string `json:"router,omitempty"`
 }
 
 // Rack is a LAN with a top-of-rack router and its nodes.
@@ -249,7 +293,12 @@ func NewPlan(o PlanOptions) (Plan, error) {
 				A: End{NS: n.NS, Name: "eth0", Addr: netip.PrefixFrom(n.Addr, 24)},
 				B: End{NS: rack.ToR.NS, Name: n.Name, Master: "br0"},
 			})
-			p.Routes = append(p.Routes, StaticRoute{NS: n.NS, Dst: netip.MustParsePrefix(LabCIDR), Via: n.Gateway})
+			// The service ranges too: a node's own connection to a
+			// cluster IP needs a route before kube-proxy's DNAT rewrites
+			// it (a real node has a default route for that).
+			for _, dst := range append([]netip.Prefix{netip.MustParsePrefix(LabCIDR)}, ServiceCIDRs()...) {
+				p.Routes = append(p.Routes, StaticRoute{NS: n.NS, Dst: dst, Via: n.Gateway})
+			}
 		}
 		p.Bridges = append(p.Bridges, Bridge{NS: rack.ToR.NS, Name: "br0", Addr: netip.PrefixFrom(rack.ToR.RouterID, 24)})
 		if multi {
@@ -274,7 +323,29 @@ func NewPlan(o PlanOptions) (Plan, error) {
 		StaticRoute{NS: cp.NS, Dst: netip.MustParsePrefix(LabCIDR), Via: cp.Gateway},
 		StaticRoute{NS: cp.NS, Dst: netip.MustParsePrefix(PoolCIDR), Via: cp.Gateway},
 	)
+	p.addOutside(prefix)
 	return p, p.validate()
+}
+
+// addOutside puts OutsideName behind the spine, or behind rack 1's ToR when
+// there is no spine: where a client of the data centre would sit. It
+// routes every lab range (links, pods, services) through that router, and
+// nothing else: it has no default route.
+func (p *Plan) addOutside(prefix string) {
+	router := p.Racks[0].ToR
+	if p.Spine != nil {
+		router = *p.Spine
+	}
+	gw := outsideLink.Addr().Next()
+	h := Host{Name: OutsideName, NS: prefix + OutsideName, Addr: gw.Next(), Gateway: gw, Router: router.Name}
+	p.Outside = append(p.Outside, h)
+	p.Links = append(p.Links, Link{
+		A: End{NS: h.NS, Name: "eth0", Addr: netip.PrefixFrom(h.Addr, outsideLink.Bits())},
+		B: End{NS: router.NS, Name: h.Name, Addr: netip.PrefixFrom(gw, outsideLink.Bits())},
+	})
+	for _, dst := range InsideCIDRs() {
+		p.Routes = append(p.Routes, StaticRoute{NS: h.NS, Dst: dst, Via: gw})
+	}
 }
 
 func newRack(prefix string, r int, multi bool) Rack {
@@ -331,13 +402,17 @@ func (p Plan) validate() error {
 }
 
 // Namespaces lists every namespace of the plan except pods', in creation
-// order: routers first, then the control plane, then nodes.
+// order: routers first, then the control plane and outside hosts, then
+// nodes.
 func (p Plan) Namespaces() []string {
 	var out []string
 	for _, r := range p.Routers() {
 		out = append(out, r.NS)
 	}
 	out = append(out, p.ControlPlane.NS)
+	for _, h := range p.Outside {
+		out = append(out, h.NS)
+	}
 	for _, n := range p.Nodes() {
 		out = append(out, n.NS)
 	}
@@ -373,6 +448,16 @@ func (p Plan) Node(name string) (Node, bool) {
 		}
 	}
 	return Node{}, false
+}
+
+// OutsideHost finds a host outside the cluster by name.
+func (p Plan) OutsideHost(name string) (Host, bool) {
+	for _, h := range p.Outside {
+		if h.Name == name {
+			return h, true
+		}
+	}
+	return Host{}, false
 }
 
 // Rack finds a rack by name.
@@ -433,6 +518,11 @@ func (p Plan) Name(addr netip.Addr) string {
 	for _, r := range p.Routers() {
 		if r.RouterID == addr {
 			return r.Name
+		}
+	}
+	for _, h := range p.Outside {
+		if h.Addr == addr {
+			return h.Name
 		}
 	}
 	return addr.String()

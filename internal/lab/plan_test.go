@@ -2,6 +2,7 @@ package lab
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -40,20 +41,23 @@ func TestNewPlanShapes(t *testing.T) {
 		nodeAS                map[string]int64
 		torPeers              map[string][]string
 		annotated, rrClientOf []string
+		outsideBehind         string
 	}{
 		{
 			name: "default: one rack, two nodes", o: PlanOptions{Racks: 1, NodesPerRack: 2, Router: RouterBIRD},
-			namespaces: 4, links: 3, mesh: true, routers: []string{"tor1"},
-			nodeAS:   map[string]int64{"node1": ClusterAS, "node2": ClusterAS},
-			torPeers: map[string][]string{"tor1": {"node1", "node2"}},
+			namespaces: 5, links: 4, mesh: true, routers: []string{"tor1"},
+			nodeAS:        map[string]int64{"node1": ClusterAS, "node2": ClusterAS},
+			torPeers:      map[string][]string{"tor1": {"node1", "node2"}},
+			outsideBehind: "tor1",
 		},
 		{
 			name: "two racks: rack ASes, spine, no mesh", o: PlanOptions{Racks: 2, NodesPerRack: 2, Router: RouterFRR},
-			namespaces: 8, links: 7, mesh: false, routers: []string{"tor1", "tor2", "spine"},
-			nodeAS:     map[string]int64{"node1": 65001, "node2": 65001, "node3": 65002, "node4": 65002},
-			torPeers:   map[string][]string{"tor1": {"node1", "node2", "spine"}, "tor2": {"node3", "node4", "spine"}, "spine": {"tor1", "tor2"}},
-			annotated:  []string{"node1", "node2", "node3", "node4"},
-			rrClientOf: []string{"node1", "node2", "node3", "node4"},
+			namespaces: 9, links: 8, mesh: false, routers: []string{"tor1", "tor2", "spine"},
+			nodeAS:        map[string]int64{"node1": 65001, "node2": 65001, "node3": 65002, "node4": 65002},
+			torPeers:      map[string][]string{"tor1": {"node1", "node2", "spine"}, "tor2": {"node3", "node4", "spine"}, "spine": {"tor1", "tor2"}},
+			annotated:     []string{"node1", "node2", "node3", "node4"},
+			rrClientOf:    []string{"node1", "node2", "node3", "node4"},
+			outsideBehind: "spine",
 		},
 	}
 	for _, tc := range cases {
@@ -89,6 +93,7 @@ func TestNewPlanShapes(t *testing.T) {
 			if strings.Join(routers, ",") != strings.Join(tc.routers, ",") {
 				t.Errorf("routers = %v, want %v", routers, tc.routers)
 			}
+			checkOutside(t, p, tc.outsideBehind)
 			for _, n := range p.Nodes() {
 				if n.AS != tc.nodeAS[n.Name] {
 					t.Errorf("%s AS = %d, want %d", n.Name, n.AS, tc.nodeAS[n.Name])
@@ -109,7 +114,6 @@ func TestNewPlanShapes(t *testing.T) {
 // address may lead out of the lab.
 func TestPlanStaysInsideTheLab(t *testing.T) {
 	lab := netip.MustParsePrefix(LabCIDR)
-	pool := netip.MustParsePrefix(PoolCIDR)
 	for _, racks := range []int{1, 2, 5} {
 		p, err := NewPlan(PlanOptions{Racks: racks, NodesPerRack: 3, Router: RouterBIRD})
 		if err != nil {
@@ -126,7 +130,7 @@ func TestPlanStaysInsideTheLab(t *testing.T) {
 			}
 		}
 		for _, r := range p.Routes {
-			if r.Dst.Bits() == 0 || (r.Dst != lab && r.Dst != pool) || !lab.Contains(r.Via) {
+			if r.Dst.Bits() == 0 || !slices.Contains(InsideCIDRs(), r.Dst) || !lab.Contains(r.Via) {
 				t.Errorf("racks=%d: static route %s via %s in %s leaves the lab", racks, r.Dst, r.Via, r.NS)
 			}
 		}
@@ -219,5 +223,46 @@ func TestNodePeers(t *testing.T) {
 		if strings.Join(got, " ") != tc.want {
 			t.Errorf("racks=%d %s peers = %v, want %s", tc.racks, tc.node, got, tc.want)
 		}
+	}
+}
+
+// checkOutside: one outside host, behind the wanted router on a /30 of
+// its own, routing every lab range (and nothing else) through it.
+func checkOutside(t *testing.T, p Plan, behind string) {
+	t.Helper()
+	if len(p.Outside) != 1 {
+		t.Fatalf("outside hosts = %v, want one", p.Outside)
+	}
+	h, ok := p.OutsideHost(OutsideName)
+	if !ok || h.Router != behind || h.NS != p.Prefix+OutsideName {
+		t.Fatalf("outside host = %+v (found %v), want %s behind %s", h, ok, OutsideName, behind)
+	}
+	if !slices.Contains(p.Namespaces(), h.NS) {
+		t.Errorf("namespaces %v lack %s", p.Namespaces(), h.NS)
+	}
+	if p.Name(h.Addr) != OutsideName {
+		t.Errorf("Name(%s) = %s", h.Addr, p.Name(h.Addr))
+	}
+	var linked bool
+	for _, l := range p.Links {
+		if l.A.NS == h.NS {
+			linked = l.A.Addr.Addr() == h.Addr && l.B.Addr.Addr() == h.Gateway && strings.HasSuffix(l.B.NS, behind)
+		}
+	}
+	if !linked {
+		t.Errorf("no link from %s (%s) to %s (%s)", h.NS, h.Addr, behind, h.Gateway)
+	}
+	var dsts []netip.Prefix
+	for _, r := range p.Routes {
+		if r.NS != h.NS {
+			continue
+		}
+		dsts = append(dsts, r.Dst)
+		if r.Via != h.Gateway {
+			t.Errorf("%s routes %s via %s, not its router %s", h.Name, r.Dst, r.Via, h.Gateway)
+		}
+	}
+	if !slices.Equal(dsts, InsideCIDRs()) {
+		t.Errorf("%s routes %v, want exactly %v", h.Name, dsts, InsideCIDRs())
 	}
 }

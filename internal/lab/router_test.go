@@ -68,11 +68,19 @@ func TestRouterConfigPolicy(t *testing.T) {
 		frrNot  []string
 	}{
 		{
-			router:  "tor1",
-			bird:    []string{"neighbor 172.30.1.11 as 64512;", "local 172.30.1.1 as 65001;", "import filter pool_only; export filter pool_only;"},
+			router: "tor1",
+			bird: []string{
+				"neighbor 172.30.1.11 as 64512;", "local 172.30.1.1 as 65001;", "import filter from_nodes; export filter pool_only;",
+				"define SERVICES = [ 10.96.0.0/16{16,32}, 10.97.0.0/24{24,32}, 10.98.0.0/24{24,32} ];",
+				"filter from_nodes { if net ~ POOL || net ~ SERVICES then accept; reject; }", "merge paths on;",
+			},
 			birdNot: []string{"rr client", "protocol direct"},
-			frr:     []string{"neighbor 172.30.1.11 remote-as 64512", "neighbor 172.30.1.11 route-map POOL-ONLY in", "neighbor 172.30.1.11 route-map POOL-ONLY out"},
-			frrNot:  []string{"route-reflector-client", "redistribute connected"},
+			frr: []string{
+				"neighbor 172.30.1.11 remote-as 64512", "neighbor 172.30.1.11 route-map FROM-NODES in", "neighbor 172.30.1.11 route-map POOL-ONLY out",
+				"ip prefix-list SERVICES seq 10 permit 10.96.0.0/16 le 32", "ip prefix-list SERVICES seq 30 permit 10.98.0.0/24 le 32",
+				"maximum-paths 64", "maximum-paths ibgp 64",
+			},
+			frrNot: []string{"route-reflector-client", "redistribute connected"},
 		},
 		{
 			router: "multi-tor2",
@@ -87,11 +95,20 @@ func TestRouterConfigPolicy(t *testing.T) {
 			frrNot: []string{"next-hop-self force"},
 		},
 		{
-			router:  "multi-spine",
-			bird:    []string{"neighbor 172.30.255.1 as 65001;", "neighbor 172.30.255.5 as 65002;", "local 172.30.255.2 as 65100;"},
+			router: "multi-spine",
+			bird: []string{
+				"neighbor 172.30.255.1 as 65001;", "neighbor 172.30.255.5 as 65002;", "local 172.30.255.2 as 65100;",
+				"filter from_routers { if net ~ POOL || net ~ SERVICES || net ~ LAB then accept; reject; }",
+				"if net ~ POOL || net ~ SERVICES then accept;",
+			},
 			birdNot: []string{"rr client"},
-			frr:     []string{"router bgp 65100", "neighbor 172.30.255.1 route-map ROUTERS out"},
-			frrNot:  []string{"route-reflector-client"},
+			frr: []string{
+				"router bgp 65100", "neighbor 172.30.255.1 route-map ROUTERS out",
+				"route-map ROUTERS permit 30\n match ip address prefix-list SERVICES",
+				// The racks are different ASes: ECMP over them needs relax.
+				"bgp bestpath as-path multipath-relax",
+			},
+			frrNot: []string{"route-reflector-client"},
 		},
 	}
 	for _, tc := range cases {

@@ -21,7 +21,15 @@ type Status struct {
 	APIServer    string         `json:"apiServer"`
 	Nodes        []NodeStatus   `json:"nodes"`
 	Routers      []RouterStatus `json:"routers"`
+	Outside      []HostStatus   `json:"outside,omitempty"`
 	Pods         []Pod          `json:"pods"`
+}
+
+// HostStatus is a host outside the cluster and its kernel routes.
+type HostStatus struct {
+	Host   Host          `json:"host"`
+	Routes []KernelRoute `json:"routes"`
+	Err    string        `json:"error,omitempty"`
 }
 
 // NodeStatus is one node: its agent, the BGP sessions its agent reports
@@ -50,6 +58,28 @@ type KernelRoute struct {
 	Dev      string `json:"dev"`
 	Protocol string `json:"protocol"`
 	Scope    string `json:"scope"`
+	// Nexthops are the paths of a multipath (ECMP) route, which has no
+	// Gateway of its own.
+	Nexthops []KernelNexthop `json:"nexthops,omitempty"`
+}
+
+// KernelNexthop is one path of a multipath route.
+type KernelNexthop struct {
+	Gateway string `json:"gateway"`
+	Dev     string `json:"dev"`
+}
+
+// Gateways lists the route's next hops: its Gateway, or those of its
+// paths.
+func (r KernelRoute) Gateways() []string {
+	if r.Gateway != "" {
+		return []string{r.Gateway}
+	}
+	var out []string
+	for _, nh := range r.Nexthops {
+		out = append(out, nh.Gateway)
+	}
+	return out
 }
 
 func (r KernelRoute) String() string {
@@ -63,6 +93,9 @@ func (r KernelRoute) String() string {
 	}
 	if r.Dev != "" {
 		b.WriteString(" dev " + r.Dev)
+	}
+	for _, nh := range r.Nexthops {
+		b.WriteString(" nexthop via " + nh.Gateway + " dev " + nh.Dev)
 	}
 	if r.Protocol != "" {
 		b.WriteString(" proto " + r.Protocol)
@@ -116,6 +149,15 @@ func (l *Lab) Status(ctx context.Context) (*Status, error) {
 			rs.Err = err.Error()
 		}
 		s.Routers = append(s.Routers, rs)
+	}
+	for _, h := range l.st.Plan.Outside {
+		hs := HostStatus{Host: h}
+		routes, err := KernelRoutes(ctx, h.NS)
+		if err != nil {
+			hs.Err = err.Error()
+		}
+		hs.Routes = routes
+		s.Outside = append(s.Outside, hs)
 	}
 	return s, nil
 }
@@ -225,6 +267,25 @@ func (s *Status) Print(w io.Writer) {
 		if n.Err != "" {
 			fmt.Fprintf(w, "  %-6s error: %s\n", n.Node.Name, n.Err)
 		}
+	}
+	if len(s.Outside) > 0 {
+		fmt.Fprintf(w, "\nOUTSIDE HOSTS (clients of the data-centre network, not nodes)\n")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "NAME\tNETNS\tADDRESS\tBEHIND\tROUTES\n")
+		for _, h := range s.Outside {
+			routes := make([]string, 0, len(h.Routes))
+			for _, rt := range h.Routes {
+				if len(rt.Gateways()) > 0 {
+					routes = append(routes, rt.Dst)
+				}
+			}
+			if h.Err != "" {
+				routes = append(routes, "error: "+h.Err)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s (%s)\t%s via %s\n", h.Host.Name, h.Host.NS, h.Host.Addr, h.Host.Router, h.Host.Gateway,
+				strings.Join(routes, " "), h.Host.Gateway)
+		}
+		tw.Flush()
 	}
 	fmt.Fprintf(w, "\nPODS\n")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

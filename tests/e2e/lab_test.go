@@ -160,13 +160,12 @@ func checkNoEncapsulation(t *testing.T, l *lab.Lab) {
 	}
 }
 
-// checkNoRouteOut checks every node, router and the control plane: each
-// route goes to the lab's links or the pod pool, none is a default route.
-// (Pods have a default route, to their node, which has none.)
+// checkNoRouteOut checks every node, router, outside host and the control
+// plane: each route goes to the lab's links, the pod pool or the service
+// ranges, none is a default route. (Pods have a default route, to their
+// node, which has none.)
 func checkNoRouteOut(t *testing.T, l *lab.Lab) {
 	ctx := context.Background()
-	labNet := netip.MustParsePrefix(lab.LabCIDR)
-	pool := netip.MustParsePrefix(lab.PoolCIDR)
 	plan := l.Plan()
 	hosts := []string{plan.ControlPlane.NS}
 	for _, n := range plan.Nodes() {
@@ -175,6 +174,9 @@ func checkNoRouteOut(t *testing.T, l *lab.Lab) {
 	for _, r := range plan.Routers() {
 		hosts = append(hosts, r.NS)
 	}
+	for _, h := range plan.Outside {
+		hosts = append(hosts, h.NS)
+	}
 	for _, ns := range hosts {
 		routes, err := lab.KernelRoutes(ctx, ns)
 		if err != nil {
@@ -182,11 +184,21 @@ func checkNoRouteOut(t *testing.T, l *lab.Lab) {
 		}
 		for _, r := range routes {
 			dst, err := parseDst(r.Dst)
-			if err != nil || !(labNet.Contains(dst.Addr()) && dst.Bits() >= labNet.Bits() || pool.Contains(dst.Addr()) && dst.Bits() >= pool.Bits()) {
+			if err != nil || !insideLab(dst) {
 				t.Errorf("%s has a route outside the lab: %s", ns, r)
 			}
 		}
 	}
+}
+
+// insideLab reports whether p lies inside one of the lab's ranges.
+func insideLab(p netip.Prefix) bool {
+	for _, r := range lab.InsideCIDRs() {
+		if r.Contains(p.Addr()) && p.Bits() >= r.Bits() {
+			return true
+		}
+	}
+	return false
 }
 
 // checkRouterTables reads each node's blocks from the API server

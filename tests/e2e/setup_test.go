@@ -144,8 +144,14 @@ func downAndCheck(t *testing.T, stateDir, instance string) {
 // or route in the lab's ranges: the lab is never linked to it.
 func checkRootNamespaceClean(t *testing.T) {
 	t.Helper()
-	labNet := netip.MustParsePrefix(lab.LabCIDR)
-	pool := netip.MustParsePrefix(lab.PoolCIDR)
+	inLab := func(p netip.Prefix) bool {
+		for _, r := range lab.InsideCIDRs() {
+			if r.Overlaps(p) {
+				return true
+			}
+		}
+		return false
+	}
 	out, err := exec.Command("ip", "-j", "-4", "addr", "show").Output()
 	if err != nil {
 		t.Fatalf("ip addr in the root namespace: %v", err)
@@ -161,7 +167,7 @@ func checkRootNamespaceClean(t *testing.T) {
 	}
 	for _, l := range links {
 		for _, a := range l.AddrInfo {
-			if addr, err := netip.ParseAddr(a.Local); err == nil && (labNet.Contains(addr) || pool.Contains(addr)) {
+			if addr, err := netip.ParseAddr(a.Local); err == nil && inLab(netip.PrefixFrom(addr, addr.BitLen())) {
 				t.Errorf("root namespace has lab address %s on %s", addr, l.IfName)
 			}
 		}
@@ -171,9 +177,7 @@ func checkRootNamespaceClean(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range routes {
-		if p, err := netip.ParsePrefix(r.Dst); err == nil && (labNet.Overlaps(p) || pool.Overlaps(p)) {
-			t.Errorf("root namespace has a route into the lab: %s", r)
-		} else if a, err := netip.ParseAddr(r.Dst); err == nil && (labNet.Contains(a) || pool.Contains(a)) {
+		if p, err := parseDst(r.Dst); err == nil && inLab(p) {
 			t.Errorf("root namespace has a route into the lab: %s", r)
 		}
 	}
