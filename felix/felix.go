@@ -127,6 +127,7 @@ type Felix struct {
 	running atomic.Bool
 	kick    chan struct{}
 	closers []func() error
+	health  healthRecord
 
 	mu        sync.Mutex
 	endpoints map[string]Endpoint // iface → endpoint, as last stated

@@ -47,6 +47,7 @@ func (f *Felix) Run(ctx context.Context) error {
 		return errors.New("felix: Run called twice")
 	}
 	defer f.running.Store(false)
+	f.health.start()
 	f.log.Info("starting", "routeProtocol", f.opts.RouteProtocol, "resyncInterval", f.opts.ResyncInterval)
 
 	// Subscribe before the first listing so no link change falls between.
@@ -61,10 +62,13 @@ func (f *Felix) Run(ctx context.Context) error {
 		}
 		resync, start := full || f.rt.NeedsResync(), time.Now()
 		err := f.iterate(full)
+		f.health.passed(time.Now(), full, err)
 		f.publishRefused()
 		f.publishStats(Pass{Resync: resync, Took: time.Since(start), Err: err})
-		f.finishWaiters(full, err)
+		// Scheduled before the waiters go, so that what they see of
+		// Health already says when the next pass is due.
 		f.schedule(st, full, err)
+		f.finishWaiters(full, err)
 	}
 	f.failWaiters(ErrNotRunning)
 	f.log.Info("stopped")
@@ -87,11 +91,13 @@ func (f *Felix) schedule(st *loopState, full bool, err error) {
 			f.log.Warn("dataplane not in sync; will read the kernel back", "err", err, "retryIn", st.backoff)
 		}
 		resetTimer(st.timer, st.backoff)
+		f.health.scheduled(time.Now().Add(st.backoff))
 		return
 	}
 	if full {
 		st.backoff = 0
 		resetTimer(st.timer, f.opts.ResyncInterval)
+		f.health.scheduled(time.Now().Add(f.opts.ResyncInterval))
 	}
 }
 
