@@ -55,6 +55,7 @@ type helperConfig struct {
 	InitialSyncTimeout time.Duration
 	// ForwardingStateKept is Options.ForwardingStateKept.
 	ForwardingStateKept bool
+	MaxPrefixRestart    time.Duration
 }
 
 type helperCmd struct {
@@ -91,7 +92,7 @@ func runHelper(cfgJSON string) int {
 	sp, err := New(Options{
 		RouterID: hc.RouterID, ASN: hc.ASN, ListenPort: hc.ListenPort, ListenAddresses: hc.ListenAddresses,
 		Logger: log, GracefulRestart: hc.GracefulRestart, InitialSyncTimeout: hc.InitialSyncTimeout,
-		ForwardingStateKept: hc.ForwardingStateKept,
+		ForwardingStateKept: hc.ForwardingStateKept, MaxPrefixRestart: hc.MaxPrefixRestart,
 	})
 	if err != nil {
 		send(helperMsg{Exited: true, Err: err.Error()})

@@ -87,6 +87,7 @@ func (s *Speaker) newRunner(srv *server.BgpServer, quiet *atomic.Bool, cancelWat
 		ads:          map[netip.Prefix][]uint32{},
 		peers:        map[netip.Addr]Peer{},
 		status:       map[netip.Addr]*peerStatus{},
+		reenableAt:   map[netip.Addr]time.Time{},
 		syncTimer:    time.NewTimer(s.opts.InitialSyncTimeout),
 		syncDeadline: time.Now().Add(s.opts.InitialSyncTimeout),
 		restarting:   s.opts.ForwardingStateKept && grEnabled(s.opts.GracefulRestart),

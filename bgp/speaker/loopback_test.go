@@ -117,7 +117,8 @@ func TestSpeakersOverLoopback(t *testing.T) {
 	gr := &GROptions{Enabled: true, RestartTime: 30 * time.Second}
 
 	a := startSpeaker(t, "A", "", helperConfig{RouterID: netip.MustParseAddr("10.0.0.1"), ASN: asn, ListenPort: port,
-		ListenAddresses: []string{"127.0.0.1"}, GracefulRestart: gr, InitialSyncTimeout: 20 * time.Second})
+		ListenAddresses: []string{"127.0.0.1"}, GracefulRestart: gr, InitialSyncTimeout: 20 * time.Second,
+		MaxPrefixRestart: 2 * time.Second})
 	b := startSpeaker(t, "B", "", helperConfig{RouterID: netip.MustParseAddr("10.0.0.2"), ASN: asn, GracefulRestart: gr})
 	c := startSpeaker(t, "C", "", helperConfig{RouterID: netip.MustParseAddr("10.0.0.3"), ASN: asn, GracefulRestart: gr})
 
@@ -227,6 +228,14 @@ func TestSpeakersOverLoopback(t *testing.T) {
 			return st[i].State != StateEstablished && st[i].LastError == maxPrefixReason
 		})
 		t.Logf("after max-prefix: %+v", st)
+		// Tried again after the idle time (2s here), and shut again: the
+		// rogue still sends too much. Each cycle is one more flap.
+		flaps := st[slices.IndexFunc(st, func(s PeerState) bool { return s.Name == "rogue" })].Flaps
+		st = a.WaitStates(t, "rogue tried again after the idle time", sessionTimeout, func(st []PeerState) bool {
+			i := slices.IndexFunc(st, func(s PeerState) bool { return s.Name == "rogue" })
+			return st[i].Flaps > flaps && st[i].LastError == maxPrefixReason
+		})
+		t.Logf("after the idle time: %+v", st)
 	})
 
 	t.Run("the password is in no log, error or status", func(t *testing.T) {

@@ -29,6 +29,11 @@ type runner struct {
 	backoff time.Duration
 	retry   *time.Timer
 
+	// reenableAt holds the sessions shut for exceeding their maximum
+	// prefixes and when to enable them again (maxprefix.go).
+	reenableAt map[netip.Addr]time.Time
+	reenable   *time.Timer
+
 	synced       bool
 	syncTimer    *time.Timer
 	syncDeadline time.Time
@@ -59,6 +64,9 @@ func (r *runner) loop(ctx context.Context) {
 		case <-r.retryC():
 			r.retry = nil
 			r.reconcile()
+		case <-r.reenableC():
+			r.reenable = nil
+			r.reenableDue()
 		case <-r.s.inbox.ready:
 			r.handleEvents()
 		case reply := <-r.s.stateReq:

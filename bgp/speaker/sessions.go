@@ -74,6 +74,7 @@ func (r *runner) removePeer(a netip.Addr) {
 	}
 	delete(r.peers, a)
 	delete(r.status, a)
+	delete(r.reenableAt, a) // a re-created peer starts enabled
 	r.log.Info("removed BGP peer", "peer", old.displayName(), "address", a.String())
 }
 
@@ -132,6 +133,9 @@ func (r *runner) onPeerEvent(ev peerEvent) {
 	} else if ev.State == StateIdle && ev.Reason != "" {
 		// GoBGP drops every failed or torn-down session to Idle.
 		st.lastError = r.s.secrets.redact(ev.Reason)
+		if ev.Reason == maxPrefixReason {
+			r.scheduleReenable(ev.Addr)
+		}
 	}
 	if prev == ev.State {
 		return

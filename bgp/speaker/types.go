@@ -27,6 +27,10 @@ type Options struct {
 	// InitialSyncTimeout bounds how long the first publication on Learned()
 	// waits for End-of-RIB from every peer; 0 means DefaultInitialSyncTimeout.
 	InitialSyncTimeout time.Duration
+	// MaxPrefixRestart is how long a session shut down for exceeding its
+	// Peer.MaxPrefixes stays down before it is tried again; 0 means
+	// DefaultMaxPrefixRestart.
+	MaxPrefixRestart time.Duration
 	// ForwardingStateKept says the node kept forwarding across the restart
 	// that started this speaker (its routes were still in the kernel). With
 	// graceful restart, the sessions opened during the initial sync then
@@ -79,7 +83,8 @@ type Peer struct {
 	HoldTime, KeepaliveTime time.Duration
 	// MaxPrefixes shuts the session down (Cease, max prefixes) when the peer
 	// sends more prefixes than this per address family; 0 means no limit.
-	// The session stays down until the peer's configuration changes.
+	// The session stays down for Options.MaxPrefixRestart, or until the
+	// peer's configuration changes.
 	MaxPrefixes uint32
 	// RouteReflectorClient makes this speaker a route reflector for the
 	// peer (iBGP only).

@@ -16,6 +16,10 @@ const (
 	// DefaultInitialSyncTimeout bounds the wait for End-of-RIB before the
 	// first publication on Learned().
 	DefaultInitialSyncTimeout = 30 * time.Second
+	// DefaultMaxPrefixRestart is how long a session shut for exceeding its
+	// maximum prefixes stays down (FRR's and BIRD's restart delays are of
+	// this order: long enough not to churn, short enough to need no one).
+	DefaultMaxPrefixRestart = 2 * time.Minute
 	// maxRestartTime is the largest value of the 12-bit restart-time field.
 	maxRestartTime = 4095 * time.Second
 	// maxMD5KeyLen is TCP_MD5SIG_MAXKEYLEN on Linux.
@@ -63,6 +67,12 @@ func validateOptions(opts Options) (Options, error) {
 	}
 	if opts.InitialSyncTimeout < 0 {
 		return opts, fmt.Errorf("%w initial sync timeout %s", ErrInvalid, opts.InitialSyncTimeout)
+	}
+	if opts.MaxPrefixRestart < 0 {
+		return opts, fmt.Errorf("%w max-prefix restart %s", ErrInvalid, opts.MaxPrefixRestart)
+	}
+	if opts.MaxPrefixRestart == 0 {
+		opts.MaxPrefixRestart = DefaultMaxPrefixRestart
 	}
 	if opts.InitialSyncTimeout == 0 {
 		opts.InitialSyncTimeout = DefaultInitialSyncTimeout
