@@ -70,6 +70,11 @@ func Parse(ip *v1.IPPool) Pool {
 	}
 	p.CIDR = cidr.Masked()
 	p.BlockBits = ipam.BlockBits(p.CIDR, ip.Spec.BlockSize)
+	if p.LoadBalancer {
+		// Handed out one address at a time: blockSize does not apply
+		// (the defaulting policy may still have set one).
+		p.BlockBits = p.CIDR.Addr().BitLen()
+	}
 	if p.BlockBits < p.CIDR.Bits() || p.BlockBits > p.CIDR.Addr().BitLen() {
 		p.Invalid = fmt.Errorf("pool %s: block size /%d does not fit cidr %s", ip.Name, p.BlockBits, p.CIDR)
 		return p

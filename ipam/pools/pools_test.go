@@ -27,18 +27,22 @@ func TestAnalyze(t *testing.T) {
 		pool("d", "fd00::/48"),
 		pool("e", "not-a-cidr"),
 		pool("f", "10.2.0.0/16", func(s *v1.IPPoolSpec) { s.NodeSelector = "a in (" }),
+		pool("lb", "192.0.2.0/29", lbUse), // blockSize does not apply: the defaulted 26 is not an error
+		pool("lb-sized", "192.0.2.8/29", lbUse, func(s *v1.IPPoolSpec) { s.BlockSize = 26 }),
 	})
 	want := map[string]struct {
 		overlaps []string
 		bits     int
 		usable   bool
 	}{
-		"a": {[]string{"b"}, 26, true},  // created first: keeps serving
-		"b": {[]string{"a"}, 26, false}, // a disabled pool still overlaps
-		"c": {nil, 28, true},
-		"d": {nil, 122, true},
-		"e": {nil, 0, false},
-		"f": {nil, 26, false},
+		"a":        {[]string{"b"}, 26, true},  // created first: keeps serving
+		"b":        {[]string{"a"}, 26, false}, // a disabled pool still overlaps
+		"c":        {nil, 28, true},
+		"d":        {nil, 122, true},
+		"e":        {nil, 0, false},
+		"f":        {nil, 26, false},
+		"lb":       {nil, 32, true},
+		"lb-sized": {nil, 32, true},
 	}
 	for _, p := range all {
 		w := want[p.Name]

@@ -233,6 +233,15 @@ func testDefaults(t *testing.T, ctx context.Context, cs versioned.Interface) {
 	if v6.Spec.BlockSize != 122 {
 		t.Errorf("IPv6 pool blockSize = %d, want 122", v6.Spec.BlockSize)
 	}
+	// A LoadBalancer pool smaller than a block: the policy still defaults
+	// blockSize, and it must not make the pool invalid.
+	lb, err := c.IPPools().Create(ctx, &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "def-lb"},
+		Spec: v1.IPPoolSpec{CIDR: "192.0.2.0/29", AllowedUses: []v1.IPPoolUse{v1.IPPoolUseLoadBalancer}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Errorf("create a /29 LoadBalancer pool: %v", err)
+	} else if !reflect.DeepEqual(lb.Spec.AllowedUses, []v1.IPPoolUse{v1.IPPoolUseLoadBalancer}) {
+		t.Errorf("LoadBalancer pool allowedUses = %v", lb.Spec.AllowedUses)
+	}
 	cfg, err := c.BGPConfigurations().Create(ctx, &v1.BGPConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "node.defaults"}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("create BGPConfiguration: %v", err)

@@ -33,10 +33,12 @@ type IPPool struct {
 //
 // blockSize bounds depend on the address family of cidr, so they are
 // checked here rather than on the field. Rules guard with isCIDR so a bad
-// cidr reports one clear error instead of a CEL evaluation failure.
+// cidr reports one clear error instead of a CEL evaluation failure. A
+// LoadBalancer pool is never cut into blocks, so a small one is not
+// refused for the blockSize the defaulting policy gives every pool.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.blockSize) || !isCIDR(self.cidr) || (cidr(self.cidr).ip().family() == 4 ? (self.blockSize >= 20 && self.blockSize <= 32) : (self.blockSize >= 116 && self.blockSize <= 128))",message="blockSize must be between 20 and 32 for an IPv4 pool and between 116 and 128 for an IPv6 pool",fieldPath=".blockSize",reason=FieldValueInvalid
-// +kubebuilder:validation:XValidation:rule="!has(self.blockSize) || !isCIDR(self.cidr) || self.blockSize >= cidr(self.cidr).prefixLength()",message="blockSize must be at least the cidr's prefix length: a block cannot be larger than its pool",fieldPath=".blockSize",reason=FieldValueInvalid
+// +kubebuilder:validation:XValidation:rule="!has(self.blockSize) || !isCIDR(self.cidr) || (has(self.allowedUses) && 'LoadBalancer' in self.allowedUses) || self.blockSize >= cidr(self.cidr).prefixLength()",message="blockSize must be at least the cidr's prefix length: a block cannot be larger than its pool",fieldPath=".blockSize",reason=FieldValueInvalid
 type IPPoolSpec struct {
 	// CIDR of the pool, for example 10.244.0.0/16 or fd00:10:244::/56.
 	// Host bits must be zero. Immutable: to renumber, create a new pool
