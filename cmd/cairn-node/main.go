@@ -12,6 +12,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/cairn-net/cairn/cmd/cairn-node/internal/agent"
 )
 
@@ -37,6 +39,7 @@ func main() {
 	flag.DurationVar(&opts.IPAMGCInterval, "ipam-gc-interval", opts.IPAMGCInterval, "period of IPAM garbage-collection passes")
 	flag.DurationVar(&opts.IPAMGCGrace, "ipam-gc-grace", opts.IPAMGCGrace, "how long an address must look orphaned before it is released")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error; BGPConfiguration's logSeverityScreen overrides it")
+	flag.StringVar(&opts.MetricsAddr, "metrics-addr", opts.MetricsAddr, `address of the Prometheus metrics endpoint (/metrics); "" serves none`)
 	flag.Parse()
 
 	var level slog.Level
@@ -57,6 +60,11 @@ func main() {
 		opts.NodeIP = addr
 	}
 	opts.Logger, opts.Version = log, version
+	opts.Metrics = prometheus.NewRegistry()
+	if err := agent.ObserveAPIRequests(opts.Metrics); err != nil {
+		log.Error("cannot export API request metrics", "err", err)
+		os.Exit(1)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

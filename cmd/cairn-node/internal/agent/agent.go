@@ -14,7 +14,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/cache"
 
@@ -63,6 +65,12 @@ type Options struct {
 	LogLevel *slog.LevelVar
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
+	// MetricsAddr is where Prometheus metrics are served (/metrics); empty
+	// serves none. Not defaulted: DefaultOptions has ":9091".
+	MetricsAddr string
+	// Metrics is the registry the agent's metrics go to; nil means a new
+	// one (never Prometheus's global registry).
+	Metrics *prometheus.Registry
 }
 
 // DefaultOptions are the agent's defaults; cmd/cairn-node shows them as
@@ -77,6 +85,7 @@ func DefaultOptions() Options {
 		IPAMGC:          true,
 		IPAMGCInterval:  time.Minute,
 		IPAMGCGrace:     gc.DefaultGrace,
+		MetricsAddr:     ":9091",
 	}
 }
 
@@ -115,7 +124,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	fx, err := startFelix(opts, a.log)
+	fx, err := startFelix(opts, a.log, a.metrics.observePass)
 	if err != nil {
 		return err
 	}
@@ -150,6 +159,7 @@ type agent struct {
 	endpoints *endpointStore
 	learned   learnedHolder
 	ready     readiness
+	metrics   *metrics
 
 	// Set by wire.
 	ctrl      *controller
@@ -168,6 +178,10 @@ type restorer interface {
 // depend on felix or the speaker.
 func prepare(ctx context.Context, opts Options, cl clients) (*agent, error) {
 	a := &agent{opts: opts, log: opts.Logger.With("node", opts.NodeName), cl: cl}
+	var err error
+	if a.metrics, err = newMetrics(opts.Metrics, opts.Version); err != nil {
+		return nil, err
+	}
 	node, err := waitForNode(ctx, cl.kube, opts.NodeName, a.log)
 	if err != nil {
 		return nil, err
@@ -218,7 +232,7 @@ func (a *agent) wire(dp dataplane, spk nodeSpeaker) error {
 		speaker: spk, dataplane: dp,
 	}
 	a.ctrl.secrets = newSecretWatch(a.cl.kube, a.opts.SecretNamespace, a.ctrl.enqueue)
-	a.cni = &cniServer{log: a.log.With("component", "cni-server"), node: a.opts.NodeName, alloc: a.alloc, dataplane: dp, endpoints: a.endpoints, ready: a.ready.get}
+	a.cni = &cniServer{log: a.log.With("component", "cni-server"), node: a.opts.NodeName, alloc: countingAllocator{a.alloc, a.metrics}, dataplane: dp, endpoints: a.endpoints, ready: a.ready.get}
 	a.status = &statusWriter{client: a.cl.cairn, node: a.opts.NodeName, version: a.opts.Version, ctrl: a.ctrl,
 		speaker: spk, learned: a.learned.get, refused: dp.RefusedRoutes, log: a.log.With("component", "status")}
 	// A pool change reaches the allocator at once, not after its cache's TTL.
@@ -228,6 +242,9 @@ func (a *agent) wire(dp dataplane, spk nodeSpeaker) error {
 		DeleteFunc: func(any) { a.alloc.InvalidatePools() },
 	}); err != nil {
 		return fmt.Errorf("add event handler: %w", err)
+	}
+	if err := a.metrics.reg.Register(a.nodeCollector(dp, spk)); err != nil {
+		return fmt.Errorf("register node metrics: %w", err)
 	}
 	return a.ctrl.watchEvents(a.inf)
 }
@@ -240,7 +257,16 @@ func (a *agent) run(ctx context.Context) error {
 	g.Go(func() error { a.alloc.Run(ctx, a.opts.ResyncInterval); return nil })
 	g.Go(func() error { return a.runController(ctx) })
 	g.Go(func() error { a.status.run(ctx, a.opts.StatusInterval); return nil })
-	g.Go(func() error { return serveCNI(ctx, a.opts.AgentSocket, a.cni, a.log, cniDrain) })
+	g.Go(func() error {
+		return serveCNI(ctx, a.opts.AgentSocket, a.cni, a.log, cniDrain, grpc.UnaryInterceptor(a.metrics.cniInterceptor))
+	})
+	if a.opts.MetricsAddr != "" {
+		serve, err := serveHTTP(ctx, a.opts.MetricsAddr, a.metrics.handler(), a.log)
+		if err != nil {
+			return err
+		}
+		g.Go(serve)
+	}
 	if a.opts.IPAMGC {
 		gc := ipamGC{opts: a.opts, kube: a.cl.kube, store: a.store, nodes: a.inf.nodeLister, log: a.log}
 		g.Go(func() error { gc.run(ctx); return nil })
@@ -282,12 +308,12 @@ func nodeIdentity(node *corev1.Node, inf *informers, addr netip.Addr) (peering.N
 }
 
 // startFelix creates felix after checking the node's kernel settings.
-func startFelix(opts Options, log *slog.Logger) (*felix.Felix, error) {
+func startFelix(opts Options, log *slog.Logger, onPass func(felix.Pass)) (*felix.Felix, error) {
 	if _, err := felix.CheckNodeSettings(nil, log.With("component", "felix")); err != nil {
 		return nil, fmt.Errorf("check node settings: %w", err)
 	}
 	// felix tags its lines with the node and its component itself.
-	fx, err := felix.New(felix.Options{NodeName: opts.NodeName, Logger: opts.Logger})
+	fx, err := felix.New(felix.Options{NodeName: opts.NodeName, Logger: opts.Logger, OnPass: onPass})
 	if err != nil {
 		return nil, fmt.Errorf("start felix: %w", err)
 	}
