@@ -21,6 +21,7 @@ import (
 	cairnlisters "github.com/cairn-net/cairn/apis/client/listers/cairn/v1alpha1"
 	"github.com/cairn-net/cairn/bgp/peering"
 	"github.com/cairn-net/cairn/bgp/speaker"
+	"github.com/cairn-net/cairn/cmd/cairn-node/internal/health"
 	"github.com/cairn-net/cairn/felix"
 	"github.com/cairn-net/cairn/ipam"
 	"github.com/cairn-net/cairn/ipam/pools"
@@ -63,6 +64,8 @@ type listers struct {
 // controller turns the cluster's objects into the speaker's peers and
 // announcements and felix's blocks and pools.
 type controller struct {
+	// beat is marked as the loop goes round, for the liveness probe.
+	beat      *health.Beat
 	log       *slog.Logger
 	nodeName  string
 	nodeAddr  netip.Addr
@@ -107,12 +110,15 @@ func (c *controller) run(ctx context.Context, resync time.Duration) {
 		c.queue.ShutDown()
 	}()
 	go c.tick(ctx, resync)
+	c.beat.Mark(time.Now())
 	for {
 		key, quit := c.queue.Get()
 		if quit {
 			return
 		}
-		if err := c.sync(ctx); err != nil {
+		err := c.sync(ctx)
+		c.beat.Mark(time.Now())
+		if err != nil {
 			c.log.Warn("sync failed; retrying", "err", err)
 			c.queue.AddRateLimited(key)
 		} else {
@@ -269,6 +275,9 @@ func (c *controller) noteDeparture(departed bool) {
 		c.log.Info("this node's Node object is back: announcing and peering again")
 	}
 }
+
+// synced reports whether a sync has applied the node's state.
+func (c *controller) synced() bool { return !c.lastResult().at.IsZero() }
 
 func (c *controller) lastResult() syncResult {
 	c.mu.Lock()

@@ -16,6 +16,7 @@ import (
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
 	"github.com/cairn-net/cairn/apis/client/clientset/versioned"
 	"github.com/cairn-net/cairn/bgp/speaker"
+	"github.com/cairn-net/cairn/cmd/cairn-node/internal/health"
 	"github.com/cairn-net/cairn/felix"
 )
 
@@ -30,6 +31,8 @@ const statusPoll = time.Second
 
 // statusWriter publishes the node's CairnNodeStatus.
 type statusWriter struct {
+	// contact is marked whenever the API server answers, for readiness.
+	contact *health.Beat
 	client  versioned.Interface
 	node    string
 	version string
@@ -51,7 +54,11 @@ func (w *statusWriter) run(ctx context.Context, refresh time.Duration) {
 	for {
 		next := w.compute(nil)
 		if w.written == nil || !sameStatus(*w.written, next) || time.Since(w.writtenAt) >= refresh {
-			if err := w.write(ctx); err != nil && ctx.Err() == nil {
+			err := w.write(ctx)
+			if apiAnswered(err) {
+				w.contact.Mark(time.Now())
+			}
+			if err != nil && ctx.Err() == nil {
 				w.log.Warn("writing CairnNodeStatus failed", "err", err)
 			}
 		}
