@@ -172,6 +172,12 @@ func checkNodeDeleted(t *testing.T, l *lab.Lab) {
 		t.Fatalf("%v after deleting Node %s, its routes are still at: %s", time.Since(deleted).Round(time.Second), gone.Name, strings.Join(left, "; "))
 	}
 	t.Logf("%s's routes %v left every other node and router %v after its Node was deleted", gone.Name, goneRoutes, time.Since(deleted).Round(time.Millisecond))
+	// By withdrawal: its session to its ToR is still up (a router that
+	// loses a session may keep its routes as a restarting peer's).
+	tor := plan.Racks[len(plan.Racks)-1].ToR
+	if line := routerSessionLine(t, l, tor, gone.Name); !strings.HasSuffix(line, "Established") {
+		t.Errorf("%s's session to %s is down after its Node was deleted (%q): its routes went with the session, not by withdrawal", gone.Name, tor.Name, line)
+	}
 
 	// Released after the grace period.
 	var held []string
@@ -509,6 +515,23 @@ func routerSessionLines(t *testing.T, l *lab.Lab, r lab.RouterPlan, except strin
 		}
 	}
 	return lines
+}
+
+// routerSessionLine is the `birdc show protocols` line of one session.
+func routerSessionLine(t *testing.T, l *lab.Lab, r lab.RouterPlan, name string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := l.Output(ctx, r.Name, "birdc", "show", "protocols")
+	if err != nil {
+		t.Fatalf("birdc show protocols on %s: %v", r.Name, err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == name {
+			return strings.Join(f, " ")
+		}
+	}
+	return ""
 }
 
 // ipamHeldBy lists the IPAM state kept for a node: blocks whose affinity
