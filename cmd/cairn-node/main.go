@@ -40,6 +40,8 @@ func main() {
 	flag.DurationVar(&opts.IPAMGCGrace, "ipam-gc-grace", opts.IPAMGCGrace, "how long an address must look orphaned before it is released")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error; BGPConfiguration's logSeverityScreen overrides it")
 	flag.StringVar(&opts.MetricsAddr, "metrics-addr", opts.MetricsAddr, `address of the Prometheus metrics endpoint (/metrics); "" serves none`)
+	flag.StringVar(&opts.HealthAddr, "health-addr", opts.HealthAddr, `node-local address of the kubelet's probes (/livez, /readyz); "" serves none`)
+	flag.StringVar(&opts.ProcSysNet, "proc-sys-net", opts.ProcSysNet, "directory of the node's net sysctls; in a container, where the host's /proc/sys/net is mounted writable")
 	flag.Parse()
 
 	var level slog.Level

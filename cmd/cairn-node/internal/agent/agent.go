@@ -24,6 +24,7 @@ import (
 	"github.com/cairn-net/cairn/bgp/peering"
 	"github.com/cairn-net/cairn/bgp/speaker"
 	"github.com/cairn-net/cairn/felix"
+	"github.com/cairn-net/cairn/felix/kernel"
 	"github.com/cairn-net/cairn/ipam/allocator"
 	"github.com/cairn-net/cairn/ipam/gc"
 	"github.com/cairn-net/cairn/ipam/kubestore"
@@ -68,6 +69,14 @@ type Options struct {
 	// MetricsAddr is where Prometheus metrics are served (/metrics); empty
 	// serves none. Not defaulted: DefaultOptions has ":9091".
 	MetricsAddr string
+	// HealthAddr is where the kubelet's probes are answered (/livez,
+	// /readyz), from the start of Run; empty serves none. Not defaulted:
+	// DefaultOptions has DefaultHealthAddress.
+	HealthAddr string
+	// ProcSysNet is where felix finds the node's net sysctls; default
+	// /proc/sys/net. In a container, where the host's is mounted: the
+	// runtime mounts the container's /proc/sys read-only.
+	ProcSysNet string
 	// Metrics is the registry the agent's metrics go to; nil means a new
 	// one (never Prometheus's global registry).
 	Metrics *prometheus.Registry
@@ -86,6 +95,8 @@ func DefaultOptions() Options {
 		IPAMGCInterval:  time.Minute,
 		IPAMGCGrace:     gc.DefaultGrace,
 		MetricsAddr:     ":9091",
+		HealthAddr:      DefaultHealthAddress,
+		ProcSysNet:      kernel.DefaultProcSysNet,
 	}
 }
 
@@ -101,6 +112,7 @@ func (o Options) withDefaults() (Options, error) {
 	o.StatusInterval = cmp.Or(o.StatusInterval, d.StatusInterval)
 	o.IPAMGCInterval = cmp.Or(o.IPAMGCInterval, d.IPAMGCInterval)
 	o.IPAMGCGrace = cmp.Or(o.IPAMGCGrace, d.IPAMGCGrace)
+	o.ProcSysNet = cmp.Or(o.ProcSysNet, d.ProcSysNet)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -116,6 +128,16 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	// Probes are answered from the start: live, and not ready while the
+	// agent waits for its Node and caches.
+	h := newNodeHealth(opts, time.Now)
+	if opts.HealthAddr != "" {
+		_, stop, err := startHealthServer(opts.HealthAddr, h, opts.Logger.With("node", opts.NodeName))
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	cl, err := connect(opts.Kubeconfig)
 	if err != nil {
 		return err
@@ -124,6 +146,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	a.health = h
 	fx, err := startFelix(opts, a.log, a.metrics.observePass)
 	if err != nil {
 		return err
@@ -138,9 +161,10 @@ func Run(ctx context.Context, opts Options) error {
 	if err := a.wire(fx, spk); err != nil {
 		return err
 	}
+	h.attach(a.ctrl.synced, fx, func() { spk.PeerStates() })
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return fx.Run(ctx) })
-	g.Go(func() error { return spk.Run(ctx) })
+	g.Go(func() error { return h.runSpeaker(func() error { return spk.Run(ctx) }) })
 	g.Go(func() error { forwardLearned(ctx, spk.Learned(), fx, &a.learned); return nil })
 	g.Go(func() error { return a.run(ctx) })
 	return g.Wait()
@@ -160,6 +184,8 @@ type agent struct {
 	learned   learnedHolder
 	ready     readiness
 	metrics   *metrics
+	// health is what the probes read: Run's, else wire makes one.
+	health *nodeHealth
 
 	// Set by wire.
 	ctrl      *controller
@@ -223,7 +249,10 @@ type nodeSpeaker interface {
 // felix and the speaker, and subscribes the controller to the caches.
 func (a *agent) wire(dp dataplane, spk nodeSpeaker) error {
 	a.dataplane = dp
-	a.ctrl = &controller{
+	if a.health == nil {
+		a.health = newNodeHealth(a.opts, time.Now)
+	}
+	a.ctrl = &controller{beat: a.health.controller,
 		log: a.log.With("component", "controller"), nodeName: a.opts.NodeName, nodeAddr: a.self.Addr, queue: newQueue(),
 		logLevel: newLogLevel(a.opts.LogLevel),
 		listers: listers{nodes: a.inf.nodeLister, pools: a.inf.poolLister, configs: a.inf.configLister,
@@ -233,7 +262,7 @@ func (a *agent) wire(dp dataplane, spk nodeSpeaker) error {
 	}
 	a.ctrl.secrets = newSecretWatch(a.cl.kube, a.opts.SecretNamespace, a.ctrl.enqueue)
 	a.cni = &cniServer{log: a.log.With("component", "cni-server"), node: a.opts.NodeName, alloc: countingAllocator{a.alloc, a.metrics}, dataplane: dp, endpoints: a.endpoints, ready: a.ready.get}
-	a.status = &statusWriter{client: a.cl.cairn, node: a.opts.NodeName, version: a.opts.Version, ctrl: a.ctrl,
+	a.status = &statusWriter{contact: a.health.api, client: a.cl.cairn, node: a.opts.NodeName, version: a.opts.Version, ctrl: a.ctrl,
 		speaker: spk, learned: a.learned.get, refused: dp.RefusedRoutes, log: a.log.With("component", "status")}
 	// A pool change reaches the allocator at once, not after its cache's TTL.
 	if _, err := a.inf.pools.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -309,11 +338,17 @@ func nodeIdentity(node *corev1.Node, inf *informers, addr netip.Addr) (peering.N
 
 // startFelix creates felix after checking the node's kernel settings.
 func startFelix(opts Options, log *slog.Logger, onPass func(felix.Pass)) (*felix.Felix, error) {
-	if _, err := felix.CheckNodeSettings(nil, log.With("component", "felix")); err != nil {
+	k, err := kernel.NewNetlink(kernel.NetlinkOptions{ProcSysNet: opts.ProcSysNet})
+	if err != nil {
+		return nil, fmt.Errorf("check node settings: open kernel: %w", err)
+	}
+	_, err = felix.CheckNodeSettings(k, log.With("component", "felix"))
+	k.Close()
+	if err != nil {
 		return nil, fmt.Errorf("check node settings: %w", err)
 	}
 	// felix tags its lines with the node and its component itself.
-	fx, err := felix.New(felix.Options{NodeName: opts.NodeName, Logger: opts.Logger, OnPass: onPass})
+	fx, err := felix.New(felix.Options{NodeName: opts.NodeName, Logger: opts.Logger, OnPass: onPass, ProcSysNet: opts.ProcSysNet})
 	if err != nil {
 		return nil, fmt.Errorf("start felix: %w", err)
 	}
