@@ -17,6 +17,17 @@ import (
 // process-wide variables and takes only the first registration, so
 // cmd/cairn-node calls this once, before any client is built.
 func ObserveAPIRequests(reg prometheus.Registerer) error {
+	latency, results, err := newAPIMetrics(reg)
+	if err != nil {
+		return err
+	}
+	clientmetrics.Register(clientmetrics.RegisterOpts{RequestLatency: latency, RequestResult: results})
+	return nil
+}
+
+// newAPIMetrics registers the API request metrics on reg and returns
+// client-go's adapters to them.
+func newAPIMetrics(reg prometheus.Registerer) (apiLatency, apiResults, error) {
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "cairn_api_request_duration_seconds",
 		Help:    "Latency of the agent's requests to the Kubernetes API server, by verb and resource (watches last as long as they are open).",
@@ -28,14 +39,10 @@ func ObserveAPIRequests(reg prometheus.Registerer) error {
 	}, []string{"method", "code"})
 	for _, c := range []prometheus.Collector{latency, results} {
 		if err := reg.Register(c); err != nil {
-			return fmt.Errorf("register API request metrics: %w", err)
+			return apiLatency{}, apiResults{}, fmt.Errorf("register API request metrics: %w", err)
 		}
 	}
-	clientmetrics.Register(clientmetrics.RegisterOpts{
-		RequestLatency: apiLatency{latency},
-		RequestResult:  apiResults{results},
-	})
-	return nil
+	return apiLatency{latency}, apiResults{results}, nil
 }
 
 type apiLatency struct{ h *prometheus.HistogramVec }
