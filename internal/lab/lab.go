@@ -342,6 +342,9 @@ func (l *Lab) upNodes(ctx context.Context, o Options) error {
 	}
 	l.Timings.Agents = time.Since(start)
 	l.logf("agents ready on %d nodes after %v", len(l.st.Plan.Nodes()), l.Timings.Agents.Round(time.Millisecond))
+	if err := l.upServices(ctx); err != nil {
+		return err
+	}
 	start = time.Now()
 	for _, n := range l.st.Plan.Nodes() {
 		for i := 0; i < o.PodsPerNode; i++ {

@@ -21,6 +21,23 @@ const cniTimeout = 60 * time.Second
 // the pod IP in the Pod's status. Every step is recorded in the state
 // before it is taken.
 func (l *Lab) addPod(ctx context.Context, nodeName string) (Pod, error) {
+	return l.addLabeledPod(ctx, nodeName, nil)
+}
+
+// AddLabeledPod is AddPod with more labels on the Pod object, such as a
+// Service's selector: the EndpointSlice controller reads them, with the
+// Pod's nodeName, IP and Ready condition, to make the pod an endpoint.
+func (l *Lab) AddLabeledPod(ctx context.Context, node string, labels map[string]string) (Pod, error) {
+	var pod Pod
+	err := l.mutate(func() error {
+		var err error
+		pod, err = l.addLabeledPod(ctx, node, labels)
+		return err
+	})
+	return pod, err
+}
+
+func (l *Lab) addLabeledPod(ctx context.Context, nodeName string, labels map[string]string) (Pod, error) {
 	n, ok := l.st.Plan.Node(nodeName)
 	if !ok {
 		return Pod{}, fmt.Errorf("no node %q in the lab", nodeName)
@@ -35,7 +52,7 @@ func (l *Lab) addPod(ctx context.Context, nodeName string) (Pod, error) {
 	if err := addNS(ctx, pod.NS); err != nil {
 		return Pod{}, fmt.Errorf("pod %s: %w", name, err)
 	}
-	obj, err := l.c.kube.CoreV1().Pods(PodNamespace).Create(ctx, podObject(name, n.Name), metav1.CreateOptions{})
+	obj, err := l.c.kube.CoreV1().Pods(PodNamespace).Create(ctx, podObject(name, n.Name, labels), metav1.CreateOptions{})
 	if err != nil {
 		return Pod{}, fmt.Errorf("create Pod %s: %w", name, err)
 	}
@@ -120,10 +137,14 @@ func (l *Lab) delPod(ctx context.Context, name string) error {
 	return l.st.save()
 }
 
-func podObject(name, node string) *corev1.Pod {
+func podObject(name, node string, labels map[string]string) *corev1.Pod {
 	no := false
+	all := map[string]string{LabLabel: "true"}
+	for k, v := range labels {
+		all[k] = v
+	}
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: PodNamespace, Labels: map[string]string{LabLabel: "true"}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: PodNamespace, Labels: all},
 		Spec: corev1.PodSpec{
 			NodeName:                     node,
 			AutomountServiceAccountToken: &no,

@@ -35,11 +35,12 @@ type HostStatus struct {
 // NodeStatus is one node: its agent, the BGP sessions its agent reports
 // (CairnNodeStatus, when the agent writes one) and its kernel routes.
 type NodeStatus struct {
-	Node     Node          `json:"node"`
-	Agent    string        `json:"agent"`
-	Sessions []Session     `json:"sessions,omitempty"`
-	Routes   []KernelRoute `json:"routes"`
-	Err      string        `json:"error,omitempty"`
+	Node      Node          `json:"node"`
+	Agent     string        `json:"agent"`
+	KubeProxy string        `json:"kubeProxy"`
+	Sessions  []Session     `json:"sessions,omitempty"`
+	Routes    []KernelRoute `json:"routes"`
+	Err       string        `json:"error,omitempty"`
 }
 
 // RouterStatus is one router's sessions and BGP table.
@@ -131,7 +132,7 @@ func (l *Lab) Status(ctx context.Context) (*Status, error) {
 		nodeSessions = nil // shown as no sessions; the routers' view still shows
 	}
 	for _, n := range l.st.Plan.Nodes() {
-		ns := NodeStatus{Node: n, Agent: l.agentState(n), Sessions: nodeSessions[n.Name]}
+		ns := NodeStatus{Node: n, Agent: l.agentState(n), KubeProxy: l.kubeProxyState(n), Sessions: nodeSessions[n.Name]}
 		routes, err := KernelRoutes(ctx, n.NS)
 		if err != nil {
 			ns.Err = err.Error()
@@ -216,9 +217,9 @@ func peerAS(s *Status, addr netip.Addr) int64 {
 func (s *Status) Print(w io.Writer) {
 	fmt.Fprintf(w, "Control plane: %s in %s\n", s.APIServer, s.ControlPlane)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "\nNODE\tRACK\tNETNS\tADDRESS\tAS\tAGENT\n")
+	fmt.Fprintf(tw, "\nNODE\tRACK\tNETNS\tADDRESS\tAS\tAGENT\tKUBE-PROXY\n")
 	for _, n := range s.Nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", n.Node.Name, n.Node.Rack, n.Node.NS, n.Node.Addr, n.Node.AS, n.Agent)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", n.Node.Name, n.Node.Rack, n.Node.NS, n.Node.Addr, n.Node.AS, n.Agent, n.KubeProxy)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nBGP SESSIONS (%s)\n", s.Router)
