@@ -58,6 +58,10 @@ type Options struct {
 	// IPAMGCInterval is the period of collection passes; IPAMGCGrace how
 	// long something must look like garbage before it is removed.
 	IPAMGCInterval, IPAMGCGrace time.Duration
+	// LoadBalancerIPAM gives Services of type LoadBalancer addresses from
+	// LoadBalancer pools when this agent holds its Lease (one leader among
+	// all agents). Not defaulted: false is off.
+	LoadBalancerIPAM bool
 	// Version is reported in CairnNodeStatus.
 	Version string
 	// LogLevel, when set, is the level of Logger's handler: the default
@@ -86,17 +90,18 @@ type Options struct {
 // its flags' defaults.
 func DefaultOptions() Options {
 	return Options{
-		AgentSocket:     agentv1.DefaultSocketPath,
-		StateDir:        "/var/lib/cairn",
-		SecretNamespace: "cairn-system",
-		ResyncInterval:  time.Minute,
-		StatusInterval:  10 * time.Second,
-		IPAMGC:          true,
-		IPAMGCInterval:  time.Minute,
-		IPAMGCGrace:     gc.DefaultGrace,
-		MetricsAddr:     ":9091",
-		HealthAddr:      DefaultHealthAddress,
-		ProcSysNet:      kernel.DefaultProcSysNet,
+		AgentSocket:      agentv1.DefaultSocketPath,
+		StateDir:         "/var/lib/cairn",
+		SecretNamespace:  "cairn-system",
+		ResyncInterval:   time.Minute,
+		StatusInterval:   10 * time.Second,
+		IPAMGC:           true,
+		IPAMGCInterval:   time.Minute,
+		IPAMGCGrace:      gc.DefaultGrace,
+		LoadBalancerIPAM: true,
+		MetricsAddr:      ":9091",
+		HealthAddr:       DefaultHealthAddress,
+		ProcSysNet:       kernel.DefaultProcSysNet,
 	}
 }
 
@@ -299,6 +304,10 @@ func (a *agent) run(ctx context.Context) error {
 	if a.opts.IPAMGC {
 		gc := ipamGC{opts: a.opts, kube: a.cl.kube, store: a.store, nodes: a.inf.nodeLister, log: a.log}
 		g.Go(func() error { gc.run(ctx); return nil })
+	}
+	if a.opts.LoadBalancerIPAM {
+		lb := lbIPAM{opts: a.opts, kube: a.cl.kube, pools: a.inf.pools, log: a.log}
+		g.Go(func() error { lb.run(ctx); return nil })
 	}
 	a.ready.set(true, "")
 	a.log.Info("cairn-node running", "asn", a.self.ASN, "socket", a.opts.AgentSocket)
