@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs what Cairn's tests and lab need on a fresh Debian machine:
-# routers and tools from apt, and the pinned etcd, kube-apiserver and
-# kubectl built from the Go module proxy (cached; rebuilt only when the pin
-# changes). Safe to run again: it installs only what is missing.
+# routers, tools and the container runtime of the lab's real nodes
+# (containerd, runc, the reference CNI plugins) from apt, and the pinned
+# etcd, kube-apiserver, kubectl, kubelet, kube-proxy, kube-scheduler and
+# kube-controller-manager built from the Go module proxy (cached; rebuilt
+# only when the pin changes). Safe to run again: it installs only what is
+# missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +14,8 @@ declare -A need=(
   [bird]=bird2 [vtysh]=frr [iperf3]=iperf3 [ping]=iputils-ping
   [tcpdump]=tcpdump [nft]=nftables [iptables]=iptables [ip]=iproute2
   [protoc]=protobuf-compiler [gobgpd]=gobgpd
+  [containerd]=containerd [runc]=runc [/usr/lib/cni/portmap]=containernetworking-plugins
+  [nsenter]=util-linux
 )
 missing=()
 for cmd in "${!need[@]}"; do
@@ -26,9 +31,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 # The Debian packages start their daemons; the lab and tests run their own
-# instances in namespaces, so the system ones are not needed.
+# instances in namespaces, so the system ones are not needed (a system
+# containerd would also own the host's /run/containerd).
 if [ "$(id -u)" -eq 0 ]; then
-  for svc in bird frr gobgpd; do
+  for svc in bird frr gobgpd containerd; do
     systemctl stop "$svc" >/dev/null 2>&1 || true
   done
 fi
