@@ -5,5 +5,6 @@
 // matches the repository: the conflist in the ConfigMap is
 // deploy/node/10-cairn.conflist, its socket is the agent's, the paths are
 // those of the cairn image (internal/images), the lab overlay's objects are
-// the lab's.
+// the lab's. With the pinned control plane, it also applies all three with
+// the pinned kubectl to a real API server.
 package deploy
