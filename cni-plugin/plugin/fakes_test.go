@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	agentv1 "github.com/cairn-net/cairn/apis/agent/v1"
 	"github.com/cairn-net/cairn/cni-plugin/netsetup"
@@ -119,6 +121,11 @@ func (f *fakeAgent) Check(context.Context, *agentv1.CheckRequest, ...grpc.CallOp
 
 func (f *fakeAgent) Status(context.Context, *agentv1.StatusRequest, ...grpc.CallOption) (*agentv1.StatusResponse, error) {
 	return &agentv1.StatusResponse{Ready: f.notReady == "", Reason: f.notReady}, f.rec.call("agent.Status")
+}
+
+// NodeStatus is cairnctl's call; the plugin never makes it.
+func (f *fakeAgent) NodeStatus(context.Context, *agentv1.NodeStatusRequest, ...grpc.CallOption) (*agentv1.NodeStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "the plugin does not call NodeStatus")
 }
 
 func (f *fakeAgent) GC(_ context.Context, in *agentv1.GCRequest, _ ...grpc.CallOption) (*agentv1.GCResponse, error) {

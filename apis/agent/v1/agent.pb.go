@@ -781,6 +781,549 @@ func (*GCResponse) Descriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{12}
 }
 
+// NodeStatusRequest is empty.
+type NodeStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeStatusRequest) Reset() {
+	*x = NodeStatusRequest{}
+	mi := &file_agent_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeStatusRequest) ProtoMessage() {}
+
+func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
+func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{13}
+}
+
+// NodeStatusResponse is the node's state. Prefixes and addresses are
+// strings in CIDR or address notation.
+type NodeStatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	AgentVersion  string                 `protobuf:"bytes,2,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
+	Ready         bool                   `protobuf:"varint,3,opt,name=ready,proto3" json:"ready,omitempty"`
+	ReadyReason   string                 `protobuf:"bytes,4,opt,name=ready_reason,json=readyReason,proto3" json:"ready_reason,omitempty"` // why not ready
+	NodeAddress   string                 `protobuf:"bytes,5,opt,name=node_address,json=nodeAddress,proto3" json:"node_address,omitempty"` // the node's BGP address
+	Asn           uint32                 `protobuf:"varint,6,opt,name=asn,proto3" json:"asn,omitempty"`
+	Sessions      []*BGPSession          `protobuf:"bytes,7,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	Blocks        []string               `protobuf:"bytes,8,rep,name=blocks,proto3" json:"blocks,omitempty"`        // affine to this node, announced
+	Borrowed      []string               `protobuf:"bytes,9,rep,name=borrowed,proto3" json:"borrowed,omitempty"`    // addresses of this node's pods in other nodes' blocks
+	Announced     []string               `protobuf:"bytes,10,rep,name=announced,proto3" json:"announced,omitempty"` // every prefix advertised (blocks, borrowed, service ranges)
+	Learned       []*LearnedRoute        `protobuf:"bytes,11,rep,name=learned,proto3" json:"learned,omitempty"`     // every one, not capped
+	Endpoints     []*Endpoint            `protobuf:"bytes,12,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	Routes        *RouteCounts           `protobuf:"bytes,13,opt,name=routes,proto3" json:"routes,omitempty"`
+	LastError     string                 `protobuf:"bytes,14,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`          // of the last sync, empty when it applied cleanly
+	ImportFilter  []string               `protobuf:"bytes,15,rep,name=import_filter,json=importFilter,proto3" json:"import_filter,omitempty"` // prefixes (and what they contain) the node accepts
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeStatusResponse) Reset() {
+	*x = NodeStatusResponse{}
+	mi := &file_agent_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeStatusResponse) ProtoMessage() {}
+
+func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeStatusResponse.ProtoReflect.Descriptor instead.
+func (*NodeStatusResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *NodeStatusResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *NodeStatusResponse) GetAgentVersion() string {
+	if x != nil {
+		return x.AgentVersion
+	}
+	return ""
+}
+
+func (x *NodeStatusResponse) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *NodeStatusResponse) GetReadyReason() string {
+	if x != nil {
+		return x.ReadyReason
+	}
+	return ""
+}
+
+func (x *NodeStatusResponse) GetNodeAddress() string {
+	if x != nil {
+		return x.NodeAddress
+	}
+	return ""
+}
+
+func (x *NodeStatusResponse) GetAsn() uint32 {
+	if x != nil {
+		return x.Asn
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetSessions() []*BGPSession {
+	if x != nil {
+		return x.Sessions
+	}
+	return nil
+}
+
+func (x *NodeStatusResponse) GetBlocks() []string {
+	if x != nil {
+		return x.Blocks
+	}
+	return nil
+}
+
+func (x *NodeStatusResponse) GetBorrowed() []string {
+	if x != nil {
+		return x.Borrowed
+	}
+	return nil
+}
+
+func (x *NodeStatusResponse) GetAnnounced() []string {
+	if x != nil {
+		return x.Announced
+	}
+	return nil
+}
+
+func (x *NodeStatusResponse) GetLearned() []*LearnedRoute {
+	if x != nil {
+		return x.Learned
+	}
+	return nil
+}
+
+func (x *NodeStatusResponse) GetEndpoints() []*Endpoint {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+func (x *NodeStatusResponse) GetRoutes() *RouteCounts {
+	if x != nil {
+		return x.Routes
+	}
+	return nil
+}
+
+func (x *NodeStatusResponse) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *NodeStatusResponse) GetImportFilter() []string {
+	if x != nil {
+		return x.ImportFilter
+	}
+	return nil
+}
+
+// BGPSession is one configured session.
+type BGPSession struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // "mesh:<node>" or "peer:<BGPPeer>"
+	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Asn           uint32                 `protobuf:"varint,3,opt,name=asn,proto3" json:"asn,omitempty"`
+	State         string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"` // RFC 4271: Idle ... Established
+	UptimeSeconds int64                  `protobuf:"varint,5,opt,name=uptime_seconds,json=uptimeSeconds,proto3" json:"uptime_seconds,omitempty"`
+	Received      uint64                 `protobuf:"varint,6,opt,name=received,proto3" json:"received,omitempty"`
+	Accepted      uint64                 `protobuf:"varint,7,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	Advertised    uint64                 `protobuf:"varint,8,opt,name=advertised,proto3" json:"advertised,omitempty"`
+	LastError     string                 `protobuf:"bytes,9,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	Flaps         uint64                 `protobuf:"varint,10,opt,name=flaps,proto3" json:"flaps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BGPSession) Reset() {
+	*x = BGPSession{}
+	mi := &file_agent_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BGPSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BGPSession) ProtoMessage() {}
+
+func (x *BGPSession) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BGPSession.ProtoReflect.Descriptor instead.
+func (*BGPSession) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *BGPSession) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BGPSession) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *BGPSession) GetAsn() uint32 {
+	if x != nil {
+		return x.Asn
+	}
+	return 0
+}
+
+func (x *BGPSession) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *BGPSession) GetUptimeSeconds() int64 {
+	if x != nil {
+		return x.UptimeSeconds
+	}
+	return 0
+}
+
+func (x *BGPSession) GetReceived() uint64 {
+	if x != nil {
+		return x.Received
+	}
+	return 0
+}
+
+func (x *BGPSession) GetAccepted() uint64 {
+	if x != nil {
+		return x.Accepted
+	}
+	return 0
+}
+
+func (x *BGPSession) GetAdvertised() uint64 {
+	if x != nil {
+		return x.Advertised
+	}
+	return 0
+}
+
+func (x *BGPSession) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *BGPSession) GetFlaps() uint64 {
+	if x != nil {
+		return x.Flaps
+	}
+	return 0
+}
+
+// LearnedRoute is a prefix learned from peers as the node uses it.
+type LearnedRoute struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Prefix        string                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	NextHops      []string               `protobuf:"bytes,2,rep,name=next_hops,json=nextHops,proto3" json:"next_hops,omitempty"`
+	Peers         []string               `protobuf:"bytes,3,rep,name=peers,proto3" json:"peers,omitempty"` // the sessions the paths came from
+	Installed     bool                   `protobuf:"varint,4,opt,name=installed,proto3" json:"installed,omitempty"`
+	RefusedReason string                 `protobuf:"bytes,5,opt,name=refused_reason,json=refusedReason,proto3" json:"refused_reason,omitempty"` // when not installed
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LearnedRoute) Reset() {
+	*x = LearnedRoute{}
+	mi := &file_agent_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LearnedRoute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LearnedRoute) ProtoMessage() {}
+
+func (x *LearnedRoute) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LearnedRoute.ProtoReflect.Descriptor instead.
+func (*LearnedRoute) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *LearnedRoute) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *LearnedRoute) GetNextHops() []string {
+	if x != nil {
+		return x.NextHops
+	}
+	return nil
+}
+
+func (x *LearnedRoute) GetPeers() []string {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+func (x *LearnedRoute) GetInstalled() bool {
+	if x != nil {
+		return x.Installed
+	}
+	return false
+}
+
+func (x *LearnedRoute) GetRefusedReason() string {
+	if x != nil {
+		return x.RefusedReason
+	}
+	return ""
+}
+
+// Endpoint is a local pod attachment with its host routes.
+type Endpoint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	Ifname        string                 `protobuf:"bytes,2,opt,name=ifname,proto3" json:"ifname,omitempty"`
+	HostIface     string                 `protobuf:"bytes,3,opt,name=host_iface,json=hostIface,proto3" json:"host_iface,omitempty"`
+	Addresses     []string               `protobuf:"bytes,4,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	PodNamespace  string                 `protobuf:"bytes,5,opt,name=pod_namespace,json=podNamespace,proto3" json:"pod_namespace,omitempty"`
+	PodName       string                 `protobuf:"bytes,6,opt,name=pod_name,json=podName,proto3" json:"pod_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Endpoint) Reset() {
+	*x = Endpoint{}
+	mi := &file_agent_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Endpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Endpoint) ProtoMessage() {}
+
+func (x *Endpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
+func (*Endpoint) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Endpoint) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *Endpoint) GetIfname() string {
+	if x != nil {
+		return x.Ifname
+	}
+	return ""
+}
+
+func (x *Endpoint) GetHostIface() string {
+	if x != nil {
+		return x.HostIface
+	}
+	return ""
+}
+
+func (x *Endpoint) GetAddresses() []string {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
+}
+
+func (x *Endpoint) GetPodNamespace() string {
+	if x != nil {
+		return x.PodNamespace
+	}
+	return ""
+}
+
+func (x *Endpoint) GetPodName() string {
+	if x != nil {
+		return x.PodName
+	}
+	return ""
+}
+
+// RouteCounts are felix's routes in the kernel by class.
+type RouteCounts struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Endpoint      int64                  `protobuf:"varint,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Blackhole     int64                  `protobuf:"varint,2,opt,name=blackhole,proto3" json:"blackhole,omitempty"`
+	Learned       int64                  `protobuf:"varint,3,opt,name=learned,proto3" json:"learned,omitempty"`
+	Refused       int64                  `protobuf:"varint,4,opt,name=refused,proto3" json:"refused,omitempty"` // learned routes not installed
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RouteCounts) Reset() {
+	*x = RouteCounts{}
+	mi := &file_agent_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RouteCounts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RouteCounts) ProtoMessage() {}
+
+func (x *RouteCounts) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RouteCounts.ProtoReflect.Descriptor instead.
+func (*RouteCounts) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RouteCounts) GetEndpoint() int64 {
+	if x != nil {
+		return x.Endpoint
+	}
+	return 0
+}
+
+func (x *RouteCounts) GetBlackhole() int64 {
+	if x != nil {
+		return x.Blackhole
+	}
+	return 0
+}
+
+func (x *RouteCounts) GetLearned() int64 {
+	if x != nil {
+		return x.Learned
+	}
+	return 0
+}
+
+func (x *RouteCounts) GetRefused() int64 {
+	if x != nil {
+		return x.Refused
+	}
+	return 0
+}
+
 var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
@@ -829,11 +1372,65 @@ const file_agent_proto_rawDesc = "" +
 	"\x11valid_attachments\x18\x01 \x03(\v2\x1a.cairn.agent.v1.AttachmentR\x10validAttachments\x12\x18\n" +
 	"\anetwork\x18\x02 \x01(\tR\anetwork\"\f\n" +
 	"\n" +
-	"GCResponse*I\n" +
+	"GCResponse\"\x13\n" +
+	"\x11NodeStatusRequest\"\xae\x04\n" +
+	"\x12NodeStatusResponse\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12#\n" +
+	"\ragent_version\x18\x02 \x01(\tR\fagentVersion\x12\x14\n" +
+	"\x05ready\x18\x03 \x01(\bR\x05ready\x12!\n" +
+	"\fready_reason\x18\x04 \x01(\tR\vreadyReason\x12!\n" +
+	"\fnode_address\x18\x05 \x01(\tR\vnodeAddress\x12\x10\n" +
+	"\x03asn\x18\x06 \x01(\rR\x03asn\x126\n" +
+	"\bsessions\x18\a \x03(\v2\x1a.cairn.agent.v1.BGPSessionR\bsessions\x12\x16\n" +
+	"\x06blocks\x18\b \x03(\tR\x06blocks\x12\x1a\n" +
+	"\bborrowed\x18\t \x03(\tR\bborrowed\x12\x1c\n" +
+	"\tannounced\x18\n" +
+	" \x03(\tR\tannounced\x126\n" +
+	"\alearned\x18\v \x03(\v2\x1c.cairn.agent.v1.LearnedRouteR\alearned\x126\n" +
+	"\tendpoints\x18\f \x03(\v2\x18.cairn.agent.v1.EndpointR\tendpoints\x123\n" +
+	"\x06routes\x18\r \x01(\v2\x1b.cairn.agent.v1.RouteCountsR\x06routes\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x0e \x01(\tR\tlastError\x12#\n" +
+	"\rimport_filter\x18\x0f \x03(\tR\fimportFilter\"\x96\x02\n" +
+	"\n" +
+	"BGPSession\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x10\n" +
+	"\x03asn\x18\x03 \x01(\rR\x03asn\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12%\n" +
+	"\x0euptime_seconds\x18\x05 \x01(\x03R\ruptimeSeconds\x12\x1a\n" +
+	"\breceived\x18\x06 \x01(\x04R\breceived\x12\x1a\n" +
+	"\baccepted\x18\a \x01(\x04R\baccepted\x12\x1e\n" +
+	"\n" +
+	"advertised\x18\b \x01(\x04R\n" +
+	"advertised\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\t \x01(\tR\tlastError\x12\x14\n" +
+	"\x05flaps\x18\n" +
+	" \x01(\x04R\x05flaps\"\x9e\x01\n" +
+	"\fLearnedRoute\x12\x16\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x1b\n" +
+	"\tnext_hops\x18\x02 \x03(\tR\bnextHops\x12\x14\n" +
+	"\x05peers\x18\x03 \x03(\tR\x05peers\x12\x1c\n" +
+	"\tinstalled\x18\x04 \x01(\bR\tinstalled\x12%\n" +
+	"\x0erefused_reason\x18\x05 \x01(\tR\rrefusedReason\"\xc2\x01\n" +
+	"\bEndpoint\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x16\n" +
+	"\x06ifname\x18\x02 \x01(\tR\x06ifname\x12\x1d\n" +
+	"\n" +
+	"host_iface\x18\x03 \x01(\tR\thostIface\x12\x1c\n" +
+	"\taddresses\x18\x04 \x03(\tR\taddresses\x12#\n" +
+	"\rpod_namespace\x18\x05 \x01(\tR\fpodNamespace\x12\x19\n" +
+	"\bpod_name\x18\x06 \x01(\tR\apodName\"{\n" +
+	"\vRouteCounts\x12\x1a\n" +
+	"\bendpoint\x18\x01 \x01(\x03R\bendpoint\x12\x1c\n" +
+	"\tblackhole\x18\x02 \x01(\x03R\tblackhole\x12\x18\n" +
+	"\alearned\x18\x03 \x01(\x03R\alearned\x12\x18\n" +
+	"\arefused\x18\x04 \x01(\x03R\arefused*I\n" +
 	"\bIPFamily\x12\x19\n" +
 	"\x15IP_FAMILY_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fIP_FAMILY_V4\x10\x01\x12\x10\n" +
-	"\fIP_FAMILY_V6\x10\x022\xc3\x03\n" +
+	"\fIP_FAMILY_V6\x10\x022\x98\x04\n" +
 	"\x05Agent\x12M\n" +
 	"\bAllocate\x12\x1f.cairn.agent.v1.AllocateRequest\x1a .cairn.agent.v1.AllocateResponse\x12S\n" +
 	"\n" +
@@ -841,7 +1438,9 @@ const file_agent_proto_rawDesc = "" +
 	"\aRelease\x12\x1e.cairn.agent.v1.ReleaseRequest\x1a\x1f.cairn.agent.v1.ReleaseResponse\x12D\n" +
 	"\x05Check\x12\x1c.cairn.agent.v1.CheckRequest\x1a\x1d.cairn.agent.v1.CheckResponse\x12G\n" +
 	"\x06Status\x12\x1d.cairn.agent.v1.StatusRequest\x1a\x1e.cairn.agent.v1.StatusResponse\x12;\n" +
-	"\x02GC\x12\x19.cairn.agent.v1.GCRequest\x1a\x1a.cairn.agent.v1.GCResponseB2Z0github.com/cairn-net/cairn/apis/agent/v1;agentv1b\x06proto3"
+	"\x02GC\x12\x19.cairn.agent.v1.GCRequest\x1a\x1a.cairn.agent.v1.GCResponse\x12S\n" +
+	"\n" +
+	"NodeStatus\x12!.cairn.agent.v1.NodeStatusRequest\x1a\".cairn.agent.v1.NodeStatusResponseB2Z0github.com/cairn-net/cairn/apis/agent/v1;agentv1b\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -856,7 +1455,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_agent_proto_goTypes = []any{
 	(IPFamily)(0),              // 0: cairn.agent.v1.IPFamily
 	(*Attachment)(nil),         // 1: cairn.agent.v1.Attachment
@@ -872,27 +1471,39 @@ var file_agent_proto_goTypes = []any{
 	(*StatusResponse)(nil),     // 11: cairn.agent.v1.StatusResponse
 	(*GCRequest)(nil),          // 12: cairn.agent.v1.GCRequest
 	(*GCResponse)(nil),         // 13: cairn.agent.v1.GCResponse
+	(*NodeStatusRequest)(nil),  // 14: cairn.agent.v1.NodeStatusRequest
+	(*NodeStatusResponse)(nil), // 15: cairn.agent.v1.NodeStatusResponse
+	(*BGPSession)(nil),         // 16: cairn.agent.v1.BGPSession
+	(*LearnedRoute)(nil),       // 17: cairn.agent.v1.LearnedRoute
+	(*Endpoint)(nil),           // 18: cairn.agent.v1.Endpoint
+	(*RouteCounts)(nil),        // 19: cairn.agent.v1.RouteCounts
 }
 var file_agent_proto_depIdxs = []int32{
 	0,  // 0: cairn.agent.v1.AllocateRequest.ip_families:type_name -> cairn.agent.v1.IPFamily
 	1,  // 1: cairn.agent.v1.GCRequest.valid_attachments:type_name -> cairn.agent.v1.Attachment
-	2,  // 2: cairn.agent.v1.Agent.Allocate:input_type -> cairn.agent.v1.AllocateRequest
-	4,  // 3: cairn.agent.v1.Agent.EndpointUp:input_type -> cairn.agent.v1.EndpointUpRequest
-	6,  // 4: cairn.agent.v1.Agent.Release:input_type -> cairn.agent.v1.ReleaseRequest
-	8,  // 5: cairn.agent.v1.Agent.Check:input_type -> cairn.agent.v1.CheckRequest
-	10, // 6: cairn.agent.v1.Agent.Status:input_type -> cairn.agent.v1.StatusRequest
-	12, // 7: cairn.agent.v1.Agent.GC:input_type -> cairn.agent.v1.GCRequest
-	3,  // 8: cairn.agent.v1.Agent.Allocate:output_type -> cairn.agent.v1.AllocateResponse
-	5,  // 9: cairn.agent.v1.Agent.EndpointUp:output_type -> cairn.agent.v1.EndpointUpResponse
-	7,  // 10: cairn.agent.v1.Agent.Release:output_type -> cairn.agent.v1.ReleaseResponse
-	9,  // 11: cairn.agent.v1.Agent.Check:output_type -> cairn.agent.v1.CheckResponse
-	11, // 12: cairn.agent.v1.Agent.Status:output_type -> cairn.agent.v1.StatusResponse
-	13, // 13: cairn.agent.v1.Agent.GC:output_type -> cairn.agent.v1.GCResponse
-	8,  // [8:14] is the sub-list for method output_type
-	2,  // [2:8] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	16, // 2: cairn.agent.v1.NodeStatusResponse.sessions:type_name -> cairn.agent.v1.BGPSession
+	17, // 3: cairn.agent.v1.NodeStatusResponse.learned:type_name -> cairn.agent.v1.LearnedRoute
+	18, // 4: cairn.agent.v1.NodeStatusResponse.endpoints:type_name -> cairn.agent.v1.Endpoint
+	19, // 5: cairn.agent.v1.NodeStatusResponse.routes:type_name -> cairn.agent.v1.RouteCounts
+	2,  // 6: cairn.agent.v1.Agent.Allocate:input_type -> cairn.agent.v1.AllocateRequest
+	4,  // 7: cairn.agent.v1.Agent.EndpointUp:input_type -> cairn.agent.v1.EndpointUpRequest
+	6,  // 8: cairn.agent.v1.Agent.Release:input_type -> cairn.agent.v1.ReleaseRequest
+	8,  // 9: cairn.agent.v1.Agent.Check:input_type -> cairn.agent.v1.CheckRequest
+	10, // 10: cairn.agent.v1.Agent.Status:input_type -> cairn.agent.v1.StatusRequest
+	12, // 11: cairn.agent.v1.Agent.GC:input_type -> cairn.agent.v1.GCRequest
+	14, // 12: cairn.agent.v1.Agent.NodeStatus:input_type -> cairn.agent.v1.NodeStatusRequest
+	3,  // 13: cairn.agent.v1.Agent.Allocate:output_type -> cairn.agent.v1.AllocateResponse
+	5,  // 14: cairn.agent.v1.Agent.EndpointUp:output_type -> cairn.agent.v1.EndpointUpResponse
+	7,  // 15: cairn.agent.v1.Agent.Release:output_type -> cairn.agent.v1.ReleaseResponse
+	9,  // 16: cairn.agent.v1.Agent.Check:output_type -> cairn.agent.v1.CheckResponse
+	11, // 17: cairn.agent.v1.Agent.Status:output_type -> cairn.agent.v1.StatusResponse
+	13, // 18: cairn.agent.v1.Agent.GC:output_type -> cairn.agent.v1.GCResponse
+	15, // 19: cairn.agent.v1.Agent.NodeStatus:output_type -> cairn.agent.v1.NodeStatusResponse
+	13, // [13:20] is the sub-list for method output_type
+	6,  // [6:13] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -906,7 +1517,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -35,6 +35,7 @@ const (
 	Agent_Check_FullMethodName      = "/cairn.agent.v1.Agent/Check"
 	Agent_Status_FullMethodName     = "/cairn.agent.v1.Agent/Status"
 	Agent_GC_FullMethodName         = "/cairn.agent.v1.Agent/GC"
+	Agent_NodeStatus_FullMethodName = "/cairn.agent.v1.Agent/NodeStatus"
 )
 
 // AgentClient is the client API for Agent service.
@@ -73,6 +74,11 @@ type AgentClient interface {
 	// valid_attachments (CNI 1.1 GC); attachments of other networks are left
 	// alone. It never replaces Release.
 	GC(ctx context.Context, in *GCRequest, opts ...grpc.CallOption) (*GCResponse, error)
+	// NodeStatus describes the node as its agent sees it now, for cairnctl
+	// on the node: sessions, blocks, what it announces, every learned route
+	// (installed, or refused and why) and from whom, its local endpoints,
+	// readiness. The plugin never calls it.
+	NodeStatus(ctx context.Context, in *NodeStatusRequest, opts ...grpc.CallOption) (*NodeStatusResponse, error)
 }
 
 type agentClient struct {
@@ -143,6 +149,16 @@ func (c *agentClient) GC(ctx context.Context, in *GCRequest, opts ...grpc.CallOp
 	return out, nil
 }
 
+func (c *agentClient) NodeStatus(ctx context.Context, in *NodeStatusRequest, opts ...grpc.CallOption) (*NodeStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NodeStatusResponse)
+	err := c.cc.Invoke(ctx, Agent_NodeStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServer is the server API for Agent service.
 // All implementations must embed UnimplementedAgentServer
 // for forward compatibility.
@@ -179,6 +195,11 @@ type AgentServer interface {
 	// valid_attachments (CNI 1.1 GC); attachments of other networks are left
 	// alone. It never replaces Release.
 	GC(context.Context, *GCRequest) (*GCResponse, error)
+	// NodeStatus describes the node as its agent sees it now, for cairnctl
+	// on the node: sessions, blocks, what it announces, every learned route
+	// (installed, or refused and why) and from whom, its local endpoints,
+	// readiness. The plugin never calls it.
+	NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error)
 	mustEmbedUnimplementedAgentServer()
 }
 
@@ -206,6 +227,9 @@ func (UnimplementedAgentServer) Status(context.Context, *StatusRequest) (*Status
 }
 func (UnimplementedAgentServer) GC(context.Context, *GCRequest) (*GCResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GC not implemented")
+}
+func (UnimplementedAgentServer) NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method NodeStatus not implemented")
 }
 func (UnimplementedAgentServer) mustEmbedUnimplementedAgentServer() {}
 func (UnimplementedAgentServer) testEmbeddedByValue()               {}
@@ -336,6 +360,24 @@ func _Agent_GC_Handler(srv interface{}, ctx context.Context, dec func(interface{
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Agent_NodeStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NodeStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).NodeStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_NodeStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).NodeStatus(ctx, req.(*NodeStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Agent_ServiceDesc is the grpc.ServiceDesc for Agent service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -366,6 +408,10 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GC",
 			Handler:    _Agent_GC_Handler,
+		},
+		{
+			MethodName: "NodeStatus",
+			Handler:    _Agent_NodeStatus_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -292,7 +292,7 @@ func (a *agent) run(ctx context.Context) error {
 	g.Go(func() error { return a.runController(ctx) })
 	g.Go(func() error { a.status.run(ctx, a.opts.StatusInterval); return nil })
 	g.Go(func() error {
-		return serveCNI(ctx, a.opts.AgentSocket, a.cni, a.log, cniDrain, grpc.UnaryInterceptor(a.metrics.cniInterceptor))
+		return serveCNI(ctx, a.opts.AgentSocket, a.api(), a.log, cniDrain, grpc.UnaryInterceptor(a.metrics.cniInterceptor))
 	})
 	if a.opts.MetricsAddr != "" {
 		serve, err := serveHTTP(ctx, a.opts.MetricsAddr, a.metrics.handler(), a.log)

@@ -21,7 +21,7 @@ func forwardLearned(ctx context.Context, learned <-chan []speaker.Path, dp inter
 				return
 			}
 			routes := learnedRoutes(paths)
-			last.set(routes)
+			last.set(routes, paths)
 			dp.SetLearnedRoutes(routes)
 		}
 	}
@@ -43,13 +43,25 @@ func learnedRoutes(paths []speaker.Path) []felix.LearnedRoute {
 	return out
 }
 
-// learnedHolder keeps the latest learned routes for the status writer.
+// learnedHolder keeps the latest learned routes for the status writer,
+// and the paths they came from for cairnctl.
 type learnedHolder struct {
 	mu     sync.Mutex
 	routes []felix.LearnedRoute
+	paths  []speaker.Path
 }
 
-func (h *learnedHolder) set(r []felix.LearnedRoute) { h.mu.Lock(); h.routes = r; h.mu.Unlock() }
+func (h *learnedHolder) set(r []felix.LearnedRoute, p []speaker.Path) {
+	h.mu.Lock()
+	h.routes, h.paths = r, p
+	h.mu.Unlock()
+}
+
+func (h *learnedHolder) getPaths() []speaker.Path {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.paths
+}
 func (h *learnedHolder) get() []felix.LearnedRoute {
 	h.mu.Lock()
 	defer h.mu.Unlock()

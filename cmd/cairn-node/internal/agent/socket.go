@@ -25,7 +25,7 @@ const cniDrain = 5 * time.Second
 // serveCNI serves the plugin's API on a unix socket only root can reach.
 // When ctx ends it stops taking calls and gives those in flight drain to
 // finish before cancelling them.
-func serveCNI(ctx context.Context, path string, srv *cniServer, log *slog.Logger, drain time.Duration, opts ...grpc.ServerOption) error {
+func serveCNI(ctx context.Context, path string, srv agentv1.AgentServer, log *slog.Logger, drain time.Duration, opts ...grpc.ServerOption) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create socket directory: %w", err)
 	}
