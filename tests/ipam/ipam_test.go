@@ -24,6 +24,7 @@ func TestIPAMOnAPIServer(t *testing.T) {
 	t.Run("store contract", func(t *testing.T) { storetest.Run(t, c.store) })
 	t.Run("three nodes allocate and release concurrently", func(t *testing.T) { testStress(t, c) })
 	t.Run("allocators killed mid-burst, then GC", func(t *testing.T) { testKilledMidBurst(t, c) })
+	t.Run("storm: agents killed at random at twice the stress, then GC", func(t *testing.T) { testStorm(t, c) })
 	t.Run("leader election", func(t *testing.T) { testLeaderElection(t, c) })
 }
 

@@ -18,16 +18,25 @@ import (
 
 var errKilled = errors.New("agent killed")
 
+// errGone is what a final killable's calls fail with once it is dead:
+// it wraps context.Canceled, which no retry loop retries
+// (ipam.Retryable), so the dead agent's goroutines stop at once, as a
+// killed process's would, instead of retrying against a store that no
+// longer answers. What reached the store is the same either way.
+var errGone = fmt.Errorf("%w: %w", errKilled, context.Canceled)
+
 // killable is a store through which an agent dies: from the killAt-th
 // write on, no call reaches the API server (the write that triggers it
 // does, when applyLast is set, so the server has work the agent never
-// saw answered).
+// saw answered). A final killable fails calls with errGone instead of
+// errKilled.
 type killable struct {
 	ipam.Store
 	mu        sync.Mutex
 	writes    int
 	killAt    int
 	applyLast bool
+	final     bool // set before use
 	dead      bool
 	killed    chan struct{}
 }
@@ -53,7 +62,14 @@ func (k *killable) enter(write bool) (ok bool, after func() error) {
 	}
 	k.dead = true
 	close(k.killed)
-	return k.applyLast, func() error { return errKilled }
+	return k.applyLast, func() error { return k.deadErr() }
+}
+
+func (k *killable) deadErr() error {
+	if k.final {
+		return errGone
+	}
+	return errKilled
 }
 
 func (k *killable) Blocks() ipam.Objects[*v1.IPAMBlock] {
@@ -78,7 +94,7 @@ func call[R any](k *killable, write bool, fn func() (R, error)) (R, error) {
 	var zero R
 	ok, after := k.enter(write)
 	if !ok && after == nil {
-		return zero, errKilled
+		return zero, k.deadErr()
 	}
 	if !ok {
 		return zero, after()
