@@ -56,12 +56,12 @@ func (l serviceListers) list(node string) ([]peering.Service, error) {
 		}
 		key := s.Namespace + "/" + s.Name
 		ps := peering.Service{
-			Name:            key,
-			ClusterIPs:      parseAddrs(s.Spec.ClusterIPs),
-			ExternalIPs:     parseAddrs(s.Spec.ExternalIPs),
-			ExternalLocal:   s.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
-			InternalLocal:   s.Spec.InternalTrafficPolicy != nil && *s.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal,
-			LocalEndpoint:   local[key],
+			Name:          key,
+			ClusterIPs:    parseAddrs(s.Spec.ClusterIPs),
+			ExternalIPs:   parseAddrs(s.Spec.ExternalIPs),
+			ExternalLocal: s.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
+			InternalLocal: s.Spec.InternalTrafficPolicy != nil && *s.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal,
+			LocalEndpoint: local[key],
 		}
 		for _, in := range s.Status.LoadBalancer.Ingress {
 			ps.LoadBalancerIPs = append(ps.LoadBalancerIPs, parseAddrs([]string{in.IP})...)
