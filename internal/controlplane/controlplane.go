@@ -39,6 +39,11 @@ type Options struct {
 	Detach bool
 	// CRDDir holds CRD manifests to install; empty means none.
 	CRDDir string
+	// Kubelets says real kubelets will join the cluster: the API server
+	// reaches them (logs, exec) by their InternalIP, and kube-scheduler and
+	// kube-controller-manager run beside it, so that pods are scheduled
+	// and every namespace gets its default ServiceAccount and root CA.
+	Kubelets bool
 	// ReadyTimeout bounds the wait for /readyz; default 60s.
 	ReadyTimeout time.Duration
 	// Logf receives progress lines; nil discards them.
@@ -96,6 +101,11 @@ func Start(ctx context.Context, opts Options) (cp *ControlPlane, err error) {
 	opts.Logf("control plane ready at %s after %v", cp.URL, cp.StartedToReady.Round(time.Millisecond))
 	if err := cp.writeKubeconfig(token); err != nil {
 		return cp, err
+	}
+	if opts.Kubelets {
+		if err := cp.startControllers(opts); err != nil {
+			return cp, err
+		}
 	}
 	if opts.CRDDir != "" {
 		if err := InstallManifests(ctx, cp.Config, opts.CRDDir); err != nil {
@@ -200,6 +210,11 @@ func (cp *ControlPlane) startAPIServer(o Options) (token string, err error) {
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--enable-priority-and-fairness=false",
 		"--v=0",
+	}
+	if o.Kubelets {
+		// A lab node's hostname resolves nowhere; its InternalIP is on
+		// the lab network the API server routes to.
+		args = append(args, "--kubelet-preferred-address-types=InternalIP")
 	}
 	p, err := startProcess(cp.Dir, "kube-apiserver", o.Wrap, args, o.Detach)
 	if err != nil {

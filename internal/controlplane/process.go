@@ -92,7 +92,8 @@ func (p *process) logTail(lines int) string {
 // `down` run by another process than the one that started them.
 func StopDir(dir string, grace time.Duration) error {
 	var errs []error
-	for _, name := range []string{"kube-apiserver", "etcd"} {
+	// Clients of the API server first, etcd last.
+	for _, name := range []string{procControllerManager, procScheduler, "kube-apiserver", "etcd"} {
 		data, err := os.ReadFile(filepath.Join(dir, name+".pid"))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
