@@ -4,7 +4,7 @@
 // real cairn-cni. It needs root. The work is in internal/lab.
 //
 //	cairn-lab demo [--keep] [up flags]     up, pods talk across nodes, status, down
-//	cairn-lab up [--nodes N] [--racks R] [--router bird|frr] [--pods-per-node P]
+//	cairn-lab up [--nodes N] [--racks R] [--router bird|frr] [--pods-per-node P] [--kubelet]
 //	cairn-lab status [-o json]
 //	cairn-lab pods [-o json]
 //	cairn-lab exec NAME -- CMD...          in the namespace of a pod, node, router or outside1
@@ -39,6 +39,7 @@ commands:
       --router bird|frr      router daemon for ToRs and spine (default bird)
       --pods-per-node P      pods created on every node (default 2)
       --no-agents            network, routers and control plane only
+      --kubelet              real nodes: containerd and a kubelet on every node, pods through the API
       --keep-on-failure      leave a failed lab up for inspection
       --instance NAME        name inside the namespaces (cl-NAME-node1), to run beside another lab
                              (give it its own --state-dir)
@@ -102,6 +103,9 @@ func dispatch(ctx context.Context, dir, cmd string, args []string) (int, error) 
 			t.Total.Round(time.Millisecond), t.Build.Round(time.Millisecond), t.Network.Round(time.Millisecond),
 			t.ControlPlane.Round(time.Millisecond), t.Agents.Round(time.Millisecond), t.Pods.Round(time.Millisecond),
 			t.Converge.Round(time.Millisecond), l.StateDir())
+		if t.PodStart.N > 0 {
+			fmt.Printf("pods created to Running: %v\n", t.PodStart)
+		}
 		return 0, nil
 	case "demo":
 		o, keep, err := upFlags(cmd, args, dir, logf)
@@ -152,6 +156,8 @@ func dispatch(ctx context.Context, dir, cmd string, args []string) (int, error) 
 		return withLab(dir, func(l *lab.Lab) error { return l.DelPod(ctx, args[0]) })
 	case lab.HelperCommand:
 		return 0, lab.RunControlPlaneHelper(ctx, args, os.Stdout, os.Stderr)
+	case lab.NodeHelperCommand:
+		return 0, lab.RunNodeHelper(ctx, args, os.Stderr)
 	}
 	fmt.Fprint(os.Stderr, usage)
 	return 2, fmt.Errorf("unknown command %q", cmd)
@@ -166,6 +172,7 @@ func upFlags(cmd string, args []string, dir string, logf func(string, ...any)) (
 	fs.StringVar(&o.Router, "router", lab.RouterBIRD, "router daemon: bird or frr")
 	fs.IntVar(&o.PodsPerNode, "pods-per-node", 2, "pods per node")
 	fs.BoolVar(&o.SkipAgents, "no-agents", false, "network, routers and control plane only")
+	fs.BoolVar(&o.Kubelet, "kubelet", false, "real nodes: containerd and a kubelet on every node")
 	fs.BoolVar(&o.KeepOnFailure, "keep-on-failure", false, "leave a failed lab up")
 	fs.StringVar(&o.AgentLogLevel, "agent-log-level", "info", "cairn-node --log-level")
 	fs.StringVar(&o.Instance, "instance", "", "instance name inside namespace names")

@@ -50,6 +50,7 @@ func RunControlPlaneHelper(ctx context.Context, args []string, stdout, stderr io
 	dir := fs.String("dir", "", "control-plane directory")
 	addr := fs.String("address", "", "address to listen on")
 	repo := fs.String("repo", "", "repository root (for deploy/crds and deploy/policies)")
+	kubelets := fs.Bool("kubelets", false, "real kubelets join: also run kube-scheduler and kube-controller-manager")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -61,9 +62,10 @@ func RunControlPlaneHelper(ctx context.Context, args []string, stdout, stderr io
 		Dir:            *dir,
 		Address:        *addr,
 		EtcdClientPort: EtcdClientPort, EtcdPeerPort: EtcdPeerPort, APIServerPort: APIServerPort,
-		Detach: true,
-		CRDDir: filepath.Join(*repo, "deploy", "crds"),
-		Logf:   logf,
+		Detach:   true,
+		Kubelets: *kubelets,
+		CRDDir:   filepath.Join(*repo, "deploy", "crds"),
+		Logf:     logf,
 	})
 	if err != nil {
 		return fmt.Errorf("start control plane: %w", err)
@@ -97,7 +99,7 @@ func errorsJoinStop(err error, cp *controlplane.ControlPlane) error {
 }
 
 // startControlPlane runs the helper inside the control-plane namespace.
-func startControlPlane(ctx context.Context, st *State, helperBin string) (time.Duration, error) {
+func startControlPlane(ctx context.Context, st *State, helperBin string, kubelets bool) (time.Duration, error) {
 	if _, err := controlplane.BinDir(); err != nil {
 		return 0, fmt.Errorf("find etcd and kube-apiserver: %w", err)
 	}
@@ -112,7 +114,7 @@ func startControlPlane(ctx context.Context, st *State, helperBin string) (time.D
 	}
 	cp := st.Plan.ControlPlane
 	out, err := run(ctx, "ip", "netns", "exec", cp.NS, helperBin, HelperCommand,
-		"--dir", dir, "--address", cp.Addr.String(), "--repo", st.RepoRoot)
+		"--dir", dir, "--address", cp.Addr.String(), "--repo", st.RepoRoot, "--kubelets="+strconv.FormatBool(kubelets))
 	if err != nil {
 		return 0, fmt.Errorf("control-plane helper in %s: %w", cp.NS, err)
 	}

@@ -37,6 +37,8 @@ func Down(ctx context.Context, dir string, logf func(string, ...any)) error {
 		}
 		defer unlock()
 		errs = append(errs, stopProcs(st.Procs, logf)...)
+		// What real nodes' daemons leave: containers, shims.
+		errs = append(errs, removeNodeCgroups(st.Cgroups, logf)...)
 		if err := stopControlPlane(st); err != nil {
 			errs = append(errs, err)
 		} else if st.ControlPlane != nil {
@@ -100,9 +102,8 @@ func reversed(nss []string) []string {
 }
 
 // Sweep deletes every namespace named with NSPrefix, of any lab, ending
-// the processes inside: the last resort when a lab's state directory was
-// lost. Processes of such a lab outside its namespaces (none: every
-// daemon runs inside one) would be out of reach.
+// the processes inside, and every real node's cgroup with what is in it:
+// the last resort when a lab's state directory was lost.
 func Sweep(ctx context.Context, logf func(string, ...any)) error {
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -113,6 +114,11 @@ func Sweep(ctx context.Context, logf func(string, ...any)) error {
 	}
 	sort.Strings(names)
 	var errs []error
+	cgroups, err := nodeCgroupsOnMachine()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, removeNodeCgroups(cgroups, logf)...)
 	for _, ns := range names {
 		if err := delNS(ctx, ns); err != nil {
 			errs = append(errs, err)

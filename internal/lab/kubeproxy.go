@@ -67,12 +67,16 @@ func (l *Lab) upServices(ctx context.Context) error {
 		l.logf("no %s or %s beside kube-apiserver (run `make controlplane`): this lab serves no Service", binKubeCM, binKubeProxy)
 		return nil
 	}
-	p, err := startEndpointControllers(l.st, kcm)
-	if err != nil {
-		return err
-	}
-	if err := l.st.addProc(p); err != nil {
-		return err
+	// Real nodes' control plane runs a whole kube-controller-manager,
+	// EndpointSlice controllers included.
+	if !l.st.Kubelet {
+		p, err := startEndpointControllers(l.st, kcm)
+		if err != nil {
+			return err
+		}
+		if err := l.st.addProc(p); err != nil {
+			return err
+		}
 	}
 	for _, n := range l.st.Plan.Nodes() {
 		p, err := startKubeProxy(l.st, n, proxy)

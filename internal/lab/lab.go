@@ -38,6 +38,12 @@ type Options struct {
 	// SkipAgents brings up the network, the routers and the control plane
 	// with its objects, but no cairn-node and no pods.
 	SkipAgents bool
+	// Kubelet makes the nodes real Kubernetes nodes: each runs containerd
+	// and a kubelet (kubelet.go), the control plane adds kube-scheduler and
+	// kube-controller-manager, and pods are Kubernetes pods the kubelets
+	// start. Slower to come up than the default, where a pod is a bare
+	// namespace wired by calling the CNI plugin directly.
+	Kubelet bool
 	// KeepOnFailure leaves a failed lab up for inspection instead of
 	// tearing it down.
 	KeepOnFailure bool
@@ -85,6 +91,9 @@ func (o *Options) defaults() error {
 // Timings are how long the phases of Up took.
 type Timings struct {
 	Build, Network, ControlPlane, Agents, Pods, Converge, Total time.Duration
+	// PodStart is, with real nodes, how long each pod took from its
+	// creation to Running with an address.
+	PodStart Durations
 }
 
 // Lab is a running lab: its state and API clients.
@@ -95,6 +104,8 @@ type Lab struct {
 	logf    func(format string, args ...any)
 	unlock  func()
 	Timings Timings
+	// imageFiles are the tarballs of the images Up built for real nodes.
+	imageFiles []string
 }
 
 // Up builds a lab as the options say and waits until it routes: every
@@ -129,7 +140,7 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 		return nil, err
 	}
 	l := &Lab{
-		st:   &State{Dir: o.StateDir, RepoRoot: o.RepoRoot, Plan: plan, PodSeq: map[string]int{}, AgentArgs: o.AgentArgs},
+		st:   &State{Dir: o.StateDir, RepoRoot: o.RepoRoot, Plan: plan, PodSeq: map[string]int{}, AgentArgs: o.AgentArgs, Kubelet: o.Kubelet},
 		drv:  drv,
 		logf: o.Logf,
 	}
@@ -219,9 +230,13 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 	buildCtx, cancelBuild := context.WithCancel(ctx)
 	defer cancelBuild()
 	built := make(chan error, 1)
+	var imgs nodeImages
 	go func() {
 		o.Logf("building %v", bins)
 		err := buildBinaries(buildCtx, o.RepoRoot, binDir(l.st.Dir), bins...)
+		if err == nil && o.Kubelet && !o.SkipAgents {
+			imgs, err = buildImages(buildCtx, o.RepoRoot)
+		}
 		l.Timings.Build = time.Since(start)
 		built <- err
 	}()
@@ -234,12 +249,16 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 	if err := <-built; err != nil {
 		return err
 	}
+	l.useImages(imgs)
 	o.Logf("built in %v, network and routers up in %v", l.Timings.Build.Round(time.Millisecond), l.Timings.Network.Round(time.Millisecond))
 	if err := l.upControlPlane(ctx); err != nil {
 		return err
 	}
 	if o.SkipAgents {
 		return nil
+	}
+	if o.Kubelet {
+		return l.upRealNodes(ctx, o)
 	}
 	return l.upNodes(ctx, o)
 }
@@ -305,14 +324,14 @@ func (l *Lab) routerProcsAlive(r RouterPlan) error {
 // writes the cluster's objects.
 func (l *Lab) upControlPlane(ctx context.Context) error {
 	start := time.Now()
-	ready, err := startControlPlane(ctx, l.st, filepath.Join(binDir(l.st.Dir), binLab))
+	ready, err := startControlPlane(ctx, l.st, filepath.Join(binDir(l.st.Dir), binLab), l.st.Kubelet)
 	if err != nil {
 		return err
 	}
 	if l.c, err = newClients(l.st); err != nil {
 		return err
 	}
-	if err := createClusterObjects(ctx, l.c, l.st.Plan); err != nil {
+	if err := createClusterObjects(ctx, l.c, l.st.Plan, l.st.Kubelet); err != nil {
 		return err
 	}
 	l.Timings.ControlPlane = time.Since(start)
@@ -461,10 +480,18 @@ func (l *Lab) mutate(f func() error) error {
 	return f()
 }
 
-// AddPod creates a pod on a node through the CNI plugin.
+// AddPod creates a pod on a node: through the CNI plugin, or with real
+// nodes through the API, waiting until the kubelet runs it.
 func (l *Lab) AddPod(ctx context.Context, node string) (Pod, error) {
 	var pod Pod
 	err := l.mutate(func() error {
+		if l.st.Kubelet {
+			pods, _, err := l.addRealPods(ctx, []string{node}, 1)
+			if err == nil {
+				pod = pods[0]
+			}
+			return err
+		}
 		var err error
 		pod, err = l.addPod(ctx, node)
 		return err
@@ -472,9 +499,15 @@ func (l *Lab) AddPod(ctx context.Context, node string) (Pod, error) {
 	return pod, err
 }
 
-// DelPod deletes a pod through the CNI plugin.
+// DelPod deletes a pod: through the CNI plugin, or with real nodes
+// through the API, waiting until the kubelet has stopped it.
 func (l *Lab) DelPod(ctx context.Context, name string) error {
-	return l.mutate(func() error { return l.delPod(ctx, name) })
+	return l.mutate(func() error {
+		if l.st.Kubelet {
+			return l.delRealPod(ctx, name)
+		}
+		return l.delPod(ctx, name)
+	})
 }
 
 // Namespaces lists the network namespaces with the lab's prefix that exist

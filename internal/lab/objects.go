@@ -53,10 +53,11 @@ func newClients(st *State) (*clients, error) {
 }
 
 // createClusterObjects writes what an operator would: the Node objects
-// (the lab has no kubelet), the IPPool, the BGP configuration and the
-// BGPPeers to the top-of-rack routers, and the service account that pods
-// need to pass admission.
-func createClusterObjects(ctx context.Context, c *clients, p Plan) error {
+// (with real nodes, only their labels and annotations: kubelets report the
+// status), the IPPool, the BGP configuration and the BGPPeers to the
+// top-of-rack routers, and the service account that pods need to pass
+// admission.
+func createClusterObjects(ctx context.Context, c *clients, p Plan, kubelets bool) error {
 	// The agents' own namespace, as deploy/node/rbac.yaml creates it: it
 	// holds the IPAM garbage-collection Lease and BGP password Secrets.
 	sys := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: AgentNamespace}}
@@ -68,7 +69,7 @@ func createClusterObjects(ctx context.Context, c *clients, p Plan) error {
 		return fmt.Errorf("create service account %s/default: %w", PodNamespace, err)
 	}
 	for _, n := range p.Nodes() {
-		if err := createNode(ctx, c.kube, n); err != nil {
+		if err := createNode(ctx, c.kube, n, kubelets); err != nil {
 			return err
 		}
 	}
@@ -120,9 +121,9 @@ func labMeta(name string) metav1.ObjectMeta {
 }
 
 // createNode registers a node as its kubelet would: labels, the AS
-// annotation when the node's AS differs from the cluster's, and its
-// InternalIP in status.
-func createNode(ctx context.Context, kube kubernetes.Interface, n Node) error {
+// annotation when the node's AS differs from the cluster's, and, unless a
+// real kubelet will, its InternalIP and readiness in status.
+func createNode(ctx context.Context, kube kubernetes.Interface, n Node, kubelet bool) error {
 	node := &corev1.Node{ObjectMeta: labMeta(n.Name)}
 	node.Labels[RackLabel] = n.Rack
 	node.Labels["kubernetes.io/hostname"] = n.Name
@@ -132,6 +133,9 @@ func createNode(ctx context.Context, kube kubernetes.Interface, n Node) error {
 	created, err := kube.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
 	if err != nil {
 		return fmt.Errorf("create Node %s: %w", n.Name, err)
+	}
+	if kubelet {
+		return nil
 	}
 	created.Status.Addresses = []corev1.NodeAddress{
 		{Type: corev1.NodeInternalIP, Address: n.Addr.String()},

@@ -29,12 +29,18 @@ type Proc struct {
 // group of its own, with output appended to logPath. The process outlives
 // the lab's command; a goroutine reaps it if it ends while we still run.
 func startDetached(ns, name, logPath string, argv, env []string) (Proc, error) {
+	return startDetachedWrapped(ns, name, logPath, []string{"ip", "netns", "exec", ns}, argv, env)
+}
+
+// startDetachedWrapped is startDetached with another way into namespace
+// ns: wrap must exec argv in place, so that the pid is the program's own.
+func startDetachedWrapped(ns, name, logPath string, wrap, argv, env []string) (Proc, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return Proc{}, fmt.Errorf("open log of %s: %w", name, err)
 	}
 	defer logf.Close()
-	full := append([]string{"ip", "netns", "exec", ns}, argv...)
+	full := append(append([]string{}, wrap...), argv...)
 	cmd := exec.Command(full[0], full[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), env...)

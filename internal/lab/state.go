@@ -40,6 +40,14 @@ type State struct {
 	PodSeq map[string]int `json:"podSeq"`
 	// AgentArgs are Options.AgentArgs, kept for restarts.
 	AgentArgs []string `json:"agentArgs,omitempty"`
+	// Kubelet says the nodes are real (Options.Kubelet): pods are
+	// Kubernetes pods started by kubelets.
+	Kubelet bool `json:"kubelet,omitempty"`
+	// Cgroups are the real nodes' cgroups, recorded before creation.
+	Cgroups []string `json:"cgroups,omitempty"`
+	// Images are the references of the images real nodes hold, by name
+	// (internal/images).
+	Images map[string]string `json:"images,omitempty"`
 }
 
 // ControlPlaneInfo says where the lab's API server is.

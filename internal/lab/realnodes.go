@@ -1,0 +1,135 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// upRealNodes is upNodes for real nodes: the agents as in the fast mode,
+// then on every node containerd and a kubelet with the images imported
+// and Cairn's CNI plugin installed, then pods through the API.
+func (l *Lab) upRealNodes(ctx context.Context, o Options) error {
+	start := time.Now()
+	if err := l.waitAPIReachable(ctx); err != nil {
+		return err
+	}
+	nodes := l.st.Plan.Nodes()
+	for _, n := range nodes {
+		p, err := startAgent(l.st, n, o.AgentLogLevel)
+		if err != nil {
+			return err
+		}
+		if err := l.st.addProc(p); err != nil {
+			return err
+		}
+	}
+	if err := ensureMountPoints(l.logf); err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		if err := l.installCNI(n); err != nil {
+			return err
+		}
+		if err := l.startNodeHost(n, l.st.Images[imagePause]); err != nil {
+			return err
+		}
+	}
+	tarballs := l.imageTarballs()
+	for _, n := range nodes {
+		if err := l.waitRuntime(ctx, n); err != nil {
+			return err
+		}
+		if err := l.importImages(ctx, n, tarballs); err != nil {
+			return err
+		}
+	}
+	for _, n := range nodes {
+		if err := l.waitAgentReady(ctx, n); err != nil {
+			return err
+		}
+	}
+	if err := l.waitNodesReady(ctx, 2*time.Minute); err != nil {
+		return err
+	}
+	l.Timings.Agents = time.Since(start)
+	l.logf("agents ready, kubelets Ready on %d nodes after %v", len(nodes), l.Timings.Agents.Round(time.Millisecond))
+	if err := l.upServices(ctx); err != nil {
+		return err
+	}
+	start = time.Now()
+	if o.PodsPerNode > 0 {
+		var names []string
+		for _, n := range nodes {
+			names = append(names, n.Name)
+		}
+		pods, took, err := l.addRealPods(ctx, names, o.PodsPerNode)
+		if err != nil {
+			return err
+		}
+		for _, p := range pods {
+			l.logf("pod %s on %s: %s", p.Name, p.Node, p.IP)
+		}
+		l.Timings.PodStart = summarize(took)
+		l.logf("%d pods created to Running: %v", len(took), l.Timings.PodStart)
+	}
+	l.Timings.Pods = time.Since(start)
+	start = time.Now()
+	if err := l.WaitConverged(ctx, 90*time.Second); err != nil {
+		return err
+	}
+	l.Timings.Converge = time.Since(start)
+	l.logf("converged after %v: every session Established, every pod routed", l.Timings.Converge.Round(time.Millisecond))
+	return nil
+}
+
+// imageTarballs lists the tarballs of the images the lab built.
+func (l *Lab) imageTarballs() []string {
+	var out []string
+	for _, tb := range l.imageFiles {
+		out = append(out, tb)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Durations summarizes how long a batch of operations took each.
+type Durations struct {
+	N             int
+	P50, P90, Max time.Duration
+}
+
+func (d Durations) String() string {
+	if d.N == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("n=%d p50 %v p90 %v max %v", d.N, d.P50.Round(time.Millisecond), d.P90.Round(time.Millisecond), d.Max.Round(time.Millisecond))
+}
+
+func summarize(ds []time.Duration) Durations {
+	if len(ds) == 0 {
+		return Durations{}
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	at := func(q float64) time.Duration { return s[int(q*float64(len(s)-1)+0.5)] }
+	return Durations{N: len(s), P50: at(0.5), P90: at(0.9), Max: s[len(s)-1]}
+}
+
+// AddRealPods creates perNode pods on each named node of a real-node lab
+// at once and waits until they run; it returns them and how long each
+// took from creation to Running.
+func (l *Lab) AddRealPods(ctx context.Context, nodes []string, perNode int) ([]Pod, Durations, error) {
+	var pods []Pod
+	var took []time.Duration
+	err := l.mutate(func() error {
+		if !l.st.Kubelet {
+			return fmt.Errorf("the lab's nodes are not real (up --kubelet)")
+		}
+		var err error
+		pods, took, err = l.addRealPods(ctx, nodes, perNode)
+		return err
+	})
+	return pods, summarize(took), err
+}
