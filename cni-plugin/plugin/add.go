@@ -68,6 +68,13 @@ func (p *Plugin) add(ctx context.Context, r *request, agent agentClient, undo *u
 	if err != nil {
 		return nil, err
 	}
+	if r.cfg.MTU == 0 {
+		// The pod's MTU follows the node's uplinks unless configured; the
+		// result records it, so CHECK compares against what was set.
+		if r.cfg.MTU, err = p.dp.UplinkMTU(); err != nil {
+			return nil, fmt.Errorf("find the uplink MTU: %w", err)
+		}
+	}
 	netnsStart = time.Now()
 	veth := netsetup.Veth{HostName: r.hostVeth, HostMAC: netsetup.HostMAC(), PodIfName: r.ifName, PodMAC: podMAC, MTU: r.cfg.MTU}
 	if err := p.dp.CreateVeth(r.netns, veth); err != nil {

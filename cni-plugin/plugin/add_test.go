@@ -256,3 +256,30 @@ func TestValidation(t *testing.T) {
 		})
 	}
 }
+
+// TestAddMTUFollowsTheUplinks: without "mtu" in the configuration the
+// veth and the result take the uplinks' MTU; with it, the configuration's.
+func TestAddMTUFollowsTheUplinks(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		conf      string
+		uplinkMTU int
+		want      int
+	}{
+		{"unset: the uplinks' MTU", testConf, 9000, 9000},
+		{"unset, no uplink found: the kernel's default", testConf, 0, 0},
+		{"configured: the configuration's", `{"cniVersion":"1.1.0","name":"cairn","type":"cairn-cni","mtu":1400}`, 9000, 1400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture()
+			f.dp.uplinkMTU = tc.uplinkMTU
+			res, err := f.p.Add(context.Background(), cmdArgs(tc.conf))
+			if err != nil {
+				t.Fatalf("Add: %v", err)
+			}
+			if f.dp.veth.MTU != tc.want || res.Interfaces[1].Mtu != tc.want {
+				t.Errorf("veth MTU %d, result MTU %d, want %d", f.dp.veth.MTU, res.Interfaces[1].Mtu, tc.want)
+			}
+		})
+	}
+}

@@ -21,6 +21,9 @@ type Dataplane interface {
 	DeletePodInterface(netnsPath, ifName string) error
 	InspectPod(netnsPath, ifName string) (netsetup.PodState, error)
 	InspectHost(name string) (netsetup.HostState, error)
+	// UplinkMTU is the MTU pods get when the configuration sets none (see
+	// netsetup.ChooseMTU); 0 leaves the kernel's default.
+	UplinkMTU() (int, error)
 }
 
 // AgentDialer connects to the agent's socket. The closer releases the

@@ -46,6 +46,8 @@ type fakeDataplane struct {
 	host   netsetup.HostState
 	veth   netsetup.Veth
 	config netsetup.PodConfig
+	// uplinkMTU is what UplinkMTU reports.
+	uplinkMTU int
 }
 
 func (f *fakeDataplane) CheckPod(string, string) error {
@@ -77,6 +79,8 @@ func (f *fakeDataplane) DeletePodInterface(string, string) error {
 func (f *fakeDataplane) InspectPod(string, string) (netsetup.PodState, error) {
 	return f.pod, f.rec.call("dp.InspectPod")
 }
+
+func (f *fakeDataplane) UplinkMTU() (int, error) { return f.uplinkMTU, nil }
 
 func (f *fakeDataplane) InspectHost(string) (netsetup.HostState, error) {
 	return f.host, f.rec.call("dp.InspectHost")
