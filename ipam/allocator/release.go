@@ -85,12 +85,22 @@ type sent struct {
 	p netip.Prefix
 }
 
-// collect waits for release ops and gathers what they released.
+// collect waits for release ops and gathers what they released. An op
+// whose caller stopped waiting (ctx ended) before it was done is left
+// unread: its committer still owns its results, filled in before the
+// write and reset if the write fails, so what it released is unknown.
 func (a *Allocator) collect(ctx context.Context, ops []sent) ([]ipam.Allocation, error) {
 	var out []ipam.Allocation
 	var errs []error
 	for _, s := range ops {
 		err := wait(ctx, s.o)
+		select {
+		case <-s.o.done:
+			err = s.o.err
+		default:
+			errs = append(errs, fmt.Errorf("release in block %s: %w", s.p, err))
+			continue
+		}
 		for _, al := range s.o.released {
 			out = append(out, ipam.Allocation{BlockAllocation: al, Addr: ipam.AddrAt(s.p, int(al.Ordinal)), Block: s.p})
 		}
