@@ -284,7 +284,10 @@ func (c *Controller) announce(svc *corev1.Service, view Service, d Decision) {
 		}
 	}
 	if len(d.Lost) > 0 {
-		msg := fmt.Sprintf("%s also in use by another Service, which keeps it; this Service gets another address", joinAddrs(d.Lost))
+		msg := fmt.Sprintf("%s is also in use by another Service, which keeps it; this Service gets another address", joinAddrs(d.Lost))
+		if len(d.Lost) > 1 {
+			msg = fmt.Sprintf("%s are also in use by other Services, which keep them; this Service gets other addresses", joinAddrs(d.Lost))
+		}
 		c.log.Warn("duplicate LoadBalancer address replaced", "service", view.Key, "lost", d.Lost, "holders", c.holders(d.Lost))
 		c.opts.Recorder.Event(svc, corev1.EventTypeWarning, ReasonConflict, msg)
 	}

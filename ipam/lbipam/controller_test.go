@@ -363,7 +363,7 @@ func TestDuplicateFoundAtStartIsResolved(t *testing.T) {
 	if o, y := h.status("old"), h.status("young"); !slices.Equal(o, []string{"192.0.2.1"}) || !slices.Equal(y, []string{"192.0.2.2"}) {
 		t.Errorf("old %v young %v", o, y)
 	}
-	if events := h.drain(); !hasEvent(events, "Warning "+ReasonConflict+" 192.0.2.1 also in use by another Service") {
+	if events := h.drain(); !hasEvent(events, "Warning "+ReasonConflict+" 192.0.2.1 is also in use by another Service") {
 		t.Errorf("events %q", events)
 	}
 }

@@ -23,7 +23,7 @@ func TestRunServesAndReleases(t *testing.T) {
 	pools := cairninformers.NewSharedInformerFactory(cairnfake.NewSimpleClientset(lbPool()), 0)
 	poolInformer := pools.Cairn().V1alpha1().IPPools().Informer()
 	pools.Start(ctx.Done())
-	defer pools.Shutdown()
+	defer func() { cancel(); pools.Shutdown() }() // Shutdown waits for informers that stop with ctx
 	events := record.NewFakeRecorder(100)
 	c, err := New(Options{Kube: kube, Pools: poolInformer, Recorder: events})
 	if err != nil {
@@ -52,16 +52,21 @@ func TestRunServesAndReleases(t *testing.T) {
 		t.Fatal(err)
 	}
 	want("assigned 192.0.2.3 ")
-	if _, err := kube.CoreV1().Services("default").Create(ctx, svc("d", 3, lbIP("192.0.2.1")), metav1.CreateOptions{}); err != nil {
+	a, err := kube.CoreV1().Services("default").Get(ctx, "a", metav1.GetOptions{})
+	if err != nil || len(a.Status.LoadBalancer.Ingress) != 1 {
+		t.Fatalf("a: %+v, %v", a.Status.LoadBalancer, err)
+	}
+	aAddr := a.Status.LoadBalancer.Ingress[0].IP // a and b were served in either order
+	if _, err := kube.CoreV1().Services("default").Create(ctx, svc("d", 3, lbIP(aAddr)), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	want(ReasonUnavailable)
 	if err := kube.CoreV1().Services("default").Delete(ctx, "a", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	want("assigned 192.0.2.1 ") // to d, waiting for it
+	want("assigned " + aAddr + " ") // to d, waiting for it
 	got, err := kube.CoreV1().Services("default").Get(ctx, "d", metav1.GetOptions{})
-	if err != nil || len(got.Status.LoadBalancer.Ingress) != 1 || got.Status.LoadBalancer.Ingress[0].IP != "192.0.2.1" {
+	if err != nil || len(got.Status.LoadBalancer.Ingress) != 1 || got.Status.LoadBalancer.Ingress[0].IP != aAddr {
 		t.Errorf("d: %+v, %v", got.Status.LoadBalancer, err)
 	}
 	cancel()
