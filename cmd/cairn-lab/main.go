@@ -39,7 +39,9 @@ commands:
       --router bird|frr      router daemon for ToRs and spine (default bird)
       --pods-per-node P      pods created on every node (default 2)
       --no-agents            network, routers and control plane only
-      --kubelet              real nodes: containerd and a kubelet on every node, pods through the API
+      --kubelet              real nodes: containerd and a kubelet on every node, Cairn installed with
+                             kubectl apply -k deploy/overlays/lab, pods through the API
+      --agent-processes      with --kubelet: cairn-node as a process per node instead of the DaemonSet
       --keep-on-failure      leave a failed lab up for inspection
       --instance NAME        name inside the namespaces (cl-NAME-node1), to run beside another lab
                              (give it its own --state-dir)
@@ -173,6 +175,7 @@ func upFlags(cmd string, args []string, dir string, logf func(string, ...any)) (
 	fs.IntVar(&o.PodsPerNode, "pods-per-node", 2, "pods per node")
 	fs.BoolVar(&o.SkipAgents, "no-agents", false, "network, routers and control plane only")
 	fs.BoolVar(&o.Kubelet, "kubelet", false, "real nodes: containerd and a kubelet on every node")
+	fs.BoolVar(&o.AgentProcesses, "agent-processes", false, "with --kubelet: cairn-node as processes, not the DaemonSet")
 	fs.BoolVar(&o.KeepOnFailure, "keep-on-failure", false, "leave a failed lab up")
 	fs.StringVar(&o.AgentLogLevel, "agent-log-level", "info", "cairn-node --log-level")
 	fs.StringVar(&o.Instance, "instance", "", "instance name inside namespace names")

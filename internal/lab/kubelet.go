@@ -401,10 +401,31 @@ func (l *Lab) importImages(ctx context.Context, n Node, tarballs []string) error
 	return nil
 }
 
-// installCNI does what Cairn's DaemonSet init container will do: put the
-// plugin and the configuration into the node's CNI directories, the
-// configuration last and by rename, so that the runtime never reads half
-// of it. loopback is what containerd's CRI plugin sets up pods' lo with.
+// nodeCNIPlugins are the reference plugins a node has before any network
+// is installed, as a distribution's CNI package gives it: containerd's CRI
+// plugin sets up every pod's lo with loopback, and Cairn's conflist may
+// chain portmap.
+var nodeCNIPlugins = []string{"loopback", "portmap"}
+
+// installNodeCNIPlugins copies nodeCNIPlugins from Debian's
+// containernetworking-plugins into the node's /opt/cni/bin.
+func (l *Lab) installNodeCNIPlugins(n Node) error {
+	dst := newNodePaths(l.st.Dir, n.Name).private("/opt/cni/bin")
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dst, err)
+	}
+	for _, name := range nodeCNIPlugins {
+		if err := copyFile(filepath.Join(debianCNIDir, name), filepath.Join(dst, name), 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// installCNI does, for agents run as processes, what Cairn's DaemonSet
+// init container does: put the plugin and the configuration into the
+// node's CNI directories, the configuration last and by rename, so that
+// the runtime never reads half of it.
 func (l *Lab) installCNI(n Node) error {
 	np := newNodePaths(l.st.Dir, n.Name)
 	binDst, confDst := np.private("/opt/cni/bin"), np.private("/etc/cni/net.d")
@@ -413,11 +434,8 @@ func (l *Lab) installCNI(n Node) error {
 			return fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-	srcs := map[string]string{binCNI: filepath.Join(binDir(l.st.Dir), binCNI), "loopback": filepath.Join(debianCNIDir, "loopback")}
-	for name, src := range srcs {
-		if err := copyFile(src, filepath.Join(binDst, name), 0o755); err != nil {
-			return err
-		}
+	if err := copyFile(filepath.Join(binDir(l.st.Dir), binCNI), filepath.Join(binDst, binCNI), 0o755); err != nil {
+		return err
 	}
 	conf, err := nodeConflist(l.st.Dir, n.Name)
 	if err != nil {

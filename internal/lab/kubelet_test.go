@@ -227,3 +227,15 @@ func TestSummarize(t *testing.T) {
 		t.Errorf("summarize(nil) = %+v", got)
 	}
 }
+
+func TestLowerCNIVersion(t *testing.T) {
+	in := "data:\n  10-cairn.conflist: |\n    {\n      \"cniVersion\": \"1.1.0\",\n      \"name\": \"cairn\"\n    }\n"
+	out, changed := lowerCNIVersion([]byte(in))
+	if !changed || !strings.Contains(string(out), `"cniVersion": "1.0.0"`) || strings.Contains(string(out), "1.1.0") {
+		t.Errorf("lowerCNIVersion(...) = %q, %v", out, changed)
+	}
+	same := strings.ReplaceAll(in, "1.1.0", "1.0.0")
+	if out, changed := lowerCNIVersion([]byte(same)); changed || string(out) != same {
+		t.Errorf("a 1.0.0 conflist was changed: %q", out)
+	}
+}

@@ -44,6 +44,10 @@ type Options struct {
 	// start. Slower to come up than the default, where a pod is a bare
 	// namespace wired by calling the CNI plugin directly.
 	Kubelet bool
+	// AgentProcesses, with Kubelet, runs cairn-node as a process per node
+	// and places cairn-cni as the fast mode does, instead of installing
+	// Cairn's DaemonSet from deploy/overlays/lab.
+	AgentProcesses bool
 	// KeepOnFailure leaves a failed lab up for inspection instead of
 	// tearing it down.
 	KeepOnFailure bool
@@ -140,7 +144,7 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 		return nil, err
 	}
 	l := &Lab{
-		st:   &State{Dir: o.StateDir, RepoRoot: o.RepoRoot, Plan: plan, PodSeq: map[string]int{}, AgentArgs: o.AgentArgs, Kubelet: o.Kubelet},
+		st:   &State{Dir: o.StateDir, RepoRoot: o.RepoRoot, Plan: plan, PodSeq: map[string]int{}, AgentArgs: o.AgentArgs, Kubelet: o.Kubelet, DaemonSet: o.Kubelet && !o.AgentProcesses},
 		drv:  drv,
 		logf: o.Logf,
 	}
@@ -395,6 +399,12 @@ func (l *Lab) failureLogs() string {
 		if path := filepath.Join(nodeDir(l.st.Dir, n.Name), "cni.log"); fileExists(path) {
 			s += fmt.Sprintf("\n--- cairn-cni on %s, last lines:\n%s", n.Name, tail(path, 10))
 		}
+		if np := newNodePaths(l.st.Dir, n.Name); l.st.Kubelet && fileExists(np.KubeletLog) {
+			s += fmt.Sprintf("\n--- kubelet on %s, last lines:\n%s", n.Name, tail(np.KubeletLog, 10))
+		}
+		if l.st.DaemonSet {
+			s += "\n" + l.agentPodLog(n, 10)
+		}
 	}
 	return s
 }
@@ -432,8 +442,14 @@ func (l *Lab) StateDir() string { return l.st.Dir }
 // BinDir holds the lab's built binaries (cairn-node, cairn-cni): a CNI_PATH.
 func (l *Lab) BinDir() string { return binDir(l.st.Dir) }
 
-// AgentSocket is where node's agent serves the CNI plugin.
-func (l *Lab) AgentSocket(node string) string { return agentSocket(l.st.Dir, node) }
+// AgentSocket is where node's agent serves the CNI plugin (with the
+// DaemonSet, its /run/cairn as the host reaches it).
+func (l *Lab) AgentSocket(node string) string {
+	if l.st.DaemonSet {
+		return newNodePaths(l.st.Dir, node).private("/run/cairn/agent.sock")
+	}
+	return agentSocket(l.st.Dir, node)
+}
 
 // Pods lists the lab's pods.
 func (l *Lab) Pods() []Pod { return append([]Pod(nil), l.st.Pods...) }

@@ -7,29 +7,35 @@ import (
 	"time"
 )
 
-// upRealNodes is upNodes for real nodes: the agents as in the fast mode,
-// then on every node containerd and a kubelet with the images imported
-// and Cairn's CNI plugin installed, then pods through the API.
+// upRealNodes is upNodes for real nodes: on every node containerd and a
+// kubelet, with the images imported; Cairn installed from the lab overlay
+// (or, with AgentProcesses, cairn-node run and cairn-cni placed as in the
+// fast mode); then pods through the API.
 func (l *Lab) upRealNodes(ctx context.Context, o Options) error {
 	start := time.Now()
 	if err := l.waitAPIReachable(ctx); err != nil {
 		return err
 	}
 	nodes := l.st.Plan.Nodes()
-	for _, n := range nodes {
-		p, err := startAgent(l.st, n, o.AgentLogLevel)
-		if err != nil {
-			return err
-		}
-		if err := l.st.addProc(p); err != nil {
-			return err
+	if !l.st.DaemonSet {
+		for _, n := range nodes {
+			p, err := startAgent(l.st, n, o.AgentLogLevel)
+			if err != nil {
+				return err
+			}
+			if err := l.st.addProc(p); err != nil {
+				return err
+			}
+			if err := l.installCNI(n); err != nil {
+				return err
+			}
 		}
 	}
 	if err := ensureMountPoints(l.logf); err != nil {
 		return err
 	}
 	for _, n := range nodes {
-		if err := l.installCNI(n); err != nil {
+		if err := l.installNodeCNIPlugins(n); err != nil {
 			return err
 		}
 		if err := l.startNodeHost(n, l.st.Images[imagePause]); err != nil {
@@ -45,9 +51,19 @@ func (l *Lab) upRealNodes(ctx context.Context, o Options) error {
 			return err
 		}
 	}
-	for _, n := range nodes {
-		if err := l.waitAgentReady(ctx, n); err != nil {
+	l.logf("containerd and kubelet on %d nodes, images imported, after %v", len(nodes), time.Since(start).Round(time.Millisecond))
+	if l.st.DaemonSet {
+		if err := l.installCairn(ctx); err != nil {
 			return err
+		}
+		if err := l.waitAgentPods(ctx, 3*time.Minute); err != nil {
+			return err
+		}
+	} else {
+		for _, n := range nodes {
+			if err := l.waitAgentReady(ctx, n); err != nil {
+				return err
+			}
 		}
 	}
 	if err := l.waitNodesReady(ctx, 2*time.Minute); err != nil {

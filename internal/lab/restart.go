@@ -23,6 +23,9 @@ func (l *Lab) RestartAgent(ctx context.Context, node string, sig syscall.Signal)
 		return fmt.Errorf("no node %q in the lab", node)
 	}
 	err := l.mutate(func() error {
+		if l.st.DaemonSet {
+			return errDaemonSetAgents
+		}
 		i := -1
 		for j, p := range l.st.Procs {
 			if p.NS == n.NS && p.Name == binNode+"-"+n.Name {

@@ -43,6 +43,9 @@ type State struct {
 	// Kubelet says the nodes are real (Options.Kubelet): pods are
 	// Kubernetes pods started by kubelets.
 	Kubelet bool `json:"kubelet,omitempty"`
+	// DaemonSet says cairn-node runs as the DaemonSet of
+	// deploy/overlays/lab, not as lab processes.
+	DaemonSet bool `json:"daemonSet,omitempty"`
 	// Cgroups are the real nodes' cgroups, recorded before creation.
 	Cgroups []string `json:"cgroups,omitempty"`
 	// Images are the references of the images real nodes hold, by name

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -131,8 +132,18 @@ func (l *Lab) Status(ctx context.Context) (*Status, error) {
 	if err != nil {
 		nodeSessions = nil // shown as no sessions; the routers' view still shows
 	}
+	agentPods := map[string]*corev1.Pod{}
+	if l.st.DaemonSet {
+		if agentPods, err = l.agentPods(ctx); err != nil {
+			agentPods = nil // shown as no pod
+		}
+	}
 	for _, n := range l.st.Plan.Nodes() {
-		ns := NodeStatus{Node: n, Agent: l.agentState(n), KubeProxy: l.kubeProxyState(n), Sessions: nodeSessions[n.Name]}
+		agent := l.agentState(n)
+		if l.st.DaemonSet {
+			agent = agentPodState(agentPods, n)
+		}
+		ns := NodeStatus{Node: n, Agent: agent, KubeProxy: l.kubeProxyState(n), Sessions: nodeSessions[n.Name]}
 		routes, err := KernelRoutes(ctx, n.NS)
 		if err != nil {
 			ns.Err = err.Error()
