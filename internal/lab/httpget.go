@@ -4,15 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-
-	"github.com/containernetworking/plugins/pkg/ns"
 )
 
 // HTTPGet fetches url from inside the namespace of the named pod, node or
 // router, as a process there would: the connection's socket is opened in
-// that namespace (on a locked thread, by ns.Do), so an address such as
+// that namespace (on a thread locked into it), so an address such as
 // http://127.0.0.1:9091/metrics is the node's own loopback. Nothing is
 // run in the namespace and nothing listens outside it.
 func (l *Lab) HTTPGet(ctx context.Context, name, url string) ([]byte, error) {
@@ -21,9 +18,7 @@ func (l *Lab) HTTPGet(ctx context.Context, name, url string) ([]byte, error) {
 		return nil, err
 	}
 	client := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return dialIn(ctx, NSPath(nsName), network, addr)
-		},
+		DialContext:       dialInNS(nsName),
 		DisableKeepAlives: true,
 	}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -43,25 +38,4 @@ func (l *Lab) HTTPGet(ctx context.Context, name, url string) ([]byte, error) {
 		return body, fmt.Errorf("get %s in %s: %s", url, name, resp.Status)
 	}
 	return body, nil
-}
-
-// dialIn connects from inside the namespace at path. The socket belongs
-// to the namespace it was created in, whatever thread uses it later.
-func dialIn(ctx context.Context, path, network, addr string) (net.Conn, error) {
-	target, err := ns.GetNS(path)
-	if err != nil {
-		return nil, fmt.Errorf("open namespace %s: %w", path, err)
-	}
-	defer target.Close()
-	var conn net.Conn
-	err = target.Do(func(ns.NetNS) error {
-		var d net.Dialer
-		var err error
-		conn, err = d.DialContext(ctx, network, addr)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s in %s: %w", addr, path, err)
-	}
-	return conn, nil
 }

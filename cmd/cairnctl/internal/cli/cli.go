@@ -26,7 +26,7 @@ const (
 	// Established; the route is routed).
 	ExitOK = 0
 	// ExitProblems: done, and it found a problem (a node not ready or a
-	// session down; a route not installed).
+	// session down; a route not installed, or kept only as stale).
 	ExitProblems = 1
 	// ExitError: bad usage, or the API server or agent socket could not
 	// be read.
@@ -58,7 +58,8 @@ flags of node, route and pool (after the command):
 
 exit codes:
   0  all is well: node ready and every session Established; the route is routed
-  1  the command found a problem: node not ready or a session down; route not installed
+  1  the command found a problem: node not ready or a session down; route not installed, or
+     kept only as stale from sessions that are down
   2  bad usage, or the API server or the agent socket could not be read
   3  the node, pool or pod does not exist
 `

@@ -41,6 +41,7 @@ const (
 	VerdictOwnedBlock = "owned-block"     // a block this node owns and announces
 	VerdictBlackholed = "blackholed"      // an unallocated address of an owned block
 	VerdictInstalled  = "installed"       // learned from peers and in the kernel
+	VerdictStale      = "stale"           // in the kernel, but every peer it came from is down: kept for graceful restart only
 	VerdictRefused    = "refused"         // learned, not installed: felix says why
 	VerdictFiltered   = "import-filtered" // outside every pool: never accepted from a peer
 	VerdictNotLearned = "not-learned"     // accepted if sent, but no peer sends it
@@ -217,6 +218,13 @@ func (e *Explanation) learned(n Node, target netip.Prefix) bool {
 	if best.Installed {
 		e.Verdict = VerdictInstalled
 		e.say("learned as %s from %s, next hop %s: installed", best.Prefix, orUnknown(strings.Join(from, ", ")), strings.Join(best.NextHops, ", "))
+		if down := downPeers(n, best.Peers); len(down) > 0 && len(down) == len(best.Peers) {
+			e.Verdict = VerdictStale
+			for _, s := range down {
+				e.say("but the session to %s (%s) is %s: %s", s.Peer, s.Address, s.State, orUnknown(s.LastError))
+			}
+			e.say("its paths are kept as stale (graceful restart) until the session is back or the restart time ends")
+		}
 		return true
 	}
 	e.Verdict = VerdictRefused
@@ -289,6 +297,18 @@ func covering(ss []string, target netip.Prefix) netip.Prefix {
 		}
 	}
 	return best
+}
+
+// downPeers are the sessions, among the peer addresses given, that are
+// not Established.
+func downPeers(n Node, addrs []string) []Session {
+	var out []Session
+	for _, s := range n.Sessions {
+		if slices.Contains(addrs, s.Address) && !s.Established() {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // peerNames turns peer addresses into session names where known.

@@ -46,6 +46,13 @@ func cluster() Cluster {
 	}
 }
 
+// staleFromMesh: the mesh session that brought node2's block is down.
+func staleFromMesh() Node {
+	n := node1()
+	n.Sessions[0].State, n.Sessions[0].LastError = "Idle", maxPrefixError
+	return n
+}
+
 func TestExplain(t *testing.T) {
 	shutTor := node1()
 	shutTor.Sessions[1].State, shutTor.Sessions[1].LastError = "Idle", maxPrefixError
@@ -71,6 +78,8 @@ func TestExplain(t *testing.T) {
 			[]string{"import filter refuses it", "peer:tor-rack1 sent 3 prefixes the import filter refused"}, false},
 		{"a peer over its max-prefix", shutTor, cluster(), "10.244.2.0/26", VerdictNotLearned, "", "10.244.2.0/26",
 			[]string{"of node node3, which should announce it", "session to peer:tor-rack1 (172.30.1.1) is Idle: maximum prefixes exceeded"}, false},
+		{"learned from a peer now shut for its maximum prefixes", staleFromMesh(), cluster(), "10.244.1.7/32", VerdictStale, "default/api-1", "10.244.1.0/26",
+			[]string{"from mesh:node2", "is Idle: maximum prefixes exceeded", "kept as stale"}, false},
 		{"learned but refused by felix", node1(), cluster(), "10.244.3.0/26", VerdictRefused, "", "",
 			[]string{"not installed: next hop not on a connected subnet"}, false},
 		{"this node's own block", node1(), cluster(), "10.244.0.0/26", VerdictOwnedBlock, "", "10.244.0.0/26",
