@@ -63,13 +63,19 @@ func Advertisements(in ExportInput) ([]speaker.Advertisement, []error) {
 }
 
 // ImportFilter is the set of prefixes learned routes must fall within:
-// every IP pool, enabled or not (a disabled pool still has live pods), and
+// every workload IP pool, enabled or not (a disabled pool still has live pods), and
 // every IPAM block that still exists outside them: a pool deleted while
 // its pods run leaves their blocks, which their nodes still announce, and
 // the other nodes must keep routing to those pods until the blocks go.
 func ImportFilter(pools []v1.IPPool, blocks []netip.Prefix) []netip.Prefix {
 	var out []netip.Prefix
 	for _, p := range pools {
+		// A LoadBalancer pool's addresses are Service VIPs, which
+		// kube-proxy serves on every node: a node needs no route to
+		// another node's.
+		if slices.Contains(p.Spec.AllowedUses, v1.IPPoolUseLoadBalancer) {
+			continue
+		}
 		if c, err := netip.ParsePrefix(p.Spec.CIDR); err == nil && c.Bits() > 0 {
 			out = append(out, c.Masked())
 		}

@@ -162,10 +162,12 @@ func TestAdvertisements(t *testing.T) {
 }
 
 func TestImportFilter(t *testing.T) {
-	got := ImportFilter([]v1.IPPool{pool("10.244.0.0/16", false), pool("fd00::/48", true), pool("bad", false), pool("0.0.0.0/0", false)}, nil)
+	lb := pool("10.98.0.0/24", false)
+	lb.Spec.AllowedUses = []v1.IPPoolUse{v1.IPPoolUseLoadBalancer}
+	got := ImportFilter([]v1.IPPool{pool("10.244.0.0/16", false), pool("fd00::/48", true), pool("bad", false), pool("0.0.0.0/0", false), lb}, nil)
 	want := []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00::/48")}
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("ImportFilter = %v, want %v (a default route is never importable)", got, want)
+		t.Errorf("ImportFilter = %v, want %v (a default route is never importable, nor a LoadBalancer pool)", got, want)
 	}
 	// The pool of 10.245.0.0/26 was deleted while its pods run: its block
 	// stays importable; blocks inside a pool add nothing.
