@@ -37,5 +37,12 @@ if [ "$(id -u)" -eq 0 ]; then
   for svc in bird frr gobgpd containerd; do
     systemctl stop "$svc" >/dev/null 2>&1 || true
   done
+  # Mount points of the lab's real nodes (internal/lab privatePaths): each
+  # node covers them with directories of its own, inside its own mount
+  # namespace, and they stay empty here. Made before any test runs, so
+  # that no lab creates them while a test watches the host for changes.
+  mkdir -p /run/containerd /var/lib/kubelet /var/log/pods /var/log/containers \
+    /var/lib/cni /etc/cni/net.d /opt/cni/bin /run/cairn /var/lib/cairn
+  [ -e /run/xtables.lock ] || : > /run/xtables.lock
 fi
 internal/controlplane/build/build.sh

@@ -145,8 +145,9 @@ func nodeCgroup(n Node) string { return "/" + n.NS }
 
 // ensureMountPoints creates, on the host, the private paths that do not
 // exist yet, empty: a bind mount needs something to cover. This is the
-// only trace real nodes leave on the host, once per machine; nothing is
-// ever written into them outside a node.
+// only trace real nodes leave on the host, once per machine (and
+// hack/install-deps.sh makes them before any test runs); nothing is ever
+// written into them outside a node.
 func ensureMountPoints(logf func(string, ...any)) error {
 	for _, p := range privatePaths {
 		_, err := os.Lstat(p.Path)

@@ -3,6 +3,7 @@ package lab
 import (
 	"encoding/json"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -237,5 +238,19 @@ func TestLowerCNIVersion(t *testing.T) {
 	same := strings.ReplaceAll(in, "1.1.0", "1.0.0")
 	if out, changed := lowerCNIVersion([]byte(same)); changed || string(out) != same {
 		t.Errorf("a 1.0.0 conflist was changed: %q", out)
+	}
+}
+
+// hack/install-deps.sh makes every mount point real nodes cover, before
+// any test runs.
+func TestInstallDepsMakesMountPoints(t *testing.T) {
+	script, err := os.ReadFile(filepath.Join("..", "..", "hack", "install-deps.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range privatePaths {
+		if !strings.Contains(string(script), " "+p.Path) {
+			t.Errorf("hack/install-deps.sh does not make the mount point %s", p.Path)
+		}
 	}
 }
