@@ -94,7 +94,7 @@ func Explain(n Node, c Cluster, target netip.Prefix, asked, pod string) Explanat
 		e.say("outside every IP pool: the import filter refuses it from every peer, whatever they send")
 		for _, s := range n.Sessions {
 			if s.PrefixesIn > s.Accepted {
-				e.say("%s sent %d prefixes the import filter refused", s.Peer, s.PrefixesIn-s.Accepted)
+				e.say("the import filter refused %d of the %d prefixes %s sent", s.PrefixesIn-s.Accepted, s.PrefixesIn, s.Peer)
 			}
 		}
 	default:

@@ -75,7 +75,7 @@ func TestExplain(t *testing.T) {
 		{"a pod on another node", node1(), cluster(), "10.244.1.7/32", VerdictInstalled, "default/api-1", "10.244.1.0/26",
 			[]string{"learned as 10.244.1.0/26 from mesh:node2 (172.30.1.3)", "installed"}, true},
 		{"outside every pool: the import filter", node1(), cluster(), "192.0.2.0/24", VerdictFiltered, "", "",
-			[]string{"import filter refuses it", "peer:tor-rack1 sent 3 prefixes the import filter refused"}, false},
+			[]string{"import filter refuses it", "the import filter refused 3 of the 5 prefixes peer:tor-rack1 sent"}, false},
 		{"a peer over its max-prefix", shutTor, cluster(), "10.244.2.0/26", VerdictNotLearned, "", "10.244.2.0/26",
 			[]string{"of node node3, which should announce it", "session to peer:tor-rack1 (172.30.1.1) is Idle: maximum prefixes exceeded"}, false},
 		{"learned from a peer now shut for its maximum prefixes", staleFromMesh(), cluster(), "10.244.1.7/32", VerdictStale, "default/api-1", "10.244.1.0/26",
