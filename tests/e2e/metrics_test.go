@@ -28,8 +28,8 @@ const metricsURL = "http://127.0.0.1:9091/metrics"
 // ToR against what the ToR received from it, and to each mesh peer
 // against what that peer's agent says it received; the blocks the API
 // server says the node owns; felix's routes against the kernel's
-// protocol-77 routes, class by class; and one more CNI ADD after a pod is
-// added.
+// protocol-77 routes, class by class; pool use against the allocations
+// the API server holds; and one more CNI ADD after a pod is added.
 func TestMetricsMatchTheLab(t *testing.T) {
 	l := upLab(t, lab.Options{Instance: "e2emet", Racks: 1, NodesPerRack: 2, Router: lab.RouterBIRD, PodsPerNode: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -145,6 +145,23 @@ func metricsMismatches(ctx context.Context, t *testing.T, l *lab.Lab) []string {
 		}
 		if got := s.value("cairn_ipam_blocks_owned", nil); int(got) != len(owned) || len(owned) == 0 {
 			bad("%s: cairn_ipam_blocks_owned %v, the API server has %d blocks affine to it", n.Name, got, len(owned))
+		}
+		// Pool use: the allocations the API server holds, cluster-wide and
+		// for this node's pods.
+		all, mine := 0, 0
+		for _, b := range blocks.Items {
+			all += len(b.Spec.Allocations)
+			for _, a := range b.Spec.Allocations {
+				if a.Node == n.Name {
+					mine++
+				}
+			}
+		}
+		if got := s.sum("cairn_ipam_pool_allocated_addresses", nil); int(got) != all || all == 0 {
+			bad("%s: cairn_ipam_pool_allocated_addresses %v, the API server holds %d allocations", n.Name, got, all)
+		}
+		if got := s.sum("cairn_ipam_pool_node_allocated_addresses", nil); int(got) != mine {
+			bad("%s: cairn_ipam_pool_node_allocated_addresses %v, the API server holds %d allocations of its pods", n.Name, got, mine)
 		}
 		// Advertised to the ToR: what the ToR received from the node, the
 		// node's blocks among it.
