@@ -237,7 +237,7 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 	var imgs nodeImages
 	go func() {
 		o.Logf("building %v", bins)
-		err := buildBinaries(buildCtx, o.RepoRoot, binDir(l.st.Dir), bins...)
+		err := buildBinaries(buildCtx, binaryBuild{Repo: o.RepoRoot, Out: binDir(l.st.Dir), Static: o.Kubelet}, bins...)
 		if err == nil && o.Kubelet && !o.SkipAgents {
 			imgs, err = buildImages(buildCtx, o.RepoRoot)
 		}

@@ -2,8 +2,10 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 )
 
@@ -42,14 +44,8 @@ func (l *Lab) upRealNodes(ctx context.Context, o Options) error {
 			return err
 		}
 	}
-	tarballs := l.imageTarballs()
-	for _, n := range nodes {
-		if err := l.waitRuntime(ctx, n); err != nil {
-			return err
-		}
-		if err := l.importImages(ctx, n, tarballs); err != nil {
-			return err
-		}
+	if err := l.importAll(ctx, nodes, l.imageTarballs()); err != nil {
+		return err
 	}
 	l.logf("containerd and kubelet on %d nodes, images imported, after %v", len(nodes), time.Since(start).Round(time.Millisecond))
 	if l.st.DaemonSet {
@@ -98,6 +94,25 @@ func (l *Lab) upRealNodes(ctx context.Context, o Options) error {
 	l.Timings.Converge = time.Since(start)
 	l.logf("converged after %v: every session Established, every pod routed", l.Timings.Converge.Round(time.Millisecond))
 	return nil
+}
+
+// importAll waits for every node's containerd and imports the images into
+// it, the nodes side by side: the import is mostly the runtime unpacking
+// layers.
+func (l *Lab) importAll(ctx context.Context, nodes []Node, tarballs []string) error {
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = l.waitRuntime(ctx, n); errs[i] == nil {
+				errs[i] = l.importImages(ctx, n, tarballs)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // imageTarballs lists the tarballs of the images the lab built.
