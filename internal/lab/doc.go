@@ -5,7 +5,10 @@
 // optionally a spine, node hosts running cairn-node and kube-proxy, pods
 // created through the real cairn-cni binary exactly as a container runtime
 // would run it, and outside1, a client of the data-centre network outside
-// the cluster.
+// the cluster. With Options.Kubelet the nodes are real instead: containerd
+// and a kubelet each, in a private mount namespace and a cgroup of their
+// own (nodehost.go, kubelet.go, cgroup.go), Cairn installed from
+// deploy/overlays/lab, and pods started by the kubelets (README.md).
 //
 // The package owns:
 //   - the topology plan (plan.go): a pure function from options to
