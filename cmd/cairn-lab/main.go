@@ -129,7 +129,7 @@ func dispatch(ctx context.Context, dir, cmd string, args []string) (int, error) 
 	case "status":
 		return withLab(dir, func(l *lab.Lab) error { return status(ctx, l, args) })
 	case "pods":
-		return withLab(dir, func(l *lab.Lab) error { return pods(l, args) })
+		return withLab(dir, func(l *lab.Lab) error { return pods(ctx, l, args) })
 	case "exec":
 		if len(args) >= 2 && args[1] == "--" {
 			args = append(args[:1], args[2:]...)
@@ -209,7 +209,7 @@ func status(ctx context.Context, l *lab.Lab, args []string) error {
 	return nil
 }
 
-func pods(l *lab.Lab, args []string) error {
+func pods(ctx context.Context, l *lab.Lab, args []string) error {
 	asJSON, err := outputJSON("pods", args)
 	if err != nil {
 		return err
@@ -220,8 +220,13 @@ func pods(l *lab.Lab, args []string) error {
 		IP    string `json:"ip"`
 		Netns string `json:"netns"`
 	}
+	// With real nodes, every pod on them, whoever made it.
+	all, err := l.RealPods(ctx)
+	if err != nil {
+		return err
+	}
 	var out []pod
-	for _, p := range l.Pods() {
+	for _, p := range all {
 		out = append(out, pod{Name: p.Name, Node: p.Node, IP: p.IP.String(), Netns: p.NetnsPath})
 	}
 	if asJSON {

@@ -49,17 +49,36 @@ func (l *Lab) ResolveNS(name string) (string, error) {
 
 // Exec runs argv in the namespace of the named pod, node, router or
 // outside host and returns its exit code. A router's "birdc" or "vtysh" is
-// pointed at that router's own control socket.
+// pointed at that router's own control socket. With real nodes, a pod the
+// lab did not create ("name" or "namespace/name") is reached through its
+// container.
 func (l *Lab) Exec(ctx context.Context, name string, argv []string, io Stdio) (int, error) {
 	if len(argv) == 0 {
 		return 0, errors.New("exec needs a command")
 	}
-	ns, err := l.ResolveNS(name)
+	enter, err := l.enterNS(ctx, name)
 	if err != nil {
 		return 0, err
 	}
 	argv = l.routerCLI(name, argv)
-	return runStdio(ctx, append([]string{"ip", "netns", "exec", ns}, argv...), io)
+	return runStdio(ctx, append(enter, argv...), io)
+}
+
+// enterNS is the command prefix that runs a program in the network
+// namespace of name.
+func (l *Lab) enterNS(ctx context.Context, name string) ([]string, error) {
+	ns, err := l.ResolveNS(name)
+	if err == nil {
+		return []string{"ip", "netns", "exec", ns}, nil
+	}
+	if !l.st.Kubelet {
+		return nil, err
+	}
+	path, perr := l.apiPodNetns(ctx, name)
+	if perr != nil {
+		return nil, perr
+	}
+	return []string{"nsenter", "--net=" + path, "--"}, nil
 }
 
 // routerCLI rewrites a bare birdc or vtysh for a router to its socket.
@@ -106,9 +125,9 @@ func runStdio(ctx context.Context, argv []string, io Stdio) (int, error) {
 
 // Output runs argv in the named namespace and returns its stdout.
 func (l *Lab) Output(ctx context.Context, name string, argv ...string) ([]byte, error) {
-	ns, err := l.ResolveNS(name)
+	enter, err := l.enterNS(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	return run(ctx, append([]string{"ip", "netns", "exec", ns}, l.routerCLI(name, argv)...)...)
+	return run(ctx, append(enter, l.routerCLI(name, argv)...)...)
 }

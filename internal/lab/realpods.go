@@ -284,3 +284,75 @@ func (l *Lab) delRealPod(ctx context.Context, name string) error {
 	l.forgetPod(name)
 	return l.st.save()
 }
+
+// RealPods lists, with real nodes, every running pod with an address of
+// its own on the lab's nodes, whoever created it (a Deployment, kubectl):
+// the lab's pods with their netns names, the others named "namespace/name"
+// (or "name" in the default namespace) with no netns path; exec reaches
+// them too (see apiPodNetns).
+func (l *Lab) RealPods(ctx context.Context) ([]Pod, error) {
+	if !l.st.Kubelet {
+		return l.Pods(), nil
+	}
+	c, err := l.clients()
+	if err != nil {
+		return nil, err
+	}
+	list, err := c.kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list pods: %w", err)
+	}
+	var out []Pod
+	for i := range list.Items {
+		p := &list.Items[i]
+		if p.Spec.HostNetwork || p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
+			continue
+		}
+		if _, ok := l.st.Plan.Node(p.Spec.NodeName); !ok {
+			continue
+		}
+		if own, ok := l.pod(p.Name); ok && p.Namespace == PodNamespace {
+			out = append(out, own)
+			continue
+		}
+		addr, _ := netip.ParseAddr(p.Status.PodIP)
+		out = append(out, Pod{Name: podRef(p), Namespace: p.Namespace, Node: p.Spec.NodeName, IP: addr, UID: string(p.UID), ContainerID: appContainerID(p)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// podRef names a pod as exec takes it.
+func podRef(p *corev1.Pod) string {
+	if p.Namespace == PodNamespace {
+		return p.Name
+	}
+	return p.Namespace + "/" + p.Name
+}
+
+// apiPodNetns finds the network namespace of a running pod the lab did not
+// create, "name" (default namespace) or "namespace/name", as the path of
+// its container's namespace in /proc.
+func (l *Lab) apiPodNetns(ctx context.Context, ref string) (string, error) {
+	ns, name, ok := strings.Cut(ref, "/")
+	if !ok {
+		ns, name = PodNamespace, ref
+	}
+	c, err := l.clients()
+	if err != nil {
+		return "", err
+	}
+	p, err := c.kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("no pod, node, router or namespace named %q in the lab: %w", ref, err)
+	}
+	n, ok := l.st.Plan.Node(p.Spec.NodeName)
+	if !ok || appContainerID(p) == "" {
+		return "", fmt.Errorf("pod %s is not running on a lab node", ref)
+	}
+	pid, err := l.taskPID(ctx, n, appContainerID(p))
+	if err != nil {
+		return "", fmt.Errorf("pod %s: %w", ref, err)
+	}
+	return fmt.Sprintf("/proc/%d/ns/net", pid), nil
+}
