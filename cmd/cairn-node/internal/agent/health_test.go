@@ -19,20 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/cairn-net/cairn/felix"
+	"github.com/cairn-net/cairn/ipam/ipamtest"
 )
-
-// fakeClock is a clock the test moves.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // fakeFelix reports the Health a test sets.
 type fakeFelix struct {
@@ -47,7 +35,7 @@ func (f *fakeFelix) set(h felix.Health)   { f.mu.Lock(); f.h = h; f.mu.Unlock() 
 // state calls block while wedged, and a CNI socket that can go away.
 type probeEnv struct {
 	t       *testing.T
-	clk     *fakeClock
+	clk     *ipamtest.Clock
 	h       *nodeHealth
 	felix   *fakeFelix
 	synced  bool
@@ -64,8 +52,8 @@ func newProbeEnv(t *testing.T) *probeEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &probeEnv{t: t, clk: &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, felix: &fakeFelix{}}
-	e.h = newNodeHealth(opts, e.clk.now)
+	e := &probeEnv{t: t, clk: ipamtest.NewClock(), felix: &fakeFelix{}}
+	e.h = newNodeHealth(opts, e.clk.Now)
 	e.h.pingWait = 10 * time.Millisecond
 	e.handler = healthMux(e.h)
 	return e
@@ -133,7 +121,7 @@ func (e *probeEnv) healthy() {
 	e.mu.Lock()
 	e.synced = true
 	e.mu.Unlock()
-	now := e.clk.now()
+	now := e.clk.Now()
 	e.felix.set(felix.Health{Running: true, InSync: true, LastPass: now, NextPassDue: now.Add(90 * time.Second)})
 	e.h.speakerRunning.Store(true)
 	e.h.controller.Mark(now)
@@ -175,20 +163,20 @@ func TestProbesNameWhatFails(t *testing.T) {
 		{"speaker not running", func(e *probeEnv) { e.h.speakerRunning.Store(false) }, 200, "-bgp-running"},
 		{"CNI socket gone", func(e *probeEnv) { e.socket.Close() }, 200, "-cni-socket"},
 		{"API server away", func(e *probeEnv) {
-			e.clk.add(e.h.apiWindow + time.Second)
-			e.h.controller.Mark(e.clk.now())
+			e.clk.Step(e.h.apiWindow + time.Second)
+			e.h.controller.Mark(e.clk.Now())
 			e.felixPassed()
 		}, 200, "-apiserver"},
 		{"controller wedged", func(e *probeEnv) {
-			e.clk.add(e.h.controller.Due().Sub(e.clk.now()) + stallGrace + time.Second)
-			e.h.api.Mark(e.clk.now())
+			e.clk.Step(e.h.controller.Due().Sub(e.clk.Now()) + stallGrace + time.Second)
+			e.h.api.Mark(e.clk.Now())
 			e.felixPassed()
 		}, 503, "-controller"},
 		{"felix wedged", func(e *probeEnv) {
 			h := e.felix.Health()
-			e.clk.add(h.NextPassDue.Sub(e.clk.now()) + stallGrace + time.Second)
-			e.h.controller.Mark(e.clk.now())
-			e.h.api.Mark(e.clk.now())
+			e.clk.Step(h.NextPassDue.Sub(e.clk.Now()) + stallGrace + time.Second)
+			e.h.controller.Mark(e.clk.Now())
+			e.h.api.Mark(e.clk.Now())
 		}, 503, "-felix"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -206,7 +194,7 @@ func TestProbesNameWhatFails(t *testing.T) {
 // felixPassed makes felix look alive at the current time.
 func (e *probeEnv) felixPassed() {
 	h := e.felix.Health()
-	h.LastPass, h.NextPassDue = e.clk.now(), e.clk.now().Add(90*time.Second)
+	h.LastPass, h.NextPassDue = e.clk.Now(), e.clk.Now().Add(90*time.Second)
 	e.felix.set(h)
 }
 
@@ -221,8 +209,8 @@ func TestProbesFindAWedgedSpeaker(t *testing.T) {
 	e.mu.Unlock()
 	defer close(release)
 	e.want("/livez", 200, "+bgp")
-	e.clk.add(stallGrace + time.Second)
-	e.h.controller.Mark(e.clk.now())
+	e.clk.Step(stallGrace + time.Second)
+	e.h.controller.Mark(e.clk.Now())
 	e.felixPassed()
 	e.want("/livez", 503, "-bgp")
 }

@@ -7,9 +7,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/cairn-net/cairn/ipam/ipamtest"
 )
 
 func get(t *testing.T, h http.Handler, url string) (int, string) {
@@ -88,19 +89,6 @@ func TestBeat(t *testing.T) {
 	}
 }
 
-// clock is a clock the test moves.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // loop answers calls through a channel, as the speaker's owner goroutine
 // does; it stops answering while blocked.
 type loop struct {
@@ -116,9 +104,9 @@ func (l *loop) call() {
 }
 
 func TestPinger(t *testing.T) {
-	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := ipamtest.NewClock()
 	l := &loop{calls: make(chan chan struct{}), started: make(chan struct{}, 10)}
-	p := NewPinger(l.call, clk.now)
+	p := NewPinger(l.call, clk.Now)
 	ctx := context.Background()
 
 	// A loop that answers: the ping passes.
@@ -135,12 +123,12 @@ func TestPinger(t *testing.T) {
 		t.Fatalf("a call unanswered for less than the limit: %v", err)
 	}
 	<-l.started
-	clk.add(30 * time.Second)
+	clk.Step(30 * time.Second)
 	if err := p.Ping(ctx, time.Millisecond, time.Minute); err != nil {
 		t.Fatalf("a call unanswered for 30s of 60: %v", err)
 	}
 	// ...wedged beyond it; and no second call was started meanwhile.
-	clk.add(31 * time.Second)
+	clk.Step(31 * time.Second)
 	if err := p.Ping(ctx, time.Millisecond, time.Minute); err == nil {
 		t.Fatal("a call unanswered for 61s passes")
 	}
