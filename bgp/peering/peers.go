@@ -73,9 +73,14 @@ type PeersInput struct {
 func Peers(in PeersInput, secrets Secrets) ([]speaker.Peer, []error) {
 	var errs []error
 	byAddr := map[netip.Addr]speaker.Peer{}
-	previous := map[string]speaker.Peer{}
+	// A node has a session per family of its addresses, under one name.
+	type key struct {
+		name string
+		addr netip.Addr
+	}
+	previous := map[key]speaker.Peer{}
 	for _, p := range in.Previous {
-		previous[p.Name] = p
+		previous[key{p.Name, p.Address}] = p
 	}
 	if meshEnabled(in.Config) {
 		meshPassword, held := "", false
@@ -87,17 +92,19 @@ func Peers(in PeersInput, secrets Secrets) ([]speaker.Peer, []error) {
 			meshPassword, held = pw, errors.Is(err, ErrPasswordUnavailable)
 		}
 		for _, n := range in.Nodes {
-			if n.Name == in.Self.Name || !n.Addr.IsValid() {
+			if n.Name == in.Self.Name {
 				continue
 			}
-			p := speaker.Peer{Name: "mesh:" + n.Name, Address: n.Addr, ASN: n.ASN, Password: meshPassword}
-			if held {
-				var ok bool
-				if p, ok = previous[p.Name]; !ok {
-					continue
+			for _, addr := range sharedFamilies(in.Self, n) {
+				p := speaker.Peer{Name: "mesh:" + n.Name, Address: addr, ASN: n.ASN, Password: meshPassword}
+				if held {
+					var ok bool
+					if p, ok = previous[key{p.Name, p.Address}]; !ok {
+						continue
+					}
 				}
+				byAddr[p.Address] = p
 			}
-			byAddr[p.Address] = p
 		}
 	}
 	for i := range in.Peers {
@@ -163,7 +170,7 @@ func selectsNode(p *v1.BGPPeer, self NodeInfo) (bool, error) {
 }
 
 func expand(p *v1.BGPPeer, in PeersInput, secrets Secrets) ([]speaker.Peer, error) {
-	base, err := sessionSettings(p, in.Self, secrets)
+	base, err := sessionSettings(p, secrets)
 	if err != nil {
 		return nil, err
 	}
@@ -175,11 +182,12 @@ func expand(p *v1.BGPPeer, in PeersInput, secrets Secrets) ([]speaker.Peer, erro
 		if p.Spec.ASNumber < 1 || p.Spec.ASNumber > 1<<32-1 {
 			return nil, fmt.Errorf("BGPPeer %s asNumber %d out of range", p.Name, p.Spec.ASNumber)
 		}
-		if in.Self.Addr.IsValid() && addr.Unmap() == in.Self.Addr {
+		if slices.Contains(in.Self.Addrs(), addr.Unmap()) {
 			// A session to ourselves never comes up and only spins.
 			return nil, fmt.Errorf("BGPPeer %s peerIP %s is this node's own address", p.Name, addr)
 		}
 		base.Name, base.Address, base.ASN = "peer:"+p.Name, addr, uint32(p.Spec.ASNumber)
+		base.SourceAddress = source(p, in.Self, addr)
 		return []speaker.Peer{base}, nil
 	}
 	sel, err := labels.Parse(p.Spec.PeerSelector)
@@ -188,22 +196,25 @@ func expand(p *v1.BGPPeer, in PeersInput, secrets Secrets) ([]speaker.Peer, erro
 	}
 	var out []speaker.Peer
 	for _, n := range in.Nodes {
-		if n.Name == in.Self.Name || !n.Addr.IsValid() || !sel.Matches(labels.Set(n.Labels)) {
+		if n.Name == in.Self.Name || !sel.Matches(labels.Set(n.Labels)) {
 			continue
 		}
-		sp := base
-		sp.Name, sp.Address, sp.ASN = "peer:"+p.Name+":"+n.Name, n.Addr, n.ASN
-		// A reflector treats non-reflector nodes in its AS as clients.
-		if in.Self.RRClusterID != "" && n.RRClusterID == "" && n.ASN == in.Self.ASN {
-			sp.RouteReflectorClient = true
-			sp.RouteReflectorClusterID = in.Self.RRClusterID
+		for _, addr := range sharedFamilies(in.Self, n) {
+			sp := base
+			sp.Name, sp.Address, sp.ASN = "peer:"+p.Name+":"+n.Name, addr, n.ASN
+			sp.SourceAddress = source(p, in.Self, addr)
+			// A reflector treats non-reflector nodes in its AS as clients.
+			if in.Self.RRClusterID != "" && n.RRClusterID == "" && n.ASN == in.Self.ASN {
+				sp.RouteReflectorClient = true
+				sp.RouteReflectorClusterID = in.Self.RRClusterID
+			}
+			out = append(out, sp)
 		}
-		out = append(out, sp)
 	}
 	return out, nil
 }
 
-func sessionSettings(p *v1.BGPPeer, self NodeInfo, secrets Secrets) (speaker.Peer, error) {
+func sessionSettings(p *v1.BGPPeer, secrets Secrets) (speaker.Peer, error) {
 	var sp speaker.Peer
 	if p.Spec.Port != 0 {
 		sp.Port = uint16(p.Spec.Port)
@@ -228,10 +239,18 @@ func sessionSettings(p *v1.BGPPeer, self NodeInfo, secrets Secrets) (speaker.Pee
 		sp.MaxPrefixes = uint32(p.Spec.MaxPrefixes)
 	}
 	sp.KeepOriginalNextHop = p.Spec.KeepOriginalNextHop
-	if p.Spec.SourceAddress != v1.SourceAddressNone && self.Addr.IsValid() {
-		sp.SourceAddress = self.Addr
-	}
 	return sp, nil
+}
+
+// source is the local address of a session to peer: the node's address of
+// the peer's family (an IPv6 peerIP gets the node's IPv6 address, never
+// its IPv4 one), or none when sourceAddress is None or the node has no
+// address of that family (the kernel then picks one).
+func source(p *v1.BGPPeer, self NodeInfo, peer netip.Addr) netip.Addr {
+	if p.Spec.SourceAddress == v1.SourceAddressNone {
+		return netip.Addr{}
+	}
+	return self.AddrOf(peer)
 }
 
 func resolve(secrets Secrets, pw *v1.BGPPassword) (string, error) {

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -28,7 +27,7 @@ func main() {
 	)
 	hostname, _ := os.Hostname()
 	flag.StringVar(&opts.NodeName, "node-name", envOr("NODENAME", hostname), "Kubernetes Node name of this node")
-	flag.StringVar(&nodeIP, "node-ip", os.Getenv("NODE_IP"), "this node's IPv4 address for BGP (default: the Node's InternalIP)")
+	flag.StringVar(&nodeIP, "node-ip", os.Getenv("NODE_IP"), "this node's BGP addresses: IPv4, or IPv4 and IPv6 separated by a comma (default: the Node's InternalIPs)")
 	flag.StringVar(&opts.Kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig path (default: in-cluster)")
 	flag.StringVar(&opts.AgentSocket, "agent-socket", opts.AgentSocket, "unix socket the CNI plugin calls")
 	flag.StringVar(&opts.StateDir, "state-dir", opts.StateDir, "directory kept across agent restarts")
@@ -54,13 +53,10 @@ func main() {
 	opts.LogLevel = new(slog.LevelVar)
 	opts.LogLevel.Set(level)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: opts.LogLevel}))
-	if nodeIP != "" {
-		addr, err := netip.ParseAddr(nodeIP)
-		if err != nil {
-			log.Error("bad --node-ip", "err", err)
-			os.Exit(2)
-		}
-		opts.NodeIP = addr
+	var err error
+	if opts.NodeIP, opts.NodeIP6, err = agent.ParseNodeIPs(nodeIP); err != nil {
+		log.Error("bad --node-ip", "err", err)
+		os.Exit(2)
 	}
 	opts.Logger, opts.Version = log, version
 	opts.Metrics = prometheus.NewRegistry()

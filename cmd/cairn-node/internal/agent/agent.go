@@ -38,6 +38,10 @@ type Options struct {
 	// NodeIP is the node's BGP address; invalid means the Node's
 	// InternalIP or cairn.dev/ipv4-address annotation.
 	NodeIP netip.Addr
+	// NodeIP6 is the node's IPv6 BGP address; invalid means the Node's
+	// IPv6 InternalIP or cairn.dev/ipv6-address annotation, if any. With
+	// one, the node also has IPv6 sessions and listens on it.
+	NodeIP6 netip.Addr
 	// Kubeconfig path; empty means in-cluster configuration.
 	Kubeconfig string
 	// AgentSocket is where the CNI plugin reaches the agent.
@@ -220,10 +224,13 @@ func prepare(ctx context.Context, opts Options, cl clients) (*agent, error) {
 	if a.inf, err = watchCluster(ctx, cl, a.log); err != nil {
 		return nil, err
 	}
-	if a.self, err = nodeIdentity(node, a.inf, opts.NodeIP); err != nil {
+	if a.self, err = nodeIdentity(node, a.inf, opts.NodeIP, opts.NodeIP6); err != nil {
 		return nil, err
 	}
 	a.log = a.log.With("nodeIP", a.self.Addr)
+	if a.self.Addr6.IsValid() {
+		a.log = a.log.With("nodeIP6", a.self.Addr6)
+	}
 	a.store = cachedStore{Store: kubestore.New(cl.cairn), inf: a.inf}
 	// The allocator tags its lines with the node itself.
 	if a.alloc, err = newAllocator(a.store, a.inf.nodeLister, opts.NodeName, opts.Logger); err != nil {
@@ -258,7 +265,7 @@ func (a *agent) wire(dp dataplane, spk nodeSpeaker) error {
 		a.health = newNodeHealth(a.opts, time.Now)
 	}
 	a.ctrl = &controller{beat: a.health.controller,
-		log: a.log.With("component", "controller"), nodeName: a.opts.NodeName, nodeAddr: a.self.Addr, queue: newQueue(),
+		log: a.log.With("component", "controller"), nodeName: a.opts.NodeName, nodeAddr: a.self.Addr, nodeAddr6: a.self.Addr6, queue: newQueue(),
 		logLevel: newLogLevel(a.opts.LogLevel),
 		listers: listers{nodes: a.inf.nodeLister, pools: a.inf.poolLister, configs: a.inf.configLister,
 			peers: a.inf.peerLister, blocks: a.inf.blockLister, affinities: a.inf.affinityLister,
@@ -327,7 +334,7 @@ func (a *agent) runController(ctx context.Context) error {
 
 // nodeIdentity is the node's BGP identity: from its Node object, with the
 // address the agent was given, if any.
-func nodeIdentity(node *corev1.Node, inf *informers, addr netip.Addr) (peering.NodeInfo, error) {
+func nodeIdentity(node *corev1.Node, inf *informers, addr, addr6 netip.Addr) (peering.NodeInfo, error) {
 	cfg, err := inf.configLister.Get("default")
 	if err != nil {
 		cfg = nil // none, or not readable: the default AS
@@ -338,6 +345,9 @@ func nodeIdentity(node *corev1.Node, inf *informers, addr netip.Addr) (peering.N
 	}
 	if addr.IsValid() {
 		info.Addr = addr
+	}
+	if addr6.IsValid() {
+		info.Addr6 = addr6
 	}
 	if !info.Addr.IsValid() || !info.Addr.Is4() {
 		return info, fmt.Errorf("node %s has no IPv4 address for BGP: pass --node-ip or set an InternalIP", node.Name)
@@ -383,7 +393,7 @@ func forwardingStateKept(fx *felix.Felix, log *slog.Logger) bool {
 // the default BGPConfiguration.
 func speakerOptions(self peering.NodeInfo, inf *informers, log *slog.Logger) speaker.Options {
 	so := speaker.Options{RouterID: self.Addr, ASN: self.ASN, ListenPort: bgpPort, Logger: log,
-		ListenAddresses: []string{self.Addr.String()},
+		ListenAddresses: listenAddresses(self),
 		GracefulRestart: &speaker.GROptions{Enabled: true}}
 	if c, err := inf.configLister.Get("default"); err == nil {
 		if c.Spec.ListenPort != 0 {
@@ -397,4 +407,14 @@ func speakerOptions(self peering.NodeInfo, inf *informers, log *slog.Logger) spe
 		}
 	}
 	return so
+}
+
+// listenAddresses are the node's BGP addresses, one per family it has:
+// peers of both families connect to us.
+func listenAddresses(self peering.NodeInfo) []string {
+	var out []string
+	for _, a := range self.Addrs() {
+		out = append(out, a.String())
+	}
+	return out
 }

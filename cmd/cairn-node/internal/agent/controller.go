@@ -65,10 +65,13 @@ type listers struct {
 // announcements and felix's blocks and pools.
 type controller struct {
 	// beat is marked as the loop goes round, for the liveness probe.
-	beat      *health.Beat
-	log       *slog.Logger
-	nodeName  string
-	nodeAddr  netip.Addr
+	beat     *health.Beat
+	log      *slog.Logger
+	nodeName string
+	nodeAddr netip.Addr
+	// nodeAddr6 is the node's IPv6 BGP address as the agent was given it
+	// (invalid: the Node's, if any).
+	nodeAddr6 netip.Addr
 	queue     workqueue.TypedRateLimitingInterface[string]
 	listers   listers
 	secrets   passwords
@@ -288,7 +291,7 @@ func (c *controller) lastResult() syncResult {
 // nodeInfos reads every Node's BGP identity; this node's address is the
 // one the agent was started with when given.
 func (c *controller) nodeInfos(asn uint32) (peering.NodeInfo, []peering.NodeInfo, []error) {
-	self := peering.NodeInfo{Name: c.nodeName, Addr: c.nodeAddr, ASN: asn}
+	self := peering.NodeInfo{Name: c.nodeName, Addr: c.nodeAddr, Addr6: c.nodeAddr6, ASN: asn}
 	nodes, err := c.listers.nodes.List(labels.Everything())
 	if err != nil {
 		return self, nil, []error{fmt.Errorf("list nodes: %w", err)}
@@ -305,6 +308,9 @@ func (c *controller) nodeInfos(asn uint32) (peering.NodeInfo, []peering.NodeInfo
 		if n.Name == c.nodeName {
 			if c.nodeAddr.IsValid() {
 				info.Addr = c.nodeAddr
+			}
+			if c.nodeAddr6.IsValid() {
+				info.Addr6 = c.nodeAddr6
 			}
 			self = info
 		}
