@@ -125,9 +125,42 @@ type GracefulRestart struct {
 	RestartTime *metav1.Duration `json:"restartTime,omitempty"`
 }
 
-// BGPConfigurationStatus is what the agents observed.
+// BGPConfigurationStatus is what Cairn observed of the configuration:
+// Accepted (can the agents apply it as it is) and, on the default one,
+// Ready and the node mesh's sessions as the nodes report them.
 type BGPConfigurationStatus struct {
 	CommonStatus `json:",inline"`
+	// MeshSessions is how many node-to-node mesh sessions the nodes
+	// report; MeshEstablished how many of them are Established.
+	// +optional
+	MeshSessions int32 `json:"meshSessions,omitempty"`
+	// +optional
+	MeshEstablished int32 `json:"meshEstablished,omitempty"`
+	// SessionsDown are mesh sessions not Established, at most
+	// MaxListedInStatus, by node then peer.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	SessionsDown []SessionDown `json:"sessionsDown,omitempty"`
+	// LastError is the commonest reason of the mesh sessions that are
+	// down; empty when all are Established.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+}
+
+// SessionDown is one session a node reports not Established.
+type SessionDown struct {
+	// Node that reports the session.
+	Node string `json:"node"`
+	// PeerIP of the session.
+	PeerIP string `json:"peerIP"`
+	// State of the session.
+	State string `json:"state"`
+	// Reason the session is down, when known; never the password.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Problem classifies the reason, when Cairn can tell.
+	// +optional
+	Problem SessionProblem `json:"problem,omitempty"`
 }
 
 // BGPConfigurationList is a list of BGPConfiguration.
@@ -166,6 +199,9 @@ const (
 // +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.spec.node`
 // +kubebuilder:printcolumn:name="NodeSelector",type=string,JSONPath=`.spec.nodeSelector`
 // +kubebuilder:printcolumn:name="PeerSelector",type=string,JSONPath=`.spec.peerSelector`,priority=1
+// +kubebuilder:printcolumn:name="Established",type=integer,JSONPath=`.status.established`
+// +kubebuilder:printcolumn:name="Sessions",type=integer,JSONPath=`.status.sessions`
+// +kubebuilder:printcolumn:name="LastError",type=string,JSONPath=`.status.lastError`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type BGPPeer struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -255,9 +291,34 @@ type BGPPeerSpec struct {
 	Filters []string `json:"filters,omitempty"`
 }
 
-// BGPPeerStatus is what the agents observed about the peering.
+// BGPPeerStatus is what the nodes report of the peering, gathered by one
+// controller: which nodes peer, how many sessions are Established, and
+// why the others are not.
 type BGPPeerStatus struct {
 	CommonStatus `json:",inline"`
+	// Nodes is how many nodes report sessions of this peer; NodeNames
+	// the first MaxListedInStatus of them, sorted.
+	// +optional
+	Nodes int32 `json:"nodes"`
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	NodeNames []string `json:"nodeNames,omitempty"`
+	// Sessions is how many sessions the nodes report (one per node with
+	// peerIP, one per node pair with peerSelector); Established how many
+	// of them are Established.
+	// +optional
+	Sessions int32 `json:"sessions"`
+	// +optional
+	Established int32 `json:"established"`
+	// SessionsDown are sessions not Established, at most
+	// MaxListedInStatus, by node then peer.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	SessionsDown []SessionDown `json:"sessionsDown,omitempty"`
+	// LastError is the commonest reason of the sessions that are down;
+	// empty when all are Established. Never the password.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
 }
 
 // BGPPeerList is a list of BGPPeer.
@@ -337,9 +398,16 @@ type PrefixLengthRange struct {
 	Max *int32 `json:"max,omitempty"`
 }
 
-// BGPFilterStatus is what the agents observed about the filter.
+// BGPFilterStatus says whether the filter is valid and where it applies.
 type BGPFilterStatus struct {
 	CommonStatus `json:",inline"`
+	// UsedBy are the BGPPeers whose filters name this one, the first
+	// MaxListedInStatus of them, sorted; UsedByCount counts them all.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	UsedBy []string `json:"usedBy,omitempty"`
+	// +optional
+	UsedByCount int32 `json:"usedByCount"`
 }
 
 // BGPFilterList is a list of BGPFilter.

@@ -36,4 +36,18 @@ const (
 	// ConditionInvalid is true when the object passed admission but cannot
 	// be used, for example a selector that does not parse.
 	ConditionInvalid = "Invalid"
+	// ConditionAccepted is true on a BGPConfiguration the agents can
+	// apply as it is; false says what they cannot use, and why.
+	ConditionAccepted = "Accepted"
+	// ConditionExhausted is true on an IPPool that has no address left to
+	// give.
+	ConditionExhausted = "Exhausted"
+	// ConditionFiltersResolved is true on a BGPPeer whose filters all
+	// name existing, valid BGPFilters.
+	ConditionFiltersResolved = "FiltersResolved"
 )
+
+// MaxListedInStatus caps the lists of names (nodes, BGPPeers, sessions)
+// that a status carries, so that a status stays small on a thousand
+// nodes; the counts beside the lists are always exact.
+const MaxListedInStatus = 32

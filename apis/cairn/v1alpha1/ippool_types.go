@@ -18,6 +18,8 @@ import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 // +kubebuilder:printcolumn:name="NATOutgoing",type=boolean,JSONPath=`.spec.natOutgoing`
 // +kubebuilder:printcolumn:name="Disabled",type=boolean,JSONPath=`.spec.disabled`
 // +kubebuilder:printcolumn:name="AllowedUses",type=string,JSONPath=`.spec.allowedUses`
+// +kubebuilder:printcolumn:name="Allocated",type=integer,JSONPath=`.status.allocated`
+// +kubebuilder:printcolumn:name="Capacity",type=integer,JSONPath=`.status.capacity`,priority=1
 // +kubebuilder:printcolumn:name="NodeSelector",type=string,JSONPath=`.spec.nodeSelector`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type IPPool struct {
@@ -125,9 +127,17 @@ type IPPoolStatus struct {
 	// Blocks is the number of blocks claimed from this pool.
 	// +optional
 	Blocks int32 `json:"blocks,omitempty"`
-	// Allocated is the number of addresses in use from this pool.
+	// Allocated is the number of addresses in use from this pool: pods'
+	// addresses in its blocks, or, in a LoadBalancer pool, Services'
+	// LoadBalancer addresses.
 	// +optional
 	Allocated int64 `json:"allocated,omitempty"`
+	// Capacity is the number of addresses the pool can give, at most
+	// 2^63-1 (an IPv6 pool can hold more): every address of a Workload
+	// pool's cidr; a LoadBalancer pool's without its network (and, IPv4,
+	// broadcast) address.
+	// +optional
+	Capacity int64 `json:"capacity,omitempty"`
 }
 
 // IPPoolList is a list of IPPool.

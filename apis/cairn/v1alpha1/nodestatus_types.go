@@ -69,7 +69,19 @@ type NodeBGPStatus struct {
 type BGPSessionStatus struct {
 	// PeerIP of the session.
 	PeerIP string `json:"peerIP"`
-	// Type: NodeMesh, Global (from a BGPPeer for all nodes), NodeSpecific.
+	// Name of the session: mesh:<node> for the node mesh, peer:<BGPPeer>
+	// for a router, peer:<BGPPeer>:<node> for a node a BGPPeer's
+	// peerSelector picks.
+	// +optional
+	Name string `json:"name,omitempty"`
+	// ASNumber of the peer.
+	// +optional
+	ASNumber int64 `json:"asNumber,omitempty"`
+	// BGPPeer is the BGPPeer the session comes from; empty for the node
+	// mesh, whose settings are the default BGPConfiguration's.
+	// +optional
+	BGPPeer string `json:"bgpPeer,omitempty"`
+	// Type: NodeMesh, or BGPPeer (from a BGPPeer object).
 	// +optional
 	Type string `json:"type,omitempty"`
 	// State as in RFC 4271: Idle, Connect, Active, OpenSent, OpenConfirm,
@@ -81,6 +93,10 @@ type BGPSessionStatus struct {
 	// Reason the session is down, if known.
 	// +optional
 	Reason string `json:"reason,omitempty"`
+	// Problem classifies why a session that is not Established is down,
+	// when Cairn can tell; Events are raised on its transitions.
+	// +optional
+	Problem SessionProblem `json:"problem,omitempty"`
 	// +optional
 	PrefixesReceived int64 `json:"prefixesReceived,omitempty"`
 	// +optional
@@ -88,6 +104,21 @@ type BGPSessionStatus struct {
 	// +optional
 	PrefixesAdvertised int64 `json:"prefixesAdvertised,omitempty"`
 }
+
+// SessionProblem is a known cause of a session being down.
+//
+// +kubebuilder:validation:Enum=AuthFailure;MaxPrefixes
+type SessionProblem string
+
+const (
+	// ProblemAuthFailure: the node's kernel drops the peer's TCP segments
+	// for a wrong, missing or unexpected TCP-MD5 signature while the
+	// session is down; the two sides' passwords differ.
+	ProblemAuthFailure SessionProblem = "AuthFailure"
+	// ProblemMaxPrefixes: the session was shut for sending more prefixes
+	// than the BGPPeer's maxPrefixes.
+	ProblemMaxPrefixes SessionProblem = "MaxPrefixes"
+)
 
 // NodeRouteStatus lists routes; Learned is capped (refused routes are
 // listed first), LearnedCount and RefusedCount are not.

@@ -15,6 +15,7 @@ import (
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
 	"github.com/cairn-net/cairn/apis/client/clientset/versioned"
+	"github.com/cairn-net/cairn/bgp/peering"
 	"github.com/cairn-net/cairn/bgp/speaker"
 	"github.com/cairn-net/cairn/cmd/cairn-node/internal/health"
 	"github.com/cairn-net/cairn/felix"
@@ -42,6 +43,9 @@ type statusWriter struct {
 	// refused are the learned routes felix does not install, and why.
 	refused func() map[netip.Prefix]string
 	log     *slog.Logger
+	// auth marks sessions whose peer's TCP-MD5 signature this node's
+	// kernel refuses.
+	auth authWatch
 
 	written   *v1.CairnNodeStatusStatus // last written, nil before the first
 	writtenAt time.Time
@@ -106,8 +110,12 @@ func (w *statusWriter) compute(conds []metav1.Condition) v1.CairnNodeStatusStatu
 	now := metav1.Now()
 	st := v1.CairnNodeStatusStatus{AgentVersion: w.version, LastUpdated: &now}
 	st.Conditions = conds
-	for _, p := range w.speaker.PeerStates() {
-		s := v1.BGPSessionStatus{PeerIP: p.Address.String(), Type: sessionType(p.Name), State: string(p.State), Reason: p.LastError,
+	states := w.speaker.PeerStates()
+	auth := w.auth.observe(authSessions(states, last.peers))
+	for _, p := range states {
+		problem, reason := sessionProblem(p, auth[p.Name])
+		s := v1.BGPSessionStatus{PeerIP: p.Address.String(), Name: p.Name, ASNumber: int64(p.ASN), BGPPeer: peering.BGPPeerOf(p.Name),
+			Type: sessionType(p.Name), State: string(p.State), Reason: reason, Problem: problem,
 			PrefixesReceived: int64(p.Received), PrefixesAccepted: int64(p.Accepted), PrefixesAdvertised: int64(p.Advertised)}
 		if p.State == speaker.StateEstablished {
 			st.BGP.Established++
@@ -180,6 +188,20 @@ func learnedStatus(routes []felix.LearnedRoute, refused map[netip.Prefix]string,
 		out = append(out, lr)
 	}
 	return out, int32(len(routes)), int32(nRefused)
+}
+
+// authSessions are the speaker's sessions as authWatch needs them;
+// configured are the peers the controller set, with their passwords.
+func authSessions(states []speaker.PeerState, configured []speaker.Peer) []authSession {
+	signed := map[string]bool{}
+	for _, p := range configured {
+		signed[p.Name] = p.Password != ""
+	}
+	out := make([]authSession, 0, len(states))
+	for _, p := range states {
+		out = append(out, authSession{Name: p.Name, Established: p.State == speaker.StateEstablished, HasPassword: signed[p.Name]})
+	}
+	return out
 }
 
 func sessionType(name string) string {

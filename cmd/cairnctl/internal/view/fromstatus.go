@@ -13,8 +13,9 @@ import (
 // as not ready: the agent rewrites it at least every 10 s by default.
 const StaleAfter = time.Minute
 
-// Peers names the sessions of a CairnNodeStatus, which records only their
-// addresses and types: the nodes (mesh) and BGPPeers the cluster has.
+// Peers names the sessions of a CairnNodeStatus written by an agent that
+// records only their addresses and types: the nodes (mesh) and BGPPeers
+// the cluster has. Newer agents record each session's name and AS.
 type Peers struct {
 	// Nodes maps a node's BGP address to its name and AS.
 	Nodes map[string]NamedAS
@@ -51,7 +52,10 @@ func FromStatus(st *v1.CairnNodeStatus, peers Peers, now time.Time) Node {
 		if p.Type == "NodeMesh" {
 			known, prefix = peers.Nodes, "mesh:"
 		}
-		if na, ok := known[p.PeerIP]; ok {
+		switch na, ok := known[p.PeerIP]; {
+		case p.Name != "": // agents since the session's name and AS are in the status
+			sess.Peer, sess.AS = p.Name, uint32(p.ASNumber)
+		case ok:
 			sess.Peer, sess.AS = prefix+na.Name, na.AS
 		}
 		if p.Since != nil && sess.Established() {

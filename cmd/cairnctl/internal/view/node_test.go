@@ -88,3 +88,18 @@ func TestFromAgentAndPrint(t *testing.T) {
 		}
 	}
 }
+
+// TestFromStatusNamedSessions: a session whose status carries its name
+// and AS shows them, whatever the cluster's objects say.
+func TestFromStatusNamedSessions(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	st := statusObject(now, metav1.ConditionTrue)
+	st.Status.BGP.Peers[2].Name, st.Status.BGP.Peers[2].ASNumber = "peer:rr:node9", 64513
+	n := FromStatus(st, Peers{}, now)
+	if s := n.Sessions[2]; s.Peer != "peer:rr:node9" || s.AS != 64513 {
+		t.Errorf("session %+v", s)
+	}
+	if s := n.Sessions[1]; s.Peer != "172.30.1.1" {
+		t.Errorf("an unnamed session of an unknown peer: %+v", s)
+	}
+}
