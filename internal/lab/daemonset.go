@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,61 +30,28 @@ const (
 	agentContainer = "cairn-node"
 )
 
-// installCairn renders the lab overlay with kustomize (`kubectl
-// kustomize`, as `apply -k` does), adjusts it for the nodes' runtime
-// (nodeRuntimeCNIVersion), keeps the result in the state directory and
-// applies it from inside the control plane's namespace; then it puts back
-// the lab's own cluster BGP settings, which the overlay (written for one
-// rack) may not match.
+// installCairn installs Cairn as users do, `kubectl apply -k
+// deploy/overlays/lab`, from inside the control plane's namespace (where
+// the API server's address is); then it puts back the lab's own cluster
+// BGP settings, which the overlay (written for one rack) may not match.
+// The overlay's conflist is the base's, unchanged: its CNI version is one
+// the nodes' containerd 1.6 reads (deploy/node/kustomization.yaml says
+// why).
 func (l *Lab) installCairn(ctx context.Context) error {
 	bins, err := controlplane.BinDir()
 	if err != nil {
 		return err
 	}
-	kubectl := filepath.Join(bins, "kubectl")
 	overlay := filepath.Join(l.st.RepoRoot, labOverlay)
 	if _, err := os.Stat(overlay); err != nil {
 		return fmt.Errorf("find the lab overlay: %w", err)
 	}
-	rendered, err := run(ctx, kubectl, "kustomize", overlay)
-	if err != nil {
-		return fmt.Errorf("render %s: %w", labOverlay, err)
-	}
-	rendered, lowered := lowerCNIVersion(rendered)
-	if lowered {
-		l.logf("the conflist says cniVersion %s; these nodes' containerd 1.6 reads results up to %s: lowered for this lab", cniVersionNewest, nodeRuntimeCNIVersion)
-	}
-	manifest := filepath.Join(l.st.Dir, "cairn-install.yaml")
-	if err := os.WriteFile(manifest, rendered, 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", manifest, err)
-	}
-	argv := []string{"ip", "netns", "exec", l.st.Plan.ControlPlane.NS, kubectl,
-		"--kubeconfig", l.st.ControlPlane.Kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", manifest}
+	argv := []string{"ip", "netns", "exec", l.st.Plan.ControlPlane.NS, filepath.Join(bins, "kubectl"),
+		"--kubeconfig", l.st.ControlPlane.Kubeconfig, "apply", "--server-side", "--force-conflicts", "-k", overlay}
 	if _, err := run(ctx, argv...); err != nil {
-		return fmt.Errorf("install Cairn: %w", err)
+		return fmt.Errorf("install Cairn (kubectl apply -k %s): %w", labOverlay, err)
 	}
 	return l.restoreClusterBGP(ctx)
-}
-
-// CNI versions: what Cairn's conflist may say, and the newest whose
-// results containerd 1.6 (Debian 12's, libcni 1.1) accepts. With 1.1.0
-// every sandbox fails: `plugin type="cairn-cni" failed (add): unsupported
-// CNI result version "1.1.0"`.
-const (
-	cniVersionNewest      = "1.1.0"
-	nodeRuntimeCNIVersion = "1.0.0"
-)
-
-// lowerCNIVersion rewrites a conflist's cniVersion 1.1.0 to 1.0.0 in
-// rendered manifests (only the conflist carries a cniVersion); it says
-// whether it changed anything.
-func lowerCNIVersion(manifests []byte) ([]byte, bool) {
-	from := []byte(`"cniVersion": "` + cniVersionNewest + `"`)
-	to := []byte(`"cniVersion": "` + nodeRuntimeCNIVersion + `"`)
-	if !bytes.Contains(manifests, from) {
-		return manifests, false
-	}
-	return bytes.ReplaceAll(manifests, from, to), true
 }
 
 // restoreClusterBGP sets BGPConfiguration "default" to the plan's AS and

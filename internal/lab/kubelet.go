@@ -438,7 +438,7 @@ func (l *Lab) installCNI(n Node) error {
 	if err := copyFile(filepath.Join(binDir(l.st.Dir), binCNI), filepath.Join(binDst, binCNI), 0o755); err != nil {
 		return err
 	}
-	conf, err := nodeConflist(l.st.Dir, n.Name)
+	conf, err := nodeConflist(l.st.RepoRoot, l.st.Dir, n.Name)
 	if err != nil {
 		return err
 	}
@@ -456,17 +456,30 @@ func (l *Lab) installCNI(n Node) error {
 // containernetworking-plugins.
 const debianCNIDir = "/usr/lib/cni"
 
-// nodeConflist is the CNI configuration a real node's runtime reads. Its
-// version is 1.0.0: containerd 1.6 (Debian 12) carries libcni 1.1, which
-// rejects results of a 1.1.0 configuration.
-func nodeConflist(stateDir, node string) ([]byte, error) {
-	conf := map[string]any{
-		"cniVersion": "1.0.0",
-		"name":       "cairn",
-		"plugins": []any{map[string]any{
-			"type":        binCNI,
-			"agentSocket": agentSocket(stateDir, node),
-		}},
+// baseConflist is Cairn's CNI configuration, which the DaemonSet installs.
+const baseConflist = "deploy/node/10-cairn.conflist"
+
+// nodeConflist is the CNI configuration a real node's runtime reads when
+// the lab runs the agents as processes: the DaemonSet's (repo's
+// baseConflist), with cairn-cni pointed at the agent process's socket.
+func nodeConflist(repoRoot, stateDir, node string) ([]byte, error) {
+	base, err := os.ReadFile(filepath.Join(repoRoot, baseConflist))
+	if err != nil {
+		return nil, fmt.Errorf("read Cairn's conflist: %w", err)
+	}
+	var conf map[string]any
+	if err := json.Unmarshal(base, &conf); err != nil {
+		return nil, fmt.Errorf("%s: %w", baseConflist, err)
+	}
+	plugins, _ := conf["plugins"].([]any)
+	found := false
+	for _, p := range plugins {
+		if p, ok := p.(map[string]any); ok && p["type"] == binCNI {
+			p["agentSocket"], found = agentSocket(stateDir, node), true
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("%s has no %s plugin", baseConflist, binCNI)
 	}
 	data, err := json.MarshalIndent(conf, "", "  ")
 	if err != nil {

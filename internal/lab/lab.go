@@ -200,6 +200,9 @@ func preflight(ctx context.Context, o Options, plan Plan) error {
 	if _, err := controlplane.BinDir(); err != nil {
 		return err
 	}
+	if o.Kubelet {
+		return RealNodeTools()
+	}
 	return nil
 }
 

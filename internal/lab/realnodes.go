@@ -4,9 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/cairn-net/cairn/internal/controlplane"
 )
 
 // upRealNodes is upNodes for real nodes: on every node containerd and a
@@ -163,4 +168,54 @@ func (l *Lab) AddRealPods(ctx context.Context, nodes []string, perNode int) ([]P
 		return err
 	})
 	return pods, summarize(took), err
+}
+
+// RealNodeTools says what real nodes (Options.Kubelet) need that this
+// machine lacks, or nil: Debian's containerd, runc and CNI reference
+// plugins (`make deps`), util-linux's nsenter and unshare, and the pinned
+// kubelet, kube-proxy, kube-scheduler and kube-controller-manager (`make
+// controlplane`).
+func RealNodeTools() error {
+	var missing []error
+	for _, t := range []string{"containerd", "runc", "ctr", "nsenter", "unshare"} {
+		if _, err := exec.LookPath(t); err != nil {
+			missing = append(missing, fmt.Errorf("%s: %w (make deps)", t, err))
+		}
+	}
+	for _, p := range nodeCNIPlugins {
+		if !isExecutable(filepath.Join(debianCNIDir, p)) {
+			missing = append(missing, fmt.Errorf("the CNI reference plugin %s in %s (make deps)", p, debianCNIDir))
+		}
+	}
+	dir, err := controlplane.BinDir()
+	if err != nil {
+		return err
+	}
+	for _, b := range []string{"kubelet", binKubeProxy, "kube-scheduler", binKubeCM} {
+		if !isExecutable(filepath.Join(dir, b)) {
+			missing = append(missing, fmt.Errorf("%s in %s (make controlplane)", b, dir))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("real nodes need: %w", errors.Join(missing...))
+	}
+	return nil
+}
+
+// NodeFile is where the host reads path as real node `node` sees it
+// (/etc/cni/net.d/10-cairn.conflist, /var/log/pods/...): the node's
+// private copy of that directory, under the state directory.
+func (l *Lab) NodeFile(node, path string) (string, error) {
+	if !l.st.Kubelet {
+		return "", fmt.Errorf("the lab's nodes are not real (up --kubelet): %s is the host's own", path)
+	}
+	if _, ok := l.st.Plan.Node(node); !ok {
+		return "", fmt.Errorf("no node %q in the lab", node)
+	}
+	for _, p := range privatePaths {
+		if path == p.Path || strings.HasPrefix(path, p.Path+"/") {
+			return newNodePaths(l.st.Dir, node).private(path), nil
+		}
+	}
+	return "", fmt.Errorf("%s is not private to a node: the node sees the host's", path)
 }

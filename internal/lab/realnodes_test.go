@@ -10,7 +10,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/cairn-net/cairn/internal/controlplane"
 	"github.com/cairn-net/cairn/internal/controlplane/cptest"
 	"github.com/cairn-net/cairn/internal/testenv"
 )
@@ -25,9 +24,7 @@ import (
 // namespace, cgroup, mount or process behind.
 func TestRealNodes(t *testing.T) {
 	testenv.Require(t, testenv.Root, testenv.NetNS, testenv.Binary("ip"), testenv.Binary("bird"),
-		testenv.Binary("containerd"), testenv.Binary("runc"), testenv.Binary("ctr"),
-		testenv.Binary("nsenter"), testenv.Binary("unshare"), testenv.Binary(filepath.Join(debianCNIDir, "loopback")),
-		cptest.Binaries(), kubeletBuilt())
+		cptest.Binaries(), testenv.Check("what real nodes need", RealNodeTools))
 	base, err := os.MkdirTemp("", "cairn-lab-real-")
 	if err != nil {
 		t.Fatal(err)
@@ -91,17 +88,6 @@ func TestRealNodes(t *testing.T) {
 	if _, err := os.Stat(NSPath(to.NS)); err == nil {
 		t.Errorf("the name %s of deleted pod %s's namespace is still there", to.NS, to.Name)
 	}
-}
-
-func kubeletBuilt() testenv.Requirement {
-	return testenv.Check("the pinned kubelet (make controlplane)", func() error {
-		dir, err := controlplane.BinDir()
-		if err != nil {
-			return err
-		}
-		_, err = os.Stat(filepath.Join(dir, "kubelet"))
-		return err
-	})
 }
 
 // hostKernelSettings reads the settings the kubelet checks, on the host.

@@ -260,6 +260,36 @@ func TestConflistConfigMap(t *testing.T) {
 	})
 }
 
+// The conflist is one today's runtimes read, and hostPort works: version
+// 1.0.0 (containerd 1.6's libcni refuses a 1.1.0 result; see
+// deploy/node/kustomization.yaml), cairn-cni first, then portmap with the
+// portMappings capability, without which the runtime passes it no ports.
+func TestConflistRuntimesRead(t *testing.T) {
+	var conf struct {
+		CNIVersion string `json:"cniVersion"`
+		Plugins    []struct {
+			Type         string          `json:"type"`
+			Capabilities map[string]bool `json:"capabilities"`
+		} `json:"plugins"`
+	}
+	if err := json.Unmarshal([]byte(readFile(t, "deploy/node/10-cairn.conflist")), &conf); err != nil {
+		t.Fatalf("deploy/node/10-cairn.conflist: %v", err)
+	}
+	if conf.CNIVersion != "1.0.0" {
+		t.Errorf("cniVersion %q: containerd 1.6 reads results up to 1.0.0", conf.CNIVersion)
+	}
+	var types []string
+	for _, p := range conf.Plugins {
+		types = append(types, p.Type)
+	}
+	if !slices.Equal(types, []string{"cairn-cni", "portmap"}) {
+		t.Fatalf("plugins %v, want [cairn-cni portmap]", types)
+	}
+	if !conf.Plugins[1].Capabilities["portMappings"] {
+		t.Errorf("portmap without the portMappings capability: the runtime would pass it no hostPorts")
+	}
+}
+
 // plugin is what the test reads of a conflist's plugin.
 type plugin struct {
 	Type        string `json:"type"`
