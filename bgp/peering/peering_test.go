@@ -43,6 +43,12 @@ func secrets(values map[string]string) Secrets {
 	}
 }
 
+// meshBFD is a configuration with a short mesh hold time and BFD.
+var meshBFD = &v1.BGPConfiguration{Spec: v1.BGPConfigurationSpec{
+	NodeMeshHoldTime: &metav1.Duration{Duration: 9 * time.Second},
+	NodeMeshBFD:      &v1.BFD{Enabled: true, Interval: &metav1.Duration{Duration: 200 * time.Millisecond}, Multiplier: 3},
+}}
+
 func TestPeers(t *testing.T) {
 	tor := bgpPeer("tor", v1.BGPPeerSpec{PeerIP: "172.30.1.1", ASNumber: 65001, NodeSelector: "rack=r1",
 		Password: &v1.BGPPassword{SecretKeyRef: &v1.SecretKeyRef{Name: "bgp", Key: "tor"}},
@@ -86,6 +92,19 @@ func TestPeers(t *testing.T) {
 			want: []speaker.Peer{{Name: "peer:tor", Address: netip.MustParseAddr("172.30.1.1"), ASN: 65001, Password: "s3cret",
 				HoldTime: 9 * time.Second, TTLSecurity: 1, MaxPrefixes: 100, SourceAddress: n1.Addr}},
 			wantErr: "BGPPeer bad nodeSelector"},
+		{name: "mesh hold time and BFD from the configuration", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1, n2}, Config: meshBFD},
+			want: []speaker.Peer{{Name: "mesh:n2", Address: n2.Addr, ASN: 64512, HoldTime: 9 * time.Second,
+				BFD: speaker.BFD{Enabled: true, Interval: 200 * time.Millisecond, Multiplier: 3}}}},
+		{name: "BFD on a router peer; a disabled BFD carries nothing", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1}, Config: cfg(false),
+			Peers: []v1.BGPPeer{
+				bgpPeer("bfd", v1.BGPPeerSpec{PeerIP: "10.0.0.1", ASNumber: 65000, SourceAddress: v1.SourceAddressNone, BFD: &v1.BFD{Enabled: true}}),
+				bgpPeer("off", v1.BGPPeerSpec{PeerIP: "10.0.0.2", ASNumber: 65000, SourceAddress: v1.SourceAddressNone,
+					BFD: &v1.BFD{Interval: &metav1.Duration{Duration: time.Second}, Multiplier: 5}}),
+			}},
+			want: []speaker.Peer{
+				{Name: "peer:bfd", Address: netip.MustParseAddr("10.0.0.1"), ASN: 65000, BFD: speaker.BFD{Enabled: true}},
+				{Name: "peer:off", Address: netip.MustParseAddr("10.0.0.2"), ASN: 65000},
+			}},
 		{name: "missing secret skips the peer", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1}, Config: cfg(false),
 			Peers: []v1.BGPPeer{bgpPeer("nopw", v1.BGPPeerSpec{PeerIP: "10.0.0.9", ASNumber: 1, Password: &v1.BGPPassword{SecretKeyRef: &v1.SecretKeyRef{Name: "bgp", Key: "missing"}}})}},
 			want: []speaker.Peer{}, wantErr: "BGPPeer nopw password"},

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -97,6 +98,7 @@ func Peers(in PeersInput, secrets Secrets) ([]speaker.Peer, []error) {
 			}
 			for _, addr := range sharedFamilies(in.Self, n) {
 				p := speaker.Peer{Name: "mesh:" + n.Name, Address: addr, ASN: n.ASN, Password: meshPassword}
+				p.HoldTime, p.BFD = meshTimers(in.Config)
 				if held {
 					var ok bool
 					if p, ok = previous[key{p.Name, p.Address}]; !ok {
@@ -144,6 +146,32 @@ func heldPeers(name string, previous []speaker.Peer) []speaker.Peer {
 		if p.Name == "peer:"+name || strings.HasPrefix(p.Name, "peer:"+name+":") {
 			out = append(out, p)
 		}
+	}
+	return out
+}
+
+// meshTimers are the hold time and BFD of node-to-node sessions.
+func meshTimers(cfg *v1.BGPConfiguration) (time.Duration, speaker.BFD) {
+	if cfg == nil {
+		return 0, speaker.BFD{}
+	}
+	var hold time.Duration
+	if cfg.Spec.NodeMeshHoldTime != nil {
+		hold = cfg.Spec.NodeMeshHoldTime.Duration
+	}
+	return hold, bfd(cfg.Spec.NodeMeshBFD)
+}
+
+// bfd is the speaker's BFD for a BFD field; off unless enabled. The API
+// server bounds the values (interval 50ms to 10s, multiplier 2 to 255);
+// a multiplier beyond a byte is clamped rather than wrapped.
+func bfd(b *v1.BFD) speaker.BFD {
+	if b == nil || !b.Enabled {
+		return speaker.BFD{}
+	}
+	out := speaker.BFD{Enabled: true, Multiplier: uint8(min(max(b.Multiplier, 0), 255))}
+	if b.Interval != nil {
+		out.Interval = b.Interval.Duration
 	}
 	return out
 }
@@ -239,6 +267,7 @@ func sessionSettings(p *v1.BGPPeer, secrets Secrets) (speaker.Peer, error) {
 		sp.MaxPrefixes = uint32(p.Spec.MaxPrefixes)
 	}
 	sp.KeepOriginalNextHop = p.Spec.KeepOriginalNextHop
+	sp.BFD = bfd(p.Spec.BFD)
 	return sp, nil
 }
 

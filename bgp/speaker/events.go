@@ -29,10 +29,13 @@ type eorEvent struct {
 	Family bgp.Family
 }
 
-// event is one peer or End-of-RIB event; exactly one field is set.
+// event is one peer, End-of-RIB or hold-timer-expiry event; exactly one
+// field is set.
 type event struct {
 	peer *peerEvent
 	eor  *eorEvent
+	// holdExpired is a peer whose hold timer expired (gone.go).
+	holdExpired *netip.Addr
 }
 
 // eventBatch is everything that happened since the owner last looked.
@@ -92,6 +95,16 @@ func (b *inbox) peer(ev peerEvent) {
 func (b *inbox) eor(ev eorEvent) {
 	b.mu.Lock()
 	b.batch.events = append(b.batch.events, event{eor: &ev})
+	b.mu.Unlock()
+	b.wake()
+}
+
+// holdExpired records that a peer's hold timer expired; GoBGP's log
+// handler calls it (holdExpiryHandler), before GoBGP reports the session
+// down.
+func (b *inbox) holdExpired(a netip.Addr) {
+	b.mu.Lock()
+	b.batch.events = append(b.batch.events, event{holdExpired: &a})
 	b.mu.Unlock()
 	b.wake()
 }

@@ -28,9 +28,34 @@ type rawPeer struct {
 // peer for its idle hold time: connecting is retried until it answers.
 func dialRaw(t *testing.T, local netip.Addr, port int32, asn uint16) *rawPeer {
 	t.Helper()
+	return dialRawOpen(t, local, port, rawOpen{asn: asn, holdTime: 90})
+}
+
+// rawOpen is what a raw peer says in its OPEN.
+type rawOpen struct {
+	asn      uint16
+	holdTime uint16
+	// grRestartTime, when not 0, sends the graceful-restart capability
+	// with this restart time and the forwarding bit for IPv4 unicast.
+	grRestartTime uint16
+}
+
+func (o rawOpen) message() *bgp.BGPMessage {
+	caps := []bgp.ParameterCapabilityInterface{bgp.NewCapMultiProtocol(bgp.RF_IPv4_UC), bgp.NewCapFourOctetASNumber(uint32(o.asn))}
+	if o.grRestartTime != 0 {
+		caps = append(caps, bgp.NewCapGracefulRestart(false, false, o.grRestartTime,
+			[]*bgp.CapGracefulRestartTuple{bgp.NewCapGracefulRestartTuple(bgp.RF_IPv4_UC, true)}))
+	}
+	open, _ := bgp.NewBGPOpenMessage(o.asn, o.holdTime, netip.MustParseAddr("10.9.9.9"), []bgp.OptionParameterInterface{bgp.NewOptionParameterCapability(caps)})
+	return open
+}
+
+// dialRawOpen is dialRaw with the OPEN's contents chosen.
+func dialRawOpen(t *testing.T, local netip.Addr, port int32, o rawOpen) *rawPeer {
+	t.Helper()
 	deadline := time.Now().Add(3 * sessionTimeout)
 	for {
-		p, err := tryOpen(local, port, asn)
+		p, err := tryOpen(local, port, o)
 		if err == nil {
 			p.t = t
 			t.Cleanup(func() { p.conn.Close() })
@@ -43,14 +68,13 @@ func dialRaw(t *testing.T, local netip.Addr, port int32, asn uint16) *rawPeer {
 	}
 }
 
-func tryOpen(local netip.Addr, port int32, asn uint16) (*rawPeer, error) {
+func tryOpen(local netip.Addr, port int32, o rawOpen) (*rawPeer, error) {
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: local.AsSlice()}, Timeout: 10 * time.Second}
 	c, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		return nil, err
 	}
-	caps := []bgp.ParameterCapabilityInterface{bgp.NewCapMultiProtocol(bgp.RF_IPv4_UC), bgp.NewCapFourOctetASNumber(uint32(asn))}
-	open, _ := bgp.NewBGPOpenMessage(asn, 90, netip.MustParseAddr("10.9.9.9"), []bgp.OptionParameterInterface{bgp.NewOptionParameterCapability(caps)})
+	open := o.message()
 	ka := bgp.NewBGPKeepAliveMessage()
 	for _, step := range []struct {
 		send *bgp.BGPMessage
@@ -128,12 +152,7 @@ func header(length uint16, typ uint8) []byte {
 // floodUpdates announces n /32s inside 10.250.0.0/16 (outside every pool
 // of the test) in UPDATEs of 500 prefixes each.
 func floodUpdates(t *testing.T, p *rawPeer, local netip.Addr, n int) {
-	nh, _ := bgp.NewPathAttributeNextHop(local)
-	attrs := []bgp.PathAttributeInterface{
-		bgp.NewPathAttributeOrigin(0),
-		bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, []uint32{65001})}),
-		nh,
-	}
+	attrs := rawAttrs(local)
 	for start := 0; start < n; start += 500 {
 		var nlri []bgp.PathNLRI
 		for i := start; i < min(start+500, n); i++ {
@@ -142,6 +161,17 @@ func floodUpdates(t *testing.T, p *rawPeer, local netip.Addr, n int) {
 			nlri = append(nlri, bgp.PathNLRI{NLRI: pfx})
 		}
 		p.send(p.encode(bgp.NewBGPUpdateMessage(nil, attrs, nlri)))
+	}
+}
+
+// rawAttrs are the path attributes of a raw peer's routes: from AS 65001,
+// next hop local.
+func rawAttrs(local netip.Addr) []bgp.PathAttributeInterface {
+	nh, _ := bgp.NewPathAttributeNextHop(local)
+	return []bgp.PathAttributeInterface{
+		bgp.NewPathAttributeOrigin(0),
+		bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, []uint32{65001})}),
+		nh,
 	}
 }
 

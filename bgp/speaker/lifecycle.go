@@ -46,11 +46,15 @@ func (s *Speaker) start(ctx context.Context) (*runner, error) {
 }
 
 // newGoBGP creates the GoBGP server and starts serving its API. GoBGP logs
-// through the speaker's logger, with passwords scrubbed, and quiet drops
-// the noise of its own stop.
+// through the speaker's logger, with passwords scrubbed, quiet drops the
+// noise of its own stop, and a hold timer's expiry reaches the owner
+// (gone.go).
 func (s *Speaker) newGoBGP(quiet *atomic.Bool) *server.BgpServer {
-	glog := slog.New(&redactingHandler{
-		next: s.opts.Logger.Handler(), secrets: s.secrets, quiet: quiet, quietMsg: gobgpStopNoise,
+	glog := slog.New(&holdExpiryHandler{
+		next: &redactingHandler{
+			next: s.opts.Logger.Handler(), secrets: s.secrets, quiet: quiet, quietMsg: gobgpStopNoise,
+		},
+		report: s.inbox.holdExpired,
 	}).With("component", "gobgp", "routerID", s.opts.RouterID.String())
 	srv := server.NewBgpServer(server.LoggerOption(glog, nil))
 	go srv.Serve()

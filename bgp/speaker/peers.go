@@ -117,6 +117,7 @@ func toAPIPeer(p Peer, local peerLocal) *api.Peer {
 			MpGracefulRestart: &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: grOn}},
 			PrefixLimits:      &api.PrefixLimit{Family: fam, MaxPrefixes: p.MaxPrefixes},
 		}},
+		Bfd: toAPIBFD(p.BFD),
 	}
 	if p.HoldTime != 0 && p.KeepaliveTime == 0 {
 		out.Timers.Config.KeepaliveInterval = uint64((p.HoldTime / 3).Seconds())

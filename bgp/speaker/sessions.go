@@ -19,6 +19,10 @@ type peerStatus struct {
 	eor          map[bgp.Family]bool
 	// flaps counts the times the session left Established.
 	flaps uint64
+	// holdExpired: the session was ended for its expired hold timer
+	// (gone.go); GoBGP's report of it going down, which calls it a
+	// graceful restart, must not replace that reason.
+	holdExpired bool
 }
 
 // applyPeers removes, re-creates and adds neighbours. A failed delete is not
@@ -28,8 +32,7 @@ func (r *runner) applyPeers(d desired) []error {
 	for _, a := range slices.Concat(pl.Remove, pl.Replace) {
 		r.removePeer(a)
 	}
-	local := peerLocal{asn: r.s.opts.ASN, routerID: r.s.opts.RouterID, gr: r.s.opts.GracefulRestart,
-		restarting: r.restarting, deferral: time.Until(r.syncDeadline)}
+	local := r.peerLocal()
 	var errs []error
 	for _, a := range slices.Concat(pl.Add, pl.Replace) {
 		if err := r.addPeer(a, d.peers[a], local); err != nil {
@@ -42,6 +45,12 @@ func (r *runner) applyPeers(d desired) []error {
 		r.endRestart()
 	}
 	return errs
+}
+
+// peerLocal is what a neighbour added now needs of the speaker's settings.
+func (r *runner) peerLocal() peerLocal {
+	return peerLocal{asn: r.s.opts.ASN, routerID: r.s.opts.RouterID, gr: r.s.opts.GracefulRestart,
+		restarting: r.restarting, deferral: time.Until(r.syncDeadline)}
 }
 
 // endRestartIfPeersAdded ends the restart when the initial sync is over,
@@ -92,7 +101,7 @@ func (r *runner) addPeer(a netip.Addr, p Peer, local peerLocal) error {
 	r.peers[a] = p
 	r.log.Info("added BGP peer", "peer", p.displayName(), "address", a.String(), "peerASN", p.ASN,
 		"md5", p.Password != "", "ttlSecurity", p.TTLSecurity, "ebgpMultihop", p.EBGPMultihop,
-		"holdTime", p.HoldTime, "maxPrefixes", p.MaxPrefixes, "rrClient", p.RouteReflectorClient,
+		"holdTime", p.HoldTime, "bfdDetection", p.BFD.DetectionTime(), "maxPrefixes", p.MaxPrefixes, "rrClient", p.RouteReflectorClient,
 		"passive", p.Passive, "claimsForwardingState", local.restarting && grEnabled(local.gr))
 	return nil
 }
@@ -104,6 +113,8 @@ func (r *runner) handleEvents() {
 		switch {
 		case ev.peer != nil:
 			r.onPeerEvent(*ev.peer)
+		case ev.holdExpired != nil:
+			r.onHoldExpired(*ev.holdExpired)
 		case ev.eor != nil:
 			if st := r.status[ev.eor.Addr]; st != nil {
 				st.eor[ev.eor.Family] = true
@@ -130,7 +141,8 @@ func (r *runner) onPeerEvent(ev peerEvent) {
 	if ev.State == StateEstablished {
 		st.grNegotiated = ev.GRNegotiated
 		st.eor = map[bgp.Family]bool{}
-	} else if ev.State == StateIdle && ev.Reason != "" {
+		st.holdExpired = false
+	} else if ev.State == StateIdle && ev.Reason != "" && !st.holdExpired {
 		// GoBGP drops every failed or torn-down session to Idle.
 		st.lastError = r.s.secrets.redact(ev.Reason)
 		if ev.Reason == maxPrefixReason {

@@ -101,6 +101,8 @@ type Peer struct {
 	SourceAddress netip.Addr
 	// Passive waits for the neighbour to connect instead of connecting.
 	Passive bool
+	// BFD detects a failed peer faster than the hold time (bfd.go).
+	BFD BFD
 }
 
 // displayName is how the peer is named in logs and status.

@@ -155,7 +155,7 @@ func validatePeer(p Peer, localASN uint32) error {
 			return fmt.Errorf("%w cluster ID %q: want a dotted IPv4 address", ErrInvalid, p.RouteReflectorClusterID)
 		}
 	}
-	return nil
+	return validateBFD(p)
 }
 
 // exportable reports why a prefix must never be announced, or nil. Only

@@ -73,6 +73,16 @@ type BGPConfigurationSpec struct {
 	// NodeMeshPassword is the TCP-MD5 password of node-to-node sessions.
 	// +optional
 	NodeMeshPassword *BGPPassword `json:"nodeMeshPassword,omitempty"`
+	// NodeMeshHoldTime is the hold time of node-to-node sessions: a node
+	// that stops answering loses its routes on the other nodes after it.
+	// Unset means 90s; 0 disables keepalives.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) == duration('0s') || (duration(self) >= duration('3s') && duration(self) <= duration('65535s'))",message="nodeMeshHoldTime must be 0s or between 3s and 65535s"
+	NodeMeshHoldTime *metav1.Duration `json:"nodeMeshHoldTime,omitempty"`
+	// NodeMeshBFD runs BFD on node-to-node sessions, so a node whose link
+	// fails loses its routes on the other nodes in under a second.
+	// +optional
+	NodeMeshBFD *BFD `json:"nodeMeshBFD,omitempty"`
 
 	// GracefulRestart keeps routes while a peer's agent restarts (RFC 4724).
 	// +optional
@@ -123,6 +133,27 @@ type GracefulRestart struct {
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('4095s')",message="restartTime must be between 1s and 4095s"
 	RestartTime *metav1.Duration `json:"restartTime,omitempty"`
+}
+
+// BFD is single-hop Bidirectional Forwarding Detection (RFC 5880, 5881)
+// on a BGP session: both ends send a control packet every interval, and a
+// session not heard from for interval times multiplier is torn down, its
+// routes withdrawn at once (not kept as a restarting peer's). The peer must
+// run BFD too (UDP 3784); until it answers, BFD changes nothing.
+type BFD struct {
+	// Enabled turns BFD on for the session.
+	Enabled bool `json:"enabled"`
+	// Interval is how often control packets are sent, and the least time
+	// between those expected from the peer. Default 300ms.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('50ms') && duration(self) <= duration('10s')",message="interval must be between 50ms and 10s"
+	Interval *metav1.Duration `json:"interval,omitempty"`
+	// Multiplier is how many intervals may pass without a packet before
+	// the session is declared down. Default 3.
+	// +optional
+	// +kubebuilder:validation:Minimum=2
+	// +kubebuilder:validation:Maximum=255
+	Multiplier int32 `json:"multiplier,omitempty"`
 }
 
 // BGPConfigurationStatus is what Cairn observed of the configuration:
@@ -273,6 +304,9 @@ type BGPPeerSpec struct {
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('21845s')",message="keepaliveTime must be between 1s and 21845s"
 	KeepaliveTime *metav1.Duration `json:"keepaliveTime,omitempty"`
+	// BFD runs BFD on this session (single hop: a directly connected peer).
+	// +optional
+	BFD *BFD `json:"bfd,omitempty"`
 	// KeepOriginalNextHop announces routes with their original next hop
 	// instead of this node's address.
 	// +optional
