@@ -4,7 +4,7 @@
 // real cairn-cni. It needs root. The work is in internal/lab.
 //
 //	cairn-lab demo [--keep] [up flags]     up, pods talk across nodes, status, down
-//	cairn-lab up [--nodes N] [--racks R] [--router bird|frr] [--pods-per-node P] [--kubelet]
+//	cairn-lab up [--nodes N] [--racks R] [--router bird|frr] [--pods-per-node P] [--kubelet] [--dual-stack]
 //	cairn-lab status [-o json]
 //	cairn-lab pods [-o json]
 //	cairn-lab exec NAME -- CMD...          in the namespace of a pod, node, router or outside1
@@ -23,6 +23,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -42,11 +43,13 @@ commands:
       --kubelet              real nodes: containerd and a kubelet on every node, Cairn installed with
                              kubectl apply -k deploy/overlays/lab, pods through the API
       --agent-processes      with --kubelet: cairn-node as a process per node instead of the DaemonSet
+      --dual-stack           IPv6 on every link too (fd30::/48): an IPv6 pool (fd00:10:244::/56), every pod
+                             an address of each family, BGP sessions of both families (not with --kubelet)
       --keep-on-failure      leave a failed lab up for inspection
       --instance NAME        name inside the namespaces (cl-NAME-node1), to run beside another lab
                              (give it its own --state-dir)
   status [-o json]           nodes, BGP sessions, routes per router and node, pods
-  pods [-o json]             pods: name, node, IP, netns path
+  pods [-o json]             pods: name, node, IPs, netns path (JSON: "ips" lists every address, "ip" the first)
   exec NAME -- CMD...        run CMD in the namespace of a pod, node, router or outside host (cp: control plane, outside1: a client outside the cluster)
   kubectl ARGS...            the pinned kubectl against the lab's API server
   add-pod NODE               create a pod on NODE through cairn-cni
@@ -179,6 +182,7 @@ func upFlags(cmd string, args []string, dir string, logf func(string, ...any)) (
 	fs.BoolVar(&o.KeepOnFailure, "keep-on-failure", false, "leave a failed lab up")
 	fs.StringVar(&o.AgentLogLevel, "agent-log-level", "info", "cairn-node --log-level")
 	fs.StringVar(&o.Instance, "instance", "", "instance name inside namespace names")
+	fs.BoolVar(&o.DualStack, "dual-stack", false, "IPv6 on every link too: an IPv6 pool, every pod an address of each family, BGP in both")
 	fs.StringVar(&o.RepoRoot, "repo", "", "checkout to build from (default: the one above the working directory)")
 	keep := false
 	if cmd == "demo" {
@@ -215,10 +219,13 @@ func pods(ctx context.Context, l *lab.Lab, args []string) error {
 		return err
 	}
 	type pod struct {
-		Name  string `json:"name"`
-		Node  string `json:"node"`
-		IP    string `json:"ip"`
-		Netns string `json:"netns"`
+		Name string `json:"name"`
+		Node string `json:"node"`
+		IP   string `json:"ip"`
+		// IPs are all the pod's addresses, one per family (IP is the
+		// first, kept for scripts written before dual-stack labs).
+		IPs   []string `json:"ips"`
+		Netns string   `json:"netns"`
 	}
 	// With real nodes, every pod on them, whoever made it.
 	all, err := l.RealPods(ctx)
@@ -227,7 +234,11 @@ func pods(ctx context.Context, l *lab.Lab, args []string) error {
 	}
 	var out []pod
 	for _, p := range all {
-		out = append(out, pod{Name: p.Name, Node: p.Node, IP: p.IP.String(), Netns: p.NetnsPath})
+		var ips []string
+		for _, a := range p.Addrs() {
+			ips = append(ips, a.String())
+		}
+		out = append(out, pod{Name: p.Name, Node: p.Node, IP: p.IP.String(), IPs: ips, Netns: p.NetnsPath})
 	}
 	if asJSON {
 		if out == nil {
@@ -236,7 +247,7 @@ func pods(ctx context.Context, l *lab.Lab, args []string) error {
 		return printJSON(os.Stdout, out)
 	}
 	for _, p := range out {
-		fmt.Printf("%-16s %-8s %-15s %s\n", p.Name, p.Node, p.IP, p.Netns)
+		fmt.Printf("%-16s %-8s %-15s %s\n", p.Name, p.Node, strings.Join(p.IPs, ","), p.Netns)
 	}
 	return nil
 }

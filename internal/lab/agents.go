@@ -168,7 +168,7 @@ func startAgent(st *State, n Node, logLevel string) (Proc, error) {
 		"--agent-socket", agentSocket(st.Dir, n.Name),
 		// Nodes share this machine's filesystem: each keeps its own state.
 		"--state-dir", filepath.Join(nodeDir(st.Dir, n.Name), "state"),
-		"--node-ip", n.Addr.String(),
+		"--node-ip", nodeIPFlag(n),
 		"--log-level", logLevel,
 	}
 	argv = append(argv, st.AgentArgs...)

@@ -76,6 +76,9 @@ func birdConfig(rp RouterPlan) string {
 	w("  merge paths on;")
 	w("  ipv4 { import none; export where source = RTS_BGP; };")
 	w("}")
+	if dualStack(rp) {
+		b.WriteString(birdIPv6Globals(rp))
+	}
 	w("")
 	w("filter pool_only { if net ~ POOL then accept; reject; }")
 	w("filter from_nodes { if net ~ POOL || net ~ SERVICES then accept; reject; }")
@@ -92,21 +95,25 @@ func birdConfig(rp RouterPlan) string {
 	w("  hold time 30; keepalive time 10;")
 	w("}")
 	for _, p := range rp.Peers {
+		ch := "ipv4"
+		if p.Addr.Is6() {
+			ch = "ipv6" // its filters end in 6 too (bird6.go)
+		}
 		w("")
-		w("protocol bgp %s from lab_peer {", p.Name)
+		w("protocol bgp %s from lab_peer {", birdProtocolName(p))
 		w("  description \"%s\";", p.Name)
 		w("  local %s as %d;", p.Local, rp.AS)
 		w("  neighbor %s as %d;", p.Addr, p.AS)
 		switch {
 		case p.Kind == PeerRouter:
-			w("  ipv4 { import filter from_routers; export filter to_routers; };")
+			w("  %s { import filter from_routers%s; export filter to_routers%[2]s; };", ch, familySuffix(p))
 		case p.RRClient:
 			// Nodes share the rack LAN: reflected node routes keep their
 			// node as next hop; routes from the spine get ours.
 			w("  rr client; rr cluster id %s;", rp.RouterID)
-			w("  ipv4 { import filter from_nodes; export filter pool_only; next hop self ebgp; };")
+			w("  %s { import filter from_nodes%s; export filter pool_only%[2]s; next hop self ebgp; };", ch, familySuffix(p))
 		default:
-			w("  ipv4 { import filter from_nodes; export filter pool_only; };")
+			w("  %s { import filter from_nodes%s; export filter pool_only%[2]s; };", ch, familySuffix(p))
 		}
 		w("}")
 	}

@@ -46,13 +46,17 @@ type cniCall struct {
 }
 
 // netconf is the network configuration a runtime would read from
-// /etc/cni/net.d for the node.
-func netconf(stateDir, node string, prevResult json.RawMessage) ([]byte, error) {
+// /etc/cni/net.d for the node. A node of a dual-stack lab asks for an
+// address of each family.
+func netconf(stateDir string, n Node, prevResult json.RawMessage) ([]byte, error) {
 	conf := map[string]any{
 		"cniVersion":  "1.1.0",
 		"name":        "cairn",
 		"type":        binCNI,
-		"agentSocket": agentSocket(stateDir, node),
+		"agentSocket": agentSocket(stateDir, n.Name),
+	}
+	if n.Addr6.IsValid() {
+		conf["ipFamilies"] = []string{"ipv4", "ipv6"}
 	}
 	if len(prevResult) > 0 {
 		conf["prevResult"] = prevResult
@@ -68,7 +72,7 @@ func netconf(stateDir, node string, prevResult json.RawMessage) ([]byte, error) 
 // runtime does: CNI_* environment, netconf on stdin, result on stdout. The
 // plugin's stderr log is appended to the node's cni.log.
 func runCNI(ctx context.Context, stateDir string, n Node, c cniCall) ([]byte, error) {
-	stdin, err := netconf(stateDir, n.Name, c.PrevResult)
+	stdin, err := netconf(stateDir, n, c.PrevResult)
 	if err != nil {
 		return nil, err
 	}
@@ -117,22 +121,27 @@ func retryable(err error) bool {
 	return ce.Code == cniCodeTryAgainLater || ce.Code == cniCodeNotAvailable || ce.Code == cniCodeLimited
 }
 
-// resultIP reads the first address of a CNI ADD result.
-func resultIP(result []byte) (netip.Addr, error) {
+// resultIPs are every address of a CNI result, in its order (IPv4 first
+// as the lab's netconf asks).
+func resultIPs(result []byte) ([]netip.Addr, error) {
 	var r struct {
 		IPs []struct {
 			Address string `json:"address"`
 		} `json:"ips"`
 	}
 	if err := json.Unmarshal(result, &r); err != nil {
-		return netip.Addr{}, fmt.Errorf("decode CNI result: %w", err)
+		return nil, fmt.Errorf("decode CNI result: %w", err)
 	}
 	if len(r.IPs) == 0 {
-		return netip.Addr{}, fmt.Errorf("CNI result has no address: %s", result)
+		return nil, fmt.Errorf("CNI result has no address: %s", result)
 	}
-	p, err := netip.ParsePrefix(r.IPs[0].Address)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("CNI result address %q: %w", r.IPs[0].Address, err)
+	var out []netip.Addr
+	for _, ip := range r.IPs {
+		p, err := netip.ParsePrefix(ip.Address)
+		if err != nil {
+			return nil, fmt.Errorf("CNI result address %q: %w", ip.Address, err)
+		}
+		out = append(out, p.Addr())
 	}
-	return p.Addr(), nil
+	return out, nil
 }

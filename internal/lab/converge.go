@@ -111,57 +111,57 @@ func (l *Lab) agentSessionsUp(ctx context.Context) error {
 func (l *Lab) podsRouted(ctx context.Context) error {
 	p := l.st.Plan
 	for _, pod := range l.st.Pods {
-		if !pod.IP.IsValid() {
-			continue
-		}
 		owner, _ := p.Node(pod.Node)
-		for _, n := range p.Nodes() {
-			if err := l.checkNodeRoute(ctx, n, owner, pod); err != nil {
-				return err
+		for _, addr := range pod.Addrs() {
+			for _, n := range p.Nodes() {
+				if err := l.checkNodeRoute(ctx, n, owner, pod, addr); err != nil {
+					return err
+				}
 			}
-		}
-		for _, r := range p.Routers() {
-			want := l.routerNextHop(r, owner)
-			got, err := RouteGet(ctx, r.NS, pod.IP)
-			if err != nil {
-				return err
-			}
-			if got.Gateway != want {
-				return fmt.Errorf("%s routes pod %s (%s) via %v, want via %s", r.Name, pod.Name, pod.IP, got.Gateway, want)
+			for _, r := range p.Routers() {
+				want := l.routerNextHop(r, owner, addr)
+				got, err := RouteGet(ctx, r.NS, addr)
+				if err != nil {
+					return err
+				}
+				if got.Gateway != want {
+					return fmt.Errorf("%s routes pod %s (%s) via %v, want via %s", r.Name, pod.Name, addr, got.Gateway, want)
+				}
 			}
 		}
 	}
 	return nil
 }
 
-func (l *Lab) checkNodeRoute(ctx context.Context, n, owner Node, pod Pod) error {
-	got, err := RouteGet(ctx, n.NS, pod.IP)
+func (l *Lab) checkNodeRoute(ctx context.Context, n, owner Node, pod Pod, addr netip.Addr) error {
+	got, err := RouteGet(ctx, n.NS, addr)
 	if err != nil {
 		return err
 	}
 	if n.Name == owner.Name {
 		if got.Gateway.IsValid() || !strings.HasPrefix(got.Dev, "crn") {
-			return fmt.Errorf("%s routes its pod %s (%s) %s, want straight to a crn* veth", n.Name, pod.Name, pod.IP, got)
+			return fmt.Errorf("%s routes its pod %s (%s) %s, want straight to a crn* veth", n.Name, pod.Name, addr, got)
 		}
 		return nil
 	}
-	if want := l.st.Plan.NextHop(n, owner); got.Gateway != want {
-		return fmt.Errorf("%s routes pod %s (%s) %s, want via %s", n.Name, pod.Name, pod.IP, got, want)
+	if want := l.st.Plan.NextHopFor(n, owner, addr); got.Gateway != want {
+		return fmt.Errorf("%s routes pod %s (%s) %s, want via %s", n.Name, pod.Name, addr, got, want)
 	}
 	return nil
 }
 
-// routerNextHop is where router r should send traffic for a pod of owner.
-func (l *Lab) routerNextHop(r RouterPlan, owner Node) netip.Addr {
+// routerNextHop is where router r should send traffic for a pod address
+// dst of owner: the router peer of dst's family.
+func (l *Lab) routerNextHop(r RouterPlan, owner Node, dst netip.Addr) netip.Addr {
 	for _, peer := range r.Peers {
 		if peer.Kind == PeerNode && peer.Name == owner.Name {
-			return owner.Addr
+			return owner.AddrOfFamily(dst)
 		}
 	}
 	// Not our node: a ToR goes up to the spine, the spine down to the
 	// owner's ToR.
 	for _, peer := range r.Peers {
-		if peer.Kind != PeerRouter {
+		if peer.Kind != PeerRouter || peer.Addr.Is4() != dst.Is4() {
 			continue
 		}
 		if peer.Name == "spine" {

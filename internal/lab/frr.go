@@ -70,19 +70,37 @@ func (d frrDriver) ready(ctx context.Context, rp RouterPlan, dir string) error {
 }
 
 func (d frrDriver) sessions(ctx context.Context, rp RouterPlan, dir string) ([]Session, error) {
-	out, err := run(ctx, append(d.cli(rp, dir), "-c", "show bgp ipv4 unicast summary json")...)
-	if err != nil {
-		return nil, fmt.Errorf("ask FRR on %s for its sessions: %w", rp.Name, err)
+	var all []Session
+	for _, fam := range frrFamilies(rp) {
+		out, err := run(ctx, append(d.cli(rp, dir), "-c", "show bgp "+fam+" unicast summary json")...)
+		if err != nil {
+			return nil, fmt.Errorf("ask FRR on %s for its sessions: %w", rp.Name, err)
+		}
+		sessions, err := parseFRRSummary(out, rp, fam)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, sessions...)
 	}
-	return parseFRRSummary(out, rp)
+	sort.Slice(all, func(i, j int) bool { return all[i].Addr.Less(all[j].Addr) })
+	return all, nil
 }
 
 func (d frrDriver) routes(ctx context.Context, rp RouterPlan, dir string) ([]RouterRoute, error) {
-	out, err := run(ctx, append(d.cli(rp, dir), "-c", "show bgp ipv4 unicast json")...)
-	if err != nil {
-		return nil, fmt.Errorf("ask FRR on %s for its routes: %w", rp.Name, err)
+	var all []RouterRoute
+	for _, fam := range frrFamilies(rp) {
+		out, err := run(ctx, append(d.cli(rp, dir), "-c", "show bgp "+fam+" unicast json")...)
+		if err != nil {
+			return nil, fmt.Errorf("ask FRR on %s for its routes: %w", rp.Name, err)
+		}
+		routes, err := parseFRRRoutes(out, rp)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, routes...)
 	}
-	return parseFRRRoutes(out, rp)
+	sortRoutes(all)
+	return all, nil
 }
 
 // frrBGPConfig renders bgpd's configuration. FRR enforces RFC 8212 on eBGP
@@ -119,6 +137,9 @@ func frrBGPConfig(rp RouterPlan) string {
 	w(" match ip address prefix-list SERVICES")
 	w("route-map CONNECTED permit 10")
 	w(" match ip address prefix-list LAB")
+	if dualStack(rp) {
+		b.WriteString(frrIPv6Policy())
+	}
 	w("!")
 	w("router bgp %d", rp.AS)
 	w(" bgp router-id %s", rp.RouterID)
@@ -139,6 +160,9 @@ func frrBGPConfig(rp RouterPlan) string {
 	w("  maximum-paths %d", frrMaxPaths)
 	w("  maximum-paths ibgp %d", frrMaxPaths)
 	for _, p := range rp.Peers {
+		if p.Addr.Is6() {
+			continue // activated in the IPv6 family below
+		}
 		w("  neighbor %s activate", p.Addr)
 		in, out := "FROM-NODES", "POOL-ONLY"
 		if p.Kind == PeerRouter {
@@ -154,6 +178,9 @@ func frrBGPConfig(rp RouterPlan) string {
 		w("  neighbor %s route-map %s out", p.Addr, out)
 	}
 	w(" exit-address-family")
+	if dualStack(rp) {
+		b.WriteString(frrIPv6Family(rp))
+	}
 	w("!")
 	return b.String()
 }
@@ -202,7 +229,8 @@ type frrSummary struct {
 	} `json:"peers"`
 }
 
-func parseFRRSummary(out []byte, rp RouterPlan) ([]Session, error) {
+// parseFRRSummary reads the summary of family ("ipv4" or "ipv6").
+func parseFRRSummary(out []byte, rp RouterPlan, family string) ([]Session, error) {
 	var s frrSummary
 	if err := json.Unmarshal(out, &s); err != nil {
 		return nil, fmt.Errorf("decode FRR summary of %s: %w", rp.Name, err)
@@ -212,8 +240,12 @@ func parseFRRSummary(out []byte, rp RouterPlan) ([]Session, error) {
 		a, _ := netip.ParseAddr(addr)
 		sessions = append(sessions, Session{Peer: peerName(rp, a, p.Desc), Addr: a, AS: p.RemoteAS, State: p.State})
 	}
-	// Peers missing from the summary (no session at all yet) still show.
+	// Peers missing from the summary (no session at all yet) still show;
+	// a summary is of one family, and shows only that family's peers.
 	for _, p := range rp.Peers {
+		if p.Addr.Is4() != (family == "ipv4") {
+			continue
+		}
 		if _, ok := s.Peers[p.Addr.String()]; !ok {
 			sessions = append(sessions, Session{Peer: p.Name, Addr: p.Addr, AS: p.AS, State: "Idle"})
 		}
@@ -267,8 +299,8 @@ func parseFRRRoutes(out []byte, rp RouterPlan) ([]RouterRoute, error) {
 			}
 			for _, nh := range path.Nexthops {
 				a, err := netip.ParseAddr(nh.IP)
-				if err != nil || a.IsUnspecified() {
-					continue
+				if err != nil || a.IsUnspecified() || a.IsLinkLocalUnicast() {
+					continue // an IPv6 path lists its link-local next hop too
 				}
 				routes = append(routes, RouterRoute{Prefix: pfx, NextHop: a, From: from, Best: path.Bestpath})
 			}

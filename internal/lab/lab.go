@@ -28,6 +28,10 @@ type Options struct {
 	Racks, NodesPerRack int
 	// Router is RouterBIRD (default) or RouterFRR.
 	Router string
+	// DualStack puts IPv6 on every link besides IPv4 (dualstack.go): an
+	// IPv6 pool beside the IPv4 one, every pod an address of each, BGP
+	// sessions of both families between nodes and to the routers.
+	DualStack bool
 	// Instance names the lab inside its namespace names ("cl-<instance>-
 	// node1"), so it can run beside a lab of another instance; empty for
 	// the default lab ("cl-node1").
@@ -120,7 +124,12 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
-	plan, err := NewPlan(PlanOptions{Racks: o.Racks, NodesPerRack: o.NodesPerRack, Router: o.Router, Instance: o.Instance})
+	if o.DualStack && o.Kubelet {
+		// The kubelets, kube-proxy and the API server's Service range
+		// are IPv4-only in this lab for now.
+		return nil, errors.New("a dual-stack lab runs in the fast mode only: leave out --kubelet")
+	}
+	plan, err := NewPlan(PlanOptions{Racks: o.Racks, NodesPerRack: o.NodesPerRack, Router: o.Router, Instance: o.Instance, DualStack: o.DualStack})
 	if err != nil {
 		return nil, err
 	}
@@ -284,6 +293,13 @@ func (l *Lab) upNetwork(ctx context.Context) error {
 	for _, r := range p.Routers() {
 		if err := setSysctl(r.NS, "net.ipv4.ip_forward", "1"); err != nil {
 			return err
+		}
+		// Only the routers: a node's agent turns IPv6 forwarding on itself
+		// once an IPv6 pool serves it.
+		if p.DualStack {
+			if err := setSysctl(r.NS, "net.ipv6.conf.all.forwarding", "1"); err != nil {
+				return err
+			}
 		}
 	}
 	// Nodes forward pod traffic, as any Kubernetes node is set up to.

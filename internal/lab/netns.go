@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -137,6 +138,9 @@ func buildLinks(ctx context.Context, p Plan) error {
 		if _, err := ip(ctx, b.NS, "addr", "add", b.Addr.String(), "dev", b.Name); err != nil {
 			return fmt.Errorf("address bridge: %w", err)
 		}
+		if err := addIPv6(ctx, b.NS, b.Name, b.Addr6); err != nil {
+			return err
+		}
 		if _, err := ip(ctx, b.NS, "link", "set", b.Name, "up"); err != nil {
 			return fmt.Errorf("bring up bridge: %w", err)
 		}
@@ -165,6 +169,9 @@ func configureEnd(ctx context.Context, e End) error {
 			return fmt.Errorf("address %s/%s: %w", e.NS, e.Name, err)
 		}
 	}
+	if err := addIPv6(ctx, e.NS, e.Name, e.Addr6); err != nil {
+		return err
+	}
 	if e.Master != "" {
 		if _, err := ip(ctx, e.NS, "link", "set", e.Name, "master", e.Master); err != nil {
 			return fmt.Errorf("attach %s/%s to %s: %w", e.NS, e.Name, e.Master, err)
@@ -172,6 +179,20 @@ func configureEnd(ctx context.Context, e End) error {
 	}
 	if _, err := ip(ctx, e.NS, "link", "set", e.Name, "up"); err != nil {
 		return fmt.Errorf("bring up %s/%s: %w", e.NS, e.Name, err)
+	}
+	return nil
+}
+
+// addIPv6 puts an IPv6 address (if valid) on an interface without
+// duplicate address detection: the lab plans its addresses unique, and a
+// tentative address could not be bound (a BGP listener) for a second or
+// two after the link comes up.
+func addIPv6(ctx context.Context, netns, dev string, addr netip.Prefix) error {
+	if !addr.IsValid() {
+		return nil
+	}
+	if _, err := ip(ctx, netns, "addr", "add", addr.String(), "dev", dev, "nodad"); err != nil {
+		return fmt.Errorf("address %s/%s: %w", netns, dev, err)
 	}
 	return nil
 }

@@ -109,6 +109,9 @@ func createClusterObjects(ctx context.Context, c *clients, p Plan, kubelets bool
 			return fmt.Errorf("create BGPPeer %s: %w", peer.Name, err)
 		}
 	}
+	if p.DualStack {
+		return createIPv6Objects(ctx, c, p)
+	}
 	return nil
 }
 
@@ -137,10 +140,11 @@ func createNode(ctx context.Context, kube kubernetes.Interface, n Node, kubelet 
 	if kubelet {
 		return nil
 	}
-	created.Status.Addresses = []corev1.NodeAddress{
-		{Type: corev1.NodeInternalIP, Address: n.Addr.String()},
-		{Type: corev1.NodeHostName, Address: n.Name},
+	created.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: n.Addr.String()}}
+	if n.Addr6.IsValid() {
+		created.Status.Addresses = append(created.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: n.Addr6.String()})
 	}
+	created.Status.Addresses = append(created.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeHostName, Address: n.Name})
 	created.Status.Conditions = []corev1.NodeCondition{{
 		Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "CairnLab",
 		Message: "node namespace created by cairn-lab", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now(),

@@ -86,9 +86,11 @@ const (
 // which namespace, with which address, which AS, and who peers with whom.
 type Plan struct {
 	// Prefix starts every namespace name of this lab.
-	Prefix       string `json:"prefix"`
-	Router       string `json:"router"`
-	ControlPlane Host   `json:"controlPlane"`
+	Prefix string `json:"prefix"`
+	Router string `json:"router"`
+	// DualStack gives every link an IPv6 address too (dualstack.go).
+	DualStack    bool `json:"dualStack,omitempty"`
+	ControlPlane Host `json:"controlPlane"`
 	// Outside are hosts outside the cluster (OutsideName): no agent, no
 	// BGP, a static route to each lab range through their router.
 	Outside []Host        `json:"outside,omitempty"`
@@ -112,6 +114,9 @@ type Host struct {
 	NS      string     `json:"ns"`
 	Addr    netip.Addr `json:"addr"`
 	Gateway netip.Addr `json:"gateway"`
+	// Addr6 and Gateway6 are set in a dual-stack lab.
+	Addr6    netip.Addr `json:"addr6,omitzero"`
+	Gateway6 netip.Addr `json:"gateway6,omitzero"`
 	// Router names the router Gateway belongs to.
 	Router string `json:"router,omitempty"`
 }
@@ -133,6 +138,9 @@ type Node struct {
 	Rack    string     `json:"rack"`
 	Addr    netip.Addr `json:"addr"`
 	Gateway netip.Addr `json:"gateway"`
+	// Addr6 and Gateway6 are set in a dual-stack lab.
+	Addr6    netip.Addr `json:"addr6,omitzero"`
+	Gateway6 netip.Addr `json:"gateway6,omitzero"`
 	// AS is the node's own AS; ASAnnotation says whether it differs from
 	// the cluster AS and so goes on the Node as cairn.dev/as-number.
 	AS           int64 `json:"as"`
@@ -172,9 +180,10 @@ type Peer struct {
 
 // Bridge is a Linux bridge with an address: a rack's LAN in its ToR.
 type Bridge struct {
-	NS   string       `json:"ns"`
-	Name string       `json:"name"`
-	Addr netip.Prefix `json:"addr"`
+	NS    string       `json:"ns"`
+	Name  string       `json:"name"`
+	Addr  netip.Prefix `json:"addr"`
+	Addr6 netip.Prefix `json:"addr6,omitzero"`
 }
 
 // Link is a veth pair between two namespaces.
@@ -189,6 +198,7 @@ type End struct {
 	NS     string       `json:"ns"`
 	Name   string       `json:"name"`
 	Addr   netip.Prefix `json:"addr"`
+	Addr6  netip.Prefix `json:"addr6,omitzero"`
 	Master string       `json:"master,omitempty"`
 }
 
@@ -207,6 +217,8 @@ type PlanOptions struct {
 	Router       string
 	// Instance, when set, goes into every namespace name after NSPrefix.
 	Instance string
+	// DualStack adds IPv6 on every link (dualstack.go).
+	DualStack bool
 }
 
 // maxInstance bounds instance names; with "pod-nodeNNN-NNNN" they keep
@@ -324,6 +336,9 @@ func NewPlan(o PlanOptions) (Plan, error) {
 		StaticRoute{NS: cp.NS, Dst: netip.MustParsePrefix(PoolCIDR), Via: cp.Gateway},
 	)
 	p.addOutside(prefix)
+	if o.DualStack {
+		p.addIPv6()
+	}
 	return p, p.validate()
 }
 
@@ -391,6 +406,7 @@ func (p Plan) validate() error {
 			addrs[e.Addr.Addr()] = e.NS + "/" + e.Name
 		}
 	}
+	errs = append(errs, p.validate6()...)
 	seen := map[string]bool{}
 	for _, ns := range p.Namespaces() {
 		if seen[ns] {
@@ -487,10 +503,15 @@ func (p Plan) RoutedHops(a, b Node) int {
 // NextHop is the address node from forwards to, to reach a pod of node to:
 // the other node on the same LAN, else the ToR.
 func (p Plan) NextHop(from, to Node) netip.Addr {
+	return p.NextHopFor(from, to, to.Addr)
+}
+
+// NextHopFor is NextHop in the family of dst.
+func (p Plan) NextHopFor(from, to Node, dst netip.Addr) netip.Addr {
 	if from.Rack == to.Rack {
-		return to.Addr
+		return to.AddrOfFamily(dst)
 	}
-	return from.Gateway
+	return from.GatewayOfFamily(dst)
 }
 
 // NodePeers lists the addresses a node's speaker should have sessions
@@ -500,18 +521,22 @@ func (p Plan) NodePeers(n Node) []netip.Addr {
 	if p.BGP.MeshEnabled {
 		for _, other := range p.Nodes() {
 			if other.Name != n.Name {
-				out = append(out, other.Addr)
+				out = append(out, other.Addrs()...)
 			}
 		}
 	}
-	return append(out, n.Gateway)
+	out = append(out, n.Gateway)
+	if n.Gateway6.IsValid() {
+		out = append(out, n.Gateway6)
+	}
+	return out
 }
 
 // Name returns the name of the node or router owning addr in the lab, or
 // addr itself.
 func (p Plan) Name(addr netip.Addr) string {
 	for _, n := range p.Nodes() {
-		if n.Addr == addr {
+		if n.Addr == addr || n.Addr6 == addr {
 			return n.Name
 		}
 	}
@@ -521,8 +546,15 @@ func (p Plan) Name(addr netip.Addr) string {
 		}
 	}
 	for _, h := range p.Outside {
-		if h.Addr == addr {
+		if h.Addr == addr || h.Addr6 == addr {
 			return h.Name
+		}
+	}
+	for _, r := range p.Routers() {
+		for _, pe := range r.Peers {
+			if pe.Local == addr && addr.Is6() {
+				return r.Name
+			}
 		}
 	}
 	return addr.String()

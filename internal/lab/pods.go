@@ -65,9 +65,10 @@ func (l *Lab) addLabeledPod(ctx context.Context, nodeName string, labels map[str
 	if err != nil {
 		return Pod{}, err
 	}
-	if pod.IP, err = resultIP(result); err != nil {
+	if pod.IPs, err = resultIPs(result); err != nil {
 		return Pod{}, fmt.Errorf("pod %s: %w", name, err)
 	}
+	pod.IP = pod.IPs[0]
 	pod.Result = result
 	l.setPod(pod)
 	if err := l.st.save(); err != nil {
@@ -76,7 +77,7 @@ func (l *Lab) addLabeledPod(ctx context.Context, nodeName string, labels map[str
 	now := metav1.Now()
 	obj.Status = corev1.PodStatus{
 		Phase: corev1.PodRunning, HostIP: n.Addr.String(), PodIP: pod.IP.String(),
-		PodIPs:     []corev1.PodIP{{IP: pod.IP.String()}},
+		PodIPs:     statusPodIPs(pod.Addrs()),
 		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now}},
 		ContainerStatuses: []corev1.ContainerStatus{{
 			Name: "app", Image: obj.Spec.Containers[0].Image, Ready: true,

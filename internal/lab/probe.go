@@ -9,6 +9,7 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // ProbeResult is what the receiving pod saw of a probe datagram.
@@ -32,7 +33,13 @@ const probeTTL = 64
 // else is involved. The datagram is resent every 200ms until it arrives or
 // ctx ends (the first may wait for neighbour resolution).
 func Probe(ctx context.Context, from, to Pod) (ProbeResult, error) {
-	recv, err := listenUDPIn(to.NS, to.IP)
+	return ProbeAddr(ctx, from, to, to.IP)
+}
+
+// ProbeAddr is Probe to one of to's addresses (its IPv6 one in a
+// dual-stack lab, say); the TTL is the IPv6 hop limit there.
+func ProbeAddr(ctx context.Context, from, to Pod, dst netip.Addr) (ProbeResult, error) {
+	recv, err := listenUDPIn(to.NS, dst)
 	if err != nil {
 		return ProbeResult{}, err
 	}
@@ -42,14 +49,14 @@ func Probe(ctx context.Context, from, to Pod) (ProbeResult, error) {
 		return ProbeResult{}, err
 	}
 	defer send.Close()
-	if err := ipv4.NewConn(send).SetTTL(probeTTL); err != nil {
+	if err := setProbeTTL(send, dst); err != nil {
 		return ProbeResult{}, fmt.Errorf("set probe TTL: %w", err)
 	}
 	token := []byte("cairn-lab-probe " + randomHex(8))
 	got := make(chan ProbeResult, 1)
 	errc := make(chan error, 1)
 	go func() {
-		res, err := receiveProbe(recv, token)
+		res, err := receiveProbe(recv, token, dst.Is6())
 		if err != nil {
 			errc <- err
 			return
@@ -69,7 +76,7 @@ func Probe(ctx context.Context, from, to Pod) (ProbeResult, error) {
 			return ProbeResult{}, err
 		case <-ctx.Done():
 			recv.Close()
-			return ProbeResult{}, fmt.Errorf("probe %s (%s) -> %s (%s): no datagram arrived: %w", from.Name, from.IP, to.Name, to.IP, ctx.Err())
+			return ProbeResult{}, fmt.Errorf("probe %s -> %s (%s): no datagram arrived: %w", from.Name, to.Name, dst, ctx.Err())
 		case <-tick.C:
 		}
 	}
@@ -77,33 +84,77 @@ func Probe(ctx context.Context, from, to Pod) (ProbeResult, error) {
 
 // receiveProbe reads until the token arrives (ignoring anything else) and
 // returns the sender and TTL from the socket's control messages.
-func receiveProbe(c *net.UDPConn, token []byte) (ProbeResult, error) {
-	pc := ipv4.NewPacketConn(c)
-	if err := pc.SetControlMessage(ipv4.FlagTTL, true); err != nil {
+func receiveProbe(c *net.UDPConn, token []byte, v6 bool) (ProbeResult, error) {
+	read, err := ttlReader(c, v6)
+	if err != nil {
 		return ProbeResult{}, fmt.Errorf("ask for TTLs: %w", err)
 	}
 	buf := make([]byte, 512)
 	for {
-		n, cm, src, err := pc.ReadFrom(buf)
+		n, ttl, src, err := read(buf)
 		if err != nil {
 			return ProbeResult{}, fmt.Errorf("receive probe: %w", err)
 		}
-		if string(buf[:n]) != string(token) || cm == nil {
+		if string(buf[:n]) != string(token) || ttl < 0 {
 			continue
 		}
 		ap, err := netip.ParseAddrPort(src.String())
 		if err != nil {
 			return ProbeResult{}, fmt.Errorf("probe source %v: %w", src, err)
 		}
-		return ProbeResult{Source: ap.Addr().Unmap(), TTL: cm.TTL, SentTTL: probeTTL}, nil
+		return ProbeResult{Source: ap.Addr().Unmap(), TTL: ttl, SentTTL: probeTTL}, nil
 	}
+}
+
+// ttlReader reads datagrams with their TTL (IPv4) or hop limit (IPv6);
+// -1 when the kernel gave none.
+func ttlReader(c *net.UDPConn, v6 bool) (func([]byte) (int, int, net.Addr, error), error) {
+	if v6 {
+		pc := ipv6.NewPacketConn(c)
+		if err := pc.SetControlMessage(ipv6.FlagHopLimit, true); err != nil {
+			return nil, err
+		}
+		return func(b []byte) (int, int, net.Addr, error) {
+			n, cm, src, err := pc.ReadFrom(b)
+			if cm == nil {
+				return n, -1, src, err
+			}
+			return n, cm.HopLimit, src, err
+		}, nil
+	}
+	pc := ipv4.NewPacketConn(c)
+	if err := pc.SetControlMessage(ipv4.FlagTTL, true); err != nil {
+		return nil, err
+	}
+	return func(b []byte) (int, int, net.Addr, error) {
+		n, cm, src, err := pc.ReadFrom(b)
+		if cm == nil {
+			return n, -1, src, err
+		}
+		return n, cm.TTL, src, err
+	}, nil
+}
+
+func setProbeTTL(c *net.UDPConn, dst netip.Addr) error {
+	if dst.Is6() {
+		return ipv6.NewConn(c).SetHopLimit(probeTTL)
+	}
+	return ipv4.NewConn(c).SetTTL(probeTTL)
+}
+
+// udpNet is the network to open for addr's family.
+func udpNet(addr netip.Addr) string {
+	if addr.Is6() {
+		return "udp6"
+	}
+	return "udp4"
 }
 
 func listenUDPIn(netns string, addr netip.Addr) (*net.UDPConn, error) {
 	var c *net.UDPConn
 	err := ns.WithNetNSPath(NSPath(netns), func(ns.NetNS) error {
 		var err error
-		c, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 0)))
+		c, err = net.ListenUDP(udpNet(addr), net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 0)))
 		return err
 	})
 	if err != nil {
@@ -116,7 +167,7 @@ func dialUDPIn(netns string, to *net.UDPAddr) (*net.UDPConn, error) {
 	var c *net.UDPConn
 	err := ns.WithNetNSPath(NSPath(netns), func(ns.NetNS) error {
 		var err error
-		c, err = net.DialUDP("udp4", nil, to)
+		c, err = net.DialUDP(udpNet(to.AddrPort().Addr().Unmap()), nil, to)
 		return err
 	})
 	if err != nil {

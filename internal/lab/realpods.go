@@ -197,7 +197,7 @@ func (l *Lab) namePodNetns(ctx context.Context, pod *Pod, obj *corev1.Pod) error
 	if err != nil {
 		return fmt.Errorf("pod %s: address %q: %w", pod.Name, obj.Status.PodIP, err)
 	}
-	pod.IP = addr
+	pod.IP, pod.IPs = addr, podIPsOf(obj)
 	n, _ := l.st.Plan.Node(pod.Node)
 	pid, err := l.taskPID(ctx, n, pod.ContainerID)
 	if err != nil {
@@ -316,7 +316,7 @@ func (l *Lab) RealPods(ctx context.Context) ([]Pod, error) {
 			continue
 		}
 		addr, _ := netip.ParseAddr(p.Status.PodIP)
-		out = append(out, Pod{Name: podRef(p), Namespace: p.Namespace, Node: p.Spec.NodeName, IP: addr, UID: string(p.UID), ContainerID: appContainerID(p)})
+		out = append(out, Pod{Name: podRef(p), Namespace: p.Namespace, Node: p.Spec.NodeName, IP: addr, IPs: podIPsOf(p), UID: string(p.UID), ContainerID: appContainerID(p)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil

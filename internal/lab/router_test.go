@@ -199,7 +199,7 @@ func TestParseBirdRoutes(t *testing.T) {
 func TestParseFRR(t *testing.T) {
 	rp := RouterPlan{Name: "tor1", Peers: []Peer{{Name: "node1", Addr: mustAddr("172.30.1.11"), AS: 64512}, {Name: "node2", Addr: mustAddr("172.30.1.12"), AS: 64512}}}
 	summary := `{"routerId":"172.30.1.1","as":65001,"peers":{"172.30.1.11":{"remoteAs":64512,"state":"Established","pfxRcd":1}}}`
-	sessions, err := parseFRRSummary([]byte(summary), rp)
+	sessions, err := parseFRRSummary([]byte(summary), rp, "ipv4")
 	if err != nil {
 		t.Fatal(err)
 	}

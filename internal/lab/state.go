@@ -62,12 +62,15 @@ type ControlPlaneInfo struct {
 
 // Pod is a pod the lab created through the CNI plugin.
 type Pod struct {
-	Name      string     `json:"name"`
-	Namespace string     `json:"namespace"`
-	Node      string     `json:"node"`
-	NS        string     `json:"netns"`
-	NetnsPath string     `json:"netnsPath"`
-	IP        netip.Addr `json:"ip"`
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	Node      string `json:"node"`
+	NS        string `json:"netns"`
+	NetnsPath string `json:"netnsPath"`
+	// IP is the pod's first address (IPv4 in a dual-stack lab); IPs are
+	// all of them, one per family.
+	IP  netip.Addr   `json:"ip"`
+	IPs []netip.Addr `json:"ips,omitempty"`
 	// ContainerID and UID are what the runtime gave CNI.
 	ContainerID string `json:"containerID"`
 	UID         string `json:"uid"`

@@ -110,7 +110,16 @@ func (r KernelRoute) String() string {
 
 // KernelRoutes lists the IPv4 routes of a namespace's main table.
 func KernelRoutes(ctx context.Context, netns string) ([]KernelRoute, error) {
-	out, err := ip(ctx, netns, "-j", "-4", "route", "show")
+	return kernelRoutes(ctx, netns, "-4")
+}
+
+// KernelRoutes6 lists the IPv6 routes of a namespace's main table.
+func KernelRoutes6(ctx context.Context, netns string) ([]KernelRoute, error) {
+	return kernelRoutes(ctx, netns, "-6")
+}
+
+func kernelRoutes(ctx context.Context, netns, family string) ([]KernelRoute, error) {
+	out, err := ip(ctx, netns, "-j", family, "route", "show")
 	if err != nil {
 		return nil, fmt.Errorf("routes of %s: %w", netns, err)
 	}
@@ -145,6 +154,11 @@ func (l *Lab) Status(ctx context.Context) (*Status, error) {
 		}
 		ns := NodeStatus{Node: n, Agent: agent, KubeProxy: l.kubeProxyState(n), Sessions: nodeSessions[n.Name]}
 		routes, err := KernelRoutes(ctx, n.NS)
+		if err == nil && n.Addr6.IsValid() {
+			var routes6 []KernelRoute
+			routes6, err = KernelRoutes6(ctx, n.NS)
+			routes = append(routes, routes6...)
+		}
 		if err != nil {
 			ns.Err = err.Error()
 		}
@@ -212,12 +226,12 @@ func (l *Lab) agentSessions(ctx context.Context) (map[string][]Session, error) {
 // peerAS is the AS of a lab address, for display.
 func peerAS(s *Status, addr netip.Addr) int64 {
 	for _, n := range s.Nodes {
-		if n.Node.Addr == addr {
+		if n.Node.Addr == addr || n.Node.Addr6 == addr {
 			return n.Node.AS
 		}
 	}
 	for _, r := range s.Routers {
-		if r.Router.RouterID == addr {
+		if r.Router.RouterID == addr || r.Router.Addr6() == addr {
 			return r.Router.AS
 		}
 	}
@@ -266,13 +280,14 @@ func (s *Status) Print(w io.Writer) {
 			fmt.Fprintf(w, "  %-6s %s %-18s via %-13s from %s\n", r.Router.Name, best, rt.Prefix, rt.NextHop, from)
 		}
 	}
-	fmt.Fprintf(w, "\nNODE ROUTES (kernel, pool %s)\n", PoolCIDR)
-	pool := netip.MustParsePrefix(PoolCIDR)
+	pools := []netip.Prefix{netip.MustParsePrefix(PoolCIDR)}
+	if len(s.Nodes) > 0 && s.Nodes[0].Node.Addr6.IsValid() {
+		pools = append(pools, netip.MustParsePrefix(PoolCIDR6))
+	}
+	fmt.Fprintf(w, "\nNODE ROUTES (kernel, pool %s)\n", pools)
 	for _, n := range s.Nodes {
 		for _, rt := range n.Routes {
-			if p, err := netip.ParsePrefix(rt.Dst); err == nil && pool.Overlaps(p) {
-				fmt.Fprintf(w, "  %-6s %s\n", n.Node.Name, rt)
-			} else if a, err := netip.ParseAddr(rt.Dst); err == nil && pool.Contains(a) {
+			if inAny(pools, rt.Dst) {
 				fmt.Fprintf(w, "  %-6s %s\n", n.Node.Name, rt)
 			}
 		}
@@ -308,4 +323,18 @@ func (s *Status) Print(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, p.Node, p.IP, p.NetnsPath)
 	}
 	tw.Flush()
+}
+
+// inAny reports whether a route destination (a prefix, or an address for
+// a host route) lies in one of pools.
+func inAny(pools []netip.Prefix, dst string) bool {
+	for _, pool := range pools {
+		if p, err := netip.ParsePrefix(dst); err == nil && pool.Overlaps(p) {
+			return true
+		}
+		if a, err := netip.ParseAddr(dst); err == nil && pool.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
