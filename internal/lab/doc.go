@@ -19,9 +19,22 @@
 //     from a fresh process and after any failure;
 //   - the probes the demo and the end-to-end tests use (probe.go, echo.go).
 //
+// Dual-stack (Options.DualStack, `cairn-lab up --dual-stack`, fast mode
+// only; dualstack.go, routers6.go): every link also gets an IPv6 address
+// in LabCIDR6 (172.30.C.D becomes fd30:0:0:C::D; Node.Addr6, Gateway6,
+// RouterPlan.Addr6), PoolCIDR6 is a second IPPool, every pod gets an
+// address of each family (Pod.IPs, Pod.Addrs; Pod.IP stays the IPv4 one),
+// and every BGP session has an IPv6 twin between the same speakers (in
+// RouterPlan.Peers after its IPv4 one; BIRD names it "<peer>_v6"). For an
+// IPv6 row in a test: lab.ProbeAddr to a pod's IPv6 address,
+// Plan.NextHopFor, KernelRoutes6, RouterRoutes (IPv6 routes included).
+// The nodes' agents switch IPv6 forwarding on themselves (an IPv6 pool
+// serves them); the lab does so only on its routers.
+//
 // Nothing the lab creates is linked to the root network namespace, and no
 // route leads out of the lab: every address lives in 172.30.0.0/16 (the
-// lab's links), the pod pool or the service ranges, inside namespaces
+// lab's links; fd30::/48 when dual-stack), the pod pools or the service
+// ranges, inside namespaces
 // named with the "cl-" prefix. Clients in the lab's own process reach the
 // API server by dialing from inside the control-plane namespace (see
 // controlplane.go).
