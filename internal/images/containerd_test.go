@@ -25,12 +25,18 @@ const ctrNamespace = "k8s.io"
 
 // privateContainerd is a containerd of the test's own: its root, state,
 // socket and log under a temporary directory, nothing shared with a
-// containerd the machine may run.
+// containerd the machine may run. It runs in a mount namespace of its own
+// with a tmpfs over /run: containerd 1.6 and ctr put the shims' sockets
+// and the containers' stdio FIFOs in /run/containerd whatever the
+// configuration says, and the host's must stay untouched. Every ctr runs
+// in that namespace too (the FIFOs it makes are opened by the shims).
 type privateContainerd struct {
 	t      *testing.T
 	dir    string
 	socket string
 	cmd    *exec.Cmd
+	// mntNS is containerd's mount namespace, /proc/PID/ns/mnt.
+	mntNS string
 	// containers started, removed at the end even when a test fails.
 	containers []string
 }
@@ -62,16 +68,22 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.cmd = exec.Command("containerd", "--config", cfgPath)
+	// unshare and sh exec in place: the PID is containerd's. Slave
+	// propagation: nothing mounted here reaches the host.
+	c.cmd = exec.Command("unshare", "--mount", "--propagation", "slave", "--",
+		"sh", "-c", `mount -t tmpfs -o mode=0755 cairn-containerd-test /run && exec containerd --config "$1"`, "sh", cfgPath)
 	c.cmd.Stdout, c.cmd.Stderr = logf, logf
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	c.mntNS = fmt.Sprintf("/proc/%d/ns/mnt", c.cmd.Process.Pid)
 	t.Cleanup(func() { c.stop(); logf.Close(); os.RemoveAll(dir) })
-	// containerd has no readiness signal but its socket answering.
+	// containerd has no readiness signal but its socket answering, which
+	// it does only after the mount namespace and the tmpfs are in place.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := c.ctr("version"); err == nil {
+			c.checkOwnMountNS()
 			return c
 		}
 		if time.Now().After(deadline) {
@@ -101,9 +113,43 @@ func (c *privateContainerd) stop() {
 	}
 }
 
-// ctr runs ctr against this containerd, in the k8s.io namespace.
+// checkOwnMountNS fails the test unless containerd runs in a mount
+// namespace other than the test's.
+func (c *privateContainerd) checkOwnMountNS() {
+	c.t.Helper()
+	theirs, err := os.Readlink(c.mntNS)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ours, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if theirs == ours {
+		c.t.Fatalf("containerd runs in the test's mount namespace (%s): it would write the host's /run/containerd", ours)
+	}
+}
+
+// checkHostRunUntouched fails the test if runc's state of a running
+// container shows in the host's /run/containerd.
+func (c *privateContainerd) checkHostRunUntouched(id string) {
+	c.t.Helper()
+	state := filepath.Join("/run/containerd/runc", ctrNamespace, id)
+	if _, err := os.Stat(state); err == nil {
+		c.t.Errorf("container %s's runc state is in the host's %s", id, state)
+	}
+}
+
+// ctrCommand is ctr against this containerd, in its mount namespace and
+// the k8s.io containerd namespace.
+func (c *privateContainerd) ctrCommand(args ...string) *exec.Cmd {
+	argv := append([]string{"--mount=" + c.mntNS, "--", "ctr", "--address", c.socket, "--namespace", ctrNamespace}, args...)
+	return exec.Command("nsenter", argv...)
+}
+
+// ctr runs ctr against this containerd.
 func (c *privateContainerd) ctr(args ...string) (string, error) {
-	out, err := exec.Command("ctr", append([]string{"--address", c.socket, "--namespace", ctrNamespace}, args...)...).CombinedOutput()
+	out, err := c.ctrCommand(args...).CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("ctr %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
@@ -123,8 +169,8 @@ func (c *privateContainerd) run(ref, id string, opts []string, argv ...string) (
 func (c *privateContainerd) start(ref, id string, opts []string, argv ...string) (wait func() error) {
 	c.t.Helper()
 	c.containers = append(c.containers, id)
-	args := append([]string{"--address", c.socket, "--namespace", ctrNamespace, "run", "--rm"}, opts...)
-	cmd := exec.Command("ctr", append(append(args, ref, id), argv...)...)
+	args := append([]string{"run", "--rm"}, opts...)
+	cmd := c.ctrCommand(append(append(args, ref, id), argv...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -146,6 +192,7 @@ func (c *privateContainerd) waitRunning(id string) {
 		out, _ := c.ctr("tasks", "ls")
 		for _, l := range strings.Split(out, "\n") {
 			if f := strings.Fields(l); len(f) == 3 && f[0] == id && f[2] == "RUNNING" {
+				c.checkHostRunUntouched(id)
 				return
 			}
 		}
@@ -162,7 +209,8 @@ func (c *privateContainerd) waitRunning(id string) {
 // agent's binaries, the workload serving and probing, and pause until it
 // is told to stop.
 func TestImagesImportAndRunInContainerd(t *testing.T) {
-	testenv.Require(t, testenv.Root, testenv.Binary("containerd"), testenv.Binary("ctr"), testenv.Binary("runc"))
+	testenv.Require(t, testenv.Root, testenv.Binary("containerd"), testenv.Binary("ctr"), testenv.Binary("runc"),
+		testenv.Binary("unshare"), testenv.Binary("nsenter"))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	imgs, err := Build(ctx, Options{OutDir: t.TempDir()})
