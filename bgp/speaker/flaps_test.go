@@ -12,7 +12,7 @@ func TestFlapsCountLeavingEstablished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := sp.newRunner(nil, nil, nil)
+	r := sp.newRunner(instance{}, sp.snapshot().global)
 	peer := netip.MustParseAddr("10.0.0.2")
 	r.status[peer] = &peerStatus{state: StateIdle}
 	for _, step := range []struct {

@@ -60,7 +60,8 @@ type helperConfig struct {
 
 type helperCmd struct {
 	ID     int
-	Op     string // peers, ads, filter, states, quit
+	Op     string // global, peers, ads, filter, states, quit
+	Global Global
 	Peers  []Peer
 	Ads    []Advertisement
 	Filter []netip.Prefix
@@ -120,6 +121,8 @@ func runHelper(cfgJSON string) int {
 			reply := helperMsg{ID: c.ID}
 			var err error
 			switch c.Op {
+			case "global":
+				err = sp.SetGlobal(c.Global)
 			case "peers":
 				err = sp.SetPeers(c.Peers)
 			case "ads":
@@ -163,9 +166,11 @@ type speakerProc struct {
 	replies  map[int]chan helperMsg
 	learned  []Path
 	gotFirst bool
-	changed  chan struct{} // closed and replaced on every Learned set
-	exited   chan struct{}
-	exitErr  string
+	// history is every Learned set received, in order.
+	history [][]Path
+	changed chan struct{} // closed and replaced on every Learned set
+	exited  chan struct{}
+	exitErr string
 }
 
 // startSpeaker runs a speaker in a child process, inside netns if not empty.
@@ -222,6 +227,7 @@ func (sp *speakerProc) read(out io.Reader) {
 		switch {
 		case m.Learned != nil:
 			sp.learned, sp.gotFirst = *m.Learned, true
+			sp.history = append(sp.history, *m.Learned)
 			close(sp.changed)
 			sp.changed = make(chan struct{})
 		case m.Exited:
@@ -267,6 +273,20 @@ func (sp *speakerProc) SetPeers(t testing.TB, peers ...Peer) {
 	if m := sp.call(t, helperCmd{Op: "peers", Peers: peers}); m.Err != "" {
 		t.Fatalf("speaker %s: SetPeers: %s", sp.name, m.Err)
 	}
+}
+
+func (sp *speakerProc) SetGlobal(t testing.TB, g Global) {
+	t.Helper()
+	if m := sp.call(t, helperCmd{Op: "global", Global: g}); m.Err != "" {
+		t.Fatalf("speaker %s: SetGlobal: %s", sp.name, m.Err)
+	}
+}
+
+// History returns every Learned set received so far, in order.
+func (sp *speakerProc) History() [][]Path {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return slices.Clone(sp.history)
 }
 
 func (sp *speakerProc) SetAds(t testing.TB, ps ...string) {

@@ -9,94 +9,125 @@ import (
 	"time"
 
 	"github.com/osrg/gobgp/v4/api"
-	"github.com/osrg/gobgp/v4/pkg/server"
+	gobgp "github.com/osrg/gobgp/v4/pkg/server"
 )
 
 // gobgpStopNoise is what GoBGP logs (as an error) when BgpServer.Stop runs
 // after StopBgp already stopped the server; see runner.stop.
 const gobgpStopNoise = "failed to stop BGP server"
 
-// start creates and configures the GoBGP server: global settings, then the
-// reject-by-default policy, then the event watch. No peer or path exists
-// before the policy does.
+// instance is one running GoBGP server: a speaker has one at a time, and a
+// new one when its AS number or listen port changes.
+type instance struct {
+	srv         *gobgp.BgpServer
+	quiet       *atomic.Bool
+	cancelWatch context.CancelFunc
+}
+
+// start creates and configures the first GoBGP server and the state of the
+// goroutine that owns it.
 func (s *Speaker) start(ctx context.Context) (*runner, error) {
+	g := s.snapshot().global
+	sv, err := s.startServer(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("BGP speaker started", "asn", g.ASN, "listenPort", g.ListenPort,
+		"gracefulRestart", g.GracefulRestart.Enabled,
+		"forwardingStateKept", s.opts.ForwardingStateKept && g.GracefulRestart.Enabled)
+	return s.newRunner(sv, g), nil
+}
+
+// startServer creates and configures a GoBGP server: global settings, then
+// the reject-by-default policy, then the event watch. No peer or path
+// exists before the policy does.
+func (s *Speaker) startServer(ctx context.Context, g Global) (instance, error) {
 	quiet := &atomic.Bool{}
 	srv := s.newGoBGP(quiet)
 	// Once StartBgp has returned, Serve is running, so Stop can end it.
 	abort := func() { quiet.Store(true); srv.Stop() }
 
-	if err := s.startGoBGP(ctx, srv); err != nil {
+	if err := s.startGoBGP(ctx, srv, g); err != nil {
 		abort()
-		return nil, err
+		return instance{}, err
 	}
 	if err := installPolicy(ctx, srv); err != nil {
 		abort()
-		return nil, err
+		return instance{}, err
 	}
 	watchCtx, cancel := context.WithCancel(context.Background())
 	if err := srv.WatchEvent(watchCtx, s.inbox.callbacks(), watchOptions()...); err != nil {
 		cancel()
 		abort()
-		return nil, fmt.Errorf("watch GoBGP events: %w", err)
+		return instance{}, fmt.Errorf("watch GoBGP events: %w", err)
 	}
-	s.log.Info("BGP speaker started", "listenPort", s.opts.ListenPort,
-		"gracefulRestart", grEnabled(s.opts.GracefulRestart),
-		"forwardingStateKept", s.opts.ForwardingStateKept && grEnabled(s.opts.GracefulRestart))
-	return s.newRunner(srv, quiet, cancel), nil
+	return instance{srv: srv, quiet: quiet, cancelWatch: cancel}, nil
 }
 
 // newGoBGP creates the GoBGP server and starts serving its API. GoBGP logs
 // through the speaker's logger, with passwords scrubbed, quiet drops the
 // noise of its own stop, and a hold timer's expiry reaches the owner
 // (gone.go).
-func (s *Speaker) newGoBGP(quiet *atomic.Bool) *server.BgpServer {
+func (s *Speaker) newGoBGP(quiet *atomic.Bool) *gobgp.BgpServer {
 	glog := slog.New(&holdExpiryHandler{
 		next: &redactingHandler{
 			next: s.opts.Logger.Handler(), secrets: s.secrets, quiet: quiet, quietMsg: gobgpStopNoise,
 		},
 		report: s.inbox.holdExpired,
 	}).With("component", "gobgp", "routerID", s.opts.RouterID.String())
-	srv := server.NewBgpServer(server.LoggerOption(glog, nil))
+	srv := gobgp.NewBgpServer(gobgp.LoggerOption(glog, nil))
 	go srv.Serve()
 	return srv
 }
 
 // startGoBGP applies the global settings: AS, router ID, listener.
-func (s *Speaker) startGoBGP(ctx context.Context, srv *server.BgpServer) error {
-	port := s.opts.ListenPort
+func (s *Speaker) startGoBGP(ctx context.Context, srv *gobgp.BgpServer, g Global) error {
+	port := g.ListenPort
 	if port == 0 {
 		port = -1 // GoBGP's "do not listen"
 	}
 	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
-		Asn:              s.opts.ASN,
+		Asn:              g.ASN,
 		RouterId:         s.opts.RouterID.String(),
 		ListenPort:       port,
 		ListenAddresses:  s.opts.ListenAddresses,
 		UseMultiplePaths: true,
 	}}); err != nil {
-		return fmt.Errorf("start GoBGP (listen port %d): %w", s.opts.ListenPort, err)
+		return fmt.Errorf("start GoBGP (AS %d, listen port %d): %w", g.ASN, g.ListenPort, err)
 	}
 	return nil
 }
 
 // newRunner is the owner goroutine's state for a started server: nothing
 // applied yet, learned paths to be published once in sync.
-func (s *Speaker) newRunner(srv *server.BgpServer, quiet *atomic.Bool, cancelWatch context.CancelFunc) *runner {
-	return &runner{
+func (s *Speaker) newRunner(sv instance, g Global) *runner {
+	r := &runner{
 		s:            s,
-		srv:          srv,
+		instance:     sv,
+		global:       g,
 		log:          s.log,
-		quiet:        quiet,
-		cancelWatch:  cancelWatch,
-		ads:          map[netip.Prefix][]uint32{},
-		peers:        map[netip.Addr]Peer{},
-		status:       map[netip.Addr]*peerStatus{},
-		reenableAt:   map[netip.Addr]time.Time{},
 		syncTimer:    time.NewTimer(s.opts.InitialSyncTimeout),
-		syncDeadline: time.Now().Add(s.opts.InitialSyncTimeout),
-		restarting:   s.opts.ForwardingStateKept && grEnabled(s.opts.GracefulRestart),
 		learnedDirty: true,
 	}
+	r.forgetApplied(s.opts.ForwardingStateKept)
+	return r
+}
+
+// forgetApplied resets what the runner knows was applied, for a server
+// that holds nothing yet, and starts a new initial sync. forwardingKept
+// says whether this node kept forwarding (see Options.ForwardingStateKept).
+func (r *runner) forgetApplied(forwardingKept bool) {
+	r.policy = policyInput{}
+	r.ads = map[netip.Prefix][]uint32{}
+	r.peers = map[netip.Addr]Peer{}
+	r.status = map[netip.Addr]*peerStatus{}
+	r.reenableAt = map[netip.Addr]time.Time{}
+	r.carriedFlaps = map[netip.Addr]uint64{}
+	r.held = map[netip.Addr]heldPaths{}
+	r.synced = false
+	r.syncTimer.Reset(r.s.opts.InitialSyncTimeout)
+	r.syncDeadline = time.Now().Add(r.s.opts.InitialSyncTimeout)
+	r.restarting = forwardingKept && r.global.GracefulRestart.Enabled
 }
 
 // grEnabled reports whether graceful restart is on.
@@ -106,7 +137,7 @@ func grEnabled(gr *GROptions) bool {
 
 // installPolicy defines the (empty) policy and assigns it globally with
 // reject defaults in both directions.
-func installPolicy(ctx context.Context, srv *server.BgpServer) error {
+func installPolicy(ctx context.Context, srv *gobgp.BgpServer) error {
 	if err := srv.SetPolicies(ctx, buildPolicy(policyInput{})); err != nil {
 		return fmt.Errorf("define routing policy: %w", err)
 	}
@@ -118,22 +149,30 @@ func installPolicy(ctx context.Context, srv *server.BgpServer) error {
 	return nil
 }
 
-// stop shuts GoBGP down. With graceful restart, GR-capable peers get no
-// NOTIFICATION and keep our routes for the restart time; others get a Cease
-// and withdraw them. BgpServer.Stop is still needed to end GoBGP's BFD
-// goroutine; its own StopBgp call then fails and logs gobgpStopNoise, which
-// is dropped.
+// stop shuts GoBGP down for good (see stopServer) and the runner's timers.
 func (r *runner) stop() {
-	gr := grEnabled(r.s.opts.GracefulRestart)
-	r.cancelWatch()
-	r.quiet.Store(true)
-	if err := r.srv.StopBgp(context.Background(), &api.StopBgpRequest{AllowGracefulRestart: gr}); err != nil {
-		r.log.Warn("GoBGP stop reported an error", "err", err)
-	}
-	r.srv.Stop()
+	r.stopServer()
 	if r.retry != nil {
 		r.retry.Stop()
 	}
 	r.syncTimer.Stop()
-	r.log.Info("BGP speaker stopped", "gracefulRestart", gr)
+	r.log.Info("BGP speaker stopped", "gracefulRestart", r.global.GracefulRestart.Enabled)
+}
+
+// stopServer shuts the GoBGP server down. With graceful restart, GR-capable
+// peers get no NOTIFICATION and keep our routes for the restart time;
+// others get a Cease and withdraw them. BgpServer.Stop is still needed to
+// end GoBGP's BFD goroutine; its own StopBgp call then fails and logs
+// gobgpStopNoise, which is dropped.
+func (r *runner) stopServer() {
+	if r.srv == nil {
+		return
+	}
+	r.cancelWatch()
+	r.quiet.Store(true)
+	if err := r.srv.StopBgp(context.Background(), &api.StopBgpRequest{AllowGracefulRestart: r.global.GracefulRestart.Enabled}); err != nil {
+		r.log.Warn("GoBGP stop reported an error", "err", err)
+	}
+	r.srv.Stop()
+	r.instance = instance{}
 }

@@ -35,7 +35,7 @@ func (r *runner) reenableDue() {
 			continue
 		}
 		delete(r.reenableAt, a)
-		if _, ok := r.peers[a]; !ok {
+		if _, ok := r.peers[a]; !ok || r.srv == nil {
 			continue
 		}
 		if err := r.srv.EnablePeer(context.Background(), &api.EnablePeerRequest{Address: a.String()}); err != nil {

@@ -47,8 +47,10 @@ func diffKeyed[K comparable, V any](desired, actual map[K]V, equal func(a, b V) 
 }
 
 // diffPeers plans neighbour changes. Any change to a peer replaces it (delete
-// then add): GoBGP's UpdatePeer cannot change every field (families,
-// transport, password on the listener), and peers change rarely.
+// then add): GoBGP's UpdatePeer re-creates the neighbour for almost every
+// change anyway (AS, password, transport, capabilities) and keeps old
+// timers until the next session. The replaced session's paths are held
+// meanwhile (held.go), so the dataplane does not see it.
 func diffPeers(desired, actual map[netip.Addr]Peer) plan[netip.Addr] {
 	return diffKeyed(desired, actual, func(a, b Peer) bool { return a == b }, netip.Addr.Compare)
 }

@@ -1,6 +1,7 @@
 package speaker
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -23,7 +24,8 @@ func (r *runner) publishLearned() {
 	if !r.synced {
 		return
 	}
-	paths := selectLearned(cands, learnedFilter{localASN: r.s.opts.ASN, pools: r.last.pools, own: r.last.ads, staleDead: r.backWithoutGR()})
+	cands = append(cands, r.heldCandidates()...)
+	paths := selectLearned(cands, learnedFilter{localASN: r.global.ASN, pools: r.last.pools, own: r.last.ads, staleDead: r.backWithoutGR()})
 	if r.publishedOnce && slices.EqualFunc(paths, r.published, equalPath) {
 		return
 	}
@@ -56,6 +58,9 @@ func (r *runner) backWithoutGR() map[netip.Addr]bool {
 // candidates lists every path in GoBGP's global RIB, both families.
 func (r *runner) candidates() ([]candidate, error) {
 	var out []candidate
+	if r.srv == nil {
+		return nil, errors.New("no BGP server running: its restart failed and is retried")
+	}
 	for _, fam := range []bgp.Family{bgp.RF_IPv4_UC, bgp.RF_IPv6_UC} {
 		err := r.srv.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: fam},
 			func(_ bgp.NLRI, paths []*apiutil.Path) {

@@ -25,6 +25,10 @@ const (
 func (r *runner) reconcile() {
 	d := r.s.snapshot()
 	r.last = d
+	if err := r.applyGlobal(d); err != nil {
+		r.scheduleRetry(err)
+		return
+	}
 	var errs []error
 	if err := r.applyPolicy(d); err != nil {
 		errs = append(errs, err)
@@ -74,7 +78,7 @@ func (r *runner) retryC() <-chan time.Time {
 // policy over every received path (including ones rejected before), soft
 // reset out re-runs the export policy and withdraws what it now rejects.
 func (r *runner) applyPolicy(d desired) error {
-	in := policyInputFor(d.pools, d.peers, r.s.opts.ASN)
+	in := policyInputFor(d.pools, d.peers, r.global.ASN)
 	if in.equal(r.policy) {
 		return nil
 	}

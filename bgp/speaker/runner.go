@@ -4,20 +4,19 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
-	"sync/atomic"
 	"time"
-
-	"github.com/osrg/gobgp/v4/pkg/server"
 )
 
 // runner is the state owned by the goroutine running Run: the GoBGP server
 // and what has been applied to it. Nothing else touches it.
 type runner struct {
-	s           *Speaker
-	srv         *server.BgpServer
-	log         *slog.Logger
-	quiet       *atomic.Bool
-	cancelWatch context.CancelFunc
+	s *Speaker
+	// instance is the running GoBGP server; its srv is nil after a failed
+	// restart, until the retry starts one.
+	instance
+	// global are the settings the server runs with.
+	global Global
+	log    *slog.Logger
 
 	policy policyInput
 	ads    map[netip.Prefix][]uint32
@@ -32,7 +31,13 @@ type runner struct {
 	// reenableAt holds the sessions shut for exceeding their maximum
 	// prefixes and when to enable them again (maxprefix.go).
 	reenableAt map[netip.Addr]time.Time
-	reenable   *time.Timer
+	// carriedFlaps are flap counts of sessions a server restart took down,
+	// for their peers when they are added again.
+	carriedFlaps map[netip.Addr]uint64
+	// held are the paths of sessions being re-created (held.go).
+	held      map[netip.Addr]heldPaths
+	heldTimer *time.Timer
+	reenable  *time.Timer
 
 	synced       bool
 	syncTimer    *time.Timer
@@ -64,6 +69,9 @@ func (r *runner) loop(ctx context.Context) {
 		case <-r.retryC():
 			r.retry = nil
 			r.reconcile()
+		case <-r.heldC():
+			r.heldTimer = nil
+			r.learnedDirty = true
 		case <-r.reenableC():
 			r.reenable = nil
 			r.reenableDue()

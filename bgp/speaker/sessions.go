@@ -29,7 +29,13 @@ type peerStatus struct {
 // retried: GoBGP only fails it for a peer it does not have.
 func (r *runner) applyPeers(d desired) []error {
 	pl := diffPeers(d.peers, r.peers)
-	for _, a := range slices.Concat(pl.Remove, pl.Replace) {
+	for _, a := range pl.Remove {
+		delete(r.held, a)
+		r.removePeer(a)
+	}
+	for _, a := range pl.Replace {
+		r.holdPaths(a)
+		r.carryFlaps(a)
 		r.removePeer(a)
 	}
 	local := r.peerLocal()
@@ -49,7 +55,8 @@ func (r *runner) applyPeers(d desired) []error {
 
 // peerLocal is what a neighbour added now needs of the speaker's settings.
 func (r *runner) peerLocal() peerLocal {
-	return peerLocal{asn: r.s.opts.ASN, routerID: r.s.opts.RouterID, gr: r.s.opts.GracefulRestart,
+	gr := r.global.GracefulRestart
+	return peerLocal{asn: r.global.ASN, routerID: r.s.opts.RouterID, gr: &gr,
 		restarting: r.restarting, deferral: time.Until(r.syncDeadline)}
 }
 
@@ -91,7 +98,8 @@ func (r *runner) removePeer(a netip.Addr) {
 // the status, redacted, for PeerStates.
 func (r *runner) addPeer(a netip.Addr, p Peer, local peerLocal) error {
 	ctx := context.Background()
-	st := &peerStatus{state: StateIdle, eor: map[bgp.Family]bool{}}
+	st := &peerStatus{state: StateIdle, eor: map[bgp.Family]bool{}, flaps: r.carriedFlaps[a]}
+	delete(r.carriedFlaps, a)
 	r.status[a] = st
 	if err := r.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: toAPIPeer(p, local)}); err != nil {
 		err = fmt.Errorf("add peer %s (%s): %w", p.displayName(), a, err)
@@ -122,7 +130,7 @@ func (r *runner) handleEvents() {
 			}
 		}
 	}
-	if b.ribChanged {
+	if b.ribChanged || len(r.held) > 0 {
 		r.learnedDirty = true
 	}
 	r.checkSync()

@@ -34,6 +34,7 @@ type Speaker struct {
 // desired is what the caller asked for; the owner goroutine converges
 // GoBGP towards it.
 type desired struct {
+	global   Global
 	peers    map[netip.Addr]Peer
 	peersSet bool
 	ads      map[netip.Prefix][]uint32
@@ -48,15 +49,18 @@ func New(opts Options) (*Speaker, error) {
 		return nil, fmt.Errorf("configure BGP speaker: %w", err)
 	}
 	sec := &secrets{}
+	// No AS in every line: SetGlobal may change it.
 	log := slog.New(&redactingHandler{next: opts.Logger.Handler(), secrets: sec}).With(
-		"component", "bgp-speaker", "routerID", opts.RouterID.String(), "asn", opts.ASN)
+		"component", "bgp-speaker", "routerID", opts.RouterID.String())
+	g, _ := validateGlobal(opts.global(), opts.ListenAddresses) // checked by validateOptions
 	return &Speaker{
 		opts:    opts,
 		log:     log,
 		secrets: sec,
 		desired: desired{
-			peers: map[netip.Addr]Peer{},
-			ads:   map[netip.Prefix][]uint32{},
+			global: g,
+			peers:  map[netip.Addr]Peer{},
+			ads:    map[netip.Prefix][]uint32{},
 		},
 		wake:     make(chan struct{}, 1),
 		inbox:    newInbox(),
@@ -66,13 +70,35 @@ func New(opts Options) (*Speaker, error) {
 	}, nil
 }
 
+// SetGlobal declares the speaker's global settings (see Global for what a
+// change costs). Invalid settings are refused with an error wrapping
+// ErrInvalid and the previous ones kept. Call it before SetPeers when the
+// AS number changes: peers are checked against the AS set last.
+func (s *Speaker) SetGlobal(g Global) error {
+	g, err := validateGlobal(g, s.opts.ListenAddresses)
+	if err != nil {
+		return fmt.Errorf("set BGP global settings: %w", err)
+	}
+	s.mu.Lock()
+	changed := s.desired.global != g
+	s.desired.global = g
+	s.mu.Unlock()
+	if changed {
+		s.poke()
+	}
+	return nil
+}
+
 // SetPeers declares the complete set of neighbours. Peers not in the list
 // are removed, new ones added, changed ones re-created. An invalid peer is
 // left out and reported in the returned error (which wraps ErrInvalid and
 // never contains a password); the valid ones are applied regardless.
 // Failures to apply are retried and shown in PeerStates.
 func (s *Speaker) SetPeers(peers []Peer) error {
-	m, err := validatePeers(peers, s.opts.ASN)
+	s.mu.Lock()
+	asn := s.desired.global.ASN
+	s.mu.Unlock()
+	m, err := validatePeers(peers, asn)
 	s.mu.Lock()
 	s.desired.peers = m
 	s.desired.peersSet = true

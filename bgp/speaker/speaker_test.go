@@ -117,7 +117,7 @@ func TestRunFailsWhenThePortIsTaken(t *testing.T) {
 	go func() { done <- sp.Run(context.Background()) }()
 	select {
 	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "start GoBGP (listen port "+strconv.Itoa(port)) {
+		if err == nil || !strings.Contains(err.Error(), "listen port "+strconv.Itoa(port)+"): listen tcp4") {
 			t.Fatalf("Run returned %v", err)
 		}
 	case <-time.After(10 * time.Second):

@@ -25,6 +25,9 @@ func (r *runner) peerStates() []PeerState {
 // logged) when GoBGP cannot list them.
 func (r *runner) goBGPPeers() map[netip.Addr]*api.Peer {
 	got := map[netip.Addr]*api.Peer{}
+	if r.srv == nil {
+		return got // a restart failed; the retry starts a server
+	}
 	err := r.srv.ListPeer(context.Background(), &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
 		if p.Conf == nil {
 			return

@@ -7,7 +7,9 @@ import (
 	"time"
 )
 
-// Options are the speaker's global settings, fixed for its lifetime.
+// Options are the speaker's settings. ASN, ListenPort and GracefulRestart
+// are only the initial global settings: SetGlobal changes them while the
+// speaker runs. The rest is fixed for its lifetime.
 type Options struct {
 	// RouterID is the BGP identifier; GoBGP requires an IPv4 address. It is
 	// also the default route-reflector cluster ID.
@@ -42,6 +44,23 @@ type Options struct {
 	// graceful restart. Claiming it wrongly would keep peers sending
 	// traffic to a node that drops it, so set it only from evidence.
 	ForwardingStateKept bool
+}
+
+// Global are the settings GoBGP applies to the whole speaker rather than to
+// one session. They change while the speaker runs (SetGlobal): a change of
+// AS number or listen port restarts the GoBGP server (every session of
+// this speaker is re-established, graceful restart keeping the routes on
+// both sides); a change of graceful restart alone re-creates every session
+// (the capability is only exchanged in OPEN) without a restart.
+type Global struct {
+	// ASN is the local autonomous system number (4-byte ASNs allowed).
+	ASN uint32
+	// ListenPort is the TCP port to accept sessions on; 0 means do not
+	// listen (outgoing sessions only).
+	ListenPort int32
+	// GracefulRestart configures RFC 4724 on every session; the zero
+	// value is off.
+	GracefulRestart GROptions
 }
 
 // GROptions configure graceful restart (RFC 4724).

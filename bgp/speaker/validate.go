@@ -41,28 +41,17 @@ func validateOptions(opts Options) (Options, error) {
 	if !opts.RouterID.Is4() {
 		return opts, fmt.Errorf("%w router ID %q: GoBGP needs an IPv4 address", ErrInvalid, opts.RouterID)
 	}
-	if opts.ASN == 0 {
-		return opts, fmt.Errorf("%w ASN 0", ErrInvalid)
-	}
-	if opts.ListenPort < 0 || opts.ListenPort > 65535 {
-		return opts, fmt.Errorf("%w listen port %d: want 0 (do not listen) to 65535", ErrInvalid, opts.ListenPort)
-	}
-	if opts.ListenPort == 0 && len(opts.ListenAddresses) > 0 {
-		return opts, fmt.Errorf("%w listen addresses %v given with listen port 0", ErrInvalid, opts.ListenAddresses)
-	}
 	for _, a := range opts.ListenAddresses {
 		if _, err := netip.ParseAddr(a); err != nil {
 			return opts, fmt.Errorf("%w listen address %q: %w", ErrInvalid, a, err)
 		}
 	}
+	g, err := validateGlobal(opts.global(), opts.ListenAddresses)
+	if err != nil {
+		return opts, err
+	}
 	if opts.GracefulRestart != nil {
-		gr := *opts.GracefulRestart
-		if gr.RestartTime == 0 {
-			gr.RestartTime = DefaultRestartTime
-		}
-		if gr.RestartTime < time.Second || gr.RestartTime > maxRestartTime {
-			return opts, fmt.Errorf("%w graceful-restart time %s: want 1s to %s", ErrInvalid, gr.RestartTime, maxRestartTime)
-		}
+		gr := g.GracefulRestart
 		opts.GracefulRestart = &gr
 	}
 	if opts.InitialSyncTimeout < 0 {
@@ -82,6 +71,37 @@ func validateOptions(opts Options) (Options, error) {
 	}
 	opts.ListenAddresses = append([]string(nil), opts.ListenAddresses...)
 	return opts, nil
+}
+
+// global is the initial Global of opts.
+func (opts Options) global() Global {
+	g := Global{ASN: opts.ASN, ListenPort: opts.ListenPort}
+	if opts.GracefulRestart != nil {
+		g.GracefulRestart = *opts.GracefulRestart
+	}
+	return g
+}
+
+// validateGlobal checks global settings and fills defaults (the restart
+// time). listen are the fixed listen addresses.
+func validateGlobal(g Global, listen []string) (Global, error) {
+	if g.ASN == 0 {
+		return g, fmt.Errorf("%w ASN 0", ErrInvalid)
+	}
+	if g.ListenPort < 0 || g.ListenPort > 65535 {
+		return g, fmt.Errorf("%w listen port %d: want 0 (do not listen) to 65535", ErrInvalid, g.ListenPort)
+	}
+	if g.ListenPort == 0 && len(listen) > 0 {
+		return g, fmt.Errorf("%w listen addresses %v given with listen port 0", ErrInvalid, listen)
+	}
+	gr := &g.GracefulRestart
+	if gr.RestartTime == 0 {
+		gr.RestartTime = DefaultRestartTime
+	}
+	if gr.RestartTime < time.Second || gr.RestartTime > maxRestartTime {
+		return g, fmt.Errorf("%w graceful-restart time %s: want 1s to %s", ErrInvalid, gr.RestartTime, maxRestartTime)
+	}
+	return g, nil
 }
 
 // validatePeers checks every peer and indexes the valid ones by address. An
