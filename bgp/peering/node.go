@@ -39,6 +39,9 @@ type NodeInfo struct {
 	ASN uint32
 	// RRClusterID is set on route reflectors.
 	RRClusterID string
+	// Port is where the node accepts BGP sessions (its effective
+	// BGPConfiguration's listenPort, see ListenPort); 0 means 179.
+	Port uint16
 }
 
 // NodeInfoFrom reads a Node's BGP identity. clusterASN applies when the

@@ -97,7 +97,7 @@ func Peers(in PeersInput, secrets Secrets) ([]speaker.Peer, []error) {
 				continue
 			}
 			for _, addr := range sharedFamilies(in.Self, n) {
-				p := speaker.Peer{Name: "mesh:" + n.Name, Address: addr, ASN: n.ASN, Password: meshPassword}
+				p := speaker.Peer{Name: "mesh:" + n.Name, Address: addr, ASN: n.ASN, Port: meshPort(n.Port), Password: meshPassword}
 				p.HoldTime, p.BFD = meshTimers(in.Config)
 				if held {
 					var ok bool
@@ -176,6 +176,15 @@ func bfd(b *v1.BFD) speaker.BFD {
 	return out
 }
 
+// meshPort is the port to dial a node on: 0 (the speaker's 179) unless the
+// node listens elsewhere.
+func meshPort(p uint16) uint16 {
+	if p == DefaultListenPort {
+		return 0
+	}
+	return p
+}
+
 func meshEnabled(cfg *v1.BGPConfiguration) bool {
 	return cfg == nil || cfg.Spec.NodeToNodeMeshEnabled == nil || *cfg.Spec.NodeToNodeMeshEnabled
 }
@@ -230,6 +239,9 @@ func expand(p *v1.BGPPeer, in PeersInput, secrets Secrets) ([]speaker.Peer, erro
 		for _, addr := range sharedFamilies(in.Self, n) {
 			sp := base
 			sp.Name, sp.Address, sp.ASN = "peer:"+p.Name+":"+n.Name, addr, n.ASN
+			if p.Spec.Port == 0 {
+				sp.Port = meshPort(n.Port) // the port that node listens on
+			}
 			sp.SourceAddress = source(p, in.Self, addr)
 			// A reflector treats non-reflector nodes in its AS as clients.
 			if in.Self.RRClusterID != "" && n.RRClusterID == "" && n.ASN == in.Self.ASN {

@@ -128,9 +128,6 @@ func (o Options) withDefaults() (Options, error) {
 	return o, nil
 }
 
-// bgpPort is where the speaker accepts sessions.
-const bgpPort = 179
-
 // Run runs the agent until ctx is done.
 func Run(ctx context.Context, opts Options) error {
 	opts, err := opts.withDefaults()
@@ -391,23 +388,14 @@ func forwardingStateKept(fx *felix.Felix, log *slog.Logger) bool {
 }
 
 // speakerOptions are the speaker's settings from the node's identity and
-// the default BGPConfiguration.
+// its effective BGPConfiguration; the controller changes the global ones
+// later (SetGlobal) as the cluster's objects change.
 func speakerOptions(self peering.NodeInfo, inf *informers, log *slog.Logger) speaker.Options {
-	so := speaker.Options{RouterID: self.Addr, ASN: self.ASN, ListenPort: bgpPort, Logger: log,
-		ListenAddresses: listenAddresses(self),
-		GracefulRestart: &speaker.GROptions{Enabled: true}}
-	if c, err := inf.configLister.Get("default"); err == nil {
-		if c.Spec.ListenPort != 0 {
-			so.ListenPort = c.Spec.ListenPort
-		}
-		if gr := c.Spec.GracefulRestart; gr != nil {
-			so.GracefulRestart.Enabled = gr.Enabled == nil || *gr.Enabled
-			if gr.RestartTime != nil {
-				so.GracefulRestart.RestartTime = gr.RestartTime.Duration
-			}
-		}
-	}
-	return so
+	def, _ := inf.configLister.Get(peering.DefaultConfigName)
+	node, _ := inf.configLister.Get(peering.NodeConfigName(self.Name))
+	g := peering.Global(self, peering.EffectiveConfig(def, node))
+	return speaker.Options{RouterID: self.Addr, ASN: g.ASN, ListenPort: g.ListenPort, Logger: log,
+		ListenAddresses: listenAddresses(self), GracefulRestart: &g.GracefulRestart}
 }
 
 // listenAddresses are the node's BGP addresses, one per family it has:

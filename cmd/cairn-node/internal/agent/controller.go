@@ -33,6 +33,7 @@ const syncKey = "node"
 
 // peerSpeaker is the part of the BGP speaker the controller drives.
 type peerSpeaker interface {
+	SetGlobal(g speaker.Global) error
 	SetPeers(peers []speaker.Peer) error
 	SetAdvertisements(ads []speaker.Advertisement) error
 	SetImportFilter(allowed []netip.Prefix)
@@ -165,7 +166,9 @@ func (c *controller) sync(ctx context.Context) error {
 
 // clusterState is what one sync reads from the caches.
 type clusterState struct {
-	config          *v1.BGPConfiguration // nil: there is none
+	// config is this node's effective configuration: the default with its
+	// node.<name> overrides (peering.EffectiveConfig); nil: there is none.
+	config          *v1.BGPConfiguration
 	pools           []v1.IPPool
 	peers           []v1.BGPPeer
 	self            peering.NodeInfo
@@ -186,13 +189,16 @@ type clusterState struct {
 
 func (c *controller) read() (clusterState, error) {
 	var st clusterState
-	cfg, err := c.listers.configs.Get("default")
-	if err != nil && !apierrors.IsNotFound(err) {
-		return st, fmt.Errorf("read BGPConfiguration default: %w", err)
+	configs, err := c.listers.configs.List(labels.Everything())
+	if err != nil {
+		return st, fmt.Errorf("list BGPConfigurations: %w", err)
 	}
-	if err == nil {
-		st.config = cfg
+	byName := map[string]*v1.BGPConfiguration{}
+	for _, cfg := range configs {
+		byName[cfg.Name] = cfg
 	}
+	def := byName[peering.DefaultConfigName]
+	st.config = peering.EffectiveConfig(def, byName[peering.NodeConfigName(c.nodeName)])
 	pools, err := c.listers.pools.List(labels.Everything())
 	if err != nil {
 		return st, fmt.Errorf("list IPPools: %w", err)
@@ -211,7 +217,9 @@ func (c *controller) read() (clusterState, error) {
 	}
 	st.pools, st.peers = deref(pools), deref(peers)
 	slices.SortFunc(st.peers, func(a, b v1.BGPPeer) int { return strings.Compare(a.Name, b.Name) })
-	st.self, st.nodes, st.problems = c.nodeInfos(clusterASN(st.config))
+	st.self, st.nodes, st.problems = c.nodeInfos(clusterASN(def), func(node string) uint16 {
+		return peering.ListenPort(peering.EffectiveConfig(def, byName[peering.NodeConfigName(node)]))
+	})
 	if announcesServices(st.config) {
 		if st.services, err = c.listers.services.list(c.nodeName); err != nil {
 			return st, fmt.Errorf("list Services: %w", err)
@@ -237,6 +245,10 @@ func (c *controller) applyPeers(ctx context.Context, st clusterState) ([]speaker
 	in := peering.PeersInput{Self: st.self, Nodes: st.nodes, Config: st.config, Peers: st.peers, Previous: c.lastResult().peers}
 	var peers []speaker.Peer
 	var errs []error
+	// Before the peers: they are checked against this AS.
+	if err := c.speaker.SetGlobal(peering.Global(st.self, st.config)); err != nil {
+		errs = append(errs, err)
+	}
 	if st.departed {
 		peers = peering.Departed(in.Previous)
 	} else {
@@ -290,8 +302,9 @@ func (c *controller) lastResult() syncResult {
 
 // nodeInfos reads every Node's BGP identity; this node's address is the
 // one the agent was started with when given.
-func (c *controller) nodeInfos(asn uint32) (peering.NodeInfo, []peering.NodeInfo, []error) {
-	self := peering.NodeInfo{Name: c.nodeName, Addr: c.nodeAddr, Addr6: c.nodeAddr6, ASN: asn}
+// port gives each node's listen port.
+func (c *controller) nodeInfos(asn uint32, port func(node string) uint16) (peering.NodeInfo, []peering.NodeInfo, []error) {
+	self := peering.NodeInfo{Name: c.nodeName, Addr: c.nodeAddr, Addr6: c.nodeAddr6, ASN: asn, Port: port(c.nodeName)}
 	nodes, err := c.listers.nodes.List(labels.Everything())
 	if err != nil {
 		return self, nil, []error{fmt.Errorf("list nodes: %w", err)}
@@ -305,6 +318,7 @@ func (c *controller) nodeInfos(asn uint32) (peering.NodeInfo, []peering.NodeInfo
 			errs = append(errs, err)
 			continue
 		}
+		info.Port = port(n.Name)
 		if n.Name == c.nodeName {
 			if c.nodeAddr.IsValid() {
 				info.Addr = c.nodeAddr

@@ -24,11 +24,18 @@ import (
 
 type fakeSpeaker struct {
 	mu     sync.Mutex
+	global speaker.Global
 	peers  []speaker.Peer
 	ads    []speaker.Advertisement
 	filter []netip.Prefix
 }
 
+func (s *fakeSpeaker) SetGlobal(g speaker.Global) error {
+	s.mu.Lock()
+	s.global = g
+	s.mu.Unlock()
+	return nil
+}
 func (s *fakeSpeaker) SetPeers(p []speaker.Peer) error {
 	s.mu.Lock()
 	s.peers = p
@@ -269,4 +276,63 @@ func TestSyncOfADeletedNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	member("back")
+}
+
+// TestSyncPerNodeConfiguration: node.<name> BGPConfigurations override the
+// default's listen port (and service ranges, log level) for their node
+// alone; this node listens on its own port, dials every other node on
+// that node's port, runs with its AS annotation and the cluster's
+// graceful-restart settings.
+func TestSyncPerNodeConfiguration(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	off := false
+	cfg := func(name string, spec v1.BGPConfigurationSpec) *v1.BGPConfiguration {
+		return &v1.BGPConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}
+	}
+	n1 := node("node1", "172.30.1.11")
+	n1.Annotations = map[string]string{"cairn.dev/as-number": "65010"}
+	spk := &fakeSpeaker{}
+	level := new(slog.LevelVar)
+	c := &controller{
+		log: slog.New(slog.DiscardHandler), nodeName: "node1", queue: newQueue(), logLevel: newLogLevel(level),
+		listers: listers{
+			nodes: corelisters.NewNodeLister(indexer(n1, node("node2", "172.30.1.12"), node("node3", "172.30.1.13"))),
+			pools: cairnlisters.NewIPPoolLister(indexer()),
+			configs: cairnlisters.NewBGPConfigurationLister(indexer(
+				cfg("default", v1.BGPConfigurationSpec{ASNumber: 64600, ListenPort: 1790,
+					GracefulRestart:   &v1.GracefulRestart{Enabled: &off},
+					ServiceClusterIPs: []v1.ServiceIPBlock{{CIDR: "10.96.0.0/16"}}}),
+				cfg("node.node1", v1.BGPConfigurationSpec{ListenPort: 1791, ASNumber: 1, LogSeverityScreen: "Debug",
+					ServiceClusterIPs: []v1.ServiceIPBlock{}}),
+				cfg("node.node2", v1.BGPConfigurationSpec{ListenPort: 179}),
+			)),
+			peers: cairnlisters.NewBGPPeerLister(indexer()), blocks: cairnlisters.NewIPAMBlockLister(indexer()),
+			affinities: cairnlisters.NewBlockAffinityLister(indexer()),
+			services:   serviceListers{services: corelisters.NewServiceLister(indexer())},
+		},
+		speaker: spk, dataplane: &recordingDataplane{},
+	}
+	c.secrets = newSecretWatch(fake.NewClientset(), "cairn-system", c.enqueue)
+	if err := c.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := speaker.Global{ASN: 65010, ListenPort: 1791}
+	if spk.global != want {
+		t.Errorf("global = %+v, want %+v (the node's AS annotation and port, graceful restart off)", spk.global, want)
+	}
+	ports := map[string]uint16{}
+	for _, p := range spk.peers {
+		ports[p.Name] = p.Port
+	}
+	// node2 listens on 179 (its own override), node3 on the default's 1790.
+	if w := map[string]uint16{"mesh:node2": 0, "mesh:node3": 1790}; !reflect.DeepEqual(ports, w) {
+		t.Errorf("mesh ports = %v, want %v", ports, w)
+	}
+	if len(spk.ads) != 0 {
+		t.Errorf("node1 announces %v; its own configuration announces no service range", spk.ads)
+	}
+	if level.Level() != slog.LevelDebug {
+		t.Errorf("log level %s, want node1's Debug", level.Level())
+	}
 }
