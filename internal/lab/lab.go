@@ -32,6 +32,8 @@ type Options struct {
 	// IPv6 pool beside the IPv4 one, every pod an address of each, BGP
 	// sessions of both families between nodes and to the routers.
 	DualStack bool
+	// BlockSize is the pool's block prefix length (default BlockSize).
+	BlockSize int
 	// Instance names the lab inside its namespace names ("cl-<instance>-
 	// node1"), so it can run beside a lab of another instance; empty for
 	// the default lab ("cl-node1").
@@ -129,7 +131,7 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 		// are IPv4-only in this lab for now.
 		return nil, errors.New("a dual-stack lab runs in the fast mode only: leave out --kubelet")
 	}
-	plan, err := NewPlan(PlanOptions{Racks: o.Racks, NodesPerRack: o.NodesPerRack, Router: o.Router, Instance: o.Instance, DualStack: o.DualStack})
+	plan, err := NewPlan(PlanOptions{Racks: o.Racks, NodesPerRack: o.NodesPerRack, Router: o.Router, Instance: o.Instance, DualStack: o.DualStack, BlockSize: o.BlockSize})
 	if err != nil {
 		return nil, err
 	}

@@ -75,7 +75,7 @@ func createClusterObjects(ctx context.Context, c *clients, p Plan, kubelets bool
 	}
 	pool := &cairnv1.IPPool{
 		ObjectMeta: labMeta(PoolName),
-		Spec:       cairnv1.IPPoolSpec{CIDR: PoolCIDR, BlockSize: BlockSize},
+		Spec:       cairnv1.IPPoolSpec{CIDR: PoolCIDR, BlockSize: int32(p.BlockSize)},
 	}
 	if _, err := c.cairn.CairnV1alpha1().IPPools().Create(ctx, pool, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create IPPool %s: %w", PoolName, err)

@@ -89,7 +89,9 @@ type Plan struct {
 	Prefix string `json:"prefix"`
 	Router string `json:"router"`
 	// DualStack gives every link an IPv6 address too (dualstack.go).
-	DualStack    bool `json:"dualStack,omitempty"`
+	DualStack bool `json:"dualStack,omitempty"`
+	// BlockSize is the pool's block prefix length.
+	BlockSize    int  `json:"blockSize"`
 	ControlPlane Host `json:"controlPlane"`
 	// Outside are hosts outside the cluster (OutsideName): no agent, no
 	// BGP, a static route to each lab range through their router.
@@ -219,6 +221,11 @@ type PlanOptions struct {
 	Instance string
 	// DualStack adds IPv6 on every link (dualstack.go).
 	DualStack bool
+	// BlockSize is the pool's block prefix length, 20..32 (default
+	// BlockSize); 32 gives every pod a block of its own, so that every
+	// pod start is a block claim and a new route (cairn-bench's
+	// convergence section).
+	BlockSize int
 }
 
 // maxInstance bounds instance names; with "pod-nodeNNN-NNNN" they keep
@@ -266,6 +273,12 @@ func NewPlan(o PlanOptions) (Plan, error) {
 	if o.Router != RouterBIRD && o.Router != RouterFRR {
 		return Plan{}, fmt.Errorf("router must be %q or %q, got %q", RouterBIRD, RouterFRR, o.Router)
 	}
+	if o.BlockSize == 0 {
+		o.BlockSize = BlockSize
+	}
+	if o.BlockSize < 20 || o.BlockSize > 32 {
+		return Plan{}, fmt.Errorf("block size must be between 20 and 32, got %d", o.BlockSize)
+	}
 	if !validInstance(o.Instance) {
 		return Plan{}, fmt.Errorf("instance name %q: want at most %d lower-case letters and digits", o.Instance, maxInstance)
 	}
@@ -277,6 +290,7 @@ func NewPlan(o PlanOptions) (Plan, error) {
 	p := Plan{
 		Prefix:       prefix,
 		Router:       o.Router,
+		BlockSize:    o.BlockSize,
 		ControlPlane: Host{Name: "cp", NS: prefix + "cp", Addr: v4(172, 30, 0, 2), Gateway: v4(172, 30, 0, 1)},
 		BGP:          ClusterBGP{ASNumber: ClusterAS, MeshEnabled: !multi},
 	}

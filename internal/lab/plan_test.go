@@ -20,6 +20,8 @@ func TestNewPlanRejectsBadOptions(t *testing.T) {
 		{"unknown router", PlanOptions{Racks: 1, NodesPerRack: 2, Router: "quagga"}, "router must be"},
 		{"instance with a dash", PlanOptions{Racks: 1, NodesPerRack: 2, Router: RouterBIRD, Instance: "a-b"}, "instance name"},
 		{"instance too long", PlanOptions{Racks: 1, NodesPerRack: 2, Router: RouterBIRD, Instance: "abcdefghi"}, "instance name"},
+		{"block larger than /20", PlanOptions{Racks: 1, NodesPerRack: 2, Router: RouterBIRD, BlockSize: 19}, "block size"},
+		{"block longer than /32", PlanOptions{Racks: 1, NodesPerRack: 2, Router: RouterBIRD, BlockSize: 33}, "block size"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
