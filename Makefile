@@ -7,7 +7,7 @@ PKGS := ./...
 export CAIRN_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/cairn
 export CAIRN_CONTROLPLANE_BIN ?= $(CAIRN_CACHE)/controlplane
 
-.PHONY: all deps controlplane test unit lint fuzz generate bench lab build clean images
+.PHONY: all deps controlplane test unit lint fuzz generate bench bench-go lab build clean images
 
 all: build
 
@@ -48,8 +48,16 @@ test: deps lint fuzz
 generate:
 	hack/update-codegen.sh
 
-## bench: benchmarks only; they print ratios and never fail on a time
+## bench: the benchmark report, bench/results/<date>/ (bench/README.md);
+## BENCH=dataplane,cni runs only those sections, BENCHFLAGS=-rounds 7 more rounds.
+## It never fails on a time; it fails when a section's machinery does.
+BENCH ?=
+BENCHFLAGS ?=
 bench: deps
+	$(GO) run ./cmd/cairn-bench $(if $(BENCH),-sections $(BENCH)) $(BENCHFLAGS)
+
+## bench-go: every package's Go benchmarks once (go test -bench), no report
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 $(PKGS)
 
 ## lab: bring up the lab, show pods talking across nodes, tear it down

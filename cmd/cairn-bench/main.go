@@ -1,0 +1,73 @@
+// Command cairn-bench is what `make bench` runs: it measures Cairn against
+// its anchors and goals in one run and writes a report (internal/bench).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cairn-net/cairn/internal/bench"
+	"github.com/cairn-net/cairn/internal/controlplane"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == bench.SpeakerCommand {
+		os.Exit(bench.SpeakerMain(os.Args[2:]))
+	}
+	sections := flag.String("sections", "", "comma-separated sections to run (default all: "+strings.Join(bench.SectionNames(), ",")+")")
+	out := flag.String("out", "", "output directory (default bench/results/<UTC date and time>)")
+	rounds := flag.Int("rounds", 5, "interleaved rounds per ratio (at least 5)")
+	instances := flag.String("instances", "bench,bench2,bench3,bench4", "lab instance names this run may use")
+	goCmd := flag.String("go", "go", "the go command")
+	scaleNodes := flag.String("scale-nodes", "20", "comma-separated lab sizes for the scale section (100 needs about 10 GB and many minutes)")
+	flag.Parse()
+
+	repo, err := controlplane.RepoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cairn-bench:", err)
+		os.Exit(2)
+	}
+	dir := *out
+	if dir == "" {
+		dir = filepath.Join(repo, "bench", "results", time.Now().UTC().Format("2006-01-02T1504Z"))
+	}
+	var names []string
+	if *sections != "" {
+		names = strings.Split(*sections, ",")
+	}
+	var sizes []int
+	for _, f := range strings.Split(*scaleNodes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 2 {
+			fmt.Fprintf(os.Stderr, "cairn-bench: -scale-nodes: %q is not a node count of at least 2\n", f)
+			os.Exit(2)
+		}
+		sizes = append(sizes, n)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+	}
+	rep, err := bench.Run(ctx, bench.Options{
+		Sections: names, Rounds: *rounds, OutDir: dir, RepoRoot: repo,
+		Instances: strings.Split(*instances, ","), Go: *goCmd, ScaleNodes: sizes, Logf: logf,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cairn-bench:", err)
+		os.Exit(2)
+	}
+	fmt.Printf("report: %s\n", filepath.Join(dir, "report.md"))
+	if rep.Failed() {
+		fmt.Fprintln(os.Stderr, "cairn-bench: some sections failed (see the report); no figure fails the run")
+		os.Exit(1)
+	}
+}
