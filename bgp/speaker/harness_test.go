@@ -56,6 +56,8 @@ type helperConfig struct {
 	// ForwardingStateKept is Options.ForwardingStateKept.
 	ForwardingStateKept bool
 	MaxPrefixRestart    time.Duration
+	// NextHop4 and NextHop6 are Options.NextHop4 and NextHop6.
+	NextHop4, NextHop6 netip.Addr
 }
 
 type helperCmd struct {
@@ -94,6 +96,7 @@ func runHelper(cfgJSON string) int {
 		RouterID: hc.RouterID, ASN: hc.ASN, ListenPort: hc.ListenPort, ListenAddresses: hc.ListenAddresses,
 		Logger: log, GracefulRestart: hc.GracefulRestart, InitialSyncTimeout: hc.InitialSyncTimeout,
 		ForwardingStateKept: hc.ForwardingStateKept, MaxPrefixRestart: hc.MaxPrefixRestart,
+		NextHop4: hc.NextHop4, NextHop6: hc.NextHop6,
 	})
 	if err != nil {
 		send(helperMsg{Exited: true, Err: err.Error()})

@@ -158,7 +158,7 @@ func TestCandidateFromAPI(t *testing.T) {
 func TestAdvertisedPathRoundTrip(t *testing.T) {
 	for _, s := range []string{"10.244.1.0/26", "fd00::40/122"} {
 		pfx := netip.MustParsePrefix(s)
-		path, err := advertisedPath(pfx, []uint32{42})
+		path, err := advertisedPath(pfx, []uint32{42}, netip.Addr{})
 		if err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}

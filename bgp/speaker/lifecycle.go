@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
 	gobgp "github.com/osrg/gobgp/v4/pkg/server"
 )
 
@@ -119,6 +120,7 @@ func (s *Speaker) newRunner(sv instance, g Global) *runner {
 func (r *runner) forgetApplied(forwardingKept bool) {
 	r.policy = policyInput{}
 	r.ads = map[netip.Prefix][]uint32{}
+	r.adNextHops = map[bgp.Family]netip.Addr{}
 	r.peers = map[netip.Addr]Peer{}
 	r.status = map[netip.Addr]*peerStatus{}
 	r.reenableAt = map[netip.Addr]time.Time{}

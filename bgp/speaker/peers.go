@@ -80,14 +80,28 @@ func deferralSeconds(d time.Duration) uint32 {
 	return uint32(min(max(secs, 1), math.MaxUint16))
 }
 
-// familyOf is the one address family a session carries: the peer address's.
-// An IPv6 prefix over an IPv4 session would need an IPv4-mapped next hop,
-// which no peer would install, so each family gets its own session.
+// familyOf is the address family of an address: a prefix's, or the one
+// a session to a peer at that address carries by default.
 func familyOf(a netip.Addr) bgp.Family {
 	if a.Is4() {
 		return bgp.RF_IPv4_UC
 	}
 	return bgp.RF_IPv6_UC
+}
+
+// sessionFamilies are the families a session carries: its address's, and
+// with BothFamilies the other one after it. The other family's paths get
+// the node's address of that family as next hop (Options.NextHop4/6), as
+// the session's local address is of the wrong family.
+func sessionFamilies(p Peer) []bgp.Family {
+	own := familyOf(p.Address)
+	if !p.BothFamilies {
+		return []bgp.Family{own}
+	}
+	if own == bgp.RF_IPv4_UC {
+		return []bgp.Family{own, bgp.RF_IPv6_UC}
+	}
+	return []bgp.Family{own, bgp.RF_IPv4_UC}
 }
 
 func apiFamily(f bgp.Family) *api.Family {
@@ -96,7 +110,6 @@ func apiFamily(f bgp.Family) *api.Family {
 
 // toAPIPeer translates a validated Peer into GoBGP's neighbour config.
 func toAPIPeer(p Peer, local peerLocal) *api.Peer {
-	fam := apiFamily(familyOf(p.Address))
 	grOn := local.gr != nil && local.gr.Enabled
 	out := &api.Peer{
 		Conf: &api.PeerConf{
@@ -114,12 +127,15 @@ func toAPIPeer(p Peer, local peerLocal) *api.Peer {
 			PassiveMode: p.Passive,
 			RemotePort:  uint32(p.Port),
 		},
-		AfiSafis: []*api.AfiSafi{{
+		Bfd: toAPIBFD(p.BFD),
+	}
+	for _, f := range sessionFamilies(p) {
+		fam := apiFamily(f)
+		out.AfiSafis = append(out.AfiSafis, &api.AfiSafi{
 			Config:            &api.AfiSafiConfig{Family: fam, Enabled: true},
 			MpGracefulRestart: &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: grOn}},
 			PrefixLimits:      &api.PrefixLimit{Family: fam, MaxPrefixes: p.MaxPrefixes},
-		}},
-		Bfd: toAPIBFD(p.BFD),
+		})
 	}
 	if p.HoldTime != 0 && p.KeepaliveTime == 0 {
 		out.Timers.Config.KeepaliveInterval = uint64((p.HoldTime / 3).Seconds())
@@ -154,4 +170,29 @@ func toAPIPeer(p Peer, local peerLocal) *api.Peer {
 		}
 	}
 	return out
+}
+
+// crossFamilyNextHops is the next hop our paths of each family carry: the
+// node's address of that family (Options.NextHop4/6) when some session of
+// the other family carries it too (Peer.BothFamilies), where next hop self
+// would be an address of the wrong family; otherwise none (next hop self,
+// each session's local address, as always).
+func crossFamilyNextHops(peers map[netip.Addr]Peer, opts Options) map[bgp.Family]netip.Addr {
+	out := map[bgp.Family]netip.Addr{}
+	for a, p := range peers {
+		for _, f := range sessionFamilies(p)[1:] {
+			if nh := opts.nextHop(familyAddr(f)); nh.IsValid() && f != familyOf(a) {
+				out[f] = nh
+			}
+		}
+	}
+	return out
+}
+
+// familyAddr is an address of family f, for asking per-family questions.
+func familyAddr(f bgp.Family) netip.Addr {
+	if f == bgp.RF_IPv4_UC {
+		return netip.IPv4Unspecified()
+	}
+	return netip.IPv6Unspecified()
 }

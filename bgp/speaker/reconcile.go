@@ -110,14 +110,25 @@ func (r *runner) applyPolicy(d desired) error {
 // applyAdvertisements adds, re-adds and withdraws our locally originated
 // paths.
 func (r *runner) applyAdvertisements(d desired) []error {
+	nextHops := crossFamilyNextHops(d.peers, r.s.opts)
 	pl := diffAdvertisements(d.ads, r.ads)
+	// A path whose next hop changes is re-added, which replaces it.
+	for p := range r.ads {
+		fam := familyOf(p.Addr())
+		if _, keep := d.ads[p]; keep && nextHops[fam] != r.adNextHops[fam] && !slices.Contains(pl.Replace, p) {
+			pl.Replace = append(pl.Replace, p)
+		}
+	}
+	r.adNextHops = nextHops
 	var errs []error
 	for _, p := range slices.Concat(pl.Add, pl.Replace) {
-		path, err := advertisedPath(p, d.ads[p])
+		path, err := advertisedPath(p, d.ads[p], nextHops[familyOf(p.Addr())])
 		if err == nil {
 			_, err = r.srv.AddPath(apiutil.AddPathRequest{Paths: []*apiutil.Path{path}})
 		}
 		if err != nil {
+			// Forgotten, so the next try re-adds it whatever changed.
+			delete(r.ads, p)
 			errs = append(errs, fmt.Errorf("advertise %s: %w", p, err))
 			continue
 		}
@@ -125,7 +136,7 @@ func (r *runner) applyAdvertisements(d desired) []error {
 		r.log.Info("advertising prefix", "prefix", p.String(), "communities", d.ads[p])
 	}
 	for _, p := range pl.Remove {
-		path, err := advertisedPath(p, nil)
+		path, err := advertisedPath(p, nil, nextHops[familyOf(p.Addr())])
 		if err == nil {
 			err = r.srv.DeletePath(apiutil.DeletePathRequest{Paths: []*apiutil.Path{path}})
 		}
@@ -140,9 +151,10 @@ func (r *runner) applyAdvertisements(d desired) []error {
 }
 
 // advertisedPath builds the GoBGP path for one advertisement. The next hop
-// is unspecified, which GoBGP replaces per session with the session's local
+// is nh, which GoBGP sends unchanged on every session; invalid means
+// unspecified, which GoBGP replaces per session with the session's local
 // address: next hop self.
-func advertisedPath(p netip.Prefix, communities []uint32) (*apiutil.Path, error) {
+func advertisedPath(p netip.Prefix, communities []uint32, nh netip.Addr) (*apiutil.Path, error) {
 	nlri, err := bgp.NewIPAddrPrefix(p)
 	if err != nil {
 		return nil, fmt.Errorf("encode prefix: %w", err)
@@ -150,13 +162,19 @@ func advertisedPath(p netip.Prefix, communities []uint32) (*apiutil.Path, error)
 	fam := familyOf(p.Addr())
 	attrs := []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP)}
 	if fam == bgp.RF_IPv4_UC {
-		nh, err := bgp.NewPathAttributeNextHop(netip.IPv4Unspecified())
+		if !nh.IsValid() {
+			nh = netip.IPv4Unspecified()
+		}
+		nha, err := bgp.NewPathAttributeNextHop(nh)
 		if err != nil {
 			return nil, fmt.Errorf("encode next hop: %w", err)
 		}
-		attrs = append(attrs, nh)
+		attrs = append(attrs, nha)
 	} else {
-		mp, err := bgp.NewPathAttributeMpReachNLRI(fam, []bgp.PathNLRI{{NLRI: nlri}}, netip.IPv6Unspecified())
+		if !nh.IsValid() {
+			nh = netip.IPv6Unspecified()
+		}
+		mp, err := bgp.NewPathAttributeMpReachNLRI(fam, []bgp.PathNLRI{{NLRI: nlri}}, nh)
 		if err != nil {
 			return nil, fmt.Errorf("encode next hop: %w", err)
 		}

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"time"
+
+	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
 )
 
 // runner is the state owned by the goroutine running Run: the GoBGP server
@@ -20,8 +22,11 @@ type runner struct {
 
 	policy policyInput
 	ads    map[netip.Prefix][]uint32
-	peers  map[netip.Addr]Peer
-	status map[netip.Addr]*peerStatus
+	// adNextHops is the next hop our paths of each family carry
+	// (crossFamilyNextHops); none means unspecified, next hop self.
+	adNextHops map[bgp.Family]netip.Addr
+	peers      map[netip.Addr]Peer
+	status     map[netip.Addr]*peerStatus
 	// last is the desired state seen by the latest reconcile.
 	last desired
 

@@ -187,8 +187,10 @@ func (r *runner) checkSync() {
 		if st == nil || st.state != StateEstablished {
 			return
 		}
-		if st.grNegotiated && !st.eor[familyOf(a)] {
-			return
+		for _, f := range sessionFamilies(r.peers[a]) {
+			if st.grNegotiated && !st.eor[f] {
+				return
+			}
 		}
 	}
 	r.synced, r.learnedDirty = true, true

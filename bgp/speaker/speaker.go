@@ -99,6 +99,7 @@ func (s *Speaker) SetPeers(peers []Peer) error {
 	asn := s.desired.global.ASN
 	s.mu.Unlock()
 	m, err := validatePeers(peers, asn)
+	err = errors.Join(err, validateFamilies(m, s.opts))
 	s.mu.Lock()
 	s.desired.peers = m
 	s.desired.peersSet = true

@@ -44,6 +44,12 @@ type Options struct {
 	// graceful restart. Claiming it wrongly would keep peers sending
 	// traffic to a node that drops it, so set it only from evidence.
 	ForwardingStateKept bool
+	// NextHop4 and NextHop6 are the node's own addresses: when valid, the
+	// next hop of every advertisement of that family on every session.
+	// A session that carries the other family too (Peer.BothFamilies) has
+	// no local address of that family, so its advertisements need one.
+	// Invalid means each session's local address (next hop self).
+	NextHop4, NextHop6 netip.Addr
 }
 
 // Global are the settings GoBGP applies to the whole speaker rather than to
@@ -78,9 +84,15 @@ type Peer struct {
 	// or Node name); the address is used when empty.
 	Name string
 	// Address is the neighbour's IP address; it is the peer's identity. A
-	// session carries only this address's family (an IPv4 peer gets the
-	// IPv4 advertisements, an IPv6 peer the IPv6 ones).
+	// session carries this address's family (an IPv4 peer gets the IPv4
+	// advertisements, an IPv6 peer the IPv6 ones), and the other one too
+	// with BothFamilies.
 	Address netip.Addr
+	// BothFamilies makes the session carry IPv4 and IPv6 unicast (MP-BGP,
+	// RFC 4760), whatever the family of Address: IPv6 blocks over an IPv4
+	// session, say. It needs Options.NextHop6 (or NextHop4 on an IPv6
+	// session) for the other family's next hop.
+	BothFamilies bool
 	// ASN is the neighbour's AS; equal to Options.ASN means iBGP.
 	ASN uint32
 	// Port is the neighbour's TCP port; 0 means 179.

@@ -69,6 +69,10 @@ func validateOptions(opts Options) (Options, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if (opts.NextHop4.IsValid() && !opts.NextHop4.Unmap().Is4()) || (opts.NextHop6.IsValid() && !opts.NextHop6.Is6()) {
+		return opts, fmt.Errorf("%w next hops %s, %s: want an IPv4 and an IPv6 address", ErrInvalid, opts.NextHop4, opts.NextHop6)
+	}
+	opts.NextHop4 = opts.NextHop4.Unmap()
 	opts.ListenAddresses = append([]string(nil), opts.ListenAddresses...)
 	return opts, nil
 }
@@ -217,4 +221,34 @@ func validateAdvertisements(ads []Advertisement) (map[netip.Prefix][]uint32, err
 		out[p] = append([]uint32(nil), ad.Communities...)
 	}
 	return out, errors.Join(errs...)
+}
+
+// nextHop is the configured next hop for advertisements of a's family,
+// invalid when each session's local address is to be used.
+func (o Options) nextHop(a netip.Addr) netip.Addr {
+	if a.Is4() {
+		return o.NextHop4
+	}
+	return o.NextHop6
+}
+
+// validateFamilies leaves out the peers that carry both families while the
+// speaker has no next hop of the other one: its paths would go out with
+// the session's address of the wrong family, which no peer installs.
+func validateFamilies(peers map[netip.Addr]Peer, opts Options) error {
+	var errs []error
+	for a, p := range peers {
+		if !p.BothFamilies {
+			continue
+		}
+		other := netip.IPv6Unspecified()
+		if a.Is6() {
+			other = netip.IPv4Unspecified()
+		}
+		if !opts.nextHop(other).IsValid() {
+			errs = append(errs, fmt.Errorf("%w: peer %s (%s) carries both address families, but this node has no address of the other one for the next hop", ErrInvalid, p.displayName(), a))
+			delete(peers, a)
+		}
+	}
+	return errors.Join(errs...)
 }
