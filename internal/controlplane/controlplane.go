@@ -20,6 +20,11 @@ import (
 	"k8s.io/client-go/rest"
 )
 
+// ServiceClusterIPRange is where the API server gives Services their
+// cluster IPs (--service-cluster-ip-range). The lab announces the same
+// range over BGP (lab.ServiceClusterCIDR is this constant).
+const ServiceClusterIPRange = "10.96.0.0/16"
+
 // Options configure a control plane. The zero value runs on free loopback
 // ports of the current network namespace.
 type Options struct {
@@ -207,7 +212,7 @@ func (cp *ControlPlane) startAPIServer(o Options) (token string, err error) {
 		// No kubernetes Service endpoints: nothing here runs kube-proxy,
 		// and the reconciler refuses a loopback advertise address.
 		"--endpoint-reconciler-type=none",
-		"--service-cluster-ip-range=10.96.0.0/16",
+		"--service-cluster-ip-range=" + ServiceClusterIPRange,
 		"--enable-priority-and-fairness=false",
 		"--v=0",
 	}

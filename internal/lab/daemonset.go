@@ -46,8 +46,8 @@ func (l *Lab) installCairn(ctx context.Context) error {
 	if _, err := os.Stat(overlay); err != nil {
 		return fmt.Errorf("find the lab overlay: %w", err)
 	}
-	argv := []string{"ip", "netns", "exec", l.st.Plan.ControlPlane.NS, filepath.Join(bins, "kubectl"),
-		"--kubeconfig", l.st.ControlPlane.Kubeconfig, "apply", "--server-side", "--force-conflicts", "-k", overlay}
+	argv := append([]string{"ip", "netns", "exec", l.st.Plan.ControlPlane.NS}, l.kubectlArgv(bins)...)
+	argv = append(argv, "apply", "--server-side", "--force-conflicts", "-k", overlay)
 	if _, err := run(ctx, argv...); err != nil {
 		return fmt.Errorf("install Cairn (kubectl apply -k %s): %w", labOverlay, err)
 	}

@@ -105,8 +105,16 @@ func (l *Lab) Kubectl(ctx context.Context, args []string, io Stdio) (int, error)
 	if err != nil {
 		return 0, err
 	}
-	argv := []string{"ip", "netns", "exec", l.st.Plan.ControlPlane.NS, filepath.Join(bin, "kubectl"), "--kubeconfig", l.st.ControlPlane.Kubeconfig}
+	argv := append([]string{"ip", "netns", "exec", l.st.Plan.ControlPlane.NS}, l.kubectlArgv(bin)...)
 	return runStdio(ctx, append(argv, args...), io)
+}
+
+// kubectlArgv starts a kubectl command line against the lab's API server.
+// kubectl's discovery and HTTP caches go into the lab's state directory,
+// not ~/.kube/cache: they describe this lab's API server, and go with it.
+func (l *Lab) kubectlArgv(bin string) []string {
+	return []string{filepath.Join(bin, "kubectl"), "--kubeconfig", l.st.ControlPlane.Kubeconfig,
+		"--cache-dir", filepath.Join(l.st.Dir, "kubectl-cache")}
 }
 
 func runStdio(ctx context.Context, argv []string, io Stdio) (int, error) {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"github.com/cairn-net/cairn/internal/controlplane"
 )
 
 // NSPrefix starts the name of every network namespace any lab creates. A
@@ -42,15 +44,21 @@ const (
 // from nodes, so the outside host reaches Services as a data-centre client
 // would.
 const (
-	// ServiceClusterCIDR is kube-apiserver's --service-cluster-ip-range
-	// (internal/controlplane passes the same range).
-	ServiceClusterCIDR = "10.96.0.0/16"
+	// ServiceClusterCIDR is kube-apiserver's --service-cluster-ip-range,
+	// which internal/controlplane sets.
+	ServiceClusterCIDR = controlplane.ServiceClusterIPRange
 	// ServiceExternalCIDR is where Services' externalIPs are announced
 	// from; an externalIP outside it never is.
 	ServiceExternalCIDR = "10.97.0.0/24"
 	// ServiceLoadBalancerCIDR is where LoadBalancer ingress addresses are
 	// announced from.
 	ServiceLoadBalancerCIDR = "10.98.0.0/24"
+	// LoadBalancerPoolCIDR is the lab's LoadBalancer IPPool (LBPoolName),
+	// from which the agents' LoadBalancer IPAM controller gives Services of
+	// type LoadBalancer their addresses: the upper half of
+	// ServiceLoadBalancerCIDR, so they are announced. The lower half is
+	// left to addresses something else writes (another loadBalancerClass).
+	LoadBalancerPoolCIDR = "10.98.0.128/25"
 )
 
 // ServiceCIDRs lists the three service ranges.

@@ -56,9 +56,11 @@ func TestKubectlApplyK(t *testing.T) {
 		}
 	})
 	root := repoRoot(t)
+	// kubectl's discovery cache describes this API server only: not ~/.kube/cache.
+	cacheDir := t.TempDir()
 	run := func(args ...string) string {
 		t.Helper()
-		cmd := exec.CommandContext(ctx, kubectl(t), append([]string{"--kubeconfig", cp.Kubeconfig}, args...)...)
+		cmd := exec.CommandContext(ctx, kubectl(t), append([]string{"--kubeconfig", cp.Kubeconfig, "--cache-dir", cacheDir}, args...)...)
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
 		if err != nil {
