@@ -72,7 +72,7 @@ func Parse(ip *v1.IPPool) Pool {
 	p.BlockBits = ipam.BlockBits(p.CIDR, ip.Spec.BlockSize)
 	if p.LoadBalancer {
 		// Handed out one address at a time: blockSize does not apply
-		// (the defaulting policy may still have set one).
+		// (one may still be set, by hand or by an older defaulting policy).
 		p.BlockBits = p.CIDR.Addr().BitLen()
 	}
 	if p.BlockBits < p.CIDR.Bits() || p.BlockBits > p.CIDR.Addr().BitLen() {

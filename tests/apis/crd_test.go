@@ -233,14 +233,14 @@ func testDefaults(t *testing.T, ctx context.Context, cs versioned.Interface) {
 	if v6.Spec.BlockSize != 122 {
 		t.Errorf("IPv6 pool blockSize = %d, want 122", v6.Spec.BlockSize)
 	}
-	// A LoadBalancer pool smaller than a block: the policy still defaults
-	// blockSize, and it must not make the pool invalid.
+	// A LoadBalancer pool smaller than a block: it is never cut into
+	// blocks, so the policy gives it no blockSize (a field nothing reads).
 	lb, err := c.IPPools().Create(ctx, &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "def-lb"},
 		Spec: v1.IPPoolSpec{CIDR: "192.0.2.0/29", AllowedUses: []v1.IPPoolUse{v1.IPPoolUseLoadBalancer}}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Errorf("create a /29 LoadBalancer pool: %v", err)
-	} else if !reflect.DeepEqual(lb.Spec.AllowedUses, []v1.IPPoolUse{v1.IPPoolUseLoadBalancer}) {
-		t.Errorf("LoadBalancer pool allowedUses = %v", lb.Spec.AllowedUses)
+	} else if !reflect.DeepEqual(lb.Spec.AllowedUses, []v1.IPPoolUse{v1.IPPoolUseLoadBalancer}) || lb.Spec.BlockSize != 0 {
+		t.Errorf("LoadBalancer pool: allowedUses %v, blockSize %d; want [LoadBalancer] and no blockSize", lb.Spec.AllowedUses, lb.Spec.BlockSize)
 	}
 	cfg, err := c.BGPConfigurations().Create(ctx, &v1.BGPConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "node.defaults"}}, metav1.CreateOptions{})
 	if err != nil {
@@ -289,6 +289,7 @@ func testPrinterColumns(t *testing.T, cp *controlplane.ControlPlane) {
 		t.Fatal(err)
 	}
 	kubectl := filepath.Join(bin, "kubectl")
+	cacheDir := t.TempDir() // kubectl's discovery cache: this API server's only, not ~/.kube/cache
 	for _, tc := range []struct {
 		resource string
 		header   []string
@@ -297,7 +298,7 @@ func testPrinterColumns(t *testing.T, cp *controlplane.ControlPlane) {
 		{"ippools", []string{"NAME", "CIDR", "BLOCKSIZE", "NATOUTGOING", "DISABLED"}, []string{"rt-pool", "10.244.0.0/16", "27", "true", "false"}},
 		{"bgppeers", []string{"NAME", "PEERIP", "ASN", "NODE", "NODESELECTOR"}, []string{"tor", "fd00::1", "65001", "rack=r1"}},
 	} {
-		out, err := exec.Command(kubectl, "--kubeconfig", cp.Kubeconfig, "get", tc.resource).CombinedOutput()
+		out, err := exec.Command(kubectl, "--kubeconfig", cp.Kubeconfig, "--cache-dir", cacheDir, "get", tc.resource).CombinedOutput()
 		if err != nil {
 			t.Fatalf("kubectl get %s: %v\n%s", tc.resource, err, out)
 		}
