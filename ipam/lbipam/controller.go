@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -30,6 +31,10 @@ type Options struct {
 	Kube kubernetes.Interface
 	// Pools is a started IPPool informer; Run waits for its cache.
 	Pools cache.SharedIndexInformer
+	// Configs is a started BGPConfiguration informer, read to say when an
+	// address given is not announced (see ReasonNotAdvertised); nil says
+	// nothing about it. Run waits for its cache.
+	Configs cache.SharedIndexInformer
 	// Recorder writes Events on Services (see NewRecorder); nil writes
 	// none.
 	Recorder record.EventRecorder
@@ -46,10 +51,14 @@ type Controller struct {
 	queue    workqueue.TypedRateLimitingInterface[string]
 	services corelisters.ServiceLister
 	pools    cairnlisters.IPPoolLister
+	configs  cairnlisters.BGPConfigurationLister // nil: Options.Configs is
 	table    *Table
 	// pending are Services short of addresses: they are looked at again
 	// when an address is freed. Only the worker touches table and pending.
 	pending map[string]bool
+	// warned are the pools last reported as not announced, with why.
+	warnedMu sync.Mutex
+	warned   map[string]string
 }
 
 // New checks opts and returns a Controller.
@@ -76,13 +85,21 @@ func (c *Controller) Run(ctx context.Context) error {
 	svc := factory.Core().V1().Services()
 	informer := svc.Informer()
 	factory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced, c.opts.Pools.HasSynced) {
-		return fmt.Errorf("sync Service and IPPool caches: %w", context.Cause(ctx))
+	synced := []cache.InformerSynced{informer.HasSynced, c.opts.Pools.HasSynced}
+	if c.opts.Configs != nil {
+		synced = append(synced, c.opts.Configs.HasSynced)
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return fmt.Errorf("sync Service, IPPool and BGPConfiguration caches: %w", context.Cause(ctx))
 	}
 	c.services, c.pools = svc.Lister(), cairnlisters.NewIPPoolLister(c.opts.Pools.GetIndexer())
+	if c.opts.Configs != nil {
+		c.configs = cairnlisters.NewBGPConfigurationLister(c.opts.Configs.GetIndexer())
+	}
 	if err := c.rebuild(); err != nil {
 		return err
 	}
+	c.warnPools()
 	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 		workqueue.TypedRateLimitingQueueConfig[string]{})
 	defer c.queue.ShutDown()
@@ -116,11 +133,12 @@ func (c *Controller) rebuild() error {
 	return nil
 }
 
-// watch subscribes to Services (each change enqueues its key) and pools
-// (a change enqueues every Service: one may now get an address, or a
-// request become possible). Subscribing replays every existing object, so
-// every Service is looked at once at the start of a term. stop
-// unsubscribes: the pool informer outlives the term.
+// watch subscribes to Services (each change enqueues its key), pools (a
+// change enqueues every Service: one may now get an address, or a request
+// become possible) and BGPConfigurations (pools may now be announced or
+// not). Subscribing replays every existing object, so every Service is
+// looked at once at the start of a term. stop unsubscribes: the pool and
+// configuration informers outlive the term.
 func (c *Controller) watch(services cache.SharedIndexInformer) (stop func(), err error) {
 	enqueue := func(obj any) {
 		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
@@ -128,21 +146,36 @@ func (c *Controller) watch(services cache.SharedIndexInformer) (stop func(), err
 		}
 	}
 	onServices := cache.ResourceEventHandlerFuncs{AddFunc: enqueue, UpdateFunc: func(_, obj any) { enqueue(obj) }, DeleteFunc: enqueue}
-	all := func(any) { c.enqueueAll() }
-	onPools := cache.ResourceEventHandlerFuncs{AddFunc: all, UpdateFunc: func(_, _ any) { c.enqueueAll() }, DeleteFunc: all}
-	sreg, err := services.AddEventHandler(onServices)
-	if err != nil {
-		return nil, fmt.Errorf("watch Services: %w", err)
+	all := func(any) { c.enqueueAll(); c.warnPools() }
+	onPools := cache.ResourceEventHandlerFuncs{AddFunc: all, UpdateFunc: func(_, obj any) { all(obj) }, DeleteFunc: all}
+	warn := func(any) { c.warnPools() }
+	onConfigs := cache.ResourceEventHandlerFuncs{AddFunc: warn, UpdateFunc: func(_, obj any) { warn(obj) }, DeleteFunc: warn}
+	type registration struct {
+		inf cache.SharedIndexInformer
+		reg cache.ResourceEventHandlerRegistration
 	}
-	preg, err := c.opts.Pools.AddEventHandler(onPools)
-	if err != nil {
-		_ = services.RemoveEventHandler(sreg)
-		return nil, fmt.Errorf("watch IPPools: %w", err)
+	var regs []registration
+	stop = func() {
+		for _, r := range regs {
+			_ = r.inf.RemoveEventHandler(r.reg)
+		}
 	}
-	return func() {
-		_ = services.RemoveEventHandler(sreg)
-		_ = c.opts.Pools.RemoveEventHandler(preg)
-	}, nil
+	for _, w := range []struct {
+		what string
+		inf  cache.SharedIndexInformer
+		h    cache.ResourceEventHandler
+	}{{"Services", services, onServices}, {"IPPools", c.opts.Pools, onPools}, {"BGPConfigurations", c.opts.Configs, onConfigs}} {
+		if w.inf == nil {
+			continue
+		}
+		reg, err := w.inf.AddEventHandler(w.h)
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("watch %s: %w", w.what, err)
+		}
+		regs = append(regs, registration{w.inf, reg})
+	}
+	return stop, nil
 }
 
 func (c *Controller) enqueueAll() {
@@ -273,9 +306,10 @@ func (c *Controller) report(svc *corev1.Service, view Service, d Decision) {
 // announce writes what a successful write changed as Events.
 func (c *Controller) announce(svc *corev1.Service, view Service, d Decision) {
 	var added, removed []string
+	var addedAddrs []netip.Addr
 	for _, a := range d.Addrs {
 		if !slices.Contains(view.Status, a) {
-			added = append(added, describe(a, d.From))
+			added, addedAddrs = append(added, describe(a, d.From)), append(addedAddrs, a)
 		}
 	}
 	for _, a := range view.Status {
@@ -294,6 +328,7 @@ func (c *Controller) announce(svc *corev1.Service, view Service, d Decision) {
 	if len(added) > 0 {
 		c.log.Info("LoadBalancer addresses assigned", "service", view.Key, "addresses", added)
 		c.opts.Recorder.Event(svc, corev1.EventTypeNormal, ReasonAssigned, "assigned "+strings.Join(added, ", "))
+		c.reportNotAdvertised(svc, view.Key, addedAddrs)
 	}
 	if !view.Managed && len(removed) > 0 {
 		c.log.Info("LoadBalancer addresses released", "service", view.Key, "addresses", removed)

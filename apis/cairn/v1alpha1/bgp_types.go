@@ -48,15 +48,27 @@ type BGPConfigurationSpec struct {
 	// +kubebuilder:validation:Maximum=65535
 	ListenPort int32 `json:"listenPort,omitempty"`
 
-	// ServiceClusterIPs are announced by every node.
+	// ServiceClusterIPs are announced as whole ranges by every node (the
+	// routers spread over them with ECMP). A cluster IP inside them whose
+	// Service has a Local traffic policy is also announced as a /32
+	// (/128), only by the nodes with a ready endpoint of the Service.
 	// +optional
 	// +kubebuilder:validation:MaxItems=64
 	ServiceClusterIPs []ServiceIPBlock `json:"serviceClusterIPs,omitempty"`
-	// ServiceExternalIPs are announced by every node.
+	// ServiceExternalIPs: a Service's externalIPs inside these ranges are
+	// announced, each as a /32 (/128), by every node, or with
+	// externalTrafficPolicy Local only by the nodes with a ready endpoint.
+	// The ranges themselves are not announced, nor is any externalIP
+	// outside them.
 	// +optional
 	// +kubebuilder:validation:MaxItems=64
 	ServiceExternalIPs []ServiceIPBlock `json:"serviceExternalIPs,omitempty"`
-	// ServiceLoadBalancerIPs are announced by every node.
+	// ServiceLoadBalancerIPs: the same for the addresses of Services'
+	// status.loadBalancer.ingress. A LoadBalancer IPPool adds nothing here:
+	// list its cidr to have its addresses announced. The LoadBalancer IPAM
+	// leader logs a warning for a pool outside these ranges and puts a
+	// Warning Event (LoadBalancerIPNotAdvertised) on a Service given an
+	// address that is not announced.
 	// +optional
 	// +kubebuilder:validation:MaxItems=64
 	ServiceLoadBalancerIPs []ServiceIPBlock `json:"serviceLoadBalancerIPs,omitempty"`

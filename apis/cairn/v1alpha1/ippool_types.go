@@ -36,8 +36,9 @@ type IPPool struct {
 // blockSize bounds depend on the address family of cidr, so they are
 // checked here rather than on the field. Rules guard with isCIDR so a bad
 // cidr reports one clear error instead of a CEL evaluation failure. A
-// LoadBalancer pool is never cut into blocks, so a small one is not
-// refused for the blockSize the defaulting policy gives every pool.
+// LoadBalancer pool is never cut into blocks: the defaulting policy gives
+// it no blockSize, and one it carries anyway (set by hand, or by an older
+// policy) is not held against a cidr smaller than a block.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.blockSize) || !isCIDR(self.cidr) || (cidr(self.cidr).ip().family() == 4 ? (self.blockSize >= 20 && self.blockSize <= 32) : (self.blockSize >= 116 && self.blockSize <= 128))",message="blockSize must be between 20 and 32 for an IPv4 pool and between 116 and 128 for an IPv6 pool",fieldPath=".blockSize",reason=FieldValueInvalid
 // +kubebuilder:validation:XValidation:rule="!has(self.blockSize) || !isCIDR(self.cidr) || (has(self.allowedUses) && 'LoadBalancer' in self.allowedUses) || self.blockSize >= cidr(self.cidr).prefixLength()",message="blockSize must be at least the cidr's prefix length: a block cannot be larger than its pool",fieldPath=".blockSize",reason=FieldValueInvalid
@@ -94,7 +95,9 @@ type IPPoolSpec struct {
 	// AllowedUses says what the pool's addresses are for: Workload (pod
 	// addresses, in node blocks) or LoadBalancer (Service LoadBalancer
 	// addresses, one at a time, never in blocks; blockSize, nodeSelector
-	// and natOutgoing do not apply). A pool is one or the other: pods and
+	// and natOutgoing do not apply; nodes announce its addresses only
+	// inside BGPConfiguration serviceLoadBalancerIPs, which the pool does
+	// not extend). A pool is one or the other: pods and
 	// Services must never be handed the same address. Immutable, for the
 	// same reason: create a new pool instead. Default [Workload].
 	// +optional

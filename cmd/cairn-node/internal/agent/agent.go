@@ -311,7 +311,7 @@ func (a *agent) run(ctx context.Context) error {
 		g.Go(func() error { gc.run(ctx); return nil })
 	}
 	if a.opts.LoadBalancerIPAM {
-		lb := lbIPAM{opts: a.opts, kube: a.cl.kube, pools: a.inf.pools, log: a.log}
+		lb := lbIPAM{opts: a.opts, kube: a.cl.kube, pools: a.inf.pools, configs: a.inf.configs, log: a.log}
 		g.Go(func() error { lb.run(ctx); return nil })
 	}
 	a.ready.set(true, "")

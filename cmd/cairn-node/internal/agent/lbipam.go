@@ -22,7 +22,10 @@ type lbIPAM struct {
 	opts  Options
 	kube  kubernetes.Interface
 	pools cache.SharedIndexInformer
-	log   *slog.Logger
+	// configs tell which addresses nodes announce: one given outside them
+	// is reported (lbipam.ReasonNotAdvertised).
+	configs cache.SharedIndexInformer
+	log     *slog.Logger
 }
 
 // run campaigns for the Lease until ctx ends and serves LoadBalancer
@@ -54,7 +57,7 @@ func (l lbIPAM) lead(ctx context.Context) {
 	recorder, stop := lbipam.NewRecorder(l.kube, l.opts.NodeName)
 	defer stop()
 	for {
-		c, err := lbipam.New(lbipam.Options{Kube: l.kube, Pools: l.pools, Recorder: recorder, Logger: l.log})
+		c, err := lbipam.New(lbipam.Options{Kube: l.kube, Pools: l.pools, Configs: l.configs, Recorder: recorder, Logger: l.log})
 		if err != nil {
 			log.Error("LoadBalancer IPAM disabled", "err", err)
 			return
