@@ -24,6 +24,8 @@ const (
 	LabLabel = "cairn.dev/lab"
 	// PoolName is the lab's IPPool.
 	PoolName = "lab-pool"
+	// LBPoolName is the lab's LoadBalancer IPPool (LoadBalancerPoolCIDR).
+	LBPoolName = "lab-lb-pool"
 	// PodNamespace is the Kubernetes namespace of the lab's pods.
 	PodNamespace = "default"
 	// AgentNamespace is where cairn-node runs in a real cluster.
@@ -54,9 +56,9 @@ func newClients(st *State) (*clients, error) {
 
 // createClusterObjects writes what an operator would: the Node objects
 // (with real nodes, only their labels and annotations: kubelets report the
-// status), the IPPool, the BGP configuration and the BGPPeers to the
-// top-of-rack routers, and the service account that pods need to pass
-// admission.
+// status), the pods' IPPool and a LoadBalancer one, the BGP configuration
+// and the BGPPeers to the top-of-rack routers, and the service account
+// that pods need to pass admission.
 func createClusterObjects(ctx context.Context, c *clients, p Plan, kubelets bool) error {
 	// The agents' own namespace, as deploy/node/rbac.yaml creates it: it
 	// holds the IPAM garbage-collection Lease and BGP password Secrets.
@@ -77,8 +79,14 @@ func createClusterObjects(ctx context.Context, c *clients, p Plan, kubelets bool
 		ObjectMeta: labMeta(PoolName),
 		Spec:       cairnv1.IPPoolSpec{CIDR: PoolCIDR, BlockSize: int32(p.BlockSize)},
 	}
-	if _, err := c.cairn.CairnV1alpha1().IPPools().Create(ctx, pool, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("create IPPool %s: %w", PoolName, err)
+	lbPool := &cairnv1.IPPool{
+		ObjectMeta: labMeta(LBPoolName),
+		Spec:       cairnv1.IPPoolSpec{CIDR: LoadBalancerPoolCIDR, AllowedUses: []cairnv1.IPPoolUse{cairnv1.IPPoolUseLoadBalancer}},
+	}
+	for _, p := range []*cairnv1.IPPool{pool, lbPool} {
+		if _, err := c.cairn.CairnV1alpha1().IPPools().Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create IPPool %s: %w", p.Name, err)
+		}
 	}
 	mesh := p.BGP.MeshEnabled
 	bgpConf := &cairnv1.BGPConfiguration{

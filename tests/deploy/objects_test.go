@@ -71,9 +71,26 @@ func TestLabOverlayHasTheLabsObjects(t *testing.T) {
 	if pool.Spec.CIDR != lab.PoolCIDR || pool.Spec.BlockSize != lab.BlockSize {
 		t.Errorf("IPPool %s: %s /%d, want %s /%d", pool.Name, pool.Spec.CIDR, pool.Spec.BlockSize, lab.PoolCIDR, lab.BlockSize)
 	}
+	lb := into[cairnv1.IPPool](t, r.find(t, "IPPool", lab.LBPoolName))
+	if lb.Spec.CIDR != lab.LoadBalancerPoolCIDR || !slices.Equal(lb.Spec.AllowedUses, []cairnv1.IPPoolUse{cairnv1.IPPoolUseLoadBalancer}) {
+		t.Errorf("IPPool %s: %s for %v, want %s for [LoadBalancer]", lb.Name, lb.Spec.CIDR, lb.Spec.AllowedUses, lab.LoadBalancerPoolCIDR)
+	}
 	cfg := into[cairnv1.BGPConfiguration](t, r.find(t, "BGPConfiguration", "default"))
 	if cfg.Spec.ASNumber != plan.BGP.ASNumber || cfg.Spec.NodeToNodeMeshEnabled == nil || *cfg.Spec.NodeToNodeMeshEnabled != plan.BGP.MeshEnabled {
 		t.Errorf("BGPConfiguration default: %+v, want AS %d, mesh %v", cfg.Spec, plan.BGP.ASNumber, plan.BGP.MeshEnabled)
+	}
+	for _, rng := range []struct {
+		field  string
+		blocks []cairnv1.ServiceIPBlock
+		want   string
+	}{
+		{"serviceClusterIPs", cfg.Spec.ServiceClusterIPs, lab.ServiceClusterCIDR},
+		{"serviceExternalIPs", cfg.Spec.ServiceExternalIPs, lab.ServiceExternalCIDR},
+		{"serviceLoadBalancerIPs", cfg.Spec.ServiceLoadBalancerIPs, lab.ServiceLoadBalancerCIDR},
+	} {
+		if len(rng.blocks) != 1 || rng.blocks[0].CIDR != rng.want {
+			t.Errorf("BGPConfiguration default %s: %v, want [%s]", rng.field, rng.blocks, rng.want)
+		}
 	}
 	var want []cairnv1.BGPPeerSpec
 	for _, rack := range plan.Racks {
