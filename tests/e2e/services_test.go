@@ -15,6 +15,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -36,7 +38,9 @@ const (
 )
 
 // manualLBClass keeps Services of these tests away from any LoadBalancer
-// address controller: the tests write status.loadBalancer themselves.
+// address controller: the tests write status.loadBalancer themselves, with
+// addresses in the lower half of lab.ServiceLoadBalancerCIDR, outside the
+// lab's LoadBalancer pool (lab.LoadBalancerPoolCIDR).
 const manualLBClass = "e2e.cairn.dev/manual"
 
 // Pod to Service and outside to inside on one rack, BIRD as the ToR and
@@ -76,6 +80,9 @@ func runServiceChecks(t *testing.T, f *svcFixture) {
 	t.Run("externalTrafficPolicy Local keeps the client address and routes only to endpoint nodes", f.checkLocalPolicy)
 	t.Run("externalIPs outside serviceExternalIPs are never announced", f.checkExternalIPsOutsideRange)
 	t.Run("natOutgoing decides the source outside1 sees", f.checkNATOutgoing)
+	t.Run("a LoadBalancer Service gets an address from the lab's pool, announced until deleted", f.checkLoadBalancerIPAM)
+	t.Run("internalTrafficPolicy Local announces the cluster IP only from endpoint nodes", f.checkInternalLocal)
+	t.Run("a Service without a selector is announced from the node its hand-made EndpointSlice names", f.checkSelectorless)
 	t.Run("time from Service creation to reachable from outside1", f.measureServiceReachable)
 	t.Run("kube-proxy changed nothing outside the nodes' namespaces", f.checkHostUntouched)
 }
@@ -132,11 +139,21 @@ func (f *svcFixture) service(t *testing.T, name, app string, edit func(*corev1.S
 	}
 	t.Cleanup(func() {
 		err := f.kube.CoreV1().Services(lab.PodNamespace).Delete(context.Background(), name, metav1.DeleteOptions{})
-		if err != nil {
+		if err != nil && !apierrors.IsNotFound(err) {
 			t.Errorf("delete Service %s: %v", name, err)
 		}
 	})
 	return created
+}
+
+// plainLoadBalancer makes a Service of type LoadBalancer with no class,
+// with the given traffic policy: the agents' LoadBalancer IPAM controller
+// gives it an address from the lab's LoadBalancer pool.
+func plainLoadBalancer(policy corev1.ServiceExternalTrafficPolicy) func(*corev1.Service) {
+	return func(s *corev1.Service) {
+		s.Spec.Type = corev1.ServiceTypeLoadBalancer
+		s.Spec.ExternalTrafficPolicy = policy
+	}
 }
 
 // loadBalancer makes a Service of type LoadBalancer of the manual class
@@ -144,10 +161,36 @@ func (f *svcFixture) service(t *testing.T, name, app string, edit func(*corev1.S
 func loadBalancer(policy corev1.ServiceExternalTrafficPolicy) func(*corev1.Service) {
 	return func(s *corev1.Service) {
 		class := manualLBClass
-		s.Spec.Type = corev1.ServiceTypeLoadBalancer
+		plainLoadBalancer(policy)(s)
 		s.Spec.LoadBalancerClass = &class
-		s.Spec.ExternalTrafficPolicy = policy
 	}
+}
+
+// waitIngress waits until Service name has a LoadBalancer address, polling
+// the API server, and returns it.
+func (f *svcFixture) waitIngress(ctx context.Context, name string, timeout time.Duration) (netip.Addr, error) {
+	var ip netip.Addr
+	err := pollUntil(ctx, timeout, func() error {
+		s, err := f.kube.CoreV1().Services(lab.PodNamespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, in := range s.Status.LoadBalancer.Ingress {
+			if ip, err = netip.ParseAddr(in.IP); err == nil {
+				return nil
+			}
+		}
+		return fmt.Errorf("Service %s has no LoadBalancer address yet", name)
+	})
+	return ip, err
+}
+
+// deleteService deletes Service name now (its cleanup then finds it gone).
+func (f *svcFixture) deleteService(ctx context.Context, name string) error {
+	if err := f.kube.CoreV1().Services(lab.PodNamespace).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		return fmt.Errorf("delete Service %s: %w", name, err)
+	}
+	return nil
 }
 
 // setIngress writes the Service's LoadBalancer address, as a
@@ -388,6 +431,153 @@ func (f *svcFixture) checkExternalIPsOutsideRange(t *testing.T) {
 	reach(t, f.out.NS, inside, servicePort)
 }
 
+// checkLoadBalancerIPAM: two Services of type LoadBalancer with no class
+// get distinct addresses from the lab's LoadBalancer pool, from the
+// agents' controller; the one with externalTrafficPolicy Cluster is
+// announced by every node, the Local one only by its endpoint's node, and
+// outside1 reaches both (Local: seen with its own address). Deleting a
+// Service withdraws its /32 from every router.
+func (f *svcFixture) checkLoadBalancerIPAM(t *testing.T) {
+	nodes := f.plan.Nodes()
+	x := nodes[len(nodes)-1]
+	pod := f.endpointPod(t, x.Name, "lbipam")
+	ctx := context.Background()
+	pool := netip.MustParsePrefix(lab.LoadBalancerPoolCIDR)
+	given := map[netip.Addr]string{}
+	for _, c := range []struct {
+		name       string
+		policy     corev1.ServiceExternalTrafficPolicy
+		announcers []lab.Node
+	}{
+		{"lbipam-cluster", corev1.ServiceExternalTrafficPolicyCluster, nodes},
+		{"lbipam-local", corev1.ServiceExternalTrafficPolicyLocal, []lab.Node{x}},
+	} {
+		begin := time.Now()
+		f.service(t, c.name, "lbipam", plainLoadBalancer(c.policy))
+		ip, err := f.waitIngress(ctx, c.name, 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addressed := time.Since(begin)
+		if !pool.Contains(ip) {
+			t.Errorf("Service %s got %s, outside the lab's LoadBalancer pool %s", c.name, ip, pool)
+		}
+		if other, ok := given[ip]; ok {
+			t.Errorf("Services %s and %s both got %s", other, c.name, ip)
+		}
+		given[ip] = c.name
+		took, err := f.waitRouterPaths(ctx, addrPrefix(ip), c.announcers, 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s (%s): %s %v after creation, in every router's table via %d node(s) %v later",
+			c.name, c.policy, ip, addressed.Round(time.Millisecond), len(c.announcers), took.Round(time.Millisecond))
+		r := reach(t, f.out.NS, ip, servicePort)
+		if r.Server != pod.Name {
+			t.Errorf("%s -> %s answered by %s, want %s", f.out.Name, ip, r.Server, pod.Name)
+		}
+		if c.policy == corev1.ServiceExternalTrafficPolicyLocal && r.Source != f.out.Addr {
+			t.Errorf("%s -> %s: %s saw %s, want %s's own address (Local)", f.out.Name, ip, r.Server, r.Source, f.out.Addr)
+		}
+	}
+	for ip, name := range given {
+		begin := time.Now()
+		if err := f.deleteService(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.waitRouterPaths(ctx, addrPrefix(ip), nil, 30*time.Second); err != nil {
+			t.Fatalf("after deleting %s: %v", name, err)
+		}
+		t.Logf("%s deleted: %s gone from every router %v later", name, ip, time.Since(begin).Round(time.Millisecond))
+	}
+}
+
+// checkInternalLocal: a ClusterIP Service with internalTrafficPolicy Local
+// and one endpoint: every router holds its cluster IP's /32 only via the
+// endpoint's node, and a pod on that node reaches it, answered by the
+// endpoint seeing the pod's own address.
+func (f *svcFixture) checkInternalLocal(t *testing.T) {
+	x := f.plan.Nodes()[1]
+	ep := f.endpointPod(t, x.Name, "itp")
+	client := f.endpointPod(t, x.Name, "itp-client")
+	local := corev1.ServiceInternalTrafficPolicyLocal
+	svc := f.service(t, "itp", "itp", func(s *corev1.Service) { s.Spec.InternalTrafficPolicy = &local })
+	vip := clusterIP(t, svc)
+	took, err := f.waitRouterPaths(context.Background(), addrPrefix(vip), []lab.Node{x}, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s/32 (internalTrafficPolicy Local) in every router's table only via %s, %v after waiting began", vip, x.Name, took.Round(time.Millisecond))
+	r := reach(t, client.NS, vip, servicePort)
+	if r.Server != ep.Name || r.Source != client.IP {
+		t.Errorf("%s -> %s: answered by %s seeing %s, want %s seeing %s", client.Name, vip, r.Server, r.Source, ep.Name, client.IP)
+	}
+}
+
+// checkSelectorless: a Service of type LoadBalancer, externalTrafficPolicy
+// Local, without a selector, and an EndpointSlice written by hand naming a
+// pod and its node: the controller gives it an address, only that node
+// announces it, and outside1 reaches the pod through it with its own
+// address. Rewriting the slice to name a pod on another node moves the
+// route there.
+func (f *svcFixture) checkSelectorless(t *testing.T) {
+	nodes := f.plan.Nodes()
+	first, second := nodes[0], nodes[len(nodes)-1]
+	a, b := f.endpointPod(t, first.Name, "by-hand"), f.endpointPod(t, second.Name, "by-hand")
+	ctx := context.Background()
+	f.service(t, "noselector", "", func(s *corev1.Service) {
+		s.Spec.Selector = nil
+		plainLoadBalancer(corev1.ServiceExternalTrafficPolicyLocal)(s)
+	})
+	eps := f.kube.DiscoveryV1().EndpointSlices(lab.PodNamespace)
+	slice, err := eps.Create(ctx, handMadeSlice("noselector", a), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create EndpointSlice: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := eps.Delete(context.Background(), slice.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("delete EndpointSlice %s: %v", slice.Name, err)
+		}
+	})
+	ip, err := f.waitIngress(ctx, "noselector", 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.waitRouterPaths(ctx, addrPrefix(ip), []lab.Node{first}, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	f.checkLocalAnswer(t, ip, a)
+
+	moved := handMadeSlice("noselector", b)
+	moved.Name, moved.ResourceVersion = slice.Name, slice.ResourceVersion
+	begin := time.Now()
+	if _, err := eps.Update(ctx, moved, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("rewrite EndpointSlice %s: %v", slice.Name, err)
+	}
+	if _, err := f.waitRouterPaths(ctx, addrPrefix(ip), []lab.Node{second}, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("slice rewritten from %s on %s to %s on %s: %s moved in every router within %v",
+		a.Name, first.Name, b.Name, second.Name, ip, time.Since(begin).Round(time.Millisecond))
+	f.checkLocalAnswer(t, ip, b)
+}
+
+// handMadeSlice is an EndpointSlice of Service svc with one ready
+// endpoint, pod, on its node, serving echoPort.
+func handMadeSlice(svc string, pod lab.Pod) *discoveryv1.EndpointSlice {
+	ready, port, name := true, int32(echoPort), ""
+	proto := corev1.ProtocolTCP
+	node := pod.Node
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: svc + "-by-hand", Namespace: lab.PodNamespace, Labels: map[string]string{
+			discoveryv1.LabelServiceName: svc, discoveryv1.LabelManagedBy: "e2e.cairn.dev"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{pod.IP.String()}, NodeName: &node,
+			Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
+		Ports: []discoveryv1.EndpointPort{{Name: &name, Port: &port, Protocol: &proto}},
+	}
+}
+
 // announced is what every agent reports announcing, by node.
 func (f *svcFixture) announced(ctx context.Context) (map[string][]string, error) {
 	cc, err := f.l.CairnClient()
@@ -480,50 +670,61 @@ func (f *svcFixture) checkNATOutgoing(t *testing.T) {
 // serviceFigures is how many Services measureServiceReachable creates.
 const serviceFigures = 20
 
-// measureServiceReachable creates serviceFigures LoadBalancer Services one
-// after the other, each with its address written right after creation (as
-// a LoadBalancer controller would), and measures from the Create call to
-// the first answer from outside1: on the ClusterIP (inside the always
-// announced range: kube-proxy programming it is what is waited for) and
-// on the LoadBalancer IP (its /32 announced, and kube-proxy). Tries are
+// measureServiceReachable creates serviceFigures Services of type
+// LoadBalancer with no class, one after the other, and measures from the
+// Create call to: the LoadBalancer IPAM controller's address in the
+// Service's status; the first answer from outside1 on the ClusterIP
+// (inside the always announced range: kube-proxy programming it is what is
+// waited for); and the first answer on the LoadBalancer IP (the
+// controller, the /32 announced by every node, and kube-proxy). Tries are
 // 10 ms apart. The figures are reported, not asserted.
 func (f *svcFixture) measureServiceReachable(t *testing.T) {
 	for _, n := range f.plan.Nodes() {
 		f.endpointPod(t, n.Name, "fig")
 	}
 	ctx := context.Background()
-	var toCluster, toLB []time.Duration
+	var toAddr, toCluster, toLB []time.Duration
 	for i := range serviceFigures {
 		name := fmt.Sprintf("fig-%d", i)
-		lbIP := netip.AddrFrom4([4]byte{10, 98, 0, byte(100 + i)})
 		begin := time.Now()
-		svc := f.service(t, name, "fig", loadBalancer(corev1.ServiceExternalTrafficPolicyCluster))
-		if err := f.setIngress(ctx, svc, lbIP); err != nil {
-			t.Fatal(err)
-		}
+		svc := f.service(t, name, "fig", plainLoadBalancer(corev1.ServiceExternalTrafficPolicyCluster))
 		var wg sync.WaitGroup
 		var errs [2]error
-		var took [2]time.Duration
-		for j, addr := range []netip.Addr{clusterIP(t, svc), lbIP} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				rctx, cancel := context.WithTimeout(ctx, time.Minute)
-				defer cancel()
-				_, errs[j] = lab.ReachEcho(rctx, f.out.NS, netip.AddrPortFrom(addr, servicePort), 10*time.Millisecond, 300*time.Millisecond)
-				took[j] = time.Since(begin)
-			}()
+		var addressed, cluster, lb time.Duration
+		try := func(addr netip.Addr) error {
+			rctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			_, err := lab.ReachEcho(rctx, f.out.NS, netip.AddrPortFrom(addr, servicePort), 10*time.Millisecond, 300*time.Millisecond)
+			return err
 		}
+		vip := clusterIP(t, svc)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			errs[0] = try(vip)
+			cluster = time.Since(begin)
+		}()
+		go func() {
+			defer wg.Done()
+			ip, err := f.waitIngress(ctx, name, time.Minute)
+			if addressed = time.Since(begin); err != nil {
+				errs[1] = err
+				return
+			}
+			errs[1] = try(ip)
+			lb = time.Since(begin)
+		}()
 		wg.Wait()
 		for _, err := range errs {
 			if err != nil {
 				t.Fatalf("Service %s: %v", name, err)
 			}
 		}
-		toCluster, toLB = append(toCluster, took[0]), append(toLB, took[1])
+		toAddr, toCluster, toLB = append(toAddr, addressed), append(toCluster, cluster), append(toLB, lb)
 	}
+	t.Logf("Service created -> LoadBalancer address in its status (the controller): %s", percentiles(toAddr))
 	t.Logf("Service created -> ClusterIP answers %s: %s", f.out.Name, percentiles(toCluster))
-	t.Logf("Service created -> LoadBalancer IP answers %s: %s", f.out.Name, percentiles(toLB))
+	t.Logf("Service created -> LoadBalancer IP answers %s (controller in the loop): %s", f.out.Name, percentiles(toLB))
 }
 
 // percentiles formats p50, p99 (nearest rank) and max of ds.

@@ -55,9 +55,16 @@ func requireLab(t *testing.T, router string) string {
 // lab someone has up on the same machine.
 const instance = "e2e"
 
+// instanceSuffixEnv, when set, is appended to every lab instance of these
+// tests ("e2esvc" + "2"), so two checkouts run the same tests on one
+// machine at once without sharing namespaces; Up refuses a name that is
+// then too long.
+const instanceSuffixEnv = "CAIRN_E2E_INSTANCE_SUFFIX"
+
 // upLab brings a lab up in a state directory of the test's own and
 // registers its teardown, which also checks that nothing is left behind.
-// The lab's instance is o.Instance, or instance when that is empty.
+// The lab's instance is o.Instance, or instance when that is empty, and
+// the suffix instanceSuffixEnv names.
 func upLab(t *testing.T, o lab.Options) *lab.Lab {
 	t.Helper()
 	o.RepoRoot = requireLab(t, o.Router)
@@ -65,6 +72,7 @@ func upLab(t *testing.T, o lab.Options) *lab.Lab {
 	if o.Instance == "" {
 		o.Instance = instance
 	}
+	o.Instance += os.Getenv(instanceSuffixEnv)
 	o.Logf = t.Logf
 	t.Cleanup(func() { downAndCheck(t, o.StateDir, o.Instance) })
 	ctx, cancel := context.WithTimeout(context.Background(), upTimeout)
