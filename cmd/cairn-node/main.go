@@ -37,6 +37,7 @@ func main() {
 	flag.BoolVar(&opts.IPAMGC, "ipam-gc", opts.IPAMGC, "take part in the leader election for cluster-wide IPAM garbage collection")
 	flag.DurationVar(&opts.IPAMGCInterval, "ipam-gc-interval", opts.IPAMGCInterval, "period of IPAM garbage-collection passes")
 	flag.DurationVar(&opts.IPAMGCGrace, "ipam-gc-grace", opts.IPAMGCGrace, "how long an address must look orphaned before it is released")
+	flag.BoolVar(&opts.ObjectStatus, "object-status", opts.ObjectStatus, "take part in the leader election for writing the status of BGPPeers, BGPConfigurations, BGPFilters and IPPools, and their Events")
 	flag.BoolVar(&opts.LoadBalancerIPAM, "lb-ipam", opts.LoadBalancerIPAM, "take part in the leader election for giving Services of type LoadBalancer addresses from LoadBalancer IP pools")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error; BGPConfiguration's logSeverityScreen overrides it")
 	flag.StringVar(&opts.MetricsAddr, "metrics-addr", opts.MetricsAddr, `address of the Prometheus metrics endpoint (/metrics); "" serves none`)

@@ -1,8 +1,8 @@
 // Package gc is the cluster-wide garbage collector of IPAM state. One
 // leader (see RunLeaderElected) periodically releases addresses whose
 // owner pod is gone, deletes handles that hold nothing, releases the blocks
-// and claims of deleted nodes, settles claims a crash left half done, and
-// reports overlapping pools in their status. Nothing is removed the first
+// and claims of deleted nodes, and settles claims a crash left half done.
+// (Pools' status is the status controller's: ipam/usage.PoolStatus.) Nothing is removed the first
 // time it looks wrong: a suspect must stay one for a grace period, and is
 // checked again right before it is released, with a write conditional on
 // the version that was checked.
@@ -102,7 +102,7 @@ type Result struct {
 	// DeletedAffinities: claims of deleted nodes, or void claims.
 	DeletedAffinities []string
 	// Repaired describes other fixes (confirmed claims, recreated
-	// handles, pool status).
+	// handles).
 	Repaired []string
 	// Waiting is the number of suspects still within their grace period.
 	Waiting int
@@ -151,7 +151,6 @@ func (c *Collector) RunOnce(ctx context.Context) (Result, error) {
 	p.handles(ctx)
 	p.affinities(ctx)
 	p.blocks(ctx)
-	p.poolStatus(ctx)
 	for k := range c.suspects {
 		if !p.seen[k] {
 			delete(c.suspects, k) // no longer suspect: its clock restarts

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
@@ -383,41 +382,6 @@ func TestSettlesInterruptedClaims(t *testing.T) {
 		t.Fatalf("result %+v: want the void claim deleted and the other confirmed", res)
 	}
 	e.check()
-}
-
-func TestReportsOverlappingPools(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t)
-	if _, err := e.s.Pools().Create(ctx, &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "q"}, Spec: v1.IPPoolSpec{CIDR: "10.0.0.16/28"}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.s.Pools().Create(ctx, &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "ok"}, Spec: v1.IPPoolSpec{CIDR: "10.9.0.0/24"}}); err != nil {
-		t.Fatal(err)
-	}
-	e.pass()
-	// p came first (same second, name first): q yields to it, p keeps
-	// serving and says who overlaps it.
-	for name, want := range map[string]struct {
-		overlap metav1.ConditionStatus
-		reason  string
-		ready   metav1.ConditionStatus
-	}{
-		"p":  {metav1.ConditionTrue, "OverlappedByNewer", metav1.ConditionTrue},
-		"q":  {metav1.ConditionTrue, "CIDROverlap", metav1.ConditionFalse},
-		"ok": {metav1.ConditionFalse, "NoOverlap", metav1.ConditionTrue},
-	} {
-		p, _ := e.s.Pools().Get(ctx, name)
-		c := meta.FindStatusCondition(p.Status.Conditions, v1.ConditionOverlapping)
-		r := meta.FindStatusCondition(p.Status.Conditions, v1.ConditionReady)
-		if c == nil || r == nil || c.Status != want.overlap || c.Reason != want.reason || r.Status != want.ready {
-			t.Errorf("pool %s Overlapping = %+v, Ready = %+v, want %+v", name, c, r, want)
-		}
-	}
-	writes := e.s.Calls(memstore.Pools, memstore.UpdateStatus)
-	e.pass()
-	if n := e.s.Calls(memstore.Pools, memstore.UpdateStatus); n != writes {
-		t.Errorf("unchanged status written again (%d -> %d writes)", writes, n)
-	}
 }
 
 // TestCrashedAllocatorsLeaveNothingAfterGC kills allocators mid-burst

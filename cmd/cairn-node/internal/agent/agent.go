@@ -66,6 +66,11 @@ type Options struct {
 	// LoadBalancer pools when this agent holds its Lease (one leader among
 	// all agents). Not defaulted: false is off.
 	LoadBalancerIPAM bool
+	// ObjectStatus writes the status of BGPPeers, BGPConfigurations,
+	// BGPFilters and IPPools, and Events on them, when this agent holds
+	// its Lease (one writer among all agents). Not defaulted: false is
+	// off.
+	ObjectStatus bool
 	// Version is reported in CairnNodeStatus.
 	Version string
 	// LogLevel, when set, is the level of Logger's handler: the default
@@ -103,6 +108,7 @@ func DefaultOptions() Options {
 		IPAMGCInterval:   time.Minute,
 		IPAMGCGrace:      gc.DefaultGrace,
 		LoadBalancerIPAM: true,
+		ObjectStatus:     true,
 		MetricsAddr:      ":9091",
 		HealthAddr:       DefaultHealthAddress,
 		ProcSysNet:       kernel.DefaultProcSysNet,
@@ -290,7 +296,8 @@ func (a *agent) wire(dp dataplane, spk nodeSpeaker) error {
 
 // run runs the agent's own loops until ctx ends: the allocator's
 // housekeeping, the controller, the status writer, the CNI socket and,
-// when enabled, the IPAM garbage collector.
+// when enabled, the cluster-wide loops (IPAM garbage collector,
+// LoadBalancer IPAM, object status) that run while this agent leads them.
 func (a *agent) run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { a.alloc.Run(ctx, a.opts.ResyncInterval); return nil })
@@ -313,6 +320,13 @@ func (a *agent) run(ctx context.Context) error {
 	if a.opts.LoadBalancerIPAM {
 		lb := lbIPAM{opts: a.opts, kube: a.cl.kube, pools: a.inf.pools, configs: a.inf.configs, log: a.log}
 		g.Go(func() error { lb.run(ctx); return nil })
+	}
+	if a.opts.ObjectStatus {
+		st, err := newObjectStatus(a)
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { st.run(ctx); return nil })
 	}
 	a.ready.set(true, "")
 	a.log.Info("cairn-node running", "asn", a.self.ASN, "socket", a.opts.AgentSocket)
