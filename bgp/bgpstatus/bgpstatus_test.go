@@ -133,6 +133,8 @@ func TestConfig(t *testing.T) {
 	badCommunity := def.DeepCopy()
 	badCommunity.Spec.PrefixAdvertisements = []v1.PrefixAdvertisement{{CIDR: "10.244.0.0/16", Communities: []string{"no-such"}}}
 	perNode := &v1.BGPConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "node.n1"}}
+	perGone := &v1.BGPConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "node.gone"}}
+	other := &v1.BGPConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "rack1"}}
 	reports := []Report{
 		{"n1", []v1.BGPSessionStatus{sess("", "10.0.0.2", "Established", "", ""), sess("tor", "10.0.0.1", "Active", "", "")}},
 		{"n2", []v1.BGPSessionStatus{sess("", "10.0.0.1", "Active", v1.ProblemAuthFailure, "md5")}},
@@ -148,9 +150,11 @@ func TestConfig(t *testing.T) {
 		{name: "mesh with one session down", cfg: def, sessions: 2, estab: 1, accepted: "True/Valid", ready: "False/MeshSessionsDown", lastError: "md5", wantSessionsDown: 1},
 		{name: "mesh off", cfg: meshOff, accepted: "True/Valid", ready: "True/MeshDisabled"},
 		{name: "unknown community", cfg: badCommunity, sessions: 2, estab: 1, accepted: "False/BadCommunity", ready: "False/MeshSessionsDown", lastError: "md5", wantSessionsDown: 1},
-		{name: "not read", cfg: perNode, accepted: "False/NotRead", ready: "<none>"},
+		{name: "a node's", cfg: perNode, accepted: "True/Valid", ready: "<none>"},
+		{name: "a node's that does not exist", cfg: perGone, accepted: "False/NodeNotFound", ready: "<none>"},
+		{name: "not read", cfg: other, accepted: "False/NotRead", ready: "<none>"},
 	} {
-		st := Config(tc.cfg, reports)
+		st := Config(tc.cfg, reports, func(n string) bool { return n == "n1" || n == "n2" })
 		if st.MeshSessions != tc.sessions || st.MeshEstablished != tc.estab || st.LastError != tc.lastError || len(st.SessionsDown) != tc.wantSessionsDown {
 			t.Errorf("%s: %+v", tc.name, st)
 		}

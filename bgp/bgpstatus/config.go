@@ -2,26 +2,32 @@ package bgpstatus
 
 import (
 	"fmt"
+	"strings"
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
 	"github.com/cairn-net/cairn/bgp/peering"
 )
 
-// DefaultConfig is the only BGPConfiguration the agents read.
-const DefaultConfig = "default"
-
 // Config is the status of a BGPConfiguration: Accepted (can the agents
 // apply it as it is) and, on the default one, Ready and the node mesh's
-// sessions from reports. Conditions keep their transition times from the
-// current status.
-func Config(cfg *v1.BGPConfiguration, reports []Report) v1.BGPConfigurationStatus {
+// sessions from reports. nodeExists says whether a node of that name
+// exists, for node.<name> objects. Conditions keep their transition times
+// from the current status.
+func Config(cfg *v1.BGPConfiguration, reports []Report, nodeExists func(string) bool) v1.BGPConfigurationStatus {
 	var st v1.BGPConfigurationStatus
 	st.ObservedGeneration = cfg.Generation
 	st.Conditions = copyConditions(cfg.Status.Conditions)
 	gen := cfg.Generation
-	if cfg.Name != DefaultConfig {
+	if node, ok := strings.CutPrefix(cfg.Name, peering.NodeConfigName("")); ok {
+		exists := nodeExists(node)
+		setCondition(&st.Conditions, gen, v1.ConditionAccepted, exists, pick(exists, "Valid", "NodeNotFound"),
+			pick(exists, "node "+node+" runs with the default and this object's listenPort, logSeverityScreen and service ranges",
+				"no node is named "+node+": this object changes nothing until one is"))
+		return st
+	}
+	if cfg.Name != peering.DefaultConfigName {
 		setCondition(&st.Conditions, gen, v1.ConditionAccepted, false, "NotRead",
-			"the agents read only the BGPConfiguration named "+DefaultConfig+"; this one changes nothing")
+			"the agents read only the BGPConfiguration named "+peering.DefaultConfigName+" and those named node.<node name>; this one changes nothing")
 		return st
 	}
 	problems := configProblems(cfg)

@@ -33,7 +33,7 @@ func newObjectStatus(a *agent) (objectStatus, error) {
 	}
 	return objectStatus{opts: a.opts, kube: a.cl.kube, log: a.log.With("component", "status"),
 		base: objstatus.Options{Cairn: a.cl.cairn, Pools: a.inf.pools, Peers: a.inf.peers, Configs: a.inf.configs,
-			Blocks: a.inf.blocks, Services: a.inf.services, Metrics: m, Logger: a.log}}, nil
+			Blocks: a.inf.blocks, Services: a.inf.services, Nodes: a.inf.nodes, Metrics: m, Logger: a.log}}, nil
 }
 
 // run campaigns for the Lease until ctx ends and writes statuses while

@@ -29,7 +29,7 @@ type Options struct {
 	Cairn versioned.Interface
 	// Informers the agent runs anyway; they outlive a term, so the
 	// controller's handlers are removed when it ends.
-	Pools, Peers, Configs, Blocks, Services cache.SharedIndexInformer
+	Pools, Peers, Configs, Blocks, Services, Nodes cache.SharedIndexInformer
 	// Recorder writes Events (see NewRecorder); nil writes none.
 	Recorder record.EventRecorder
 	// Metrics, made once per process with NewMetrics.
@@ -63,12 +63,13 @@ type Controller struct {
 	configs      cairnlisters.BGPConfigurationLister
 	blocks       cairnlisters.IPAMBlockLister
 	services     corelisters.ServiceLister
+	nodes        corelisters.NodeLister
 }
 
 // New checks opts and returns a Controller.
 func New(opts Options) (*Controller, error) {
-	if opts.Cairn == nil || opts.Pools == nil || opts.Peers == nil || opts.Configs == nil || opts.Blocks == nil || opts.Services == nil || opts.Metrics == nil {
-		return nil, errors.New("status controller: Cairn, Metrics and the Pools, Peers, Configs, Blocks and Services informers are required")
+	if opts.Cairn == nil || opts.Pools == nil || opts.Peers == nil || opts.Configs == nil || opts.Blocks == nil || opts.Services == nil || opts.Nodes == nil || opts.Metrics == nil {
+		return nil, errors.New("status controller: Cairn, Metrics and the Pools, Peers, Configs, Blocks, Services and Nodes informers are required")
 	}
 	if opts.BatchDelay <= 0 {
 		opts.BatchDelay = DefaultBatchDelay

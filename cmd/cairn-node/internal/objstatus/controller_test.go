@@ -72,7 +72,7 @@ func newEnv(t *testing.T, objs ...runtime.Object) *env {
 	kf := kubeinformers.NewSharedInformerFactory(e.kube, 0)
 	cv := cf.Cairn().V1alpha1()
 	opts := Options{Cairn: e.cairn, Pools: cv.IPPools().Informer(), Peers: cv.BGPPeers().Informer(), Configs: cv.BGPConfigurations().Informer(),
-		Blocks: cv.IPAMBlocks().Informer(), Services: kf.Core().V1().Services().Informer(),
+		Blocks: cv.IPAMBlocks().Informer(), Services: kf.Core().V1().Services().Informer(), Nodes: kf.Core().V1().Nodes().Informer(),
 		Recorder: &record.FakeRecorder{Events: e.events}, Metrics: e.metrics, BatchDelay: 10 * time.Millisecond,
 		EventInterval: eventInterval, Now: e.clock.Now}
 	cf.Start(ctx.Done())

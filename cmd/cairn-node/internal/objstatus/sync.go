@@ -14,6 +14,7 @@ import (
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
 	"github.com/cairn-net/cairn/bgp/bgpstatus"
+	"github.com/cairn-net/cairn/bgp/peering"
 	"github.com/cairn-net/cairn/ipam/pools"
 	"github.com/cairn-net/cairn/ipam/usage"
 )
@@ -60,12 +61,12 @@ func (c *Controller) syncConfig(ctx context.Context, name string) error {
 		return err
 	}
 	var reports []bgpstatus.Report
-	if name == bgpstatus.DefaultConfig {
+	if name == peering.DefaultConfigName {
 		if reports, err = c.reports(byMesh, meshKey); err != nil {
 			return err
 		}
 	}
-	next := bgpstatus.Config(cfg, reports)
+	next := bgpstatus.Config(cfg, reports, func(node string) bool { _, err := c.nodes.Get(node); return err == nil })
 	if equality.Semantic.DeepEqual(cfg.Status, next) {
 		return nil
 	}

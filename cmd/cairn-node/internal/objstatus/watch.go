@@ -13,7 +13,6 @@ import (
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
 	cairninformers "github.com/cairn-net/cairn/apis/client/informers/externalversions"
 	cairnlisters "github.com/cairn-net/cairn/apis/client/listers/cairn/v1alpha1"
-	"github.com/cairn-net/cairn/bgp/bgpstatus"
 	"github.com/cairn-net/cairn/bgp/peering"
 	corelisters "k8s.io/client-go/listers/core/v1"
 )
@@ -54,14 +53,14 @@ func (c *Controller) watch(ctx context.Context) (stop func(), err error) {
 	factory.Start(ctx.Done())
 	o := c.opts
 	if !cache.WaitForCacheSync(ctx.Done(), cns.HasSynced, filters.HasSynced, o.Pools.HasSynced, o.Peers.HasSynced,
-		o.Configs.HasSynced, o.Blocks.HasSynced, o.Services.HasSynced) {
+		o.Configs.HasSynced, o.Blocks.HasSynced, o.Services.HasSynced, o.Nodes.HasSynced) {
 		stop()
 		return nil, fmt.Errorf("sync caches: %w", context.Cause(ctx))
 	}
 	c.nodeStatuses, c.filters = cns.GetIndexer(), filters.GetIndexer()
 	c.pools, c.peers = cairnlisters.NewIPPoolLister(o.Pools.GetIndexer()), cairnlisters.NewBGPPeerLister(o.Peers.GetIndexer())
 	c.configs, c.blocks = cairnlisters.NewBGPConfigurationLister(o.Configs.GetIndexer()), cairnlisters.NewIPAMBlockLister(o.Blocks.GetIndexer())
-	c.services = corelisters.NewServiceLister(o.Services.GetIndexer())
+	c.services, c.nodes = corelisters.NewServiceLister(o.Services.GetIndexer()), corelisters.NewNodeLister(o.Nodes.GetIndexer())
 	for _, s := range []struct {
 		inf cache.SharedIndexInformer
 		h   cache.ResourceEventHandler
@@ -71,6 +70,8 @@ func (c *Controller) watch(ctx context.Context) (stop func(), err error) {
 		{o.Pools, onSpec(func(any) { c.enqueue(poolsKey) })},
 		{o.Blocks, onAny(func(any) { c.enqueue(poolsKey) })},
 		{o.Services, c.onService()},
+		// A node.<name> configuration is accepted only while its node exists.
+		{o.Nodes, onSpec(func(obj any) { c.enqueue(configKey + peering.NodeConfigName(name(obj))) })},
 	} {
 		reg, err := s.inf.AddEventHandler(s.h)
 		if err != nil {
@@ -144,7 +145,7 @@ func (c *Controller) onNodeStatus() cache.ResourceEventHandler {
 			mesh = mesh || hasMesh(st)
 		}
 		if mesh {
-			c.enqueue(configKey + bgpstatus.DefaultConfig)
+			c.enqueue(configKey + peering.DefaultConfigName)
 		}
 	}
 	return cache.ResourceEventHandlerFuncs{
