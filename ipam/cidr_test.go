@@ -1,6 +1,7 @@
 package ipam
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -191,5 +192,23 @@ func TestHandleIDsAreUnambiguous(t *testing.T) {
 	}
 	if HandleID("n1", "abc", "eth0") == LegacyHandleID("abc", "eth0") {
 		t.Error("a new handle ID equals a legacy one")
+	}
+}
+
+func TestHoldings(t *testing.T) {
+	blocks := []*v1.IPAMBlock{
+		{Spec: v1.IPAMBlockSpec{CIDR: "10.0.0.0/26", Affinity: "node:a", Allocations: []v1.BlockAllocation{{Ordinal: 1, Node: "a"}, {Ordinal: 2, Node: "b"}}}},
+		{Spec: v1.IPAMBlockSpec{CIDR: "10.0.0.64/26", Affinity: "node:a", Allocations: []v1.BlockAllocation{{Ordinal: 3, Node: "a"}}}}, // claim still pending
+		{Spec: v1.IPAMBlockSpec{CIDR: "fd00::/122", Affinity: "node:b"}},
+	}
+	affs := []*v1.BlockAffinity{
+		{Spec: v1.BlockAffinitySpec{Node: "a", CIDR: "10.0.0.0/26", State: v1.AffinityConfirmed}},
+		{Spec: v1.BlockAffinitySpec{Node: "a", CIDR: "10.0.0.64/26", State: v1.AffinityPending}},
+		{Spec: v1.BlockAffinitySpec{Node: "b", CIDR: "fd00::/122", State: v1.AffinityConfirmed}},
+	}
+	got := fmt.Sprint(Holdings(blocks, affs))
+	want := "[{10.0.0.0/26 a false} {10.0.0.2/32 b true} {10.0.0.64/26  false} {10.0.0.67/32 a true} {fd00::/122 b false}]"
+	if got != want {
+		t.Errorf("Holdings = %s\nwant       %s", got, want)
 	}
 }

@@ -74,6 +74,8 @@ type learnedFilter struct {
 	localASN uint32
 	// pools is the normalized import filter.
 	pools []netip.Prefix
+	// holdings says which node may announce what inside IPAM blocks.
+	holdings holdings
 	// own holds the prefixes we advertise: a learned path for exactly one of
 	// them would hide our own block, so it is never handed to the dataplane.
 	own map[netip.Prefix][]uint32
@@ -97,7 +99,20 @@ func (f learnedFilter) usable(c candidate) bool {
 	if _, mine := f.own[c.Prefix.Masked()]; mine {
 		return false
 	}
-	return importable(c.Prefix, f.pools)
+	return f.refusal(c) == ""
+}
+
+// refusal says why the import rules refuse a path that is otherwise
+// usable, or "" when they accept it: outside the import filter, or inside
+// a block that the path's next hop does not hold.
+func (f learnedFilter) refusal(c candidate) string {
+	if !importable(c.Prefix, f.pools) {
+		return "outside every IP pool (import filter)"
+	}
+	if why := f.holdings.ownerRefusal(c.Prefix.Masked(), c.NextHop, f.pools); why != "" {
+		return "owner-only import: " + why
+	}
+	return ""
 }
 
 // rank orders candidates best first by the RFC 4271 decision process up to,
@@ -159,14 +174,33 @@ func comparePath(a, b Path) int {
 	return cmp.Or(a.Prefix.Compare(b.Prefix), a.NextHop.Compare(b.NextHop), a.Peer.Compare(b.Peer))
 }
 
-// acceptedPerPeer counts, per neighbour, the paths in the RIB that the import
-// policy admitted (those inside the pools), whether or not they were chosen.
-func acceptedPerPeer(cands []candidate, pools []netip.Prefix) map[netip.Addr]uint64 {
-	out := map[netip.Addr]uint64{}
+// RefusedPath is a path a peer sent that the import rules refuse.
+type RefusedPath struct {
+	Path
+	// Reason says which rule refused it.
+	Reason string
+}
+
+// judgeImports counts, per neighbour, the paths in the RIB that the import
+// rules admit, whether or not they were chosen, and lists those they
+// refuse (at most limit, by prefix), with the total refused.
+func judgeImports(cands []candidate, f learnedFilter, limit int) (accepted map[netip.Addr]uint64, refused []RefusedPath, total int) {
+	accepted = map[netip.Addr]uint64{}
 	for _, c := range cands {
-		if !c.Unusable && c.Peer.IsValid() && importable(c.Prefix, pools) {
-			out[c.Peer]++
+		if c.Unusable || !c.Peer.IsValid() || c.Peer.IsUnspecified() {
+			continue
 		}
+		why := f.refusal(c)
+		if why == "" {
+			accepted[c.Peer]++
+			continue
+		}
+		total++
+		refused = append(refused, RefusedPath{Path: Path{Prefix: c.Prefix.Masked(), NextHop: c.NextHop, Peer: c.Peer, Communities: c.Communities}, Reason: why})
 	}
-	return out
+	slices.SortFunc(refused, func(a, b RefusedPath) int { return comparePath(a.Path, b.Path) })
+	if len(refused) > limit {
+		refused = refused[:limit]
+	}
+	return accepted, refused, total
 }

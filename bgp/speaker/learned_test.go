@@ -172,17 +172,26 @@ func TestAdvertisedPathRoundTrip(t *testing.T) {
 	}
 }
 
-func TestAcceptedPerPeer(t *testing.T) {
+func TestJudgeImports(t *testing.T) {
 	a, b := netip.MustParseAddr("10.88.0.1"), netip.MustParseAddr("10.88.0.2")
-	pools := prefixes("10.244.0.0/16")
-	got := acceptedPerPeer([]candidate{
-		{Prefix: netip.MustParsePrefix("10.244.1.0/26"), Peer: a},
-		{Prefix: netip.MustParsePrefix("10.244.2.0/26"), Peer: a},
-		{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Peer: a},                  // outside the pools
-		{Prefix: netip.MustParsePrefix("10.244.3.0/26"), Peer: b, Unusable: true}, // withdrawn
-		{Prefix: netip.MustParsePrefix("10.244.4.0/26")},                          // ours
-	}, pools)
-	if len(got) != 1 || got[a] != 2 {
-		t.Errorf("got %v, want %s: 2", got, a)
+	f := learnedFilter{pools: prefixes("10.244.0.0/16"), holdings: indexHoldings([]Holding{
+		{Prefix: netip.MustParsePrefix("10.244.1.0/26"), NextHops: []netip.Addr{a}},
+		{Prefix: netip.MustParsePrefix("10.244.2.0/26"), NextHops: []netip.Addr{b}},
+	})}
+	nh := func(s string) netip.Addr { return netip.MustParseAddr(s) }
+	accepted, refused, total := judgeImports([]candidate{
+		{Prefix: netip.MustParsePrefix("10.244.1.0/26"), Peer: a, NextHop: a},
+		{Prefix: netip.MustParsePrefix("10.244.2.0/26"), Peer: a, NextHop: a},                  // b's block
+		{Prefix: netip.MustParsePrefix("10.244.2.0/27"), Peer: a, NextHop: a},                  // b's block
+		{Prefix: netip.MustParsePrefix("10.244.5.0/26"), Peer: a, NextHop: a},                  // in no block
+		{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Peer: a, NextHop: a},                   // outside the pools
+		{Prefix: netip.MustParsePrefix("10.244.3.0/26"), Peer: b, NextHop: b, Unusable: true}, // withdrawn
+		{Prefix: netip.MustParsePrefix("10.244.4.0/26"), NextHop: nh("0.0.0.0")},               // ours
+	}, f, 2)
+	if len(accepted) != 1 || accepted[a] != 2 {
+		t.Errorf("accepted %v, want %s: 2", accepted, a)
+	}
+	if total != 3 || len(refused) != 2 || refused[0].Prefix.String() != "10.244.2.0/26" || refused[1].Prefix.String() != "10.244.2.0/27" {
+		t.Errorf("refused %d: %+v; want 3, the first two 10.244.2.0/26 and /27", total, refused)
 	}
 }

@@ -20,12 +20,15 @@ func (r *runner) publishLearned() {
 		r.log.Error("could not read the RIB; learned paths not updated", "err", err)
 		return
 	}
-	r.accepted = acceptedPerPeer(cands, r.last.pools)
+	f := learnedFilter{localASN: r.global.ASN, pools: r.last.pools, holdings: r.last.holdings, own: r.last.ads, staleDead: r.backWithoutGR()}
+	var refused refusedSet
+	r.accepted, refused.paths, refused.total = judgeImports(cands, f, maxRefusedListed)
+	r.s.refused.Store(&refused)
 	if !r.synced {
 		return
 	}
 	cands = append(cands, r.heldCandidates()...)
-	paths := selectLearned(cands, learnedFilter{localASN: r.global.ASN, pools: r.last.pools, own: r.last.ads, staleDead: r.backWithoutGR()})
+	paths := selectLearned(cands, f)
 	if r.publishedOnce && slices.EqualFunc(paths, r.published, equalPath) {
 		return
 	}

@@ -27,6 +27,9 @@ type Speaker struct {
 	inbox    *inbox
 	stateReq chan chan []PeerState
 	learned  chan []Path
+	// refused is the latest list of paths the import rules refuse, for
+	// status; written by the owner goroutine.
+	refused  atomic.Pointer[refusedSet]
 	started  atomic.Bool
 	done     chan struct{} // closed when Run returns
 }
@@ -40,6 +43,7 @@ type desired struct {
 	ads      map[netip.Prefix][]uint32
 	adsSet   bool
 	pools    []netip.Prefix
+	holdings holdings
 }
 
 // New validates opts and returns a speaker that is not yet running.
@@ -146,6 +150,45 @@ func (s *Speaker) SetImportFilter(allowed []netip.Prefix) {
 	s.desired.pools = kept
 	s.mu.Unlock()
 	s.poke()
+}
+
+// SetHoldings declares which node holds each IPAM block and each borrowed
+// address (owner-only imports): a learned path inside a block is used only
+// when its next hop is an address of the node holding the block or, for a
+// borrowed address's host prefix, of its borrower; never for a prefix
+// inside a block this node holds, except an address another node
+// borrowed from it; never with a next hop inside a block or the import
+// filter (a pod). Prefixes inside no block are left to the import filter.
+// Without a call, no path is refused for this reason.
+func (s *Speaker) SetHoldings(hs []Holding) {
+	idx := indexHoldings(hs)
+	s.mu.Lock()
+	s.desired.holdings = idx
+	s.mu.Unlock()
+	s.poke()
+}
+
+// maxRefusedListed bounds RefusedPaths: a flooding peer must not make
+// status unbounded.
+const maxRefusedListed = 256
+
+// refusedSet is what RefusedPaths returns.
+type refusedSet struct {
+	paths []RefusedPath
+	total int
+}
+
+// RefusedPaths lists the paths peers sent that the import rules refuse
+// (owner-only, BGPFilter), at most 256 sorted by prefix, with how many
+// there are in all. Paths outside the import filter are not among them:
+// GoBGP drops those on receipt; PeerStates counts them (Received minus
+// Accepted).
+func (s *Speaker) RefusedPaths() ([]RefusedPath, int) {
+	r := s.refused.Load()
+	if r == nil {
+		return nil, 0
+	}
+	return slices.Clone(r.paths), r.total
 }
 
 // Learned delivers the full set of best (equal-cost) learned paths after

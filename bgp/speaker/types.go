@@ -198,3 +198,19 @@ type PeerState struct {
 	// was configured.
 	Flaps uint64
 }
+
+// Holding says which node may announce routes inside one IPAM block or
+// for one borrowed address (see Speaker.SetHoldings).
+type Holding struct {
+	// Prefix is an IPAM block, or the host prefix (/32, /128) of an
+	// address borrowed from a block by a node other than its owner.
+	Prefix netip.Prefix
+	// NextHops are the addresses of the node that holds it, every family
+	// it has; empty when no node does (or its address is unknown).
+	NextHops []netip.Addr
+	// Local marks a block or address this node holds.
+	Local bool
+	// Borrowed marks the host prefix of a borrowed address (Prefix is then
+	// inside a block listed too); otherwise Prefix is a block.
+	Borrowed bool
+}

@@ -72,6 +72,11 @@ func birdConfig(rp RouterPlan) string {
 	if rp.ExportConnected {
 		w("protocol direct { ipv4; interface \"*\"; }")
 	}
+	if rp.AnnouncePool {
+		// Not exported to the kernel (only BGP routes are): the more
+		// specific blocks do the forwarding here.
+		w("protocol static pool_aggregate { ipv4; route %s unreachable; }", PoolCIDR)
+	}
 	w("protocol kernel {")
 	w("  merge paths on;")
 	w("  ipv4 { import none; export where source = RTS_BGP; };")
@@ -84,6 +89,7 @@ func birdConfig(rp RouterPlan) string {
 	w("filter from_nodes { if net ~ POOL || net ~ SERVICES then accept; reject; }")
 	w("filter from_routers { if net ~ POOL || net ~ SERVICES || net ~ LAB then accept; reject; }")
 	w("filter to_routers {")
+	w("  if source = RTS_STATIC then reject;")
 	w("  if net ~ POOL || net ~ SERVICES then accept;")
 	w("  if net ~ LAB && (source = RTS_DEVICE || source = RTS_BGP) then accept;")
 	w("  reject;")

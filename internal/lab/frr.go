@@ -123,12 +123,15 @@ func frrBGPConfig(rp RouterPlan) string {
 		w("ip prefix-list SERVICES seq %d permit %s le %d", 10*(i+1), p, p.Addr().BitLen())
 	}
 	w("!")
+	w("ip prefix-list POOL-AGGREGATE seq 10 permit %s", PoolCIDR)
 	w("route-map POOL-ONLY permit 10")
 	w(" match ip address prefix-list POOL")
 	w("route-map FROM-NODES permit 10")
 	w(" match ip address prefix-list POOL")
 	w("route-map FROM-NODES permit 20")
 	w(" match ip address prefix-list SERVICES")
+	w("route-map ROUTERS deny 5")
+	w(" match ip address prefix-list POOL-AGGREGATE")
 	w("route-map ROUTERS permit 10")
 	w(" match ip address prefix-list POOL")
 	w("route-map ROUTERS permit 20")
@@ -156,6 +159,10 @@ func frrBGPConfig(rp RouterPlan) string {
 	w(" address-family ipv4 unicast")
 	if rp.ExportConnected {
 		w("  redistribute connected route-map CONNECTED")
+	}
+	if rp.AnnouncePool {
+		// Sent to the nodes only (ROUTERS denies it): see AnnouncePool.
+		w("  aggregate-address %s", PoolCIDR)
 	}
 	w("  maximum-paths %d", frrMaxPaths)
 	w("  maximum-paths ibgp %d", frrMaxPaths)

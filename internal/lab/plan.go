@@ -168,6 +168,12 @@ type RouterPlan struct {
 	// its eBGP routers, so other racks reach this rack's nodes and the
 	// control plane.
 	ExportConnected bool `json:"exportConnected"`
+	// AnnouncePool makes the router announce the whole pool to its nodes
+	// (and to no router): with racks, a node refuses another rack's
+	// blocks from its ToR (only the block's owner may announce a block,
+	// and the ToR's path carries the ToR as next hop), so it reaches
+	// other racks through this covering route, as on a real fabric.
+	AnnouncePool bool `json:"announcePool,omitempty"`
 }
 
 // Peer kinds: a node below the router, or another router.
@@ -393,7 +399,7 @@ func newRack(prefix string, r int, multi bool) Rack {
 	}
 	rack.ToR = RouterPlan{
 		Name: fmt.Sprintf("tor%d", r), AS: rack.AS, RouterID: v4(172, 30, byte(r), 1),
-		ExportConnected: multi,
+		ExportConnected: multi, AnnouncePool: multi,
 	}
 	rack.ToR.NS = prefix + rack.ToR.Name
 	return rack

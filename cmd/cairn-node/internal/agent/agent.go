@@ -257,7 +257,15 @@ type dataplane interface {
 // nodeSpeaker is the BGP speaker as the agent's parts use it.
 type nodeSpeaker interface {
 	peerSpeaker
+	statusSpeaker
+}
+
+// statusSpeaker is what the status writer and cairnctl read of the speaker.
+type statusSpeaker interface {
 	PeerStates() []speaker.PeerState
+	// RefusedPaths are paths the import rules refuse (a capped list) and
+	// how many there are.
+	RefusedPaths() ([]speaker.RefusedPath, int)
 }
 
 // wire builds the controller, the CNI server and the status writer around

@@ -37,6 +37,7 @@ type peerSpeaker interface {
 	SetPeers(peers []speaker.Peer) error
 	SetAdvertisements(ads []speaker.Advertisement) error
 	SetImportFilter(allowed []netip.Prefix)
+	SetHoldings(hs []speaker.Holding)
 }
 
 // blockDataplane is the part of felix the controller drives.
@@ -174,6 +175,9 @@ type clusterState struct {
 	self            peering.NodeInfo
 	nodes           []peering.NodeInfo
 	owned, borrowed []netip.Prefix
+	// holdings are every block's owner and every borrowed address's
+	// borrower: who may announce what inside the blocks.
+	holdings []ipam.Holding
 	// blocks are every IPAM block's cidr: a block outside every pool (its
 	// pool deleted while pods run) stays importable.
 	blocks []netip.Prefix
@@ -228,6 +232,7 @@ func (c *controller) read() (clusterState, error) {
 	if _, err := c.listers.nodes.Get(c.nodeName); apierrors.IsNotFound(err) {
 		st.departed = true
 	}
+	st.holdings = ipam.Holdings(blocks, affinities)
 	st.owned, st.borrowed = ipam.NodeRoutes(c.nodeName, blocks, affinities)
 	for _, b := range blocks {
 		if p, err := ipam.BlockPrefix(b); err == nil {
@@ -266,6 +271,7 @@ func (c *controller) applyRoutes(st clusterState) ([]speaker.Advertisement, []er
 	c.dataplane.SetOwnedBlocks(st.owned)
 	c.dataplane.SetPools(felixPools(st.pools, c.nodeLabels()))
 	c.speaker.SetImportFilter(peering.ImportFilter(st.pools, st.blocks))
+	c.speaker.SetHoldings(speakerHoldings(st.holdings, c.nodeName, st.nodes))
 	var ads []speaker.Advertisement
 	var errs []error
 	if !st.departed {
@@ -275,6 +281,23 @@ func (c *controller) applyRoutes(st clusterState) ([]speaker.Advertisement, []er
 		errs = append(errs, fmt.Errorf("set BGP advertisements: %w", err))
 	}
 	return ads, errs
+}
+
+// speakerHoldings gives each holding the addresses of the node holding it,
+// so the speaker can tell a path from that node (its next hop) from one
+// relayed by anyone else.
+func speakerHoldings(hs []ipam.Holding, self string, nodes []peering.NodeInfo) []speaker.Holding {
+	addrs := map[string][]netip.Addr{}
+	for _, n := range nodes {
+		if n.Addr.IsValid() {
+			addrs[n.Name] = append(addrs[n.Name], n.Addr)
+		}
+	}
+	out := make([]speaker.Holding, 0, len(hs))
+	for _, h := range hs {
+		out = append(out, speaker.Holding{Prefix: h.Prefix, NextHops: addrs[h.Node], Local: h.Node != "" && h.Node == self, Borrowed: h.Borrowed})
+	}
+	return out
 }
 
 // noteDeparture logs when this node's Node object goes or comes back.

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"reflect"
@@ -28,6 +29,9 @@ type fakeSpeaker struct {
 	peers  []speaker.Peer
 	ads    []speaker.Advertisement
 	filter []netip.Prefix
+	held   []speaker.Holding
+	// refused is what RefusedPaths answers.
+	refused []speaker.RefusedPath
 }
 
 func (s *fakeSpeaker) SetGlobal(g speaker.Global) error {
@@ -48,8 +52,10 @@ func (s *fakeSpeaker) SetAdvertisements(a []speaker.Advertisement) error {
 	s.mu.Unlock()
 	return nil
 }
-func (s *fakeSpeaker) SetImportFilter(f []netip.Prefix) { s.mu.Lock(); s.filter = f; s.mu.Unlock() }
-func (s *fakeSpeaker) PeerStates() []speaker.PeerState  { return nil }
+func (s *fakeSpeaker) SetImportFilter(f []netip.Prefix)           { s.mu.Lock(); s.filter = f; s.mu.Unlock() }
+func (s *fakeSpeaker) PeerStates() []speaker.PeerState            { return nil }
+func (s *fakeSpeaker) RefusedPaths() ([]speaker.RefusedPath, int) { return s.refused, len(s.refused) }
+func (s *fakeSpeaker) SetHoldings(h []speaker.Holding)            { s.mu.Lock(); s.held = h; s.mu.Unlock() }
 
 type recordingDataplane struct {
 	fakeDataplane
@@ -150,6 +156,18 @@ func TestSyncWiresClusterStateToSpeakerAndDataplane(t *testing.T) {
 	}
 	if want := []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}; !reflect.DeepEqual(spk.filter, want) {
 		t.Errorf("import filter = %v, want %v", spk.filter, want)
+	}
+	var held []string
+	for _, h := range spk.held {
+		held = append(held, fmt.Sprintf("%s:%v:local=%t:borrowed=%t", h.Prefix, h.NextHops, h.Local, h.Borrowed))
+	}
+	if want := []string{
+		"10.244.2.0/26:[172.30.1.11]:local=true:borrowed=false",
+		"10.244.9.0/26:[172.30.1.12]:local=false:borrowed=false",
+		"10.244.9.7/32:[172.30.1.11]:local=true:borrowed=true",
+		"10.244.10.0/26:[172.30.1.11]:local=true:borrowed=false",
+	}; !reflect.DeepEqual(held, want) {
+		t.Errorf("holdings =\n%s\nwant\n%s", strings.Join(held, "\n"), strings.Join(want, "\n"))
 	}
 	wantBlocks := []netip.Prefix{netip.MustParsePrefix("10.244.2.0/26"), netip.MustParsePrefix("10.244.10.0/26")}
 	if !reflect.DeepEqual(dp.blocks, wantBlocks) || len(dp.pools) != 1 || !dp.pools[0].NATOutgoing {

@@ -57,6 +57,8 @@ func (a *agent) describe(context.Context) *agentv1.NodeStatusResponse {
 		}
 	}
 	out.Learned = learnedOf(a.learned.get(), a.learned.getPaths(), refused)
+	imports, _ := a.status.speaker.RefusedPaths()
+	out.Learned = append(out.Learned, importRefusedOf(imports)...)
 	if out.Routes == nil {
 		out.Routes = &agentv1.RouteCounts{}
 	}
@@ -100,6 +102,17 @@ func sessionsOf(peers []speaker.PeerState) []*agentv1.BGPSession {
 		out = append(out, &agentv1.BGPSession{Name: p.Name, Address: p.Address.String(), Asn: p.ASN, State: string(p.State),
 			UptimeSeconds: int64(p.Uptime.Seconds()), Received: p.Received, Accepted: p.Accepted, Advertised: p.Advertised,
 			LastError: p.LastError, Flaps: p.Flaps})
+	}
+	return out
+}
+
+// importRefusedOf lists the paths the speaker's import rules refuse as
+// learned routes that are not installed, after the learned ones.
+func importRefusedOf(paths []speaker.RefusedPath) []*agentv1.LearnedRoute {
+	out := make([]*agentv1.LearnedRoute, 0, len(paths))
+	for _, p := range paths {
+		out = append(out, &agentv1.LearnedRoute{Prefix: p.Prefix.String(), NextHops: []string{p.NextHop.String()},
+			Peers: []string{p.Peer.String()}, RefusedReason: p.Reason})
 	}
 	return out
 }

@@ -38,7 +38,7 @@ type statusWriter struct {
 	node    string
 	version string
 	ctrl    *controller
-	speaker interface{ PeerStates() []speaker.PeerState }
+	speaker statusSpeaker
 	learned func() []felix.LearnedRoute
 	// refused are the learned routes felix does not install, and why.
 	refused func() map[netip.Prefix]string
@@ -138,6 +138,7 @@ func (w *statusWriter) compute(conds []metav1.Condition) v1.CairnNodeStatusStatu
 			refused = w.refused()
 		}
 		st.Routes.Learned, st.Routes.LearnedCount, st.Routes.RefusedCount = learnedStatus(w.learned(), refused, maxLearnedInStatus)
+		importRefusedStatus(&st.Routes, w.speaker)
 	}
 	cond := metav1.Condition{Type: v1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Synced", Message: "node state applied"}
 	if last.err != nil {
@@ -202,6 +203,25 @@ func authSessions(states []speaker.PeerState, configured []speaker.Peer) []authS
 		out = append(out, authSession{Name: p.Name, Established: p.State == speaker.StateEstablished, HasPassword: signed[p.Name]})
 	}
 	return out
+}
+
+// importRefusedStatus puts the paths the speaker's import rules refuse
+// (owner-only imports, BGPFilters) ahead of the learned routes, within the
+// same cap, and counts all of them as learned and refused: a route a peer
+// tried to hijack says why it is not in the kernel.
+func importRefusedStatus(rs *v1.NodeRouteStatus, spk statusSpeaker) {
+	paths, total := spk.RefusedPaths()
+	if total == 0 {
+		return
+	}
+	var out []v1.LearnedRouteStatus
+	for _, p := range paths[:min(len(paths), maxLearnedInStatus)] {
+		out = append(out, v1.LearnedRouteStatus{Prefix: p.Prefix.String(), NextHops: []string{p.NextHop.String()},
+			State: v1.LearnedRouteRefused, Reason: fmt.Sprintf("from %s: %s", p.Peer, p.Reason)})
+	}
+	rs.Learned = append(out, rs.Learned[:min(len(rs.Learned), maxLearnedInStatus-len(out))]...)
+	rs.LearnedCount += int32(total)
+	rs.RefusedCount += int32(total)
 }
 
 func sessionType(name string) string {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
+	"github.com/cairn-net/cairn/bgp/speaker"
 	"github.com/cairn-net/cairn/felix"
 )
 
@@ -54,5 +55,27 @@ func TestStatusSaysWhyALearnedRouteIsMissing(t *testing.T) {
 		if !a.Addr().Less(b.Addr()) {
 			t.Fatalf("listed out of the learned order: %s before %s", a, b)
 		}
+	}
+}
+
+// TestStatusSaysWhyAnImportIsRefused: a path the speaker's import rules
+// refuse (a ToR announcing another node's block) is listed first, refused,
+// with the peer and the rule, and counted.
+func TestStatusSaysWhyAnImportIsRefused(t *testing.T) {
+	hop := netip.MustParseAddr("172.30.1.12")
+	routes := []felix.LearnedRoute{{Prefix: netip.MustParsePrefix("10.244.2.0/26"), NextHops: []netip.Addr{hop}}}
+	tor := netip.MustParseAddr("172.30.1.1")
+	spk := &fakeSpeaker{refused: []speaker.RefusedPath{{Path: speaker.Path{Prefix: netip.MustParsePrefix("10.244.2.0/26"), NextHop: tor, Peer: tor},
+		Reason: "owner-only import: inside block 10.244.2.0/26 of the node at 172.30.1.12: next hop 172.30.1.1 is not its owner"}}}
+	w := &statusWriter{ctrl: &controller{}, speaker: spk, log: slog.New(slog.DiscardHandler),
+		learned: func() []felix.LearnedRoute { return routes }}
+	st := w.compute(nil).Routes
+	if st.LearnedCount != 2 || st.RefusedCount != 1 || len(st.Learned) != 2 {
+		t.Fatalf("learned %d (listed %d), refused %d; want 2 (listed 2), 1", st.LearnedCount, len(st.Learned), st.RefusedCount)
+	}
+	want := v1.LearnedRouteStatus{Prefix: "10.244.2.0/26", NextHops: []string{"172.30.1.1"}, State: v1.LearnedRouteRefused,
+		Reason: "from 172.30.1.1: owner-only import: inside block 10.244.2.0/26 of the node at 172.30.1.12: next hop 172.30.1.1 is not its owner"}
+	if fmt.Sprint(st.Learned[0]) != fmt.Sprint(want) || st.Learned[1].State != v1.LearnedRouteInstalled {
+		t.Errorf("listed %+v; want first %+v, then the installed route", st.Learned, want)
 	}
 }

@@ -205,7 +205,12 @@ func (e *Explanation) learned(n Node, target netip.Prefix) bool {
 	bestBits := -1
 	for i, l := range n.Learned {
 		p, err := netip.ParsePrefix(l.Prefix)
-		if err != nil || p.Bits() > target.Bits() || !p.Contains(target.Addr()) || p.Bits() <= bestBits {
+		if err != nil || p.Bits() > target.Bits() || !p.Contains(target.Addr()) || p.Bits() < bestBits {
+			continue
+		}
+		// An installed route wins over a refused path for the same
+		// prefix (a peer's hijack attempt refused by the import rules).
+		if p.Bits() == bestBits && (best.Installed || !l.Installed) {
 			continue
 		}
 		best, bestBits = &n.Learned[i], p.Bits()
@@ -218,6 +223,11 @@ func (e *Explanation) learned(n Node, target netip.Prefix) bool {
 	if best.Installed {
 		e.Verdict = VerdictInstalled
 		e.say("learned as %s from %s, next hop %s: installed", best.Prefix, orUnknown(strings.Join(from, ", ")), strings.Join(best.NextHops, ", "))
+		for _, l := range n.Learned {
+			if l.Prefix == best.Prefix && !l.Installed {
+				e.say("also sent by %s, next hop %s: refused: %s", orUnknown(strings.Join(peerNames(n, l.Peers), ", ")), strings.Join(l.NextHops, ", "), l.Reason)
+			}
+		}
 		if down := downPeers(n, best.Peers); len(down) > 0 && len(down) == len(best.Peers) {
 			e.Verdict = VerdictStale
 			for _, s := range down {

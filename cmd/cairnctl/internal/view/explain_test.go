@@ -53,6 +53,20 @@ func staleFromMesh() Node {
 	return n
 }
 
+// hijacked: the ToR sent node3's block, an address of this node's block
+// and node2's block; the import rules refused them (listed by the agent
+// after the learned routes, as RefusedPaths).
+func hijacked() Node {
+	n := node1()
+	tor := []string{"172.30.1.1"}
+	n.Learned = append(n.Learned,
+		Learned{Prefix: "10.244.0.33/32", NextHops: tor, Peers: tor, Reason: "owner-only import: inside this node's block 10.244.0.0/26: only a node that borrowed one of its addresses may announce it, and none holds 10.244.0.33/32"},
+		Learned{Prefix: "10.244.1.0/26", NextHops: tor, Peers: tor, Reason: "owner-only import: inside block 10.244.1.0/26 of the node at 172.30.1.3: next hop 172.30.1.1 is not its owner"},
+		Learned{Prefix: "10.244.2.0/26", NextHops: tor, Peers: tor, Reason: "owner-only import: inside block 10.244.2.0/26 of the node at 172.30.1.4: next hop 172.30.1.1 is not its owner"},
+	)
+	return n
+}
+
 func TestExplain(t *testing.T) {
 	shutTor := node1()
 	shutTor.Sessions[1].State, shutTor.Sessions[1].LastError = "Idle", maxPrefixError
@@ -92,6 +106,12 @@ func TestExplain(t *testing.T) {
 			[]string{"borrowed by node3", "the /32 from node3 is not learned"}, false},
 		{"a pod on this node, from the status object", fromAPI, cluster(), "10.244.0.5/32", VerdictLocalPod, "default/web-1", "",
 			[]string{"per IPAM"}, true},
+		{"another node's block hijacked by the ToR: refused, owner-only", hijacked(), cluster(), "10.244.2.0/26", VerdictRefused, "", "10.244.2.0/26",
+			[]string{"from peer:tor-rack1 (172.30.1.1), next hop 172.30.1.1: not installed: owner-only import: inside block 10.244.2.0/26"}, false},
+		{"an unallocated address of the own block from the ToR: refused", hijacked(), cluster(), "10.244.0.33/32", VerdictRefused, "", "10.244.0.0/26",
+			[]string{"not installed: owner-only import: inside this node's block"}, false},
+		{"a block installed from its owner and refused from the ToR", hijacked(), cluster(), "10.244.1.7/32", VerdictInstalled, "default/api-1", "10.244.1.0/26",
+			[]string{"from mesh:node2 (172.30.1.3)", "also sent by peer:tor-rack1 (172.30.1.1), next hop 172.30.1.1: refused: owner-only import"}, true},
 		{"no API access, outside the filter", node1(), Cluster{}, "192.0.2.1/32", VerdictFiltered, "", "", nil, false},
 	}
 	for _, tc := range tests {
