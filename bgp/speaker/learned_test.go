@@ -181,12 +181,12 @@ func TestJudgeImports(t *testing.T) {
 	nh := func(s string) netip.Addr { return netip.MustParseAddr(s) }
 	accepted, refused, total := judgeImports([]candidate{
 		{Prefix: netip.MustParsePrefix("10.244.1.0/26"), Peer: a, NextHop: a},
-		{Prefix: netip.MustParsePrefix("10.244.2.0/26"), Peer: a, NextHop: a},                  // b's block
-		{Prefix: netip.MustParsePrefix("10.244.2.0/27"), Peer: a, NextHop: a},                  // b's block
-		{Prefix: netip.MustParsePrefix("10.244.5.0/26"), Peer: a, NextHop: a},                  // in no block
-		{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Peer: a, NextHop: a},                   // outside the pools
+		{Prefix: netip.MustParsePrefix("10.244.2.0/26"), Peer: a, NextHop: a},                 // b's block
+		{Prefix: netip.MustParsePrefix("10.244.2.0/27"), Peer: a, NextHop: a},                 // b's block
+		{Prefix: netip.MustParsePrefix("10.244.5.0/26"), Peer: a, NextHop: a},                 // in no block
+		{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Peer: a, NextHop: a},                  // outside the pools
 		{Prefix: netip.MustParsePrefix("10.244.3.0/26"), Peer: b, NextHop: b, Unusable: true}, // withdrawn
-		{Prefix: netip.MustParsePrefix("10.244.4.0/26"), NextHop: nh("0.0.0.0")},               // ours
+		{Prefix: netip.MustParsePrefix("10.244.4.0/26"), NextHop: nh("0.0.0.0")},              // ours
 	}, f, 2)
 	if len(accepted) != 1 || accepted[a] != 2 {
 		t.Errorf("accepted %v, want %s: 2", accepted, a)

@@ -29,9 +29,9 @@ type Speaker struct {
 	learned  chan []Path
 	// refused is the latest list of paths the import rules refuse, for
 	// status; written by the owner goroutine.
-	refused  atomic.Pointer[refusedSet]
-	started  atomic.Bool
-	done     chan struct{} // closed when Run returns
+	refused atomic.Pointer[refusedSet]
+	started atomic.Bool
+	done    chan struct{} // closed when Run returns
 }
 
 // desired is what the caller asked for; the owner goroutine converges
