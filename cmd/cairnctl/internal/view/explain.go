@@ -201,45 +201,64 @@ func (e *Explanation) missing(n Node, why string) bool {
 
 // learned: the most specific learned route covering the target.
 func (e *Explanation) learned(n Node, target netip.Prefix) bool {
-	var best *Learned
-	bestBits := -1
-	for i, l := range n.Learned {
-		p, err := netip.ParsePrefix(l.Prefix)
-		if err != nil || p.Bits() > target.Bits() || !p.Contains(target.Addr()) || p.Bits() < bestBits {
-			continue
-		}
-		// An installed route wins over a refused path for the same
-		// prefix (a peer's hijack attempt refused by the import rules).
-		if p.Bits() == bestBits && (best.Installed || !l.Installed) {
-			continue
-		}
-		best, bestBits = &n.Learned[i], p.Bits()
+	// The kernel routes by the most specific installed route; refused
+	// paths more specific than it (a peer's hijack attempt, a route felix
+	// would not install) are said too.
+	installed := mostSpecific(n.Learned, target, func(l Learned) bool { return l.Installed })
+	refusedAbove := -1
+	if installed != nil {
+		refusedAbove = netip.MustParsePrefix(installed.Prefix).Bits()
 	}
-	if best == nil {
+	var refused []Learned
+	for _, l := range n.Learned {
+		if p, err := netip.ParsePrefix(l.Prefix); err == nil && !l.Installed && p.Bits() <= target.Bits() && p.Contains(target.Addr()) && p.Bits() >= refusedAbove {
+			refused = append(refused, l)
+		}
+	}
+	if installed == nil && len(refused) == 0 {
 		return false
 	}
-	e.Learned = best
-	from := peerNames(n, best.Peers)
-	if best.Installed {
-		e.Verdict = VerdictInstalled
-		e.say("learned as %s from %s, next hop %s: installed", best.Prefix, orUnknown(strings.Join(from, ", ")), strings.Join(best.NextHops, ", "))
-		for _, l := range n.Learned {
-			if l.Prefix == best.Prefix && !l.Installed {
-				e.say("also sent by %s, next hop %s: refused: %s", orUnknown(strings.Join(peerNames(n, l.Peers), ", ")), strings.Join(l.NextHops, ", "), l.Reason)
+	if installed == nil {
+		best := mostSpecific(refused, target, func(Learned) bool { return true })
+		e.Learned = best
+		e.Verdict = VerdictRefused
+		e.say("learned as %s from %s, next hop %s: not installed: %s", best.Prefix, orUnknown(strings.Join(peerNames(n, best.Peers), ", ")), strings.Join(best.NextHops, ", "), best.Reason)
+		for _, l := range refused {
+			if l.Prefix != best.Prefix || !slices.Equal(l.Peers, best.Peers) || !slices.Equal(l.NextHops, best.NextHops) {
+				e.say("also %s from %s, next hop %s: not installed: %s", l.Prefix, orUnknown(strings.Join(peerNames(n, l.Peers), ", ")), strings.Join(l.NextHops, ", "), l.Reason)
 			}
-		}
-		if down := downPeers(n, best.Peers); len(down) > 0 && len(down) == len(best.Peers) {
-			e.Verdict = VerdictStale
-			for _, s := range down {
-				e.say("but the session to %s (%s) is %s: %s", s.Peer, s.Address, s.State, orUnknown(s.LastError))
-			}
-			e.say("its paths are kept as stale (graceful restart) until the session is back or the restart time ends")
 		}
 		return true
 	}
-	e.Verdict = VerdictRefused
-	e.say("learned as %s from %s, next hop %s: not installed: %s", best.Prefix, orUnknown(strings.Join(from, ", ")), strings.Join(best.NextHops, ", "), best.Reason)
+	e.Learned = installed
+	e.Verdict = VerdictInstalled
+	e.say("learned as %s from %s, next hop %s: installed", installed.Prefix, orUnknown(strings.Join(peerNames(n, installed.Peers), ", ")), strings.Join(installed.NextHops, ", "))
+	for _, l := range refused {
+		e.say("%s from %s, next hop %s: refused: %s", l.Prefix, orUnknown(strings.Join(peerNames(n, l.Peers), ", ")), strings.Join(l.NextHops, ", "), l.Reason)
+	}
+	if down := downPeers(n, installed.Peers); len(down) > 0 && len(down) == len(installed.Peers) {
+		e.Verdict = VerdictStale
+		for _, s := range down {
+			e.say("but the session to %s (%s) is %s: %s", s.Peer, s.Address, s.State, orUnknown(s.LastError))
+		}
+		e.say("its paths are kept as stale (graceful restart) until the session is back or the restart time ends")
+	}
 	return true
+}
+
+// mostSpecific is the longest of ls, among those ok accepts, that
+// contains target; the first of equals.
+func mostSpecific(ls []Learned, target netip.Prefix, ok func(Learned) bool) *Learned {
+	var best *Learned
+	bestBits := -1
+	for i, l := range ls {
+		p, err := netip.ParsePrefix(l.Prefix)
+		if err != nil || !ok(l) || p.Bits() > target.Bits() || !p.Contains(target.Addr()) || p.Bits() <= bestBits {
+			continue
+		}
+		best, bestBits = &ls[i], p.Bits()
+	}
+	return best
 }
 
 // notLearned explains a prefix the import filter allows but no peer

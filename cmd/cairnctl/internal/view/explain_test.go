@@ -67,6 +67,13 @@ func hijacked() Node {
 	return n
 }
 
+// aggregated: hijacked, and the ToR also sends the whole pool.
+func aggregated() Node {
+	n := hijacked()
+	n.Learned = append(n.Learned, Learned{Prefix: "10.244.0.0/16", NextHops: []string{"172.30.1.1"}, Peers: []string{"172.30.1.1"}, Installed: true})
+	return n
+}
+
 func TestExplain(t *testing.T) {
 	shutTor := node1()
 	shutTor.Sessions[1].State, shutTor.Sessions[1].LastError = "Idle", maxPrefixError
@@ -111,7 +118,9 @@ func TestExplain(t *testing.T) {
 		{"an unallocated address of the own block from the ToR: refused", hijacked(), cluster(), "10.244.0.33/32", VerdictRefused, "", "10.244.0.0/26",
 			[]string{"not installed: owner-only import: inside this node's block"}, false},
 		{"a block installed from its owner and refused from the ToR", hijacked(), cluster(), "10.244.1.7/32", VerdictInstalled, "default/api-1", "10.244.1.0/26",
-			[]string{"from mesh:node2 (172.30.1.3)", "also sent by peer:tor-rack1 (172.30.1.1), next hop 172.30.1.1: refused: owner-only import"}, true},
+			[]string{"from mesh:node2 (172.30.1.3)", "10.244.1.0/26 from peer:tor-rack1 (172.30.1.1), next hop 172.30.1.1: refused: owner-only import"}, true},
+		{"another rack's block refused from the ToR, routed by the pool from the ToR", aggregated(), cluster(), "10.244.2.0/26", VerdictInstalled, "", "10.244.2.0/26",
+			[]string{"learned as 10.244.0.0/16 from peer:tor-rack1 (172.30.1.1), next hop 172.30.1.1: installed", "10.244.2.0/26 from peer:tor-rack1 (172.30.1.1), next hop 172.30.1.1: refused: owner-only import"}, true},
 		{"no API access, outside the filter", node1(), Cluster{}, "192.0.2.1/32", VerdictFiltered, "", "", nil, false},
 	}
 	for _, tc := range tests {
