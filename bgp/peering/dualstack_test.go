@@ -63,7 +63,7 @@ func TestPeersDualStack(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, _ := Peers(tc.in, secrets(nil))
-			if !reflect.DeepEqual(got, tc.want) {
+			if !reflect.DeepEqual(got, withDefaultLimit(tc.want)) {
 				t.Errorf("peers:\n got %+v\nwant %+v", got, tc.want)
 			}
 		})

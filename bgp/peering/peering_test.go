@@ -25,6 +25,21 @@ var (
 
 func boolp(b bool) *bool { return &b }
 
+func int32p(i int32) *int32 { return &i }
+
+// withDefaultLimit gives the peers that state no prefix limit the default
+// one, as Peers does: tables whose subject is something else leave it out.
+func withDefaultLimit(peers []speaker.Peer) []speaker.Peer {
+	out := make([]speaker.Peer, len(peers))
+	for i, p := range peers {
+		if p.MaxPrefixes == 0 {
+			p.MaxPrefixes = DefaultMaxPrefixes
+		}
+		out[i] = p
+	}
+	return out
+}
+
 func cfg(mesh bool) *v1.BGPConfiguration {
 	return &v1.BGPConfiguration{Spec: v1.BGPConfigurationSpec{NodeToNodeMeshEnabled: boolp(mesh)}}
 }
@@ -61,8 +76,17 @@ func TestPeers(t *testing.T) {
 	}{
 		{name: "mesh by default", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1, n2, n3}},
 			want: []speaker.Peer{
-				{Name: "mesh:n2", Address: n2.Addr, ASN: 64512},
-				{Name: "mesh:n3", Address: n3.Addr, ASN: 64513},
+				{Name: "mesh:n2", Address: n2.Addr, ASN: 64512, MaxPrefixes: DefaultMaxPrefixes},
+				{Name: "mesh:n3", Address: n3.Addr, ASN: 64513, MaxPrefixes: DefaultMaxPrefixes},
+			}},
+		{name: "the configuration's prefix limit applies to the mesh and to peers without their own",
+			in: PeersInput{Self: n1, Nodes: []NodeInfo{n1, n2}, Config: &v1.BGPConfiguration{Spec: v1.BGPConfigurationSpec{MaxPrefixes: int32p(300)}},
+				Peers: []v1.BGPPeer{bgpPeer("tor", v1.BGPPeerSpec{PeerIP: "172.30.1.1", ASNumber: 65001, SourceAddress: v1.SourceAddressNone}),
+					bgpPeer("tor2", v1.BGPPeerSpec{PeerIP: "172.30.1.2", ASNumber: 65001, SourceAddress: v1.SourceAddressNone, MaxPrefixes: 7})}},
+			want: []speaker.Peer{
+				{Name: "peer:tor", Address: netip.MustParseAddr("172.30.1.1"), ASN: 65001, MaxPrefixes: 300},
+				{Name: "peer:tor2", Address: netip.MustParseAddr("172.30.1.2"), ASN: 65001, MaxPrefixes: 7},
+				{Name: "mesh:n2", Address: n2.Addr, ASN: 64512, MaxPrefixes: 300},
 			}},
 		{name: "mesh disabled", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1, n2}, Config: cfg(false)}, want: []speaker.Peer{}},
 		{name: "node without address is skipped", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1, {Name: "new", ASN: 64512}}}, want: []speaker.Peer{}},
@@ -74,19 +98,19 @@ func TestPeers(t *testing.T) {
 			Peers: []v1.BGPPeer{bgpPeer("only-n1", v1.BGPPeerSpec{Node: "n1", PeerIP: "10.0.0.1", ASNumber: 65000})}}, want: []speaker.Peer{}},
 		{name: "global peer, sourceAddress None", in: PeersInput{Self: n2, Nodes: []NodeInfo{n2}, Config: cfg(false),
 			Peers: []v1.BGPPeer{bgpPeer("all", v1.BGPPeerSpec{PeerIP: "fd00::1", ASNumber: 65000, SourceAddress: v1.SourceAddressNone, Port: 1179})}},
-			want: []speaker.Peer{{Name: "peer:all", Address: netip.MustParseAddr("fd00::1"), ASN: 65000, Port: 1179}}},
+			want: []speaker.Peer{{Name: "peer:all", Address: netip.MustParseAddr("fd00::1"), ASN: 65000, Port: 1179, MaxPrefixes: DefaultMaxPrefixes}}},
 		{name: "explicit peer replaces the mesh session to the same address", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1, n2},
 			Peers: []v1.BGPPeer{bgpPeer("to-n2", v1.BGPPeerSpec{PeerIP: "172.30.1.12", ASNumber: 64512, SourceAddress: v1.SourceAddressNone, MaxPrefixes: 5})}},
 			want: []speaker.Peer{{Name: "peer:to-n2", Address: n2.Addr, ASN: 64512, MaxPrefixes: 5}}},
 		{name: "route reflector: clients from peerSelector", in: PeersInput{Self: rr, Nodes: []NodeInfo{rr, n1, n2}, Config: cfg(false),
 			Peers: []v1.BGPPeer{bgpPeer("rr-clients", v1.BGPPeerSpec{NodeSelector: "rr=yes", PeerSelector: "rack=r1", SourceAddress: v1.SourceAddressNone})}},
 			want: []speaker.Peer{
-				{Name: "peer:rr-clients:n1", Address: n1.Addr, ASN: 64512, RouteReflectorClient: true, RouteReflectorClusterID: "1.1.1.1"},
-				{Name: "peer:rr-clients:n2", Address: n2.Addr, ASN: 64512, RouteReflectorClient: true, RouteReflectorClusterID: "1.1.1.1"},
+				{Name: "peer:rr-clients:n1", Address: n1.Addr, ASN: 64512, RouteReflectorClient: true, RouteReflectorClusterID: "1.1.1.1", MaxPrefixes: DefaultMaxPrefixes},
+				{Name: "peer:rr-clients:n2", Address: n2.Addr, ASN: 64512, RouteReflectorClient: true, RouteReflectorClusterID: "1.1.1.1", MaxPrefixes: DefaultMaxPrefixes},
 			}},
 		{name: "client side of a reflector", in: PeersInput{Self: n1, Nodes: []NodeInfo{rr, n1, n2}, Config: cfg(false),
 			Peers: []v1.BGPPeer{bgpPeer("to-rr", v1.BGPPeerSpec{PeerSelector: "rr=yes", SourceAddress: v1.SourceAddressNone})}},
-			want: []speaker.Peer{{Name: "peer:to-rr:rr", Address: rr.Addr, ASN: 64512}}},
+			want: []speaker.Peer{{Name: "peer:to-rr:rr", Address: rr.Addr, ASN: 64512, MaxPrefixes: DefaultMaxPrefixes}}},
 		{name: "bad selector is reported, others still apply", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1}, Config: cfg(false),
 			Peers: []v1.BGPPeer{bgpPeer("bad", v1.BGPPeerSpec{NodeSelector: "rack in (", PeerIP: "10.0.0.9", ASNumber: 1}), tor}},
 			want: []speaker.Peer{{Name: "peer:tor", Address: netip.MustParseAddr("172.30.1.1"), ASN: 65001, Password: "s3cret",
@@ -112,7 +136,7 @@ func TestPeers(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, errs := Peers(tc.in, secrets(map[string]string{"bgp/tor": "s3cret"}))
-			if !reflect.DeepEqual(got, tc.want) {
+			if !reflect.DeepEqual(got, withDefaultLimit(tc.want)) {
 				t.Errorf("peers:\n got %+v\nwant %+v", got, tc.want)
 			}
 			joined := errors.Join(errs...)

@@ -18,6 +18,24 @@ import (
 // DefaultASN is the cluster AS when no BGPConfiguration sets one.
 const DefaultASN = 64512
 
+// DefaultMaxPrefixes is the prefix limit of every session whose
+// BGPConfiguration and BGPPeer set none. Sized from the most a legitimate
+// peer sends: a route reflector sends every block of the cluster, and a
+// 5,000-node cluster (Kubernetes' largest) with /26 blocks and 110 pods a
+// node has about 10,000; twice that leaves room for borrowed addresses
+// and Service /32s. A node of the mesh sends far fewer (its own blocks,
+// borrowed addresses, Service addresses). It bounds what a flooding peer
+// costs: 100,000 held prefixes cost the speaker about 120 MiB.
+const DefaultMaxPrefixes = 20000
+
+// maxPrefixes is the cluster's default prefix limit per session.
+func maxPrefixes(cfg *v1.BGPConfiguration) uint32 {
+	if cfg != nil && cfg.Spec.MaxPrefixes != nil && *cfg.Spec.MaxPrefixes > 0 {
+		return uint32(*cfg.Spec.MaxPrefixes)
+	}
+	return DefaultMaxPrefixes
+}
+
 // Secrets resolves a password reference. Errors must not contain the
 // secret's value. An error wrapping ErrPasswordUnavailable means the
 // password cannot be read for now; any other means it is gone.
@@ -97,7 +115,7 @@ func Peers(in PeersInput, secrets Secrets) ([]speaker.Peer, []error) {
 				continue
 			}
 			for _, addr := range sharedFamilies(in.Self, n) {
-				p := speaker.Peer{Name: "mesh:" + n.Name, Address: addr, ASN: n.ASN, Port: meshPort(n.Port), Password: meshPassword}
+				p := speaker.Peer{Name: "mesh:" + n.Name, Address: addr, ASN: n.ASN, Port: meshPort(n.Port), Password: meshPassword, MaxPrefixes: maxPrefixes(in.Config)}
 				p.HoldTime, p.BFD = meshTimers(in.Config)
 				if held {
 					var ok bool
@@ -208,6 +226,9 @@ func selectsNode(p *v1.BGPPeer, self NodeInfo) (bool, error) {
 
 func expand(p *v1.BGPPeer, in PeersInput, secrets Secrets) ([]speaker.Peer, error) {
 	base, err := sessionSettings(p, secrets)
+	if base.MaxPrefixes == 0 {
+		base.MaxPrefixes = maxPrefixes(in.Config)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -123,7 +123,7 @@ func (r *runner) forgetApplied(forwardingKept bool) {
 	r.adNextHops = map[bgp.Family]netip.Addr{}
 	r.peers = map[netip.Addr]Peer{}
 	r.status = map[netip.Addr]*peerStatus{}
-	r.reenableAt = map[netip.Addr]time.Time{}
+	r.heldDown = map[netip.Addr]time.Time{}
 	r.carriedFlaps = map[netip.Addr]uint64{}
 	r.held = map[netip.Addr]heldPaths{}
 	r.synced = false

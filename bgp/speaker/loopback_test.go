@@ -32,11 +32,19 @@ func freeLoopbackPort(t *testing.T) int32 {
 // this test process (the only GoBGP in it). It announces what a careless
 // router would: a default route, a prefix outside the pools and one inside.
 type rogueRouter struct {
+	local netip.Addr
 	t   *testing.T
 	srv *server.BgpServer
 }
 
 func startRogueRouter(t *testing.T, asn uint32, routerID, local, peer netip.Addr, peerASN uint32, peerPort int32, announce ...string) *rogueRouter {
+	t.Helper()
+	return startRogueRouterGR(t, 0, asn, routerID, local, peer, peerASN, peerPort, announce...)
+}
+
+// startRogueRouterGR is startRogueRouter with graceful restart negotiated
+// (restart time grSeconds) when grSeconds > 0.
+func startRogueRouterGR(t *testing.T, grSeconds uint32, asn uint32, routerID, local, peer netip.Addr, peerASN uint32, peerPort int32, announce ...string) *rogueRouter {
 	t.Helper()
 	srv := server.NewBgpServer()
 	go srv.Serve()
@@ -45,14 +53,30 @@ func startRogueRouter(t *testing.T, asn uint32, routerID, local, peer netip.Addr
 	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{Asn: asn, RouterId: routerID.String(), ListenPort: -1}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: &api.Peer{
+	ap := &api.Peer{
 		Conf:      &api.PeerConf{NeighborAddress: peer.String(), PeerAsn: peerASN},
 		Transport: &api.Transport{LocalAddress: local.String(), RemotePort: uint32(peerPort)},
 		Timers:    &api.Timers{Config: &api.TimersConfig{ConnectRetry: 1}},
-	}}); err != nil {
+	}
+	if grSeconds > 0 {
+		fam := apiFamily(bgp.RF_IPv4_UC)
+		ap.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: grSeconds}
+		ap.AfiSafis = []*api.AfiSafi{{Config: &api.AfiSafiConfig{Family: fam, Enabled: true},
+			MpGracefulRestart: &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}}}
+	}
+	if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: ap}); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range announce {
+	r := &rogueRouter{t: t, srv: srv, local: local}
+	r.announce(announce...)
+	return r
+}
+
+// announce adds paths for the prefixes, next hop the router's address.
+func (r *rogueRouter) announce(prefixes ...string) {
+	r.t.Helper()
+	srv, local, t := r.srv, r.local, r.t
+	for _, s := range prefixes {
 		pfx := netip.MustParsePrefix(s)
 		nlri, _ := bgp.NewIPAddrPrefix(pfx)
 		nh, _ := bgp.NewPathAttributeNextHop(local)
@@ -63,7 +87,6 @@ func startRogueRouter(t *testing.T, asn uint32, routerID, local, peer netip.Addr
 			t.Fatalf("rogue router: announce %s: %v", s, err)
 		}
 	}
-	return &rogueRouter{t: t, srv: srv}
 }
 
 // received lists "prefix via nexthop" of every path the router learned.
@@ -213,6 +236,36 @@ func TestSpeakersOverLoopback(t *testing.T) {
 		a.SetFilter(t, "0.0.0.0/0")
 		a.WaitLearned(t, "a /0 filter admits nothing", sessionTimeout, exactly())
 		a.SetFilter(t, pools...)
+	})
+
+	t.Run("a max-prefix shutdown drops the peer's routes at once, with graceful restart", func(t *testing.T) {
+		// The flooding peer negotiated graceful restart with a long
+		// restart time: its routes must still leave at the shutdown, not
+		// stay stale and installed for those 120 s.
+		grRogue := Peer{Name: "gr-rogue", Address: lo(7), ASN: 65002, Passive: true, MaxPrefixes: 3}
+		a.SetPeers(t,
+			Peer{Name: "B", Address: lo(2), ASN: asn, Passive: true, Password: password, HoldTime: 9 * time.Second},
+			Peer{Name: "C", Address: lo(3), ASN: asn, Passive: true},
+			rogue, grRogue,
+		)
+		gr := startRogueRouterGR(t, 120, 65002, netip.MustParseAddr("10.0.0.7"), lo(7), lo(1), asn, port, "10.244.8.0/26", "10.244.8.64/26")
+		a.WaitLearned(t, "gr-rogue's routes", sessionTimeout, func(p []Path) bool { return has(p, "10.244.8.0/26", "127.0.0.7") })
+		i := slices.IndexFunc(a.States(t), func(s PeerState) bool { return s.Name == "gr-rogue" })
+		gr.announce("10.244.8.128/26", "10.244.8.192/26") // 4 > 3
+		over := time.Now()
+		a.WaitLearned(t, "gr-rogue's routes gone at the shutdown", sessionTimeout, func(p []Path) bool { return !hasPrefix(p, "10.244.8.0/26") })
+		gone := time.Since(over)
+		st := a.WaitStates(t, "gr-rogue shut down for max-prefix", sessionTimeout, func(st []PeerState) bool {
+			return st[i].State != StateEstablished && st[i].LastError == maxPrefixReason
+		})
+		t.Logf("gr-rogue went over its limit; its routes left the learned set %v later (graceful restart time 120s); state %+v", gone.Round(time.Millisecond), st[i])
+		if gone > 20*time.Second {
+			t.Errorf("routes of a peer shut for max-prefix stayed %v: kept as graceful-restart stale", gone)
+		}
+		st = a.WaitStates(t, "gr-rogue tried again after the idle time, and shut again", sessionTimeout, func(st []PeerState) bool {
+			return st[i].Flaps >= 2 && st[i].LastError == maxPrefixReason
+		})
+		a.HoldsLearned(t, "none of gr-rogue's routes while it floods", 3*time.Second, func(p []Path) bool { return !hasPrefix(p, "10.244.8.0/26") })
 	})
 
 	t.Run("max prefixes shuts a flooding peer down", func(t *testing.T) {

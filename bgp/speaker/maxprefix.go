@@ -2,59 +2,85 @@ package speaker
 
 import (
 	"context"
+	"maps"
 	"net/netip"
 	"time"
 
 	"github.com/osrg/gobgp/v4/api"
 )
 
-// A session GoBGP shut down for exceeding Peer.MaxPrefixes stays
-// administratively down (ADMIN_STATE_PFX_CT) until someone enables it. A
-// misbehaving peer that recovers must not need an operator, so the runner
-// enables it again after Options.MaxPrefixRestart, as FRR's "maximum-prefix
-// N restart" and BIRD's "receive limit ... action restart" do; a peer that
-// floods again is shut again.
+// A session GoBGP shuts for exceeding Peer.MaxPrefixes would stay
+// administratively down (ADMIN_STATE_PFX_CT) until someone enables it, and
+// GoBGP takes the connection it closed for a failure: with graceful
+// restart, the peer's paths would stay, stale and installed, for the
+// restart time. Neither is right for a misbehaving peer. The runner
+// removes the peer from GoBGP at once, which drops its paths (the effect
+// of an RFC 8538 Hard Reset), and adds it again after
+// Options.MaxPrefixRestart, as FRR's "maximum-prefix N restart" and BIRD's
+// "receive limit ... action restart" do; a peer that floods again is shut
+// again.
 
-// scheduleReenable notes a session shut for exceeding its prefix limit.
-func (r *runner) scheduleReenable(a netip.Addr) {
-	if _, ok := r.reenableAt[a]; ok {
+// holdDown removes a peer GoBGP shut for exceeding its prefix limit and
+// notes when to add it back. Its status (the reason, the flaps) is kept.
+func (r *runner) holdDown(a netip.Addr) {
+	if _, ok := r.heldDown[a]; ok {
 		return
 	}
+	if r.srv == nil {
+		return // no server: nothing to shut
+	}
+	p := r.peers[a]
+	delete(r.held, a) // nor any path it had before a re-creation
+	if err := r.srv.DeletePeer(context.Background(), &api.DeletePeerRequest{Address: a.String()}); err != nil {
+		r.log.Warn("could not remove a peer shut for exceeding its maximum prefixes", "peer", p.displayName(), "err", err)
+	}
+	delete(r.peers, a)
+	if st := r.status[a]; st != nil {
+		st.state, st.lastError = StateIdle, maxPrefixReason
+	}
 	at := time.Now().Add(r.s.opts.MaxPrefixRestart)
-	r.reenableAt[a] = at
-	r.log.Warn("BGP session shut down for exceeding its maximum prefixes; it will be tried again",
-		"peer", r.peerName(a), "address", a.String(), "after", r.s.opts.MaxPrefixRestart)
+	r.heldDown[a] = at
+	r.learnedDirty = true
+	r.log.Warn("BGP session shut down for exceeding its maximum prefixes; its routes are dropped and it will be tried again",
+		"peer", p.displayName(), "address", a.String(), "maxPrefixes", p.MaxPrefixes, "after", r.s.opts.MaxPrefixRestart)
 	r.armReenable()
 }
 
-// reenableDue enables the sessions whose idle time is over.
+// reenableDue ends the hold-down of the peers whose idle time is over;
+// the reconcile that follows adds them again.
 func (r *runner) reenableDue() {
 	now := time.Now()
-	for a, at := range r.reenableAt {
+	for a, at := range r.heldDown {
 		if at.After(now) {
 			continue
 		}
-		delete(r.reenableAt, a)
-		if _, ok := r.peers[a]; !ok || r.srv == nil {
-			continue
-		}
-		if err := r.srv.EnablePeer(context.Background(), &api.EnablePeerRequest{Address: a.String()}); err != nil {
-			r.log.Warn("could not re-enable a session shut for exceeding its maximum prefixes", "peer", r.peerName(a), "err", err)
-			continue
-		}
-		r.log.Info("re-enabled a session shut for exceeding its maximum prefixes", "peer", r.peerName(a), "address", a.String())
+		delete(r.heldDown, a)
+		r.log.Info("trying again a session shut for exceeding its maximum prefixes", "peer", r.peerName(a), "address", a.String())
 	}
 	r.armReenable()
+	r.reconcile()
 }
 
-// armReenable sets the timer to the earliest pending re-enable.
+// withoutHeldDown is the desired peers less those held down.
+func (r *runner) withoutHeldDown(peers map[netip.Addr]Peer) map[netip.Addr]Peer {
+	if len(r.heldDown) == 0 {
+		return peers
+	}
+	out := maps.Clone(peers)
+	for a := range r.heldDown {
+		delete(out, a)
+	}
+	return out
+}
+
+// armReenable sets the timer to the earliest pending hold-down end.
 func (r *runner) armReenable() {
 	if r.reenable != nil {
 		r.reenable.Stop()
 		r.reenable = nil
 	}
 	var next time.Time
-	for _, at := range r.reenableAt {
+	for _, at := range r.heldDown {
 		if next.IsZero() || at.Before(next) {
 			next = at
 		}
@@ -73,6 +99,9 @@ func (r *runner) reenableC() <-chan time.Time {
 
 func (r *runner) peerName(a netip.Addr) string {
 	if p, ok := r.peers[a]; ok {
+		return p.displayName()
+	}
+	if p, ok := r.last.peers[a]; ok {
 		return p.displayName()
 	}
 	return a.String()

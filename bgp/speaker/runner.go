@@ -33,9 +33,9 @@ type runner struct {
 	backoff time.Duration
 	retry   *time.Timer
 
-	// reenableAt holds the sessions shut for exceeding their maximum
-	// prefixes and when to enable them again (maxprefix.go).
-	reenableAt map[netip.Addr]time.Time
+	// heldDown holds the peers removed for exceeding their maximum
+	// prefixes and when to add them again (maxprefix.go).
+	heldDown map[netip.Addr]time.Time
 	// carriedFlaps are flap counts of sessions a server restart took down,
 	// for their peers when they are added again.
 	carriedFlaps map[netip.Addr]uint64

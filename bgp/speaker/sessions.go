@@ -28,7 +28,7 @@ type peerStatus struct {
 // applyPeers removes, re-creates and adds neighbours. A failed delete is not
 // retried: GoBGP only fails it for a peer it does not have.
 func (r *runner) applyPeers(d desired) []error {
-	pl := diffPeers(d.peers, r.peers)
+	pl := diffPeers(r.withoutHeldDown(d.peers), r.peers)
 	for _, a := range pl.Remove {
 		delete(r.held, a)
 		r.removePeer(a)
@@ -90,7 +90,7 @@ func (r *runner) removePeer(a netip.Addr) {
 	}
 	delete(r.peers, a)
 	delete(r.status, a)
-	delete(r.reenableAt, a) // a re-created peer starts enabled
+	delete(r.heldDown, a) // a re-created peer starts enabled
 	r.log.Info("removed BGP peer", "peer", old.displayName(), "address", a.String())
 }
 
@@ -100,6 +100,9 @@ func (r *runner) addPeer(a netip.Addr, p Peer, local peerLocal) error {
 	ctx := context.Background()
 	st := &peerStatus{state: StateIdle, eor: map[bgp.Family]bool{}, flaps: r.carriedFlaps[a]}
 	delete(r.carriedFlaps, a)
+	if old := r.status[a]; old != nil {
+		st.flaps, st.lastError = old.flaps, old.lastError // back from a hold-down
+	}
 	r.status[a] = st
 	if err := r.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: toAPIPeer(p, local)}); err != nil {
 		err = fmt.Errorf("add peer %s (%s): %w", p.displayName(), a, err)
@@ -141,6 +144,9 @@ func (r *runner) onPeerEvent(ev peerEvent) {
 	if st == nil {
 		return // a peer we have since removed
 	}
+	if _, held := r.heldDown[ev.Addr]; held {
+		return // its removal's events: the status says max-prefix
+	}
 	prev := st.state
 	st.state = ev.State
 	if prev == StateEstablished && ev.State != StateEstablished {
@@ -154,7 +160,7 @@ func (r *runner) onPeerEvent(ev peerEvent) {
 		// GoBGP drops every failed or torn-down session to Idle.
 		st.lastError = r.s.secrets.redact(ev.Reason)
 		if ev.Reason == maxPrefixReason {
-			r.scheduleReenable(ev.Addr)
+			r.holdDown(ev.Addr)
 		}
 	}
 	if prev == ev.State {
@@ -179,7 +185,7 @@ func (r *runner) onPeerEvent(ev peerEvent) {
 // been called, every desired peer is configured and Established, and every
 // peer that negotiated graceful restart has sent End-of-RIB.
 func (r *runner) checkSync() {
-	if r.synced || !r.last.peersSet || !r.last.adsSet || len(r.peers) != len(r.last.peers) {
+	if r.synced || !r.last.peersSet || !r.last.adsSet || len(r.peers) != len(r.withoutHeldDown(r.last.peers)) {
 		return
 	}
 	for a := range r.peers {

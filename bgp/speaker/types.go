@@ -30,8 +30,8 @@ type Options struct {
 	// waits for End-of-RIB from every peer; 0 means DefaultInitialSyncTimeout.
 	InitialSyncTimeout time.Duration
 	// MaxPrefixRestart is how long a session shut down for exceeding its
-	// Peer.MaxPrefixes stays down before it is tried again; 0 means
-	// DefaultMaxPrefixRestart.
+	// Peer.MaxPrefixes stays down (its paths dropped) before it is tried
+	// again; 0 means DefaultMaxPrefixRestart.
 	MaxPrefixRestart time.Duration
 	// ForwardingStateKept says the node kept forwarding across the restart
 	// that started this speaker (its routes were still in the kernel). With
@@ -114,8 +114,9 @@ type Peer struct {
 	HoldTime, KeepaliveTime time.Duration
 	// MaxPrefixes shuts the session down (Cease, max prefixes) when the peer
 	// sends more prefixes than this per address family; 0 means no limit.
-	// The session stays down for Options.MaxPrefixRestart, or until the
-	// peer's configuration changes.
+	// Its paths are dropped at once, graceful restart or not (the peer is
+	// removed from GoBGP), and it is added again after
+	// Options.MaxPrefixRestart, or when its configuration changes.
 	MaxPrefixes uint32
 	// RouteReflectorClient makes this speaker a route reflector for the
 	// peer (iBGP only).

@@ -100,6 +100,27 @@ type BGPConfigurationSpec struct {
 	// +optional
 	GracefulRestart *GracefulRestart `json:"gracefulRestart,omitempty"`
 
+	// MaxPrefixes is the default limit on the prefixes one peer may send
+	// per address family: it applies to node-mesh sessions and to
+	// BGPPeers without their own maxPrefixes. A peer that sends more is
+	// shut down (Cease, maximum prefixes reached), its routes are dropped
+	// at once, and the session is tried again after
+	// maxPrefixRestartTime. Unset means 20000: twice the blocks of a
+	// 5,000-node cluster (Kubernetes' largest) with two blocks per node,
+	// the most a route reflector legitimately sends, while bounding what
+	// a flooding peer costs the speaker (100,000 prefixes cost it about
+	// 120 MiB).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	MaxPrefixes *int32 `json:"maxPrefixes,omitempty"`
+
+	// MaxPrefixRestartTime is how long a session shut for exceeding its
+	// maximum prefixes stays down before it is tried again. Unset means
+	// 2m. Read when the agent starts.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="maxPrefixRestartTime must be between 1s and 24h"
+	MaxPrefixRestartTime *metav1.Duration `json:"maxPrefixRestartTime,omitempty"`
+
 	// LogSeverityScreen is the speaker's log level.
 	// +optional
 	// +kubebuilder:validation:Enum=Debug;Info;Warning;Error
@@ -323,7 +344,10 @@ type BGPPeerSpec struct {
 	// instead of this node's address.
 	// +optional
 	KeepOriginalNextHop bool `json:"keepOriginalNextHop,omitempty"`
-	// MaxPrefixes tears the session down when the peer sends more.
+	// MaxPrefixes is the most prefixes the peer may send per address
+	// family; beyond it the session is shut down, its routes dropped at
+	// once, and tried again after the BGPConfiguration's
+	// maxPrefixRestartTime. Unset: the BGPConfiguration's maxPrefixes.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	MaxPrefixes int32 `json:"maxPrefixes,omitempty"`

@@ -153,6 +153,16 @@ func (in *BGPConfigurationSpec) DeepCopyInto(out *BGPConfigurationSpec) {
 		*out = new(GracefulRestart)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.MaxPrefixes != nil {
+		in, out := &in.MaxPrefixes, &out.MaxPrefixes
+		*out = new(int32)
+		**out = **in
+	}
+	if in.MaxPrefixRestartTime != nil {
+		in, out := &in.MaxPrefixRestartTime, &out.MaxPrefixRestartTime
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	return
 }
 

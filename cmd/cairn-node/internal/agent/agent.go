@@ -416,8 +416,12 @@ func speakerOptions(self peering.NodeInfo, inf *informers, log *slog.Logger) spe
 	def, _ := inf.configLister.Get(peering.DefaultConfigName)
 	node, _ := inf.configLister.Get(peering.NodeConfigName(self.Name))
 	g := peering.Global(self, peering.EffectiveConfig(def, node))
-	return speaker.Options{RouterID: self.Addr, ASN: g.ASN, ListenPort: g.ListenPort, Logger: log,
+	so := speaker.Options{RouterID: self.Addr, ASN: g.ASN, ListenPort: g.ListenPort, Logger: log,
 		ListenAddresses: listenAddresses(self), GracefulRestart: &g.GracefulRestart}
+	if def != nil && def.Spec.MaxPrefixRestartTime != nil {
+		so.MaxPrefixRestart = def.Spec.MaxPrefixRestartTime.Duration
+	}
+	return so
 }
 
 // listenAddresses are the node's BGP addresses, one per family it has:
