@@ -33,8 +33,8 @@ func freeLoopbackPort(t *testing.T) int32 {
 // router would: a default route, a prefix outside the pools and one inside.
 type rogueRouter struct {
 	local netip.Addr
-	t   *testing.T
-	srv *server.BgpServer
+	t     *testing.T
+	srv   *server.BgpServer
 }
 
 func startRogueRouter(t *testing.T, asn uint32, routerID, local, peer netip.Addr, peerASN uint32, peerPort int32, announce ...string) *rogueRouter {

@@ -289,8 +289,10 @@ func (c *controller) applyRoutes(st clusterState) ([]speaker.Advertisement, []er
 func speakerHoldings(hs []ipam.Holding, self string, nodes []peering.NodeInfo) []speaker.Holding {
 	addrs := map[string][]netip.Addr{}
 	for _, n := range nodes {
-		if n.Addr.IsValid() {
-			addrs[n.Name] = append(addrs[n.Name], n.Addr)
+		for _, a := range []netip.Addr{n.Addr, n.Addr6} {
+			if a.IsValid() {
+				addrs[n.Name] = append(addrs[n.Name], a)
+			}
 		}
 	}
 	out := make([]speaker.Holding, 0, len(hs))
