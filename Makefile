@@ -7,7 +7,7 @@ PKGS := ./...
 export CAIRN_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/cairn
 export CAIRN_CONTROLPLANE_BIN ?= $(CAIRN_CACHE)/controlplane
 
-.PHONY: all deps controlplane test unit lint fuzz generate bench bench-go lab build clean images
+.PHONY: all deps controlplane test unit race lint fuzz generate bench bench-go lab build clean images
 
 all: build
 
@@ -36,12 +36,17 @@ lint:
 unit:
 	$(GO) test -short -count=1 $(PKGS)
 
+## race: the unit tier under the race detector (the allocator's group
+## commit, felix's reconcilers, the speaker and the agent are concurrent)
+race:
+	$(GO) test -race -short -count=1 $(PKGS)
+
 ## fuzz: every fuzz target for FUZZTIME each (default 10s); crashers fail
 fuzz:
 	GO=$(GO) hack/fuzz.sh
 
 ## test: everything, as CI runs it (root for the privileged and e2e tiers)
-test: deps lint fuzz
+test: deps lint race fuzz
 	$(GO) test -count=1 -timeout 45m $(PKGS)
 
 ## generate: deepcopy, clientset, listers, informers, CRD manifests, gRPC stubs
