@@ -49,7 +49,8 @@ type Options struct {
 	// kube-controller-manager run beside it, so that pods are scheduled
 	// and every namespace gets its default ServiceAccount and root CA.
 	Kubelets bool
-	// ReadyTimeout bounds the wait for /readyz; default 60s.
+	// ReadyTimeout bounds the wait for /readyz; default 3 minutes. A deadline,
+	// not a figure: at load 40 on two cores the API server once took over 60 s.
 	ReadyTimeout time.Duration
 	// Logf receives progress lines; nil discards them.
 	Logf func(format string, args ...any)
@@ -125,7 +126,7 @@ func (o *Options) defaults() error {
 		o.Logf = func(string, ...any) {}
 	}
 	if o.ReadyTimeout == 0 {
-		o.ReadyTimeout = 60 * time.Second
+		o.ReadyTimeout = 3 * time.Minute
 	}
 	if o.BinDir == "" {
 		dir, err := BinDir()
