@@ -4,7 +4,7 @@
 // real cairn-cni. It needs root. The work is in internal/lab.
 //
 //	cairn-lab demo [--keep] [up flags]     up, pods talk across nodes, status, down
-//	cairn-lab up [--nodes N] [--racks R] [--router bird|frr] [--pods-per-node P] [--kubelet] [--dual-stack]
+//	cairn-lab up [--nodes N] [--racks R] [--router bird|frr] [--bfd] [--pods-per-node P] [--kubelet] [--dual-stack]
 //	cairn-lab status [-o json]
 //	cairn-lab pods [-o json]
 //	cairn-lab exec NAME -- CMD...          in the namespace of a pod, node, router or outside1
@@ -38,6 +38,7 @@ commands:
       --nodes N              nodes per rack (default 2)
       --racks R              racks, each its own AS and ToR; >1 adds a spine (default 1)
       --router bird|frr      router daemon for ToRs and spine (default bird)
+      --bfd                  BFD (200 ms x 3) on the node mesh and between nodes and their ToR
       --pods-per-node P      pods created on every node (default 2)
       --no-agents            network, routers and control plane only
       --kubelet              real nodes: containerd and a kubelet on every node, Cairn installed with
@@ -179,6 +180,7 @@ func upFlags(cmd string, args []string, dir string, logf func(string, ...any)) (
 	fs.BoolVar(&o.SkipAgents, "no-agents", false, "network, routers and control plane only")
 	fs.BoolVar(&o.Kubelet, "kubelet", false, "real nodes: containerd and a kubelet on every node")
 	fs.BoolVar(&o.AgentProcesses, "agent-processes", false, "with --kubelet: cairn-node as processes, not the DaemonSet")
+	fs.BoolVar(&o.BFD, "bfd", false, "BFD on the node mesh and between nodes and ToRs (a cut link detected in 600 ms)")
 	fs.BoolVar(&o.KeepOnFailure, "keep-on-failure", false, "leave a failed lab up")
 	fs.StringVar(&o.AgentLogLevel, "agent-log-level", "info", "cairn-node --log-level")
 	fs.StringVar(&o.Instance, "instance", "", "instance name inside namespace names")

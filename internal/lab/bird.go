@@ -95,6 +95,10 @@ func birdConfig(rp RouterPlan) string {
 	w("  reject;")
 	w("}")
 	w("")
+	if bfd := birdBFD(rp); bfd != "" {
+		w("%s", bfd)
+		w("")
+	}
 	w("template bgp lab_peer {")
 	w("  connect delay time 1; connect retry time 2;")
 	w("  error wait time 1, 10; error forget time 10;")
@@ -110,6 +114,12 @@ func birdConfig(rp RouterPlan) string {
 		w("  description \"%s\";", p.Name)
 		w("  local %s as %d;", p.Local, rp.AS)
 		w("  neighbor %s as %d;", p.Addr, p.AS)
+		if p.BFD {
+			// Without "graceful", a BFD session going down stops the BGP
+			// session: the node's routes leave at once, never kept as a
+			// restarting peer's.
+			w("  bfd on;")
+		}
 		switch {
 		case p.Kind == PeerRouter:
 			w("  %s { import filter from_routers%s; export filter to_routers%[2]s; };", ch, familySuffix(p))
@@ -124,6 +134,18 @@ func birdConfig(rp RouterPlan) string {
 		w("}")
 	}
 	return b.String()
+}
+
+// birdBFD is BIRD's BFD protocol for the sessions that ask for it, with
+// the lab's timers; empty when none does.
+func birdBFD(rp RouterPlan) string {
+	for _, p := range rp.Peers {
+		if p.BFD {
+			return fmt.Sprintf("protocol bfd {\n  interface \"*\" { interval %d ms; multiplier %d; };\n}",
+				LabBFDInterval.Milliseconds(), LabBFDMultiplier)
+		}
+	}
+	return ""
 }
 
 func prefixLen(cidr string) int { return netip.MustParsePrefix(cidr).Bits() }

@@ -235,6 +235,9 @@ func createIPv6Objects(ctx context.Context, c *clients, p Plan) error {
 				ASNumber:     r.ToR.AS,
 			},
 		}
+		if p.BGP.BFD {
+			peer.Spec.BFD = labBFD()
+		}
 		if _, err := c.cairn.CairnV1alpha1().BGPPeers().Create(ctx, peer, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("create BGPPeer %s: %w", peer.Name, err)
 		}

@@ -42,6 +42,7 @@ func (frrDriver) configure(rp RouterPlan, dir string) ([]routerCommand, error) {
 	if err := os.WriteFile(bgpdConf, []byte(frrBGPConfig(rp)), 0o644); err != nil {
 		return nil, fmt.Errorf("write %s: %w", bgpdConf, err)
 	}
+	cmds := []routerCommand{}
 	common := func(daemon, conf string) []string {
 		return []string{
 			filepath.Join(frrDir, daemon),
@@ -54,10 +55,38 @@ func (frrDriver) configure(rp RouterPlan, dir string) ([]routerCommand, error) {
 			"--log", "stdout",
 		}
 	}
-	return []routerCommand{
-		{name: "zebra", argv: common("zebra", zebraConf)},
-		{name: "bgpd", argv: common("bgpd", bgpdConf)},
-	}, nil
+	cmds = append(cmds, routerCommand{name: "zebra", argv: common("zebra", zebraConf)})
+	if frrUsesBFD(rp) {
+		// bfdd runs the BFD sessions bgpd asks for through zebra; its
+		// control socket goes beside the others (the default is global).
+		bfddConf := filepath.Join(dir, "bfdd.conf")
+		if err := os.WriteFile(bfddConf, []byte(frrBFDConfig()), 0o644); err != nil {
+			return nil, fmt.Errorf("write %s: %w", bfddConf, err)
+		}
+		cmds = append(cmds, routerCommand{name: "bfdd",
+			argv: append(common("bfdd", bfddConf), "--bfdctl", filepath.Join(dir, "bfdd.sock"))})
+	}
+	return append(cmds, routerCommand{name: "bgpd", argv: common("bgpd", bgpdConf)}), nil
+}
+
+// frrBFDProfile names the lab's BFD timers in bfdd.conf.
+const frrBFDProfile = "lab"
+
+func frrUsesBFD(rp RouterPlan) bool {
+	for _, p := range rp.Peers {
+		if p.BFD {
+			return true
+		}
+	}
+	return false
+}
+
+// frrBFDConfig is bfdd's configuration: the lab's timers as a profile
+// that bgpd's BFD neighbours use.
+func frrBFDConfig() string {
+	ms := LabBFDInterval.Milliseconds()
+	return fmt.Sprintf("bfd\n profile %s\n  transmit-interval %d\n  receive-interval %d\n  detect-multiplier %d\n !\n!\n",
+		frrBFDProfile, ms, ms, LabBFDMultiplier)
 }
 
 func (frrDriver) cli(_ RouterPlan, dir string) []string {
@@ -154,6 +183,9 @@ func frrBGPConfig(rp RouterPlan) string {
 		w(" neighbor %s description %s", p.Addr, p.Name)
 		w(" neighbor %s update-source %s", p.Addr, p.Local)
 		w(" neighbor %s timers connect 2", p.Addr)
+		if p.BFD {
+			w(" neighbor %s bfd profile %s", p.Addr, frrBFDProfile)
+		}
 	}
 	w(" !")
 	w(" address-family ipv4 unicast")

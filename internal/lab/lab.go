@@ -62,6 +62,10 @@ type Options struct {
 	// AgentArgs are more cairn-node flags for every node (a test's short
 	// IPAM GC grace, say); a restarted agent gets them too.
 	AgentArgs []string
+	// BFD runs BFD on the node mesh and between nodes and their ToR (BIRD's
+	// bfd protocol, FRR's bfdd), so a cut link withdraws routes in under
+	// a second instead of at the hold time.
+	BFD bool
 	// Logf receives progress lines; nil discards them.
 	Logf func(format string, args ...any)
 }
@@ -131,7 +135,7 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 		// are IPv4-only in this lab for now.
 		return nil, errors.New("a dual-stack lab runs in the fast mode only: leave out --kubelet")
 	}
-	plan, err := NewPlan(PlanOptions{Racks: o.Racks, NodesPerRack: o.NodesPerRack, Router: o.Router, Instance: o.Instance, DualStack: o.DualStack, BlockSize: o.BlockSize})
+	plan, err := NewPlan(PlanOptions{Racks: o.Racks, NodesPerRack: o.NodesPerRack, Router: o.Router, Instance: o.Instance, DualStack: o.DualStack, BlockSize: o.BlockSize, BFD: o.BFD})
 	if err != nil {
 		return nil, err
 	}

@@ -101,6 +101,9 @@ func createClusterObjects(ctx context.Context, c *clients, p Plan, kubelets bool
 			ServiceLoadBalancerIPs: serviceBlocks(ServiceLoadBalancerCIDR),
 		},
 	}
+	if p.BGP.BFD {
+		bgpConf.Spec.NodeMeshBFD = labBFD()
+	}
 	if _, err := c.cairn.CairnV1alpha1().BGPConfigurations().Create(ctx, bgpConf, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create BGPConfiguration default: %w", err)
 	}
@@ -113,6 +116,9 @@ func createClusterObjects(ctx context.Context, c *clients, p Plan, kubelets bool
 				ASNumber:     r.ToR.AS,
 			},
 		}
+		if p.BGP.BFD {
+			peer.Spec.BFD = labBFD()
+		}
 		if _, err := c.cairn.CairnV1alpha1().BGPPeers().Create(ctx, peer, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("create BGPPeer %s: %w", peer.Name, err)
 		}
@@ -121,6 +127,12 @@ func createClusterObjects(ctx context.Context, c *clients, p Plan, kubelets bool
 		return createIPv6Objects(ctx, c, p)
 	}
 	return nil
+}
+
+// labBFD is the BFD the lab's BGPConfiguration and BGPPeers ask for, the
+// same as its routers run.
+func labBFD() *cairnv1.BFD {
+	return &cairnv1.BFD{Enabled: true, Interval: &metav1.Duration{Duration: LabBFDInterval}, Multiplier: LabBFDMultiplier}
 }
 
 func serviceBlocks(cidr string) []cairnv1.ServiceIPBlock {

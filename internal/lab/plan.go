@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/cairn-net/cairn/internal/controlplane"
 )
@@ -116,7 +117,17 @@ type Plan struct {
 type ClusterBGP struct {
 	ASNumber    int64 `json:"asNumber"`
 	MeshEnabled bool  `json:"meshEnabled"`
+	// BFD runs BFD (LabBFDInterval, LabBFDMultiplier) on the mesh and on
+	// every node's session to its ToR, at both ends.
+	BFD bool `json:"bfd,omitempty"`
 }
+
+// The lab's BFD timers: a link failure is detected after 600 ms, inside
+// the 1 s the issue asks for, with room for a busy machine's scheduling.
+const (
+	LabBFDInterval   = 200 * time.Millisecond
+	LabBFDMultiplier = 3
+)
 
 // Host is a namespace with one address, e.g. the control plane.
 type Host struct {
@@ -192,6 +203,8 @@ type Peer struct {
 	// RRClient makes the router reflect routes to this (iBGP) peer and
 	// announce routes learned over eBGP with itself as next hop.
 	RRClient bool `json:"rrClient"`
+	// BFD runs BFD on the session (ClusterBGP.BFD).
+	BFD bool `json:"bfd,omitempty"`
 }
 
 // Bridge is a Linux bridge with an address: a rack's LAN in its ToR.
@@ -240,6 +253,8 @@ type PlanOptions struct {
 	// pod start is a block claim and a new route (cairn-bench's
 	// convergence section).
 	BlockSize int
+	// BFD runs BFD between nodes and between nodes and their ToR.
+	BFD bool
 }
 
 // maxInstance bounds instance names; with "pod-nodeNNN-NNNN" they keep
@@ -306,7 +321,7 @@ func NewPlan(o PlanOptions) (Plan, error) {
 		Router:       o.Router,
 		BlockSize:    o.BlockSize,
 		ControlPlane: Host{Name: "cp", NS: prefix + "cp", Addr: v4(172, 30, 0, 2), Gateway: v4(172, 30, 0, 1)},
-		BGP:          ClusterBGP{ASNumber: ClusterAS, MeshEnabled: !multi},
+		BGP:          ClusterBGP{ASNumber: ClusterAS, MeshEnabled: !multi, BFD: o.BFD},
 	}
 	if multi {
 		p.Spine = &RouterPlan{Name: "spine", NS: prefix + "spine", AS: SpineAS, RouterID: uplinkAddr(1, 2), ExportConnected: true}
@@ -327,7 +342,7 @@ func NewPlan(o PlanOptions) (Plan, error) {
 			}
 			rack.Nodes = append(rack.Nodes, n)
 			rack.ToR.Peers = append(rack.ToR.Peers, Peer{
-				Name: n.Name, Kind: PeerNode, Local: rack.ToR.RouterID, Addr: n.Addr, AS: n.AS, RRClient: multi,
+				Name: n.Name, Kind: PeerNode, Local: rack.ToR.RouterID, Addr: n.Addr, AS: n.AS, RRClient: multi, BFD: o.BFD,
 			})
 			p.Links = append(p.Links, Link{
 				A: End{NS: n.NS, Name: "eth0", Addr: netip.PrefixFrom(n.Addr, 24)},

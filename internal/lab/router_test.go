@@ -15,12 +15,18 @@ func allRouterPlans(t *testing.T) map[string]RouterPlan {
 	t.Helper()
 	out := map[string]RouterPlan{}
 	for _, racks := range []int{1, 2} {
-		p, err := NewPlan(PlanOptions{Racks: racks, NodesPerRack: 2, Router: RouterBIRD})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range p.Routers() {
-			out[strings.Repeat("multi-", racks-1)+r.Name] = r
+		for _, bfd := range []bool{false, true} {
+			p, err := NewPlan(PlanOptions{Racks: racks, NodesPerRack: 2, Router: RouterBIRD, BFD: bfd})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range p.Routers() {
+				name := strings.Repeat("multi-", racks-1) + r.Name
+				if bfd {
+					name += "-bfd"
+				}
+				out[name] = r
+			}
 		}
 	}
 	return out
@@ -55,6 +61,15 @@ func TestFRRConfigParses(t *testing.T) {
 			}
 		})
 	}
+	t.Run("bfdd", func(t *testing.T) {
+		conf := filepath.Join(t.TempDir(), "bfdd.conf")
+		if err := os.WriteFile(conf, []byte(frrBFDConfig()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("vtysh", "-C", "-f", conf).CombinedOutput(); err != nil {
+			t.Fatalf("vtysh -C rejects the config: %v\n%s\n%s", err, out, frrBFDConfig())
+		}
+	})
 }
 
 // What the BGP design depends on, per router and peer kind.

@@ -186,6 +186,8 @@ type routeEvent struct {
 	deleted bool
 	dst     string
 	proto   string
+	// at is when the monitor read the line.
+	at time.Time
 }
 
 func parseRouteEvent(line string) routeEvent {
@@ -240,7 +242,9 @@ func startRouteMonitor(t *testing.T, name, ns string) *routeMonitor {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			m.mu.Lock()
-			m.events = append(m.events, parseRouteEvent(sc.Text()))
+			e := parseRouteEvent(sc.Text())
+			e.at = time.Now()
+			m.events = append(m.events, e)
 			close(m.changed)
 			m.changed = make(chan struct{})
 			m.mu.Unlock()
