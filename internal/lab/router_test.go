@@ -29,6 +29,12 @@ func allRouterPlans(t *testing.T) map[string]RouterPlan {
 			}
 		}
 	}
+	// BFD on IPv6 sessions too.
+	p, err := NewPlan(PlanOptions{Racks: 1, NodesPerRack: 2, Router: RouterBIRD, BFD: true, DualStack: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out["dual-stack-tor1-bfd"] = p.Racks[0].ToR
 	return out
 }
 
