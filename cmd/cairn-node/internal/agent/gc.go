@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,22 +30,9 @@ type ipamGC struct {
 }
 
 // run campaigns for the GC Lease until ctx ends and collects while
-// leading. A failure here must not stop the node's dataplane, so it is
-// logged and retried rather than returned.
+// leading.
 func (g ipamGC) run(ctx context.Context) {
-	leader := gc.LeaderOptions{Client: g.kube, Namespace: g.opts.SecretNamespace, Name: gcLeaseName,
-		Identity: g.opts.NodeName, Logger: g.log.With("component", "ipam-gc")}
-	for ctx.Err() == nil {
-		err := gc.RunLeaderElected(ctx, leader, g.lead)
-		if err == nil || ctx.Err() != nil {
-			return
-		}
-		g.log.Warn("IPAM GC leader election failed; retrying", "component", "ipam-gc", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(30 * time.Second):
-		}
-	}
+	campaign(ctx, g.opts, g.kube, gcLeaseName, g.log.With("component", "ipam-gc"), g.lead)
 }
 
 // lead collects until leadership ends. Only the leader watches pods (all

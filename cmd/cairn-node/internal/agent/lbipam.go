@@ -3,12 +3,10 @@ package agent
 import (
 	"context"
 	"log/slog"
-	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/cairn-net/cairn/ipam/gc"
 	"github.com/cairn-net/cairn/ipam/lbipam"
 )
 
@@ -29,23 +27,9 @@ type lbIPAM struct {
 }
 
 // run campaigns for the Lease until ctx ends and serves LoadBalancer
-// addresses while leading. A failure here must not stop the node's
-// dataplane, so it is logged and retried rather than returned.
+// addresses while leading.
 func (l lbIPAM) run(ctx context.Context) {
-	log := l.log.With("component", "lbipam")
-	leader := gc.LeaderOptions{Client: l.kube, Namespace: l.opts.SecretNamespace, Name: lbLeaseName,
-		Identity: l.opts.NodeName, Logger: log}
-	for ctx.Err() == nil {
-		err := gc.RunLeaderElected(ctx, leader, l.lead)
-		if err == nil || ctx.Err() != nil {
-			return
-		}
-		log.Warn("LoadBalancer IPAM leader election failed; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(30 * time.Second):
-		}
-	}
+	campaign(ctx, l.opts, l.kube, lbLeaseName, l.log.With("component", "lbipam"), l.lead)
 }
 
 // lead serves until leadership ends. The controller watches Services
@@ -53,24 +37,9 @@ func (l lbIPAM) run(ctx context.Context) {
 // Run returns early only if its watch cannot start; the Lease is still
 // held then, so it starts again rather than lead without serving.
 func (l lbIPAM) lead(ctx context.Context) {
-	log := l.log.With("component", "lbipam")
 	recorder, stop := lbipam.NewRecorder(l.kube, l.opts.NodeName)
 	defer stop()
-	for {
-		c, err := lbipam.New(lbipam.Options{Kube: l.kube, Pools: l.pools, Configs: l.configs, Recorder: recorder, Logger: l.log})
-		if err != nil {
-			log.Error("LoadBalancer IPAM disabled", "err", err)
-			return
-		}
-		err = c.Run(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		log.Warn("LoadBalancer IPAM stopped; starting again", "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(5 * time.Second):
-		}
-	}
+	serveTerm(ctx, l.log.With("component", "lbipam"), func() (term, error) {
+		return lbipam.New(lbipam.Options{Kube: l.kube, Pools: l.pools, Configs: l.configs, Recorder: recorder, Logger: l.log})
+	})
 }

@@ -3,12 +3,10 @@ package agent
 import (
 	"context"
 	"log/slog"
-	"time"
 
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/cairn-net/cairn/cmd/cairn-node/internal/objstatus"
-	"github.com/cairn-net/cairn/ipam/gc"
 )
 
 // statusLeaseName is the Lease whose holder writes the status of the
@@ -37,46 +35,18 @@ func newObjectStatus(a *agent) (objectStatus, error) {
 }
 
 // run campaigns for the Lease until ctx ends and writes statuses while
-// leading. A failure here must not stop the node's dataplane, so it is
-// logged and retried rather than returned.
+// leading.
 func (s objectStatus) run(ctx context.Context) {
-	leader := gc.LeaderOptions{Client: s.kube, Namespace: s.opts.SecretNamespace, Name: statusLeaseName,
-		Identity: s.opts.NodeName, Logger: s.log}
-	for ctx.Err() == nil {
-		err := gc.RunLeaderElected(ctx, leader, s.lead)
-		if err == nil || ctx.Err() != nil {
-			return
-		}
-		s.log.Warn("object status leader election failed; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(30 * time.Second):
-		}
-	}
+	campaign(ctx, s.opts, s.kube, statusLeaseName, s.log, s.lead)
 }
 
-// lead writes statuses until leadership ends; a term whose watches cannot
-// start is started again while the Lease is held.
+// lead writes statuses until leadership ends (see serveTerm).
 func (s objectStatus) lead(ctx context.Context) {
 	recorder, stop := objstatus.NewRecorder(s.kube, s.opts.NodeName)
 	defer stop()
-	for {
+	serveTerm(ctx, s.log, func() (term, error) {
 		o := s.base
 		o.Recorder = recorder
-		c, err := objstatus.New(o)
-		if err != nil {
-			s.log.Error("object status disabled", "err", err)
-			return
-		}
-		err = c.Run(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		s.log.Warn("object status stopped; starting again", "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(5 * time.Second):
-		}
-	}
+		return objstatus.New(o)
+	})
 }
