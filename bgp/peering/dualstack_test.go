@@ -52,6 +52,12 @@ func TestPeersDualStack(t *testing.T) {
 		{name: "IPv6 peerIP that is the node's own IPv6 address is refused", in: PeersInput{Self: d1, Nodes: []NodeInfo{d1}, Config: cfg(false),
 			Peers: []v1.BGPPeer{bgpPeer("self6", v1.BGPPeerSpec{PeerIP: "fd30:0:1::11", ASNumber: 65001})}},
 			want: []speaker.Peer{}},
+		{name: "dualStackAddressFamily: one IPv4 session to the router carries both", in: PeersInput{Self: d1, Nodes: []NodeInfo{d1}, Config: cfg(false),
+			Peers: []v1.BGPPeer{bgpPeer("tor", v1.BGPPeerSpec{PeerIP: "172.30.1.1", ASNumber: 65001, DualStackAddressFamily: true})}},
+			want: []speaker.Peer{{Name: "peer:tor", Address: netip.MustParseAddr("172.30.1.1"), ASN: 65001, SourceAddress: d1.Addr, BothFamilies: true}}},
+		{name: "dualStackAddressFamily between nodes: one session, not one per family", in: PeersInput{Self: drr, Nodes: []NodeInfo{drr, d1}, Config: cfg(false),
+			Peers: []v1.BGPPeer{bgpPeer("rr-clients", v1.BGPPeerSpec{NodeSelector: "rr=yes", PeerSelector: "rack=r1", DualStackAddressFamily: true})}},
+			want: []speaker.Peer{{Name: "peer:rr-clients:d1", Address: d1.Addr, ASN: 64512, RouteReflectorClient: true, RouteReflectorClusterID: "1.1.1.1", SourceAddress: drr.Addr, BothFamilies: true}}},
 		{name: "route reflector: clients in both families", in: PeersInput{Self: drr, Nodes: []NodeInfo{drr, d1, n2}, Config: cfg(false),
 			Peers: []v1.BGPPeer{bgpPeer("rr-clients", v1.BGPPeerSpec{NodeSelector: "rr=yes", PeerSelector: "rack=r1"})}},
 			want: []speaker.Peer{

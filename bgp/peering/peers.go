@@ -257,7 +257,11 @@ func expand(p *v1.BGPPeer, in PeersInput, secrets Secrets) ([]speaker.Peer, erro
 		if n.Name == in.Self.Name || !sel.Matches(labels.Set(n.Labels)) {
 			continue
 		}
-		for _, addr := range sharedFamilies(in.Self, n) {
+		addrs := sharedFamilies(in.Self, n)
+		if base.BothFamilies && len(addrs) > 1 {
+			addrs = addrs[:1] // one session carries both families
+		}
+		for _, addr := range addrs {
 			sp := base
 			sp.Name, sp.Address, sp.ASN = "peer:"+p.Name+":"+n.Name, addr, n.ASN
 			if p.Spec.Port == 0 {
@@ -300,6 +304,7 @@ func sessionSettings(p *v1.BGPPeer, secrets Secrets) (speaker.Peer, error) {
 		sp.MaxPrefixes = uint32(p.Spec.MaxPrefixes)
 	}
 	sp.KeepOriginalNextHop = p.Spec.KeepOriginalNextHop
+	sp.BothFamilies = p.Spec.DualStackAddressFamily
 	sp.BFD = bfd(p.Spec.BFD)
 	return sp, nil
 }

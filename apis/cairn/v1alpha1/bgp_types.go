@@ -344,6 +344,14 @@ type BGPPeerSpec struct {
 	// instead of this node's address.
 	// +optional
 	KeepOriginalNextHop bool `json:"keepOriginalNextHop,omitempty"`
+	// DualStackAddressFamily makes one session carry IPv4 and IPv6 unicast
+	// whatever the family of peerIP (MP-BGP): the IPv6 blocks over an IPv4
+	// session, say, with the node's IPv6 address as their next hop. Nodes
+	// without an address of the other family report the peer as invalid.
+	// Without it a session carries its own family only, and a dual-stack
+	// node peers with a router's IPv6 address in a BGPPeer of its own.
+	// +optional
+	DualStackAddressFamily bool `json:"dualStackAddressFamily,omitempty"`
 	// MaxPrefixes is the most prefixes the peer may send per address
 	// family; beyond it the session is shut down, its routes dropped at
 	// once, and tried again after the BGPConfiguration's
