@@ -21,6 +21,8 @@ var (
 	n2 = NodeInfo{Name: "n2", Labels: map[string]string{"rack": "r1"}, Addr: netip.MustParseAddr("172.30.1.12"), ASN: 64512}
 	n3 = NodeInfo{Name: "n3", Labels: map[string]string{"rack": "r2"}, Addr: netip.MustParseAddr("172.30.2.11"), ASN: 64513}
 	rr = NodeInfo{Name: "rr", Labels: map[string]string{"rr": "yes"}, Addr: netip.MustParseAddr("172.30.1.2"), ASN: 64512, RRClusterID: "1.1.1.1"}
+	// rr2 is a second reflector of rr's cluster, in rack r1 too.
+	rr2 = NodeInfo{Name: "rr2", Labels: map[string]string{"rr": "yes", "rack": "r1"}, Addr: netip.MustParseAddr("172.30.1.3"), ASN: 64512, RRClusterID: "1.1.1.1"}
 )
 
 func boolp(b bool) *bool { return &b }
@@ -111,6 +113,14 @@ func TestPeers(t *testing.T) {
 		{name: "client side of a reflector", in: PeersInput{Self: n1, Nodes: []NodeInfo{rr, n1, n2}, Config: cfg(false),
 			Peers: []v1.BGPPeer{bgpPeer("to-rr", v1.BGPPeerSpec{PeerSelector: "rr=yes", SourceAddress: v1.SourceAddressNone})}},
 			want: []speaker.Peer{{Name: "peer:to-rr:rr", Address: rr.Addr, ASN: 64512, MaxPrefixes: DefaultMaxPrefixes}}},
+		{name: "redundant reflectors of one cluster: each other's non-client peer, both clients' reflector", in: PeersInput{Self: rr,
+			Nodes: []NodeInfo{rr, rr2, n1}, Config: cfg(false), Peers: []v1.BGPPeer{
+				bgpPeer("rr-clients", v1.BGPPeerSpec{NodeSelector: "rr=yes", PeerSelector: "rack=r1", SourceAddress: v1.SourceAddressNone}),
+				bgpPeer("to-rr", v1.BGPPeerSpec{PeerSelector: "rr=yes", SourceAddress: v1.SourceAddressNone})}},
+			want: []speaker.Peer{
+				{Name: "peer:to-rr:rr2", Address: rr2.Addr, ASN: 64512, MaxPrefixes: DefaultMaxPrefixes},
+				{Name: "peer:rr-clients:n1", Address: n1.Addr, ASN: 64512, RouteReflectorClient: true, RouteReflectorClusterID: "1.1.1.1", MaxPrefixes: DefaultMaxPrefixes},
+			}},
 		{name: "bad selector is reported, others still apply", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1}, Config: cfg(false),
 			Peers: []v1.BGPPeer{bgpPeer("bad", v1.BGPPeerSpec{NodeSelector: "rack in (", PeerIP: "10.0.0.9", ASNumber: 1}), tor}},
 			want: []speaker.Peer{{Name: "peer:tor", Address: netip.MustParseAddr("172.30.1.1"), ASN: 65001, Password: "s3cret",

@@ -4,7 +4,7 @@
 // real cairn-cni. It needs root. The work is in internal/lab.
 //
 //	cairn-lab demo [--keep] [up flags]     up, pods talk across nodes, status, down
-//	cairn-lab up [--nodes N] [--racks R] [--router bird|frr] [--bfd] [--pods-per-node P] [--kubelet] [--dual-stack]
+//	cairn-lab up [--nodes N] [--racks R] [--router bird|frr] [--bfd] [--pods-per-node P] [--kubelet] [--dual-stack] [--route-reflectors]
 //	cairn-lab status [-o json]
 //	cairn-lab pods [-o json]
 //	cairn-lab exec NAME -- CMD...          in the namespace of a pod, node, router or outside1
@@ -46,6 +46,8 @@ commands:
       --agent-processes      with --kubelet: cairn-node as a process per node instead of the DaemonSet
       --dual-stack           IPv6 on every link too (fd30::/48): an IPv6 pool (fd00:10:244::/56), every pod
                              an address of each family, BGP sessions of both families (not with --kubelet)
+      --route-reflectors     with 2+ racks of 3+ nodes: two nodes per rack (label cairn.dev/route-reflector=true)
+                             reflect the rack's routes in place of the ToR; node mesh off
       --keep-on-failure      leave a failed lab up for inspection
       --instance NAME        name inside the namespaces (cl-NAME-node1), to run beside another lab
                              (give it its own --state-dir)
@@ -184,6 +186,7 @@ func upFlags(cmd string, args []string, dir string, logf func(string, ...any)) (
 	fs.BoolVar(&o.KeepOnFailure, "keep-on-failure", false, "leave a failed lab up")
 	fs.StringVar(&o.AgentLogLevel, "agent-log-level", "info", "cairn-node --log-level")
 	fs.StringVar(&o.Instance, "instance", "", "instance name inside namespace names")
+	fs.BoolVar(&o.RouteReflectors, "route-reflectors", false, "with 2 or more racks: two nodes of every rack, labelled "+lab.RouteReflectorLabel+"=true, reflect its routes instead of the ToR")
 	fs.BoolVar(&o.DualStack, "dual-stack", false, "IPv6 on every link too: an IPv6 pool, every pod an address of each family, BGP in both")
 	fs.StringVar(&o.RepoRoot, "repo", "", "checkout to build from (default: the one above the working directory)")
 	keep := false

@@ -32,6 +32,9 @@ type Options struct {
 	// IPv6 pool beside the IPv4 one, every pod an address of each, BGP
 	// sessions of both families between nodes and to the routers.
 	DualStack bool
+	// RouteReflectors (more than one rack) makes two nodes of every rack
+	// its route reflectors in place of the ToR (routereflectors.go).
+	RouteReflectors bool
 	// BlockSize is the pool's block prefix length (default BlockSize).
 	BlockSize int
 	// Instance names the lab inside its namespace names ("cl-<instance>-
@@ -135,7 +138,7 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 		// are IPv4-only in this lab for now.
 		return nil, errors.New("a dual-stack lab runs in the fast mode only: leave out --kubelet")
 	}
-	plan, err := NewPlan(PlanOptions{Racks: o.Racks, NodesPerRack: o.NodesPerRack, Router: o.Router, Instance: o.Instance, DualStack: o.DualStack, BlockSize: o.BlockSize, BFD: o.BFD})
+	plan, err := NewPlan(PlanOptions{Racks: o.Racks, NodesPerRack: o.NodesPerRack, Router: o.Router, Instance: o.Instance, DualStack: o.DualStack, BlockSize: o.BlockSize, BFD: o.BFD, RouteReflectors: o.RouteReflectors})
 	if err != nil {
 		return nil, err
 	}

@@ -123,6 +123,9 @@ func createClusterObjects(ctx context.Context, c *clients, p Plan, kubelets bool
 			return fmt.Errorf("create BGPPeer %s: %w", peer.Name, err)
 		}
 	}
+	if err := createReflectorPeers(ctx, c, p); err != nil {
+		return err
+	}
 	if p.DualStack {
 		return createIPv6Objects(ctx, c, p)
 	}
@@ -153,6 +156,7 @@ func createNode(ctx context.Context, kube kubernetes.Interface, n Node, kubelet 
 	if n.ASAnnotation {
 		node.Annotations = map[string]string{ASAnnotation: strconv.FormatInt(n.AS, 10)}
 	}
+	labelReflector(node, n)
 	created, err := kube.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
 	if err != nil {
 		return fmt.Errorf("create Node %s: %w", n.Name, err)

@@ -120,6 +120,9 @@ type ClusterBGP struct {
 	// BFD runs BFD (LabBFDInterval, LabBFDMultiplier) on the mesh and on
 	// every node's session to its ToR, at both ends.
 	BFD bool `json:"bfd,omitempty"`
+	// RouteReflectors: nodes, not the ToRs, reflect each rack's routes
+	// (routereflectors.go).
+	RouteReflectors bool `json:"routeReflectors,omitempty"`
 }
 
 // The lab's BFD timers: a link failure is detected after 600 ms, inside
@@ -166,6 +169,8 @@ type Node struct {
 	// the cluster AS and so goes on the Node as cairn.dev/as-number.
 	AS           int64 `json:"as"`
 	ASAnnotation bool  `json:"asAnnotation"`
+	// RRClusterID is set on a route reflector (routereflectors.go).
+	RRClusterID string `json:"rrClusterID,omitempty"`
 }
 
 // RouterPlan is a BGP router (BIRD or FRR) in its own namespace.
@@ -248,6 +253,10 @@ type PlanOptions struct {
 	Instance string
 	// DualStack adds IPv6 on every link (dualstack.go).
 	DualStack bool
+	// RouteReflectors, with more than one rack, turns the ToRs' route
+	// reflection off and makes the first two nodes of every rack its
+	// route reflectors instead (routereflectors.go).
+	RouteReflectors bool
 	// BlockSize is the pool's block prefix length, 20..32 (default
 	// BlockSize); 32 gives every pod a block of its own, so that every
 	// pod start is a block claim and a new route (cairn-bench's
@@ -321,7 +330,10 @@ func NewPlan(o PlanOptions) (Plan, error) {
 		Router:       o.Router,
 		BlockSize:    o.BlockSize,
 		ControlPlane: Host{Name: "cp", NS: prefix + "cp", Addr: v4(172, 30, 0, 2), Gateway: v4(172, 30, 0, 1)},
-		BGP:          ClusterBGP{ASNumber: ClusterAS, MeshEnabled: !multi, BFD: o.BFD},
+		BGP:          ClusterBGP{ASNumber: ClusterAS, MeshEnabled: !multi, BFD: o.BFD, RouteReflectors: o.RouteReflectors},
+	}
+	if o.RouteReflectors && (!multi || o.NodesPerRack < 3) {
+		return Plan{}, fmt.Errorf("route reflectors need at least 2 racks of 3 nodes, got %d of %d", o.Racks, o.NodesPerRack)
 	}
 	if multi {
 		p.Spine = &RouterPlan{Name: "spine", NS: prefix + "spine", AS: SpineAS, RouterID: uplinkAddr(1, 2), ExportConnected: true}
@@ -340,9 +352,12 @@ func NewPlan(o PlanOptions) (Plan, error) {
 			if multi {
 				n.AS, n.ASAnnotation = rack.AS, true
 			}
+			if o.RouteReflectors && j <= reflectorsPerRack {
+				n.RRClusterID = rrClusterID(r)
+			}
 			rack.Nodes = append(rack.Nodes, n)
 			rack.ToR.Peers = append(rack.ToR.Peers, Peer{
-				Name: n.Name, Kind: PeerNode, Local: rack.ToR.RouterID, Addr: n.Addr, AS: n.AS, RRClient: multi, BFD: o.BFD,
+				Name: n.Name, Kind: PeerNode, Local: rack.ToR.RouterID, Addr: n.Addr, AS: n.AS, RRClient: multi && !o.RouteReflectors, BFD: o.BFD,
 			})
 			p.Links = append(p.Links, Link{
 				A: End{NS: n.NS, Name: "eth0", Addr: netip.PrefixFrom(n.Addr, 24)},
@@ -568,6 +583,7 @@ func (p Plan) NodePeers(n Node) []netip.Addr {
 			}
 		}
 	}
+	out = append(out, p.reflectorPeers(n)...)
 	out = append(out, n.Gateway)
 	if n.Gateway6.IsValid() {
 		out = append(out, n.Gateway6)
