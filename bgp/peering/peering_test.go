@@ -69,7 +69,7 @@ var meshBFD = &v1.BGPConfiguration{Spec: v1.BGPConfigurationSpec{
 func TestPeers(t *testing.T) {
 	tor := bgpPeer("tor", v1.BGPPeerSpec{PeerIP: "172.30.1.1", ASNumber: 65001, NodeSelector: "rack=r1",
 		Password: &v1.BGPPassword{SecretKeyRef: &v1.SecretKeyRef{Name: "bgp", Key: "tor"}},
-		HoldTime: &metav1.Duration{Duration: 9 * time.Second}, TTLSecurity: 1, MaxPrefixes: 100})
+		HoldTime: &metav1.Duration{Duration: 9 * time.Second}, TTLSecurity: 1, MaxPrefixes: 100, MaxRestartTime: &metav1.Duration{Duration: 30 * time.Second}})
 	tests := []struct {
 		name    string
 		in      PeersInput
@@ -94,7 +94,7 @@ func TestPeers(t *testing.T) {
 		{name: "node without address is skipped", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1, {Name: "new", ASN: 64512}}}, want: []speaker.Peer{}},
 		{name: "router peer selected by label, settings carried", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1}, Config: cfg(false), Peers: []v1.BGPPeer{tor}},
 			want: []speaker.Peer{{Name: "peer:tor", Address: netip.MustParseAddr("172.30.1.1"), ASN: 65001, Password: "s3cret",
-				HoldTime: 9 * time.Second, TTLSecurity: 1, MaxPrefixes: 100, SourceAddress: n1.Addr}}},
+				HoldTime: 9 * time.Second, TTLSecurity: 1, MaxPrefixes: 100, MaxRestartTime: 30 * time.Second, SourceAddress: n1.Addr}}},
 		{name: "router peer not selecting this node", in: PeersInput{Self: n3, Nodes: []NodeInfo{n3}, Config: cfg(false), Peers: []v1.BGPPeer{tor}}, want: []speaker.Peer{}},
 		{name: "peer for one named node", in: PeersInput{Self: n2, Nodes: []NodeInfo{n2}, Config: cfg(false),
 			Peers: []v1.BGPPeer{bgpPeer("only-n1", v1.BGPPeerSpec{Node: "n1", PeerIP: "10.0.0.1", ASNumber: 65000})}}, want: []speaker.Peer{}},
@@ -124,7 +124,7 @@ func TestPeers(t *testing.T) {
 		{name: "bad selector is reported, others still apply", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1}, Config: cfg(false),
 			Peers: []v1.BGPPeer{bgpPeer("bad", v1.BGPPeerSpec{NodeSelector: "rack in (", PeerIP: "10.0.0.9", ASNumber: 1}), tor}},
 			want: []speaker.Peer{{Name: "peer:tor", Address: netip.MustParseAddr("172.30.1.1"), ASN: 65001, Password: "s3cret",
-				HoldTime: 9 * time.Second, TTLSecurity: 1, MaxPrefixes: 100, SourceAddress: n1.Addr}},
+				HoldTime: 9 * time.Second, TTLSecurity: 1, MaxPrefixes: 100, MaxRestartTime: 30 * time.Second, SourceAddress: n1.Addr}},
 			wantErr: "BGPPeer bad nodeSelector"},
 		{name: "mesh hold time and BFD from the configuration", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1, n2}, Config: meshBFD},
 			want: []speaker.Peer{{Name: "mesh:n2", Address: n2.Addr, ASN: 64512, HoldTime: 9 * time.Second,

@@ -300,6 +300,9 @@ func sessionSettings(p *v1.BGPPeer, secrets Secrets) (speaker.Peer, error) {
 	if p.Spec.KeepaliveTime != nil {
 		sp.KeepaliveTime = p.Spec.KeepaliveTime.Duration
 	}
+	if p.Spec.MaxRestartTime != nil && p.Spec.MaxRestartTime.Duration > 0 {
+		sp.MaxRestartTime = p.Spec.MaxRestartTime.Duration
+	}
 	if p.Spec.MaxPrefixes > 0 {
 		sp.MaxPrefixes = uint32(p.Spec.MaxPrefixes)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/osrg/gobgp/v4/api"
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
@@ -50,6 +51,7 @@ func (r *runner) publishLearned() {
 // restart: any stale path from them is a leftover of an earlier session.
 func (r *runner) backWithoutGR() map[netip.Addr]bool {
 	out := map[netip.Addr]bool{}
+	r.staleExpired(time.Now(), out)
 	for a, st := range r.status {
 		if st.state == StateEstablished && !st.grNegotiated {
 			out[a] = true

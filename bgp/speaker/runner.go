@@ -53,6 +53,9 @@ type runner struct {
 	// been added.
 	restarting bool
 
+	// staleTimer fires when a peer's MaxRestartTime ends (staletime.go).
+	staleTimer *time.Timer
+
 	learnedDirty  bool
 	published     []Path
 	publishedOnce bool
@@ -74,6 +77,10 @@ func (r *runner) loop(ctx context.Context) {
 		case <-r.retryC():
 			r.retry = nil
 			r.reconcile()
+		case <-r.staleC():
+			r.staleTimer = nil
+			r.learnedDirty = true
+			r.armStale()
 		case <-r.heldC():
 			r.heldTimer = nil
 			r.learnedDirty = true

@@ -16,6 +16,10 @@ type peerStatus struct {
 	state        SessionState
 	lastError    string
 	grNegotiated bool
+	// staleUntil is when the paths of a session that went down with
+	// graceful restart stop being used (Peer.MaxRestartTime); zero when
+	// not bounded or the session is up.
+	staleUntil time.Time
 	eor          map[bgp.Family]bool
 	// flaps counts the times the session left Established.
 	flaps uint64
@@ -151,6 +155,7 @@ func (r *runner) onPeerEvent(ev peerEvent) {
 	st.state = ev.State
 	if prev == StateEstablished && ev.State != StateEstablished {
 		st.flaps++
+		r.noteStale(ev.Addr, st, ev.At)
 	}
 	if ev.State == StateEstablished {
 		st.grNegotiated = ev.GRNegotiated

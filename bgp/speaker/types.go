@@ -118,6 +118,11 @@ type Peer struct {
 	// removed from GoBGP), and it is added again after
 	// Options.MaxPrefixRestart, or when its configuration changes.
 	MaxPrefixes uint32
+	// MaxRestartTime, when positive, bounds how long the peer's paths are
+	// used, stale, after its session went down with graceful restart: at
+	// most this, or the restart time the peer announced if shorter (GoBGP
+	// applies that one). 0 means the peer's own restart time.
+	MaxRestartTime time.Duration
 	// RouteReflectorClient makes this speaker a route reflector for the
 	// peer (iBGP only).
 	RouteReflectorClient bool

@@ -160,6 +160,8 @@ func validatePeer(p Peer, localASN uint32) error {
 		return fmt.Errorf("%w: TTL security over IPv6 is not supported (GoBGP v4.8.0 cannot set the IPv6 listener's hop limit)", ErrInvalid)
 	case p.TTLSecurity > 0 && p.EBGPMultihop > 0:
 		return fmt.Errorf("%w: TTL security and eBGP multihop are mutually exclusive", ErrInvalid)
+	case p.MaxRestartTime < 0:
+		return fmt.Errorf("%w max restart time %s: negative", ErrInvalid, p.MaxRestartTime)
 	case p.HoldTime < 0 || p.KeepaliveTime < 0:
 		return fmt.Errorf("%w timers: negative", ErrInvalid)
 	case p.HoldTime != 0 && (p.HoldTime < 3*time.Second || p.HoldTime > 65535*time.Second):

@@ -359,9 +359,12 @@ type BGPPeerSpec struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	MaxPrefixes int32 `json:"maxPrefixes,omitempty"`
-	// MaxRestartTime is how long routes from this peer are kept while it
-	// restarts gracefully.
+	// MaxRestartTime bounds how long routes from this peer are kept, stale,
+	// after its session went down with graceful restart negotiated: this,
+	// or the restart time the peer announced if that is shorter. Unset:
+	// the peer's own restart time.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('4095s')",message="maxRestartTime must be between 1s and 4095s"
 	MaxRestartTime *metav1.Duration `json:"maxRestartTime,omitempty"`
 	// Filters are BGPFilter names applied in order.
 	// +optional
