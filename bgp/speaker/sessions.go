@@ -20,7 +20,7 @@ type peerStatus struct {
 	// graceful restart stop being used (Peer.MaxRestartTime); zero when
 	// not bounded or the session is up.
 	staleUntil time.Time
-	eor          map[bgp.Family]bool
+	eor        map[bgp.Family]bool
 	// flaps counts the times the session left Established.
 	flaps uint64
 	// holdExpired: the session was ended for its expired hold timer
