@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // birdDriver runs BIRD 2 (the Debian bird2 package) in the foreground.
@@ -120,6 +121,9 @@ func birdConfig(rp RouterPlan) string {
 			// restarting peer's.
 			w("  bfd on;")
 		}
+		if p.Password != "" {
+			w("  password %q;", p.Password)
+		}
 		switch {
 		case p.Kind == PeerRouter:
 			w("  %s { import filter from_routers%s; export filter to_routers%[2]s; };", ch, familySuffix(p))
@@ -183,6 +187,9 @@ func parseBirdProtocols(out string) []Session {
 			f := strings.Fields(line)
 			if len(f) >= 4 && f[1] == "BGP" {
 				cur = &Session{Peer: f[0], State: f[3]}
+				if len(f) >= 6 { // "timeformat protocol iso long": date and time
+					cur.Since, _ = time.ParseInLocation(time.DateTime, f[4]+" "+f[5], time.Local)
+				}
 			}
 			continue
 		}

@@ -186,6 +186,9 @@ func frrBGPConfig(rp RouterPlan) string {
 		if p.BFD {
 			w(" neighbor %s bfd profile %s", p.Addr, frrBFDProfile)
 		}
+		if p.Password != "" {
+			w(" neighbor %s password %s", p.Addr, p.Password)
+		}
 	}
 	w(" !")
 	w(" address-family ipv4 unicast")

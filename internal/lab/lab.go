@@ -57,6 +57,11 @@ type Options struct {
 	// and places cairn-cni as the fast mode does, instead of installing
 	// Cairn's DaemonSet from deploy/overlays/lab.
 	AgentProcesses bool
+	// RouterPassword, when set, puts TCP-MD5 with this key on every
+	// session between a node and its top-of-rack router: in the routers'
+	// configuration and, through the Secret RouterPasswordSecret, in the
+	// BGPPeers.
+	RouterPassword string
 	// KeepOnFailure leaves a failed lab up for inspection instead of
 	// tearing it down.
 	KeepOnFailure bool
@@ -141,6 +146,9 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	plan, err := NewPlan(PlanOptions{Racks: o.Racks, NodesPerRack: o.NodesPerRack, Router: o.Router, Instance: o.Instance, DualStack: o.DualStack, BlockSize: o.BlockSize, BFD: o.BFD, RouteReflectors: o.RouteReflectors})
 	if err != nil {
 		return nil, err
+	}
+	if o.RouterPassword != "" {
+		plan.setNodePasswords(o.RouterPassword)
 	}
 	if err := preflight(ctx, o, plan); err != nil {
 		return nil, err

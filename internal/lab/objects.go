@@ -107,6 +107,11 @@ func createClusterObjects(ctx context.Context, c *clients, p Plan, kubelets bool
 	if _, err := c.cairn.CairnV1alpha1().BGPConfigurations().Create(ctx, bgpConf, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create BGPConfiguration default: %w", err)
 	}
+	if p.routerPasswordSet() {
+		if err := createRouterPasswordSecret(ctx, c, p.Racks[0].ToR.Peers[0].Password); err != nil {
+			return err
+		}
+	}
 	for _, r := range p.Racks {
 		peer := &cairnv1.BGPPeer{
 			ObjectMeta: labMeta("tor-" + r.Name),
@@ -118,6 +123,9 @@ func createClusterObjects(ctx context.Context, c *clients, p Plan, kubelets bool
 		}
 		if p.BGP.BFD {
 			peer.Spec.BFD = labBFD()
+		}
+		if p.routerPasswordSet() {
+			peer.Spec.Password = &cairnv1.BGPPassword{SecretKeyRef: &cairnv1.SecretKeyRef{Name: RouterPasswordSecret, Key: RouterPasswordKey}}
 		}
 		if _, err := c.cairn.CairnV1alpha1().BGPPeers().Create(ctx, peer, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("create BGPPeer %s: %w", peer.Name, err)

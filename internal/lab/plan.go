@@ -210,6 +210,9 @@ type Peer struct {
 	RRClient bool `json:"rrClient"`
 	// BFD runs BFD on the session (ClusterBGP.BFD).
 	BFD bool `json:"bfd,omitempty"`
+	// Password is the session's TCP-MD5 key (Options.RouterPassword);
+	// empty for none.
+	Password string `json:"password,omitempty"`
 }
 
 // Bridge is a Linux bridge with an address: a rack's LAN in its ToR.

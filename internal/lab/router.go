@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // Session is one BGP session as a router sees it.
@@ -16,6 +17,9 @@ type Session struct {
 	State string     `json:"state"`
 	// Info is the router's extra word on the session (last error...).
 	Info string `json:"info,omitempty"`
+	// Since is when the session entered State, to the second, where the
+	// router says (BIRD).
+	Since time.Time `json:"since,omitzero"`
 }
 
 // Established reports whether the session is up.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairn-net/cairn/internal/testenv"
 )
@@ -189,7 +190,8 @@ spine      BGP        ---        up     2026-11-25 21:03:54  Established
 	if s := got[0]; s.Peer != "node1" || s.State != "Active" || s.Addr.String() != "172.30.1.11" || s.AS != 65001 || s.Info != "Socket: Connection refused" || s.Established() {
 		t.Errorf("node1 = %+v", s)
 	}
-	if s := got[1]; s.Peer != "spine" || !s.Established() || s.Addr.String() != "172.30.255.2" || s.AS != 65100 {
+	if s := got[1]; s.Peer != "spine" || !s.Established() || s.Addr.String() != "172.30.255.2" || s.AS != 65100 ||
+		s.Since.Format(time.DateTime) != "2026-11-25 21:03:54" {
 		t.Errorf("spine = %+v", s)
 	}
 }
