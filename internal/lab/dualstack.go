@@ -238,6 +238,9 @@ func createIPv6Objects(ctx context.Context, c *clients, p Plan) error {
 		if p.BGP.BFD {
 			peer.Spec.BFD = labBFD()
 		}
+		if p.routerPasswordSet() {
+			peer.Spec.Password = &cairnv1.BGPPassword{SecretKeyRef: &cairnv1.SecretKeyRef{Name: RouterPasswordSecret, Key: RouterPasswordKey}}
+		}
 		if _, err := c.cairn.CairnV1alpha1().BGPPeers().Create(ctx, peer, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("create BGPPeer %s: %w", peer.Name, err)
 		}
