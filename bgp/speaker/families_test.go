@@ -97,7 +97,7 @@ func TestAdvertisedPathNextHop(t *testing.T) {
 		{"fd00:10:244::40/122", "fd30:0:0:1::b"},
 		{"10.244.1.0/26", "172.30.1.11"},
 	} {
-		path, err := advertisedPath(netip.MustParsePrefix(tc.prefix), nil, netip.MustParseAddr(tc.nh))
+		path, err := advertisedPath(netip.MustParsePrefix(tc.prefix), adAttrs{}, netip.MustParseAddr(tc.nh))
 		if err != nil {
 			t.Fatal(err)
 		}

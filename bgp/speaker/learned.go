@@ -78,7 +78,7 @@ type learnedFilter struct {
 	holdings holdings
 	// own holds the prefixes we advertise: a learned path for exactly one of
 	// them would hide our own block, so it is never handed to the dataplane.
-	own map[netip.Prefix][]uint32
+	own map[netip.Prefix]adAttrs
 	// staleDead lists peers whose stale paths must go: the session is back
 	// without graceful restart, and RFC 4724 section 4.2 says to remove the
 	// stale routes at once. GoBGP keeps them until its restart timer ends.

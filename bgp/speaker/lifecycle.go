@@ -119,7 +119,7 @@ func (s *Speaker) newRunner(sv instance, g Global) *runner {
 // says whether this node kept forwarding (see Options.ForwardingStateKept).
 func (r *runner) forgetApplied(forwardingKept bool) {
 	r.policy = policyInput{}
-	r.ads = map[netip.Prefix][]uint32{}
+	r.ads = map[netip.Prefix]adAttrs{}
 	r.adNextHops = map[bgp.Family]netip.Addr{}
 	r.peers = map[netip.Addr]Peer{}
 	r.status = map[netip.Addr]*peerStatus{}

@@ -57,8 +57,8 @@ func diffPeers(desired, actual map[netip.Addr]Peer) plan[netip.Addr] {
 
 // diffAdvertisements plans path changes; a prefix whose communities changed
 // is re-added, which replaces the path in GoBGP's RIB in place.
-func diffAdvertisements(desired, actual map[netip.Prefix][]uint32) plan[netip.Prefix] {
-	return diffKeyed(desired, actual, slices.Equal[[]uint32], netip.Prefix.Compare)
+func diffAdvertisements(desired, actual map[netip.Prefix]adAttrs) plan[netip.Prefix] {
+	return diffKeyed(desired, actual, adAttrs.equal, netip.Prefix.Compare)
 }
 
 // peerLocal is the part of the speaker's configuration a neighbour needs.

@@ -136,7 +136,7 @@ func (r *runner) applyAdvertisements(d desired) []error {
 		r.log.Info("advertising prefix", "prefix", p.String(), "communities", d.ads[p])
 	}
 	for _, p := range pl.Remove {
-		path, err := advertisedPath(p, nil, nextHops[familyOf(p.Addr())])
+		path, err := advertisedPath(p, adAttrs{}, nextHops[familyOf(p.Addr())])
 		if err == nil {
 			err = r.srv.DeletePath(apiutil.DeletePathRequest{Paths: []*apiutil.Path{path}})
 		}
@@ -154,7 +154,7 @@ func (r *runner) applyAdvertisements(d desired) []error {
 // is nh, which GoBGP sends unchanged on every session; invalid means
 // unspecified, which GoBGP replaces per session with the session's local
 // address: next hop self.
-func advertisedPath(p netip.Prefix, communities []uint32, nh netip.Addr) (*apiutil.Path, error) {
+func advertisedPath(p netip.Prefix, at adAttrs, nh netip.Addr) (*apiutil.Path, error) {
 	nlri, err := bgp.NewIPAddrPrefix(p)
 	if err != nil {
 		return nil, fmt.Errorf("encode prefix: %w", err)
@@ -180,8 +180,15 @@ func advertisedPath(p netip.Prefix, communities []uint32, nh netip.Addr) (*apiut
 		}
 		attrs = append(attrs, mp)
 	}
-	if len(communities) > 0 {
-		attrs = append(attrs, bgp.NewPathAttributeCommunities(communities))
+	if len(at.communities) > 0 {
+		attrs = append(attrs, bgp.NewPathAttributeCommunities(at.communities))
+	}
+	if len(at.large) > 0 {
+		lc := make([]*bgp.LargeCommunity, len(at.large))
+		for i, c := range at.large {
+			lc[i] = bgp.NewLargeCommunity(c.GlobalAdmin, c.LocalData1, c.LocalData2)
+		}
+		attrs = append(attrs, bgp.NewPathAttributeLargeCommunities(lc))
 	}
 	return &apiutil.Path{Family: fam, Nlri: nlri, Attrs: attrs}, nil
 }

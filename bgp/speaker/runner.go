@@ -21,7 +21,7 @@ type runner struct {
 	log    *slog.Logger
 
 	policy policyInput
-	ads    map[netip.Prefix][]uint32
+	ads    map[netip.Prefix]adAttrs
 	// adNextHops is the next hop our paths of each family carry
 	// (crossFamilyNextHops); none means unspecified, next hop self.
 	adNextHops map[bgp.Family]netip.Addr

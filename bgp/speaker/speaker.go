@@ -40,7 +40,7 @@ type desired struct {
 	global   Global
 	peers    map[netip.Addr]Peer
 	peersSet bool
-	ads      map[netip.Prefix][]uint32
+	ads      map[netip.Prefix]adAttrs
 	adsSet   bool
 	pools    []netip.Prefix
 	holdings holdings
@@ -64,7 +64,7 @@ func New(opts Options) (*Speaker, error) {
 		desired: desired{
 			global: g,
 			peers:  map[netip.Addr]Peer{},
-			ads:    map[netip.Prefix][]uint32{},
+			ads:    map[netip.Prefix]adAttrs{},
 		},
 		wake:     make(chan struct{}, 1),
 		inbox:    newInbox(),

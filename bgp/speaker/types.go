@@ -156,6 +156,24 @@ type Advertisement struct {
 	Prefix netip.Prefix
 	// Communities are RFC 1997 communities (ASN<<16 | value) to attach.
 	Communities []uint32
+	// LargeCommunities are RFC 8092 large communities to attach.
+	LargeCommunities []LargeCommunity
+}
+
+// LargeCommunity is an RFC 8092 large community,
+// GlobalAdmin:LocalData1:LocalData2.
+type LargeCommunity struct {
+	GlobalAdmin, LocalData1, LocalData2 uint32
+}
+
+// adAttrs are the attributes Cairn attaches to one of its own prefixes.
+type adAttrs struct {
+	communities []uint32
+	large       []LargeCommunity
+}
+
+func (a adAttrs) equal(b adAttrs) bool {
+	return slices.Equal(a.communities, b.communities) && slices.Equal(a.large, b.large)
 }
 
 // Path is one learned route: a prefix reachable through a next hop,

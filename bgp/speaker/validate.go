@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -207,8 +208,8 @@ func exportable(p netip.Prefix) error {
 // masked prefix. A bad entry (or a second one for a prefix) is left out and
 // reported; the rest is kept, so an owned block is never withdrawn because an
 // unrelated service range is wrong.
-func validateAdvertisements(ads []Advertisement) (map[netip.Prefix][]uint32, error) {
-	out := make(map[netip.Prefix][]uint32, len(ads))
+func validateAdvertisements(ads []Advertisement) (map[netip.Prefix]adAttrs, error) {
+	out := make(map[netip.Prefix]adAttrs, len(ads))
 	var errs []error
 	for _, ad := range ads {
 		if err := exportable(ad.Prefix); err != nil {
@@ -220,7 +221,7 @@ func validateAdvertisements(ads []Advertisement) (map[netip.Prefix][]uint32, err
 			errs = append(errs, fmt.Errorf("%w: prefix %s advertised twice", ErrInvalid, p))
 			continue
 		}
-		out[p] = append([]uint32(nil), ad.Communities...)
+		out[p] = adAttrs{communities: slices.Clone(ad.Communities), large: slices.Clone(ad.LargeCommunities)}
 	}
 	return out, errors.Join(errs...)
 }

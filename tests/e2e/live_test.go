@@ -55,22 +55,24 @@ func readLiveMarks(ctx context.Context, t *testing.T, l *lab.Lab) liveMarks {
 	return m
 }
 
-// resets lists the sessions that went down between a and b, from either
-// end, keyed by the pair of names at its ends ("node1-node2",
-// "node1-tor1"), sorted.
+// pair names a session by the names at its ends, sorted: "node1-node2",
+// "node1-tor1", from either end's key ("node1 mesh:node2", "node1
+// peer:tor-r1", "tor1 node1").
+func pair(k sessionKey) string {
+	x, y, _ := strings.Cut(string(k), " ")
+	y = strings.TrimPrefix(strings.TrimPrefix(y, "mesh:"), "peer:")
+	if r, ok := strings.CutPrefix(y, "tor-r"); ok { // BGPPeer tor-r1 is tor1
+		y = "tor" + r
+	}
+	ends := []string{x, y}
+	slices.Sort(ends)
+	return ends[0] + "-" + ends[1]
+}
+
+// resets lists the sessions that went down between a and b, seen from
+// either end, by pair.
 func resets(a, b liveMarks) map[string]bool {
 	out := map[string]bool{}
-	pair := func(k sessionKey) string {
-		x, y, _ := strings.Cut(string(k), " ")
-		y = strings.TrimPrefix(strings.TrimPrefix(y, "mesh:"), "peer:")
-		y = strings.TrimPrefix(y, "tor-r")
-		if len(y) == 1 { // peer:tor-r1 is tor1
-			y = "tor" + y
-		}
-		ends := []string{x, y}
-		slices.Sort(ends)
-		return ends[0] + "-" + ends[1]
-	}
 	for k, f := range b.flaps {
 		if f != a.flaps[k] {
 			out[pair(k)] = true
@@ -82,6 +84,18 @@ func resets(a, b liveMarks) map[string]bool {
 		}
 	}
 	return out
+}
+
+// allPairs lists every session of m by pair.
+func allPairs(m liveMarks) []string {
+	set := map[string]bool{}
+	for k := range m.flaps {
+		set[pair(k)] = true
+	}
+	for k := range m.since {
+		set[pair(k)] = true
+	}
+	return keys(set)
 }
 
 // TestLiveChanges is issue 13's must-show for live changes: on a running
@@ -144,6 +158,14 @@ func TestLiveChanges(t *testing.T) {
 			if len(unrelated) > 0 {
 				t.Errorf("%s reset sessions it does not concern: %v", what, unrelated)
 			}
+			for _, p := range allPairs(after) {
+				if concerned(p) && !got[p] {
+					t.Errorf("%s: session %s, which it concerns, was not re-established", what, p)
+				}
+			}
+			if n := len(allPairs(after)); n != 10 {
+				t.Errorf("%d sessions, want 10 (6 in the mesh, 4 to the ToR): %v", n, allPairs(after))
+			}
 		})
 	}
 	involves := func(node string) func(string) bool {
@@ -159,12 +181,6 @@ func TestLiveChanges(t *testing.T) {
 	step("password of the ToR sessions (BGPPeer tor-r1)", func(p string) bool { return strings.HasSuffix(p, "-tor1") }, func() error {
 		return l.SetRouterPassword(ctx, "lab-md5-Second-2")
 	})
-}
-
-// allPairs lists every session of m by the pair at its ends.
-func allPairs(m liveMarks) []string {
-	set := resets(liveMarks{}, m) // every key differs from the zero marks
-	return keys(set)
 }
 
 func keys(m map[string]bool) []string {
