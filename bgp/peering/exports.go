@@ -46,7 +46,7 @@ func Advertisements(in ExportInput) ([]speaker.Advertisement, []error) {
 	}
 	ranges, errs := parseServiceRanges(in.Config)
 	serviceAdvertisements(set, ranges, in.Services)
-	communities := map[netip.Prefix][]uint32{}
+	communities := map[netip.Prefix]communitySet{}
 	if cfg := in.Config; cfg != nil {
 		var err error
 		communities, err = prefixCommunities(cfg)
@@ -56,7 +56,8 @@ func Advertisements(in ExportInput) ([]speaker.Advertisement, []error) {
 	}
 	out := make([]speaker.Advertisement, 0, len(set))
 	for p := range set {
-		out = append(out, speaker.Advertisement{Prefix: p, Communities: communitiesFor(p, communities)})
+		cs := communitiesFor(p, communities)
+		out = append(out, speaker.Advertisement{Prefix: p, Communities: cs.standard, LargeCommunities: cs.large})
 	}
 	slices.SortFunc(out, func(a, b speaker.Advertisement) int { return a.Prefix.Compare(b.Prefix) })
 	return out, errs
@@ -112,35 +113,53 @@ func withinAny(p netip.Prefix, pools []netip.Prefix) bool {
 	return false
 }
 
-// prefixCommunities resolves prefixAdvertisements to standard communities.
-// The most specific matching advertisement applies to a prefix.
-func prefixCommunities(cfg *v1.BGPConfiguration) (map[netip.Prefix][]uint32, error) {
+// communitySet are the communities attached to a prefix.
+type communitySet struct {
+	standard []uint32
+	large    []speaker.LargeCommunity
+}
+
+// prefixCommunities resolves prefixAdvertisements to standard (RFC 1997)
+// and large (RFC 8092) communities. The most specific matching
+// advertisement applies to a prefix.
+func prefixCommunities(cfg *v1.BGPConfiguration) (map[netip.Prefix]communitySet, error) {
 	named := map[string]string{}
 	for _, c := range cfg.Spec.Communities {
 		named[c.Name] = c.Value
 	}
-	out := map[netip.Prefix][]uint32{}
+	out := map[netip.Prefix]communitySet{}
 	for _, pa := range cfg.Spec.PrefixAdvertisements {
 		p, err := netip.ParsePrefix(pa.CIDR)
 		if err != nil {
 			return out, fmt.Errorf("prefixAdvertisements cidr %q: %w", pa.CIDR, err)
 		}
+		set := out[p.Masked()]
 		for _, c := range pa.Communities {
 			if v, ok := named[c]; ok {
 				c = v
+			}
+			if strings.Count(c, ":") == 2 {
+				lc, err := ParseLargeCommunity(c)
+				if err != nil {
+					return out, fmt.Errorf("prefixAdvertisements %s: %w", pa.CIDR, err)
+				}
+				set.large = append(set.large, lc)
+				continue
 			}
 			val, err := ParseCommunity(c)
 			if err != nil {
 				return out, fmt.Errorf("prefixAdvertisements %s: %w", pa.CIDR, err)
 			}
-			out[p.Masked()] = append(out[p.Masked()], val)
+			set.standard = append(set.standard, val)
 		}
+		out[p.Masked()] = set
 	}
 	return out, nil
 }
 
-func communitiesFor(p netip.Prefix, all map[netip.Prefix][]uint32) []uint32 {
-	best, bestBits := []uint32(nil), -1
+func communitiesFor(p netip.Prefix, all map[netip.Prefix]communitySet) communitySet {
+	var best communitySet
+	bestBits := -1
 	for cidr, cs := range all {
 		if cidr.Bits() <= p.Bits() && cidr.Contains(p.Addr()) && cidr.Bits() > bestBits {
 			best, bestBits = cs, cidr.Bits()
@@ -150,11 +169,10 @@ func communitiesFor(p netip.Prefix, all map[netip.Prefix][]uint32) []uint32 {
 }
 
 // ParseCommunity parses a standard community "asn:value" (RFC 1997).
-// Large communities ("a:b:c") are refused: the speaker does not send them.
 func ParseCommunity(s string) (uint32, error) {
 	parts := strings.Split(s, ":")
 	if len(parts) != 2 {
-		return 0, fmt.Errorf("community %q: want asn:value (large communities are not supported yet)", s)
+		return 0, fmt.Errorf("community %q: want asn:value, or a large community asn:value:value", s)
 	}
 	hi, err1 := strconv.ParseUint(parts[0], 10, 16)
 	lo, err2 := strconv.ParseUint(parts[1], 10, 16)
@@ -162,4 +180,22 @@ func ParseCommunity(s string) (uint32, error) {
 		return 0, fmt.Errorf("community %q: both halves must be 0..65535", s)
 	}
 	return uint32(hi<<16 | lo), nil
+}
+
+// ParseLargeCommunity parses a large community "global:local1:local2"
+// (RFC 8092), each part 0..4294967295.
+func ParseLargeCommunity(s string) (speaker.LargeCommunity, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 {
+		return speaker.LargeCommunity{}, fmt.Errorf("large community %q: want global:local1:local2", s)
+	}
+	var v [3]uint32
+	for i, part := range parts {
+		n, err := strconv.ParseUint(part, 10, 32)
+		if err != nil {
+			return speaker.LargeCommunity{}, fmt.Errorf("large community %q: each part must be 0..4294967295", s)
+		}
+		v[i] = uint32(n)
+	}
+	return speaker.LargeCommunity{GlobalAdmin: v[0], LocalData1: v[1], LocalData2: v[2]}, nil
 }

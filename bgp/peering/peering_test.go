@@ -194,6 +194,20 @@ func TestAdvertisements(t *testing.T) {
 				PrefixAdvertisements: []v1.PrefixAdvertisement{{CIDR: "10.244.0.0/16", Communities: []string{"blue", "65535:65281"}}},
 			}}},
 			want: []speaker.Advertisement{ad("10.96.0.0/12"), ad("10.244.0.0/26", 64512<<16|100, 65535<<16|65281)}},
+		{name: "large communities, named and literal", in: ExportInput{
+			Owned: []netip.Prefix{pfx("10.244.0.0/26")},
+			Config: &v1.BGPConfiguration{Spec: v1.BGPConfigurationSpec{
+				Communities:          []v1.Community{{Name: "rack", Value: "4200000001:7:9"}},
+				PrefixAdvertisements: []v1.PrefixAdvertisement{{CIDR: "10.244.0.0/16", Communities: []string{"rack", "64512:1:2", "64512:100"}}},
+			}}},
+			want: []speaker.Advertisement{{Prefix: pfx("10.244.0.0/26"), Communities: []uint32{64512<<16 | 100},
+				LargeCommunities: []speaker.LargeCommunity{{GlobalAdmin: 4200000001, LocalData1: 7, LocalData2: 9}, {GlobalAdmin: 64512, LocalData1: 1, LocalData2: 2}}}}},
+		{name: "a large community out of range is refused", in: ExportInput{
+			Owned: []netip.Prefix{pfx("10.244.0.0/26")},
+			Config: &v1.BGPConfiguration{Spec: v1.BGPConfigurationSpec{
+				PrefixAdvertisements: []v1.PrefixAdvertisement{{CIDR: "10.244.0.0/16", Communities: []string{"4294967296:1:2"}}},
+			}}},
+			want: []speaker.Advertisement{ad("10.244.0.0/26")}, wantErr: "each part must be 0..4294967295"},
 		{name: "default route never announced", in: ExportInput{Config: &v1.BGPConfiguration{Spec: v1.BGPConfigurationSpec{
 			ServiceExternalIPs: []v1.ServiceIPBlock{{CIDR: "0.0.0.0/0"}}}}},
 			want: []speaker.Advertisement{}, wantErr: "default route"},

@@ -25,7 +25,7 @@ func TestSelectLearned(t *testing.T) {
 	}
 	restartedWithoutGR := netip.MustParseAddr("10.88.0.9")
 	filter := learnedFilter{localASN: local, pools: prefixes("10.244.0.0/16", "fd00::/48"),
-		own: map[netip.Prefix][]uint32{ownBlock: nil}, staleDead: map[netip.Addr]bool{restartedWithoutGR: true}}
+		own: map[netip.Prefix]adAttrs{ownBlock: {}}, staleDead: map[netip.Addr]bool{restartedWithoutGR: true}}
 	p := func(prefix netip.Prefix, nh, peer netip.Addr) Path {
 		return Path{Prefix: prefix, NextHop: nh, Peer: peer}
 	}
@@ -158,7 +158,8 @@ func TestCandidateFromAPI(t *testing.T) {
 func TestAdvertisedPathRoundTrip(t *testing.T) {
 	for _, s := range []string{"10.244.1.0/26", "fd00::40/122"} {
 		pfx := netip.MustParsePrefix(s)
-		path, err := advertisedPath(pfx, []uint32{42}, netip.Addr{})
+		large := []LargeCommunity{{GlobalAdmin: 4200000000, LocalData1: 1, LocalData2: 2}}
+		path, err := advertisedPath(pfx, adAttrs{communities: []uint32{42}, large: large}, netip.Addr{})
 		if err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}
@@ -168,6 +169,12 @@ func TestAdvertisedPathRoundTrip(t *testing.T) {
 		c, ok := candidateFromAPI(path)
 		if !ok || c.Prefix != pfx || !c.NextHop.IsUnspecified() || !slices.Equal(c.Communities, []uint32{42}) {
 			t.Errorf("%s: read back %+v", s, c)
+		}
+		if !slices.ContainsFunc(path.Attrs, func(a bgp.PathAttributeInterface) bool {
+			lc, ok := a.(*bgp.PathAttributeLargeCommunities)
+			return ok && len(lc.Values) == 1 && *lc.Values[0] == bgp.LargeCommunity{ASN: 4200000000, LocalData1: 1, LocalData2: 2}
+		}) {
+			t.Errorf("%s: no large community 4200000000:1:2 in %v", s, path.Attrs)
 		}
 	}
 }

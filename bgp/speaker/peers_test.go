@@ -51,13 +51,14 @@ func TestDiffAdvertisements(t *testing.T) {
 	p1, p2, p3 := netip.MustParsePrefix("10.244.1.0/26"), netip.MustParsePrefix("10.244.2.0/26"), netip.MustParsePrefix("fd00::/122")
 	cases := []struct {
 		name                 string
-		desired, actual      map[netip.Prefix][]uint32
+		desired, actual      map[netip.Prefix]adAttrs
 		add, replace, remove []netip.Prefix
 	}{
-		{name: "add", desired: map[netip.Prefix][]uint32{p1: nil, p3: nil}, actual: map[netip.Prefix][]uint32{}, add: []netip.Prefix{p1, p3}},
-		{name: "withdraw", desired: map[netip.Prefix][]uint32{p1: nil}, actual: map[netip.Prefix][]uint32{p1: nil, p2: nil}, remove: []netip.Prefix{p2}},
-		{name: "communities change re-adds", desired: map[netip.Prefix][]uint32{p1: {1}}, actual: map[netip.Prefix][]uint32{p1: {2}}, replace: []netip.Prefix{p1}},
-		{name: "nil and empty communities are the same", desired: map[netip.Prefix][]uint32{p1: {}}, actual: map[netip.Prefix][]uint32{p1: nil}},
+		{name: "add", desired: map[netip.Prefix]adAttrs{p1: {}, p3: {}}, actual: map[netip.Prefix]adAttrs{}, add: []netip.Prefix{p1, p3}},
+		{name: "withdraw", desired: map[netip.Prefix]adAttrs{p1: {}}, actual: map[netip.Prefix]adAttrs{p1: {}, p2: {}}, remove: []netip.Prefix{p2}},
+		{name: "communities change re-adds", desired: map[netip.Prefix]adAttrs{p1: {communities: []uint32{1}}}, actual: map[netip.Prefix]adAttrs{p1: {communities: []uint32{2}}}, replace: []netip.Prefix{p1}},
+		{name: "nil and empty communities are the same", desired: map[netip.Prefix]adAttrs{p1: {communities: []uint32{}}}, actual: map[netip.Prefix]adAttrs{p1: {}}},
+		{name: "large communities change re-adds", desired: map[netip.Prefix]adAttrs{p1: {large: []LargeCommunity{{1, 2, 3}}}}, actual: map[netip.Prefix]adAttrs{p1: {}}, replace: []netip.Prefix{p1}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -133,7 +133,7 @@ func (r *runner) applyAdvertisements(d desired) []error {
 			continue
 		}
 		r.ads[p] = d.ads[p]
-		r.log.Info("advertising prefix", "prefix", p.String(), "communities", d.ads[p])
+		r.log.Info("advertising prefix", "prefix", p.String(), "communities", d.ads[p].communities, "largeCommunities", d.ads[p].large)
 	}
 	for _, p := range pl.Remove {
 		path, err := advertisedPath(p, adAttrs{}, nextHops[familyOf(p.Addr())])
