@@ -66,6 +66,8 @@ var meshBFD = &v1.BGPConfiguration{Spec: v1.BGPConfigurationSpec{
 	NodeMeshBFD:      &v1.BFD{Enabled: true, Interval: &metav1.Duration{Duration: 200 * time.Millisecond}, Multiplier: 3},
 }}
 
+func withPort(n NodeInfo, port uint16) NodeInfo { n.Port = port; return n }
+
 func TestPeers(t *testing.T) {
 	tor := bgpPeer("tor", v1.BGPPeerSpec{PeerIP: "172.30.1.1", ASNumber: 65001, NodeSelector: "rack=r1",
 		Password: &v1.BGPPassword{SecretKeyRef: &v1.SecretKeyRef{Name: "bgp", Key: "tor"}},
@@ -138,6 +140,18 @@ func TestPeers(t *testing.T) {
 			want: []speaker.Peer{
 				{Name: "peer:bfd", Address: netip.MustParseAddr("10.0.0.1"), ASN: 65000, BFD: speaker.BFD{Enabled: true}},
 				{Name: "peer:off", Address: netip.MustParseAddr("10.0.0.2"), ASN: 65000},
+			}},
+		{name: "eBGP multihop to a router's loopback, from the node's address", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1}, Config: cfg(false),
+			Peers: []v1.BGPPeer{bgpPeer("lo", v1.BGPPeerSpec{PeerIP: "192.0.2.1", ASNumber: 65000, EBGPMultihop: 2}),
+				bgpPeer("one-hop", v1.BGPPeerSpec{PeerIP: "192.0.2.2", ASNumber: 65000, EBGPMultihop: 1})}},
+			want: []speaker.Peer{
+				{Name: "peer:lo", Address: netip.MustParseAddr("192.0.2.1"), ASN: 65000, EBGPMultihop: 2, SourceAddress: n1.Addr},
+				{Name: "peer:one-hop", Address: netip.MustParseAddr("192.0.2.2"), ASN: 65000, SourceAddress: n1.Addr},
+			}},
+		{name: "mesh sessions dial the port each node listens on", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1, withPort(n2, 1790), withPort(n3, 179)}},
+			want: []speaker.Peer{
+				{Name: "mesh:n2", Address: n2.Addr, ASN: 64512, Port: 1790},
+				{Name: "mesh:n3", Address: n3.Addr, ASN: 64513},
 			}},
 		{name: "missing secret skips the peer", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1}, Config: cfg(false),
 			Peers: []v1.BGPPeer{bgpPeer("nopw", v1.BGPPeerSpec{PeerIP: "10.0.0.9", ASNumber: 1, Password: &v1.BGPPassword{SecretKeyRef: &v1.SecretKeyRef{Name: "bgp", Key: "missing"}}})}},

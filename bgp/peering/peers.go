@@ -294,6 +294,9 @@ func sessionSettings(p *v1.BGPPeer, secrets Secrets) (speaker.Peer, error) {
 	if p.Spec.TTLSecurity > 0 {
 		sp.TTLSecurity = uint8(p.Spec.TTLSecurity)
 	}
+	if p.Spec.EBGPMultihop > 1 {
+		sp.EBGPMultihop = uint8(min(p.Spec.EBGPMultihop, 255))
+	}
 	if p.Spec.HoldTime != nil {
 		sp.HoldTime = p.Spec.HoldTime.Duration
 	}

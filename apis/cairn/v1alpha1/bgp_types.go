@@ -281,6 +281,7 @@ type BGPPeer struct {
 // +kubebuilder:validation:XValidation:rule="!(has(self.node) && has(self.nodeSelector))",message="node and nodeSelector are mutually exclusive: name one node or select several",fieldPath=".nodeSelector"
 // +kubebuilder:validation:XValidation:rule="has(self.peerIP) != has(self.peerSelector)",message="exactly one of peerIP (a router) and peerSelector (other nodes) must be set",fieldPath=".peerIP"
 // +kubebuilder:validation:XValidation:rule="!has(self.peerIP) || has(self.asNumber)",message="asNumber is required with peerIP",fieldPath=".asNumber"
+// +kubebuilder:validation:XValidation:rule="!(has(self.ebgpMultihop) && has(self.ttlSecurity))",message="ebgpMultihop and ttlSecurity are mutually exclusive",fieldPath=".ebgpMultihop"
 type BGPPeerSpec struct {
 	// Node is the one node that opens this session. Empty with an empty
 	// nodeSelector means every node.
@@ -323,6 +324,15 @@ type BGPPeerSpec struct {
 	// +kubebuilder:default=UseNodeIP
 	// +kubebuilder:validation:Enum=UseNodeIP;None
 	SourceAddress string `json:"sourceAddress,omitempty"`
+	// EBGPMultihop lets an eBGP session reach a peer this many hops away
+	// (the TTL of its packets; 1, the default, is a directly connected
+	// peer), for example a router's loopback. With it, keep
+	// sourceAddress UseNodeIP so the peer sees the node's address.
+	// Exclusive with ttlSecurity.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=255
+	EBGPMultihop int32 `json:"ebgpMultihop,omitempty"`
 	// TTLSecurity enables GTSM (RFC 5082): the peer must be at most this
 	// many hops away.
 	// +optional
