@@ -47,7 +47,7 @@ fuzz:
 
 ## test: everything, as CI runs it (root for the privileged and e2e tiers)
 test: deps lint race fuzz
-	$(GO) test -count=1 -timeout 45m $(PKGS)
+	$(GO) test -count=1 -timeout 80m $(PKGS)
 
 ## generate: deepcopy, clientset, listers, informers, CRD manifests, gRPC stubs
 generate:
