@@ -49,8 +49,9 @@ commands:
       --route-reflectors     with 2+ racks of 3+ nodes: two nodes per rack (label cairn.dev/route-reflector=true)
                              reflect the rack's routes in place of the ToR; node mesh off
       --keep-on-failure      leave a failed lab up for inspection
-      --instance NAME        name inside the namespaces (cl-NAME-node1), to run beside another lab
-                             (give it its own --state-dir)
+      --instance NAME        name inside the namespaces (cl-NAME-node1), to run beside another lab;
+                             its state goes to /run/cairn-lab-NAME unless --state-dir says otherwise
+                             (pass that directory to status, exec, down: cairn-lab --state-dir DIR down)
   status [-o json]           nodes, BGP sessions, routes per router and node, pods
   pods [-o json]             pods: name, node, IPs, netns path (JSON: "ips" lists every address, "ip" the first)
   exec NAME -- CMD...        run CMD in the namespace of a pod, node, router or outside host (cp: control plane, outside1: a client outside the cluster)
@@ -198,6 +199,11 @@ func upFlags(cmd string, args []string, dir string, logf func(string, ...any)) (
 	}
 	if o.PodsPerNode == 0 {
 		o.PodsPerNode = -1 // Options: 0 means the default
+	}
+	if o.Instance != "" && o.StateDir == lab.DefaultStateDir {
+		// Another instance's lab may hold the default directory: an
+		// instance gets its own unless --state-dir or CAIRN_LAB_DIR says.
+		o.StateDir = lab.DefaultStateDir + "-" + o.Instance
 	}
 	return o, keep, nil
 }
