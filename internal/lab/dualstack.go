@@ -227,22 +227,8 @@ func createIPv6Objects(ctx context.Context, c *clients, p Plan) error {
 		return fmt.Errorf("create IPPool %s: %w", PoolName6, err)
 	}
 	for _, r := range p.Racks {
-		peer := &cairnv1.BGPPeer{
-			ObjectMeta: labMeta("tor-" + r.Name + "-v6"),
-			Spec: cairnv1.BGPPeerSpec{
-				NodeSelector: RackLabel + "=" + r.Name,
-				PeerIP:       r.ToR.Addr6().String(),
-				ASNumber:     r.ToR.AS,
-			},
-		}
-		if p.BGP.BFD {
-			peer.Spec.BFD = labBFD()
-		}
-		if p.routerPasswordSet() {
-			peer.Spec.Password = &cairnv1.BGPPassword{SecretKeyRef: &cairnv1.SecretKeyRef{Name: RouterPasswordSecret, Key: RouterPasswordKey}}
-		}
-		if _, err := c.cairn.CairnV1alpha1().BGPPeers().Create(ctx, peer, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("create BGPPeer %s: %w", peer.Name, err)
+		if err := createToRPeer(ctx, c, p, r, "tor-"+r.Name+"-v6", r.ToR.Addr6().String()); err != nil {
+			return err
 		}
 	}
 	return nil

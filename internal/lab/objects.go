@@ -113,22 +113,8 @@ func createClusterObjects(ctx context.Context, c *clients, p Plan, kubelets bool
 		}
 	}
 	for _, r := range p.Racks {
-		peer := &cairnv1.BGPPeer{
-			ObjectMeta: labMeta("tor-" + r.Name),
-			Spec: cairnv1.BGPPeerSpec{
-				NodeSelector: RackLabel + "=" + r.Name,
-				PeerIP:       r.ToR.RouterID.String(),
-				ASNumber:     r.ToR.AS,
-			},
-		}
-		if p.BGP.BFD {
-			peer.Spec.BFD = labBFD()
-		}
-		if p.routerPasswordSet() {
-			peer.Spec.Password = &cairnv1.BGPPassword{SecretKeyRef: &cairnv1.SecretKeyRef{Name: RouterPasswordSecret, Key: RouterPasswordKey}}
-		}
-		if _, err := c.cairn.CairnV1alpha1().BGPPeers().Create(ctx, peer, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("create BGPPeer %s: %w", peer.Name, err)
+		if err := createToRPeer(ctx, c, p, r, "tor-"+r.Name, r.ToR.RouterID.String()); err != nil {
+			return err
 		}
 	}
 	if err := createReflectorPeers(ctx, c, p); err != nil {
@@ -183,6 +169,29 @@ func createNode(ctx context.Context, kube kubernetes.Interface, n Node, kubelet 
 	}}
 	if _, err := kube.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("set addresses of Node %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+// createToRPeer writes the BGPPeer from rack r's nodes to their ToR at
+// addr, with the lab's BFD and TCP-MD5 settings when it has them.
+func createToRPeer(ctx context.Context, c *clients, p Plan, r Rack, name, addr string) error {
+	peer := &cairnv1.BGPPeer{
+		ObjectMeta: labMeta(name),
+		Spec: cairnv1.BGPPeerSpec{
+			NodeSelector: RackLabel + "=" + r.Name,
+			PeerIP:       addr,
+			ASNumber:     r.ToR.AS,
+		},
+	}
+	if p.BGP.BFD {
+		peer.Spec.BFD = labBFD()
+	}
+	if p.routerPasswordSet() {
+		peer.Spec.Password = &cairnv1.BGPPassword{SecretKeyRef: &cairnv1.SecretKeyRef{Name: RouterPasswordSecret, Key: RouterPasswordKey}}
+	}
+	if _, err := c.cairn.CairnV1alpha1().BGPPeers().Create(ctx, peer, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create BGPPeer %s: %w", peer.Name, err)
 	}
 	return nil
 }
