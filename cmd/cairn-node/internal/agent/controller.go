@@ -250,14 +250,19 @@ func (c *controller) applyPeers(ctx context.Context, st clusterState) ([]speaker
 	in := peering.PeersInput{Self: st.self, Nodes: st.nodes, Config: st.config, Peers: st.peers, Previous: c.lastResult().peers}
 	var peers []speaker.Peer
 	var errs []error
-	// Before the peers: they are checked against this AS.
-	if err := c.speaker.SetGlobal(peering.Global(st.self, st.config)); err != nil {
-		errs = append(errs, err)
-	}
 	if st.departed {
+		// The Node (and its AS annotation) is gone: the speaker keeps the
+		// AS and port it runs with, or the router sessions it keeps would
+		// reset (Bad Peer AS) before their routes are withdrawn.
 		peers = peering.Departed(in.Previous)
 	} else {
-		peers, errs = peering.Peers(in, c.secrets.password)
+		// Before the peers: they are checked against this AS.
+		if err := c.speaker.SetGlobal(peering.Global(st.self, st.config)); err != nil {
+			errs = append(errs, err)
+		}
+		var perrs []error
+		peers, perrs = peering.Peers(in, c.secrets.password)
+		errs = append(errs, perrs...)
 	}
 	if err := c.speaker.SetPeers(peers); err != nil {
 		errs = append(errs, fmt.Errorf("set BGP peers: %w", err))

@@ -18,6 +18,7 @@ import (
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
 	cairnlisters "github.com/cairn-net/cairn/apis/client/listers/cairn/v1alpha1"
+	"github.com/cairn-net/cairn/bgp/peering"
 	"github.com/cairn-net/cairn/bgp/speaker"
 	"github.com/cairn-net/cairn/felix"
 	"github.com/cairn-net/cairn/ipam"
@@ -233,7 +234,11 @@ func TestSyncOfADeletedNode(t *testing.T) {
 	defer cancel()
 	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: v1.IPPoolSpec{CIDR: "10.244.0.0/16"}}
 	tor := &v1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor"}, Spec: v1.BGPPeerSpec{PeerIP: "172.30.1.1", ASNumber: 65001}}
-	nodes := indexer(node("node1", "172.30.1.11"), node("node2", "172.30.1.12"))
+	// node1 runs with an AS of its own (annotation): when its Node goes,
+	// that AS must stay, or the sessions it keeps would reset as Bad Peer AS.
+	n1 := node("node1", "172.30.1.11")
+	n1.Annotations = map[string]string{peering.AnnotationASNumber: "65101"}
+	nodes := indexer(n1, node("node2", "172.30.1.12"))
 	spk := &fakeSpeaker{}
 	dp := &recordingDataplane{fakeDataplane: fakeDataplane{endpoints: map[string][]netip.Prefix{}}}
 	c := &controller{
@@ -272,6 +277,7 @@ func TestSyncOfADeletedNode(t *testing.T) {
 		}
 	}
 	member("a member")
+	memberGlobal := spk.global
 
 	self, _, _ := nodes.GetByKey("node1")
 	if err := nodes.Delete(self); err != nil {
@@ -287,6 +293,9 @@ func TestSyncOfADeletedNode(t *testing.T) {
 		}
 		if want := []netip.Prefix{netip.MustParsePrefix("10.244.2.0/26")}; !reflect.DeepEqual(dp.blocks, want) {
 			t.Errorf("deleted: felix blocks %v, want %v kept", dp.blocks, want)
+		}
+		if !reflect.DeepEqual(spk.global, memberGlobal) {
+			t.Errorf("deleted: speaker global %+v, want %+v kept (the kept sessions would reset)", spk.global, memberGlobal)
 		}
 	}
 
