@@ -201,24 +201,7 @@ func frrBGPConfig(rp RouterPlan) string {
 	}
 	w("  maximum-paths %d", frrMaxPaths)
 	w("  maximum-paths ibgp %d", frrMaxPaths)
-	for _, p := range rp.Peers {
-		if p.Addr.Is6() {
-			continue // activated in the IPv6 family below
-		}
-		w("  neighbor %s activate", p.Addr)
-		in, out := "FROM-NODES", "POOL-ONLY"
-		if p.Kind == PeerRouter {
-			in, out = "ROUTERS", "ROUTERS"
-		}
-		if p.RRClient {
-			// Without "force", next-hop-self only rewrites routes learned
-			// over eBGP: reflected node routes keep their node.
-			w("  neighbor %s route-reflector-client", p.Addr)
-			w("  neighbor %s next-hop-self", p.Addr)
-		}
-		w("  neighbor %s route-map %s in", p.Addr, in)
-		w("  neighbor %s route-map %s out", p.Addr, out)
-	}
+	frrFamilyNeighbours(w, rp.Peers, false) // IPv6 peers: in the IPv6 family below
 	w(" exit-address-family")
 	if dualStack(rp) {
 		b.WriteString(frrIPv6Family(rp))
@@ -360,4 +343,32 @@ func sortRoutes(rs []RouterRoute) {
 		}
 		return rs[i].NextHop.Less(rs[j].NextHop)
 	})
+}
+
+// frrFamilyNeighbours writes, inside an address family, the lines of each
+// peer of that family (IPv6 or IPv4): activate, reflection, route maps
+// (the IPv6 maps carry a "6").
+func frrFamilyNeighbours(w func(string, ...any), peers []Peer, v6 bool) {
+	suffix := ""
+	if v6 {
+		suffix = "6"
+	}
+	for _, p := range peers {
+		if p.Addr.Is6() != v6 {
+			continue
+		}
+		w("  neighbor %s activate", p.Addr)
+		in, out := "FROM-NODES"+suffix, "POOL-ONLY"+suffix
+		if p.Kind == PeerRouter {
+			in, out = "ROUTERS"+suffix, "ROUTERS"+suffix
+		}
+		if p.RRClient {
+			// Without "force", next-hop-self only rewrites routes learned
+			// over eBGP: reflected node routes keep their node.
+			w("  neighbor %s route-reflector-client", p.Addr)
+			w("  neighbor %s next-hop-self", p.Addr)
+		}
+		w("  neighbor %s route-map %s in", p.Addr, in)
+		w("  neighbor %s route-map %s out", p.Addr, out)
+	}
 }

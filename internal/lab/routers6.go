@@ -105,22 +105,7 @@ func frrIPv6Family(rp RouterPlan) string {
 	}
 	w("  maximum-paths %d", frrMaxPaths)
 	w("  maximum-paths ibgp %d", frrMaxPaths)
-	for _, p := range rp.Peers {
-		if !p.Addr.Is6() {
-			continue
-		}
-		w("  neighbor %s activate", p.Addr)
-		in, out := "FROM-NODES6", "POOL-ONLY6"
-		if p.Kind == PeerRouter {
-			in, out = "ROUTERS6", "ROUTERS6"
-		}
-		if p.RRClient {
-			w("  neighbor %s route-reflector-client", p.Addr)
-			w("  neighbor %s next-hop-self", p.Addr)
-		}
-		w("  neighbor %s route-map %s in", p.Addr, in)
-		w("  neighbor %s route-map %s out", p.Addr, out)
-	}
+	frrFamilyNeighbours(w, rp.Peers, true)
 	w(" exit-address-family")
 	return b.String()
 }
