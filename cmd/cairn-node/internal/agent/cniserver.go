@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -45,7 +47,20 @@ type cniServer struct {
 	endpoints *endpointStore
 	// ready reports whether Allocate can be served, and why not.
 	ready func() (bool, string)
+	// inflight orders GC after every allocation in progress: Allocate
+	// holds it shared until its record is written, GC exclusively. GC
+	// knows attachments only by their records, so without it an ADD
+	// whose record lands after GC read the records would leak.
+	inflight sync.RWMutex
 }
+
+// allocateTimeout bounds an allocation once the agent has started it. The
+// allocation does not end with the plugin's call: a plugin killed or
+// timed out part-way would otherwise leave IPAM writes whose outcome the
+// agent never learns (sent, then the wait cancelled), so neither the
+// rollback nor the record could account for them. Finished, the
+// allocation has a record, and the runtime's DEL or GC releases it.
+const allocateTimeout = 2 * time.Minute
 
 // handleIDs are the IPAM handles that may hold an attachment's addresses:
 // the one its record names, or, with no record, today's and the legacy
@@ -92,8 +107,12 @@ func (s *cniServer) Allocate(ctx context.Context, req *agentv1.AllocateRequest) 
 		return nil, status.Error(codes.InvalidArgument, "ask for one address of IPv4, IPv6 or both")
 	}
 	log := s.log.With("pod", req.PodNamespace+"/"+req.PodName, "container", req.ContainerId)
+	s.inflight.RLock()
+	defer s.inflight.RUnlock()
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), allocateTimeout)
+	defer cancel()
 	// Idempotent per attachment: a retried ADD gets the same addresses.
-	addrs, err := s.alloc.AutoAssign(ctx, ar)
+	addrs, err := s.alloc.AutoAssign(actx, ar)
 	if err != nil {
 		log.Warn("allocation failed", "err", err)
 		return nil, grpcError(ctx, fmt.Errorf("allocate addresses for %s/%s: %w", req.PodNamespace, req.PodName, err))
@@ -103,6 +122,12 @@ func (s *cniServer) Allocate(ctx context.Context, req *agentv1.AllocateRequest) 
 	rec.Addresses, rec.Namespace, rec.Pod, rec.Network = addrs, req.PodNamespace, req.PodName, req.Network
 	if err := s.endpoints.put(rec); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
+	}
+	if ctx.Err() != nil {
+		// Nobody is waiting for the answer: the record lets the
+		// runtime's DEL or GC release what was allocated.
+		log.Info("allocated after the plugin stopped waiting", "addresses", addrs)
+		return nil, status.Error(codes.Canceled, "the plugin stopped waiting")
 	}
 	log.Info("allocated", "addresses", addrs)
 	return &agentv1.AllocateResponse{Addresses: prefixStrings(addrs)}, nil
@@ -197,12 +222,17 @@ func (s *cniServer) Status(context.Context, *agentv1.StatusRequest) (*agentv1.St
 }
 
 func (s *cniServer) GC(ctx context.Context, req *agentv1.GCRequest) (*agentv1.GCResponse, error) {
+	// Read the records once the allocations in progress have written
+	// theirs; ADDs that start later are not GC's to judge.
+	s.inflight.Lock()
+	recs := s.endpoints.all()
+	s.inflight.Unlock()
 	valid := map[attachment]bool{}
 	for _, a := range req.ValidAttachments {
 		valid[attachment{a.ContainerId, a.Ifname}] = true
 	}
 	var errs []error
-	for _, rec := range s.endpoints.all() {
+	for _, rec := range recs {
 		a := rec.attachment()
 		if valid[a] || rec.Network != req.Network {
 			continue // still used, or another network's to collect

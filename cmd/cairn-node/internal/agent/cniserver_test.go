@@ -205,3 +205,55 @@ func TestLearnedRoutes(t *testing.T) {
 		}
 	}
 }
+
+// gatedAlloc commits an assignment only when let through, then answers
+// as the real allocator does when its caller gave up during a write: the
+// write happened, the error says the context ended.
+type gatedAlloc struct {
+	*fakeAlloc
+	entered, gate chan struct{}
+}
+
+func (g gatedAlloc) AutoAssign(ctx context.Context, req allocator.Request) ([]netip.Prefix, error) {
+	close(g.entered)
+	<-g.gate
+	out, err := g.fakeAlloc.AutoAssign(ctx, req)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return out, err
+}
+
+// A plugin killed during Allocate, then CNI GC with no valid attachment
+// (the runtime removed the dead sandbox): nothing may stay allocated,
+// even when GC arrives while the allocation is still being written.
+func TestGCAfterPluginKilledMidAllocate(t *testing.T) {
+	s, a, _ := newTestServer(t)
+	g := gatedAlloc{fakeAlloc: a, entered: make(chan struct{}), gate: make(chan struct{})}
+	s.alloc = g
+	pluginCtx, kill := context.WithCancel(context.Background())
+	allocated := make(chan error, 1)
+	go func() {
+		_, err := s.Allocate(pluginCtx, &agentv1.AllocateRequest{ContainerId: "c1", Ifname: "eth0", PodNamespace: "default", PodName: "p", IpFamilies: v4()})
+		allocated <- err
+	}()
+	<-g.entered
+	kill()
+	collected := make(chan error, 1)
+	go func() {
+		_, err := s.GC(context.Background(), &agentv1.GCRequest{})
+		collected <- err
+	}()
+	close(g.gate)
+	if err := <-allocated; status.Code(err) != codes.Canceled {
+		t.Errorf("Allocate for a plugin that stopped waiting: %v, want Canceled", err)
+	}
+	if err := <-collected; err != nil {
+		t.Fatalf("GC: %v", err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.handles) != 0 || len(s.endpoints.all()) != 0 {
+		t.Errorf("after GC: handles %v, records %v; want none", a.handles, s.endpoints.all())
+	}
+}
