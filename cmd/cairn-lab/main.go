@@ -1,10 +1,10 @@
 // Command cairn-lab builds a Cairn cluster on this machine out of network
 // namespaces: a control plane (etcd, kube-apiserver), top-of-rack routers
-// (BIRD or FRR), nodes running cairn-node and pods created through the
+// (BIRD, FRR or gobgpd), nodes running cairn-node and pods created through the
 // real cairn-cni. It needs root. The work is in internal/lab.
 //
 //	cairn-lab demo [--keep] [up flags]     up, pods talk across nodes, status, down
-//	cairn-lab up [--nodes N] [--racks R] [--router bird|frr] [--bfd] [--pods-per-node P] [--kubelet] [--dual-stack] [--route-reflectors]
+//	cairn-lab up [--nodes N] [--racks R] [--router bird|frr|gobgpd] [--bfd] [--pods-per-node P] [--kubelet] [--dual-stack] [--route-reflectors]
 //	cairn-lab status [-o json]
 //	cairn-lab pods [-o json]
 //	cairn-lab exec NAME -- CMD...          in the namespace of a pod, node, router or outside1
@@ -37,7 +37,9 @@ commands:
   up [flags]                 bring up a lab and leave it running
       --nodes N              nodes per rack (default 2)
       --racks R              racks, each its own AS and ToR; >1 adds a spine (default 1)
-      --router bird|frr      router daemon for ToRs and spine (default bird)
+      --router bird|frr|gobgpd
+                             router daemon for ToRs and spine (default bird); gobgpd (Debian's GoBGP 3.10)
+                             serves one rack without BFD, a lab helper installs its routes in its kernel
       --bfd                  BFD (200 ms x 3) on the node mesh and between nodes and their ToR
       --pods-per-node P      pods created on every node (default 2)
       --no-agents            network, routers and control plane only
@@ -167,6 +169,8 @@ func dispatch(ctx context.Context, dir, cmd string, args []string) (int, error) 
 		return 0, lab.RunControlPlaneHelper(ctx, args, os.Stdout, os.Stderr)
 	case lab.NodeHelperCommand:
 		return 0, lab.RunNodeHelper(ctx, args, os.Stderr)
+	case lab.GoBGPFIBCommand:
+		return 0, lab.RunGoBGPFIB(ctx, args, os.Stderr)
 	}
 	fmt.Fprint(os.Stderr, usage)
 	return 2, fmt.Errorf("unknown command %q", cmd)
@@ -178,7 +182,7 @@ func upFlags(cmd string, args []string, dir string, logf func(string, ...any)) (
 	o := lab.Options{StateDir: dir, Logf: logf}
 	fs.IntVar(&o.NodesPerRack, "nodes", 2, "nodes per rack")
 	fs.IntVar(&o.Racks, "racks", 1, "racks")
-	fs.StringVar(&o.Router, "router", lab.RouterBIRD, "router daemon: bird or frr")
+	fs.StringVar(&o.Router, "router", lab.RouterBIRD, "router daemon: bird, frr or gobgpd")
 	fs.IntVar(&o.PodsPerNode, "pods-per-node", 2, "pods per node")
 	fs.BoolVar(&o.SkipAgents, "no-agents", false, "network, routers and control plane only")
 	fs.BoolVar(&o.Kubelet, "kubelet", false, "real nodes: containerd and a kubelet on every node")

@@ -26,7 +26,7 @@ type Options struct {
 	RepoRoot string
 	// Racks (default 1) and NodesPerRack (default 2).
 	Racks, NodesPerRack int
-	// Router is RouterBIRD (default) or RouterFRR.
+	// Router is RouterBIRD (default), RouterFRR or RouterGoBGPD.
 	Router string
 	// DualStack puts IPv6 on every link besides IPv4 (dualstack.go): an
 	// IPv6 pool beside the IPv4 one, every pod an address of each, BGP
@@ -212,12 +212,7 @@ func preflight(ctx context.Context, o Options, plan Plan) error {
 	} else if len(clash) > 0 {
 		return fmt.Errorf("namespaces %v exist: another lab of this instance runs (`cairn-lab --state-dir DIR down`), or choose another --instance", clash)
 	}
-	tools := []string{"ip", "go"}
-	if o.Router == RouterBIRD {
-		tools = append(tools, "bird", "birdc")
-	} else {
-		tools = append(tools, filepath.Join(frrDir, "zebra"), filepath.Join(frrDir, "bgpd"), "vtysh")
-	}
+	tools := append([]string{"ip", "go"}, RouterTools(o.Router)...)
 	for _, t := range tools {
 		if _, err := exec.LookPath(t); err != nil {
 			return fmt.Errorf("the lab needs %s: %w", t, err)
@@ -281,6 +276,11 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 	l.Timings.Network = time.Since(start)
 	if err := <-built; err != nil {
 		return err
+	}
+	for _, r := range l.st.Plan.Routers() {
+		if err := startRouterHelper(l.drv, r, l.st.Dir, filepath.Join(binDir(l.st.Dir), binLab), l.st.addProc); err != nil {
+			return err
+		}
 	}
 	l.useImages(imgs)
 	o.Logf("built in %v, network and routers up in %v", l.Timings.Build.Round(time.Millisecond), l.Timings.Network.Round(time.Millisecond))

@@ -89,6 +89,9 @@ var outsideLink = netip.MustParsePrefix("172.30.254.0/30")
 const (
 	RouterBIRD = "bird"
 	RouterFRR  = "frr"
+	// RouterGoBGPD is Debian's gobgpd (GoBGP 3.10) as the ToR of one
+	// rack; gobgpd.go says what it does and does not do.
+	RouterGoBGPD = "gobgpd"
 )
 
 // Plan is the whole topology, derived from the options alone: who lives in
@@ -311,8 +314,11 @@ func NewPlan(o PlanOptions) (Plan, error) {
 	if o.NodesPerRack < 1 || o.NodesPerRack > maxNodesPerRack {
 		return Plan{}, fmt.Errorf("nodes per rack must be between 1 and %d, got %d", maxNodesPerRack, o.NodesPerRack)
 	}
-	if o.Router != RouterBIRD && o.Router != RouterFRR {
-		return Plan{}, fmt.Errorf("router must be %q or %q, got %q", RouterBIRD, RouterFRR, o.Router)
+	if o.Router != RouterBIRD && o.Router != RouterFRR && o.Router != RouterGoBGPD {
+		return Plan{}, fmt.Errorf("router must be %q, %q or %q, got %q", RouterBIRD, RouterFRR, RouterGoBGPD, o.Router)
+	}
+	if err := gobgpdSupports(o); err != nil {
+		return Plan{}, err
 	}
 	if o.BlockSize == 0 {
 		o.BlockSize = BlockSize

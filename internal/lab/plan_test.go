@@ -22,6 +22,8 @@ func TestNewPlanRejectsBadOptions(t *testing.T) {
 		{"instance too long", PlanOptions{Racks: 1, NodesPerRack: 2, Router: RouterBIRD, Instance: "abcdefghi"}, "instance name"},
 		{"block larger than /20", PlanOptions{Racks: 1, NodesPerRack: 2, Router: RouterBIRD, BlockSize: 19}, "block size"},
 		{"block longer than /32", PlanOptions{Racks: 1, NodesPerRack: 2, Router: RouterBIRD, BlockSize: 33}, "block size"},
+		{"gobgpd with BFD", PlanOptions{Racks: 1, NodesPerRack: 2, Router: RouterGoBGPD, BFD: true}, "gobgpd has no BFD"},
+		{"gobgpd with racks", PlanOptions{Racks: 2, NodesPerRack: 2, Router: RouterGoBGPD}, "one rack"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

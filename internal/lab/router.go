@@ -48,6 +48,13 @@ type routerDriver interface {
 	cli(rp RouterPlan, dir string) []string
 }
 
+// kernelHelper is a driver whose daemon programs no kernel: the lab runs
+// a helper of its own (a cairn-lab command) beside each router, once its
+// binaries are built.
+type kernelHelper interface {
+	helper(rp RouterPlan, labBin string) routerCommand
+}
+
 type routerCommand struct {
 	name string
 	argv []string
@@ -59,6 +66,8 @@ func driverFor(kind string) (routerDriver, error) {
 		return birdDriver{}, nil
 	case RouterFRR:
 		return frrDriver{}, nil
+	case RouterGoBGPD:
+		return gobgpdDriver{}, nil
 	}
 	return nil, fmt.Errorf("unknown router kind %q", kind)
 }
@@ -78,6 +87,19 @@ func startRouter(d routerDriver, rp RouterPlan, stateDir string, record func(Pro
 	if err != nil {
 		return fmt.Errorf("configure %s: %w", rp.Name, err)
 	}
+	return startRouterCommands(rp, dir, cmds, record)
+}
+
+// startRouterHelper starts a kernelHelper driver's helper for rp.
+func startRouterHelper(d routerDriver, rp RouterPlan, stateDir, labBin string, record func(Proc) error) error {
+	h, ok := d.(kernelHelper)
+	if !ok {
+		return nil
+	}
+	return startRouterCommands(rp, routerDir(stateDir, rp.Name), []routerCommand{h.helper(rp, labBin)}, record)
+}
+
+func startRouterCommands(rp RouterPlan, dir string, cmds []routerCommand, record func(Proc) error) error {
 	for _, c := range cmds {
 		p, err := startDetached(rp.NS, c.name+"-"+rp.Name, filepath.Join(dir, c.name+".log"), c.argv, nil)
 		if err != nil {
@@ -88,4 +110,15 @@ func startRouter(d routerDriver, rp RouterPlan, stateDir string, record func(Pro
 		}
 	}
 	return nil
+}
+
+// RouterTools are the programs a lab with this router kind needs.
+func RouterTools(kind string) []string {
+	switch kind {
+	case RouterFRR:
+		return []string{filepath.Join(frrDir, "zebra"), filepath.Join(frrDir, "bgpd"), "vtysh"}
+	case RouterGoBGPD:
+		return []string{"gobgpd", "gobgp"}
+	}
+	return []string{"bird", "birdc"}
 }

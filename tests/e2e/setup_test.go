@@ -28,12 +28,7 @@ const upTimeout = 10 * time.Minute
 func requireLab(t *testing.T, router string) string {
 	t.Helper()
 	reqs := []testenv.Requirement{testenv.Root, testenv.NetNS, cptest.Binaries()}
-	tools := []string{"ip", "go", "ping"}
-	if router == lab.RouterFRR {
-		tools = append(tools, "/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "vtysh")
-	} else {
-		tools = append(tools, "bird", "birdc")
-	}
+	tools := append([]string{"ip", "go", "ping"}, lab.RouterTools(router)...)
 	for _, tool := range tools {
 		reqs = append(reqs, testenv.Binary(tool))
 	}

@@ -1,0 +1,344 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// gobgpdDriver runs Debian's gobgpd (GoBGP 3.10) as a rack's ToR. gobgpd
+// keeps what it learns in its RIB and programs no kernel: its zebra client
+// would, but the 3.10 client panics on the interface messages of Debian's
+// FRR 8.4 zebra ("slice bounds out of range" in interfaceUpdateBody, tried
+// on this machine), and zebra API 6 is only promised for FRR 8.1. So the
+// lab runs a helper of its own beside it (gobgpfib.go, `cairn-lab
+// internal-gobgp-fib`), which follows gobgpd's RIB through the gobgp CLI
+// and installs the best routes, ECMP over paths of equal merit, in the
+// ToR's kernel, as BIRD's kernel protocol and FRR's zebra do for the
+// others.
+//
+// Its gRPC API, which the CLI and the helper use, listens on the
+// namespace's loopback only.
+type gobgpdDriver struct{}
+
+// gobgpdAPI is where gobgpd serves its gRPC API, inside the ToR's
+// namespace (the gobgp CLI's default).
+const gobgpdAPI = "127.0.0.1:50051"
+
+// gobgpdSupports refuses what the gobgpd ToR cannot do: it has no BFD,
+// and without zebra it cannot redistribute its connected networks, which
+// racks behind a spine need (NewPlan), so it serves a lab of one rack.
+func gobgpdSupports(o PlanOptions) error {
+	if o.Router != RouterGoBGPD {
+		return nil
+	}
+	if o.BFD {
+		return errors.New("gobgpd has no BFD: leave out --bfd, or use --router bird or frr")
+	}
+	if o.Racks > 1 {
+		return errors.New("the gobgpd lab has one rack: gobgpd without zebra cannot announce its connected networks to a spine; use --router bird or frr for racks")
+	}
+	return nil
+}
+
+func (gobgpdDriver) configure(rp RouterPlan, dir string) ([]routerCommand, error) {
+	conf := filepath.Join(dir, "gobgpd.toml")
+	// 0600: it holds the sessions' MD5 keys.
+	if err := os.WriteFile(conf, []byte(gobgpdConfig(rp)), 0o600); err != nil {
+		return nil, fmt.Errorf("write %s: %w", conf, err)
+	}
+	return []routerCommand{{name: "gobgpd", argv: []string{
+		"gobgpd", "-f", conf, "-t", "toml", "-p", "-l", "info",
+		"--api-hosts", gobgpdAPI, "--pprof-disable",
+	}}}, nil
+}
+
+// helper is the FIB helper, started once the lab's binaries are built.
+func (gobgpdDriver) helper(rp RouterPlan, labBin string) routerCommand {
+	return routerCommand{name: "gobgp-fib", argv: []string{labBin, GoBGPFIBCommand, "--families", strings.Join(gobgpdFamilies(rp), ",")}}
+}
+
+// cli is gobgp, to run inside the router's namespace (its API is on that
+// namespace's loopback): `cairn-lab exec tor1 -- gobgp neighbor`.
+func (gobgpdDriver) cli(RouterPlan, string) []string { return []string{"gobgp"} }
+
+// gobgp runs the CLI in the router's namespace.
+func (gobgpdDriver) gobgp(ctx context.Context, rp RouterPlan, args ...string) ([]byte, error) {
+	return run(ctx, append([]string{"ip", "netns", "exec", rp.NS, "gobgp", "-u", "127.0.0.1"}, args...)...)
+}
+
+func (d gobgpdDriver) ready(ctx context.Context, rp RouterPlan, _ string) error {
+	_, err := d.gobgp(ctx, rp, "global")
+	return err
+}
+
+func (d gobgpdDriver) sessions(ctx context.Context, rp RouterPlan, _ string) ([]Session, error) {
+	out, err := d.gobgp(ctx, rp, "neighbor", "-j")
+	if err != nil {
+		return nil, fmt.Errorf("ask gobgpd on %s for its sessions: %w", rp.Name, err)
+	}
+	return parseGoBGPNeighbors(out, rp)
+}
+
+func (d gobgpdDriver) routes(ctx context.Context, rp RouterPlan, _ string) ([]RouterRoute, error) {
+	var all []RouterRoute
+	for _, fam := range gobgpdFamilies(rp) {
+		out, err := d.gobgp(ctx, rp, "global", "rib", "-a", fam, "-j")
+		if err != nil {
+			return nil, fmt.Errorf("ask gobgpd on %s for its %s routes: %w", rp.Name, fam, err)
+		}
+		rib, err := parseGoBGPRib(out)
+		if err != nil {
+			return nil, fmt.Errorf("gobgpd on %s: %w", rp.Name, err)
+		}
+		for _, p := range rib {
+			if !p.NextHop.IsValid() || p.NextHop.IsUnspecified() {
+				continue // the router's own
+			}
+			all = append(all, RouterRoute{Prefix: p.Prefix, NextHop: p.NextHop, From: peerName(rp, p.Neighbor, p.Neighbor.String()), Best: p.Best})
+		}
+	}
+	sortRoutes(all)
+	return all, nil
+}
+
+// gobgpdFamilies are the address families of a router's RIBs, as the
+// gobgp CLI names them.
+func gobgpdFamilies(rp RouterPlan) []string {
+	if dualStack(rp) {
+		return []string{"ipv4", "ipv6"}
+	}
+	return []string{"ipv4"}
+}
+
+// gobgpdConfig renders gobgpd's TOML configuration, with the policy of the
+// BIRD and FRR ToRs: pool prefixes and service addresses accepted from
+// nodes, pool prefixes sent to them, nothing else either way. GoBGP
+// applies import and export policies per RIB, and every session of a ToR
+// that is not a route server feeds the one global RIB: so the policies sit
+// on the global RIB, and every peer of this (one-rack) ToR is a node.
+func gobgpdConfig(rp RouterPlan) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	w("# Generated by cairn-lab for %s (AS %d); regenerated by every `up`.", rp.Name, rp.AS)
+	w("# gobgpd installs no route in the kernel: cairn-lab's gobgp-fib helper does.")
+	w("[global.config]")
+	w("  as = %d", rp.AS)
+	w("  router-id = %q", rp.RouterID)
+	w("[global.apply-policy.config]")
+	w("  import-policy-list = [\"from-nodes\"]")
+	w("  default-import-policy = \"reject-route\"")
+	w("  export-policy-list = [\"pool-only\"]")
+	w("  default-export-policy = \"reject-route\"")
+	pool := []string{"pool"}
+	sets := []gobgpdPrefixSet{{"pool", []netip.Prefix{netip.MustParsePrefix(PoolCIDR)}}}
+	if dualStack(rp) {
+		// A prefix set holds one family.
+		pool = append(pool, "pool6")
+		sets = append(sets, gobgpdPrefixSet{"pool6", []netip.Prefix{netip.MustParsePrefix(PoolCIDR6)}})
+	}
+	sets = append(sets, gobgpdPrefixSet{"services", ServiceCIDRs()})
+	for _, s := range sets {
+		w("")
+		w("[[defined-sets.prefix-sets]]")
+		w("  prefix-set-name = %q", s.name)
+		for _, p := range s.prefixes {
+			w("  [[defined-sets.prefix-sets.prefix-list]]")
+			w("    ip-prefix = %q", p)
+			w("    masklength-range = \"%d..%d\"", p.Bits(), p.Addr().BitLen())
+		}
+	}
+	gobgpdPolicy(w, "from-nodes", append(pool, "services"))
+	gobgpdPolicy(w, "pool-only", pool)
+	for _, p := range rp.Peers {
+		gobgpdNeighbor(w, p)
+	}
+	return b.String()
+}
+
+type gobgpdPrefixSet struct {
+	name     string
+	prefixes []netip.Prefix
+}
+
+// gobgpdPolicy is a policy accepting the routes of each prefix set, one
+// statement per set.
+func gobgpdPolicy(w func(string, ...any), name string, sets []string) {
+	w("")
+	w("[[policy-definitions]]")
+	w("  name = %q", name)
+	for _, s := range sets {
+		w("  [[policy-definitions.statements]]")
+		w("    name = %q", name+"-"+s)
+		w("    [policy-definitions.statements.conditions.match-prefix-set]")
+		w("      prefix-set = %q", s)
+		w("    [policy-definitions.statements.actions]")
+		w("      route-disposition = \"accept-route\"")
+	}
+}
+
+// gobgpdNeighbor is one session: a node's address of one family, carrying
+// that family, with the lab's short timers.
+func gobgpdNeighbor(w func(string, ...any), p Peer) {
+	family := "ipv4-unicast"
+	if p.Addr.Is6() {
+		family = "ipv6-unicast"
+	}
+	w("")
+	w("[[neighbors]]")
+	w("  [neighbors.config]")
+	w("    neighbor-address = %q", p.Addr)
+	w("    peer-as = %d", p.AS)
+	w("    description = %q", p.Name)
+	if p.Password != "" {
+		w("    auth-password = %q", p.Password)
+	}
+	w("  [neighbors.timers.config]")
+	w("    connect-retry = 2")
+	w("    hold-time = 30")
+	w("    keepalive-interval = 10")
+	w("  [neighbors.transport.config]")
+	w("    local-address = %q", p.Local)
+	w("  [[neighbors.afi-safis]]")
+	w("    [neighbors.afi-safis.config]")
+	w("      afi-safi-name = %q", family)
+}
+
+// gobgpNeighbor is the part of `gobgp neighbor -j` we read. It also holds
+// each session's password (conf.auth_password), which is never copied.
+type gobgpNeighbor struct {
+	Conf struct {
+		NeighborAddress string `json:"neighbor_address"`
+		PeerASN         int64  `json:"peer_asn"`
+		Description     string `json:"description"`
+	} `json:"conf"`
+	State struct {
+		SessionState int `json:"session_state"`
+	} `json:"state"`
+}
+
+// gobgpSessionStates names the API's session states as BIRD and FRR do.
+var gobgpSessionStates = map[int]string{
+	1: "Idle", 2: "Connect", 3: "Active", 4: "OpenSent", 5: "OpenConfirm", 6: "Established",
+}
+
+func parseGoBGPNeighbors(out []byte, rp RouterPlan) ([]Session, error) {
+	var ns []gobgpNeighbor
+	if err := json.Unmarshal(out, &ns); err != nil {
+		return nil, fmt.Errorf("decode gobgp neighbor output of %s: %w", rp.Name, err)
+	}
+	sessions := make([]Session, 0, len(ns))
+	for _, n := range ns {
+		addr, err := netip.ParseAddr(n.Conf.NeighborAddress)
+		if err != nil {
+			return nil, fmt.Errorf("gobgpd on %s lists neighbor %q: %w", rp.Name, n.Conf.NeighborAddress, err)
+		}
+		state, ok := gobgpSessionStates[n.State.SessionState]
+		if !ok {
+			state = "Unknown"
+		}
+		sessions = append(sessions, Session{Peer: peerName(rp, addr, n.Conf.Description), Addr: addr, AS: n.Conf.PeerASN, State: state})
+	}
+	sort.Slice(sessions, func(i, j int) bool { return sessions[i].Addr.Less(sessions[j].Addr) })
+	return sessions, nil
+}
+
+// gobgpPath is one path of `gobgp global rib -j`, reduced to what the
+// lab's checks and the FIB helper need.
+type gobgpPath struct {
+	Prefix   netip.Prefix
+	NextHop  netip.Addr
+	Neighbor netip.Addr // invalid for the router's own paths
+	Best     bool
+	// Merit is what makes two paths equal for ECMP: local preference,
+	// AS path length, origin and MED.
+	Merit gobgpMerit
+}
+
+type gobgpMerit struct {
+	LocalPref uint32
+	ASPathLen int
+	Origin    int
+	MED       uint32
+}
+
+// defaultLocalPref is what a path without LOCAL_PREF (eBGP) counts as.
+const defaultLocalPref = 100
+
+// gobgpRawPath is a path as the CLI prints it.
+type gobgpRawPath struct {
+	Best       bool   `json:"best"`
+	NeighborIP string `json:"neighbor-ip"`
+	Attrs      []struct {
+		Type    int    `json:"type"`
+		Value   any    `json:"value"`
+		NextHop string `json:"nexthop"`
+		Metric  uint32 `json:"metric"`
+		ASPaths []struct {
+			ASNs []uint32 `json:"asns"`
+		} `json:"as_paths"`
+	} `json:"attrs"`
+}
+
+// BGP path attribute type codes the lab reads.
+const (
+	attrOrigin    = 1
+	attrASPath    = 2
+	attrNextHop   = 3
+	attrMED       = 4
+	attrLocalPref = 5
+	attrMPReach   = 14
+)
+
+// parseGoBGPRib reads `gobgp global rib -a FAMILY -j`: prefix to paths.
+func parseGoBGPRib(out []byte) ([]gobgpPath, error) {
+	var rib map[string][]gobgpRawPath
+	if err := json.Unmarshal(out, &rib); err != nil {
+		return nil, fmt.Errorf("decode gobgp global rib output: %w", err)
+	}
+	var paths []gobgpPath
+	for prefix, raws := range rib {
+		pfx, err := netip.ParsePrefix(prefix)
+		if err != nil {
+			return nil, fmt.Errorf("gobgp global rib lists prefix %q: %w", prefix, err)
+		}
+		for _, raw := range raws {
+			p := gobgpPath{Prefix: pfx, Best: raw.Best, Merit: gobgpMerit{LocalPref: defaultLocalPref}}
+			p.Neighbor, _ = netip.ParseAddr(raw.NeighborIP) // "<nil>" for its own
+			for _, a := range raw.Attrs {
+				switch a.Type {
+				case attrNextHop, attrMPReach:
+					p.NextHop, _ = netip.ParseAddr(a.NextHop)
+				case attrOrigin:
+					if v, ok := a.Value.(float64); ok {
+						p.Merit.Origin = int(v)
+					}
+				case attrASPath:
+					for _, seg := range a.ASPaths {
+						p.Merit.ASPathLen += len(seg.ASNs)
+					}
+				case attrMED:
+					p.Merit.MED = a.Metric
+				case attrLocalPref:
+					if v, ok := a.Value.(float64); ok {
+						p.Merit.LocalPref = uint32(v)
+					}
+				}
+			}
+			paths = append(paths, p)
+		}
+	}
+	sort.Slice(paths, func(i, j int) bool {
+		if paths[i].Prefix != paths[j].Prefix {
+			return paths[i].Prefix.String() < paths[j].Prefix.String()
+		}
+		return paths[i].NextHop.Less(paths[j].NextHop)
+	})
+	return paths, nil
+}
