@@ -116,4 +116,3 @@ func findRoute(routes []lab.KernelRoute, dst string) (lab.KernelRoute, bool) {
 	}
 	return lab.KernelRoute{}, false
 }
-
