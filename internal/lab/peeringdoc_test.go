@@ -26,8 +26,9 @@ func docBlocks(t *testing.T) map[string]string {
 	p.setNodePasswords(docPassword)
 	tor := p.Racks[0].ToR
 	return map[string]string{
-		"bird": birdConfig(tor),
-		"frr":  frrBGPConfig(tor),
+		"bird":   birdConfig(tor),
+		"frr":    frrBGPConfig(tor),
+		"gobgpd": gobgpdConfig(tor),
 	}
 }
 
