@@ -76,6 +76,9 @@ type learnedFilter struct {
 	pools []netip.Prefix
 	// holdings says which node may announce what inside IPAM blocks.
 	holdings holdings
+	// peers are the desired peers, whose import rules (Peer.Filters)
+	// apply to their paths.
+	peers map[netip.Addr]Peer
 	// own holds the prefixes we advertise: a learned path for exactly one of
 	// them would hide our own block, so it is never handed to the dataplane.
 	own map[netip.Prefix]adAttrs
@@ -103,9 +106,14 @@ func (f learnedFilter) usable(c candidate) bool {
 }
 
 // refusal says why the import rules refuse a path that is otherwise
-// usable, or "" when they accept it: outside the import filter, or inside
-// a block that the path's next hop does not hold.
+// usable, or "" when they accept it: rejected by the peer's filters,
+// outside the import filter, or inside a block that the path's next hop
+// does not hold. The peer's filters come first: they only narrow, so
+// what they refuse is refused whatever the other rules say.
 func (f learnedFilter) refusal(c candidate) string {
+	if why := filterRefusal(f.peers[c.Peer.Unmap()].importRules(), c.Prefix); why != "" {
+		return "import filter: " + why
+	}
 	if !importable(c.Prefix, f.pools) {
 		return "outside every IP pool (import filter)"
 	}

@@ -46,13 +46,14 @@ func diffKeyed[K comparable, V any](desired, actual map[K]V, equal func(a, b V) 
 	return out
 }
 
-// diffPeers plans neighbour changes. Any change to a peer replaces it (delete
-// then add): GoBGP's UpdatePeer re-creates the neighbour for almost every
+// diffPeers plans neighbour changes. Any change to a peer's session replaces
+// it (delete then add); a change of its filters alone does not (the routing
+// policy and the import rules apply those, see applyPolicy): GoBGP's UpdatePeer re-creates the neighbour for almost every
 // change anyway (AS, password, transport, capabilities) and keeps old
 // timers until the next session. The replaced session's paths are held
 // meanwhile (held.go), so the dataplane does not see it.
 func diffPeers(desired, actual map[netip.Addr]Peer) plan[netip.Addr] {
-	return diffKeyed(desired, actual, func(a, b Peer) bool { return a == b }, netip.Addr.Compare)
+	return diffKeyed(desired, actual, func(a, b Peer) bool { return a.session() == b.session() }, netip.Addr.Compare)
 }
 
 // diffAdvertisements plans path changes; a prefix whose communities changed

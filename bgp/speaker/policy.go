@@ -27,11 +27,15 @@ type policyInput struct {
 	// reflectTo lists every iBGP peer; it is used only when reflecting
 	// (some peer is a route-reflector client), otherwise it is empty.
 	reflectTo []netip.Addr
+	// exportRejects are, per peer with export filters, the prefixes of
+	// ours they refuse (exportfilter.go).
+	exportRejects map[netip.Addr][]netip.Prefix
 }
 
-// policyInputFor derives the policy input from the desired peers and filter.
-func policyInputFor(pools []netip.Prefix, peers map[netip.Addr]Peer, localASN uint32) policyInput {
-	in := policyInput{pools: pools}
+// policyInputFor derives the policy input from the desired peers, the
+// import filter and our advertisements (ads: desired and still applied).
+func policyInputFor(pools []netip.Prefix, peers map[netip.Addr]Peer, localASN uint32, ads []netip.Prefix) policyInput {
+	in := policyInput{pools: pools, exportRejects: exportRejects(peers, ads)}
 	reflecting := false
 	var ibgp []netip.Addr
 	for addr, p := range peers {
@@ -49,7 +53,8 @@ func policyInputFor(pools []netip.Prefix, peers map[netip.Addr]Peer, localASN ui
 }
 
 func (in policyInput) equal(o policyInput) bool {
-	return slices.Equal(in.pools, o.pools) && slices.Equal(in.reflectTo, o.reflectTo)
+	return slices.Equal(in.pools, o.pools) && slices.Equal(in.reflectTo, o.reflectTo) &&
+		equalRejects(in.exportRejects, o.exportRejects)
 }
 
 // buildPolicy returns the complete GoBGP routing policy for in. Global
@@ -58,7 +63,8 @@ func (in policyInput) equal(o policyInput) bool {
 //
 // Import: reject default routes; accept our own paths (GoBGP imports local
 // paths through the same policy); accept prefixes inside the pools.
-// Export: reject default routes; accept locally originated paths (only our
+// Export: reject default routes; reject what a peer's export filters
+// refuse towards it (exportfilter.go); accept locally originated paths (only our
 // Advertisements are ever added locally); when reflecting, accept iBGP-learned
 // pool prefixes towards iBGP peers. GoBGP applies RFC 4456 on top, so a route
 // from a non-client only goes to clients. eBGP peers never get learned routes.
@@ -91,15 +97,18 @@ func buildPolicy(in policyInput) *api.SetPoliciesRequest {
 			Actions:    &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_ACCEPT},
 		},
 	}
+	filterSets, filterStmts := exportFilterStatements(in.exportRejects)
+	sets = append(sets, filterSets...)
 	exp := []*api.Statement{
 		rejectStatement("export-reject-default-v4", setDefaultV4),
 		rejectStatement("export-reject-default-v6", setDefaultV6),
-		{
-			Name:       "export-own",
-			Conditions: &api.Conditions{RouteType: api.Conditions_ROUTE_TYPE_LOCAL},
-			Actions:    &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_ACCEPT},
-		},
 	}
+	exp = append(exp, filterStmts...)
+	exp = append(exp, &api.Statement{
+		Name:       "export-own",
+		Conditions: &api.Conditions{RouteType: api.Conditions_ROUTE_TYPE_LOCAL},
+		Actions:    &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_ACCEPT},
+	})
 	if len(in.reflectTo) > 0 {
 		sets = append(sets, neighborSet(setIBGPPeers, in.reflectTo))
 	}
@@ -198,5 +207,5 @@ func describePolicy(in policyInput) []any {
 	for i, p := range in.pools {
 		pools[i] = p.String()
 	}
-	return []any{"pools", pools, "reflectToPeers", len(in.reflectTo)}
+	return []any{"pools", pools, "reflectToPeers", len(in.reflectTo), "peersWithExportRejects", len(in.exportRejects)}
 }

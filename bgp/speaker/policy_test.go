@@ -243,7 +243,7 @@ func TestPolicyInputFor(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			in := policyInputFor(pools, m, 64512)
+			in := policyInputFor(pools, m, 64512, nil)
 			if !slices.Equal(in.reflectTo, tc.want) || !slices.Equal(in.pools, pools) {
 				t.Errorf("got %+v, want reflectTo %v", in, tc.want)
 			}

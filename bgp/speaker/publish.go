@@ -21,7 +21,7 @@ func (r *runner) publishLearned() {
 		r.log.Error("could not read the RIB; learned paths not updated", "err", err)
 		return
 	}
-	f := learnedFilter{localASN: r.global.ASN, pools: r.last.pools, holdings: r.last.holdings, own: r.last.ads, staleDead: r.backWithoutGR()}
+	f := learnedFilter{localASN: r.global.ASN, pools: r.last.pools, holdings: r.last.holdings, peers: r.last.peers, own: r.last.ads, staleDead: r.backWithoutGR()}
 	var refused refusedSet
 	r.accepted, refused.paths, refused.total = judgeImports(cands, f, maxRefusedListed)
 	r.s.refused.Store(&refused)

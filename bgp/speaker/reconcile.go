@@ -76,9 +76,11 @@ func (r *runner) retryC() <-chan time.Time {
 // applyPolicy replaces the routing policy when its inputs changed, then has
 // GoBGP re-evaluate what it already holds: soft reset in re-runs the import
 // policy over every received path (including ones rejected before), soft
-// reset out re-runs the export policy and withdraws what it now rejects.
+// reset out re-runs the export policy and withdraws what it now rejects,
+// towards every peer when reflection changed, else only towards the peers
+// whose export filters changed their verdict on what we advertise.
 func (r *runner) applyPolicy(d desired) error {
-	in := policyInputFor(d.pools, d.peers, r.global.ASN)
+	in := policyInputFor(d.pools, d.peers, r.global.ASN, adPrefixes(d.ads, r.ads))
 	if in.equal(r.policy) {
 		return nil
 	}
@@ -88,6 +90,7 @@ func (r *runner) applyPolicy(d desired) error {
 	}
 	importChanged := !slices.Equal(in.pools, r.policy.pools)
 	exportChanged := !slices.Equal(in.reflectTo, r.policy.reflectTo)
+	filtered := rejectsChangedFor(r.policy.exportRejects, in.exportRejects, r.ads)
 	r.policy = in
 	r.log.Info("routing policy updated", describePolicy(in)...)
 	if len(r.peers) == 0 {
@@ -95,16 +98,31 @@ func (r *runner) applyPolicy(d desired) error {
 	}
 	var errs []error
 	if importChanged {
-		if err := r.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: "all", Soft: true, Direction: api.ResetPeerRequest_DIRECTION_IN}); err != nil {
-			errs = append(errs, fmt.Errorf("re-apply import policy (soft reset in): %w", err))
-		}
+		errs = append(errs, r.softReset(ctx, "all", api.ResetPeerRequest_DIRECTION_IN))
 	}
 	if exportChanged {
-		if err := r.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: "all", Soft: true, Direction: api.ResetPeerRequest_DIRECTION_OUT}); err != nil {
-			errs = append(errs, fmt.Errorf("re-apply export policy (soft reset out): %w", err))
+		errs = append(errs, r.softReset(ctx, "all", api.ResetPeerRequest_DIRECTION_OUT))
+	} else {
+		for _, a := range filtered {
+			if _, ok := r.peers[a]; ok {
+				r.log.Info("export filter changed: re-sending to the peer (soft reset out)", "peer", r.peers[a].displayName(), "address", a.String())
+				errs = append(errs, r.softReset(ctx, a.String(), api.ResetPeerRequest_DIRECTION_OUT))
+			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// softReset has GoBGP re-run a policy for address ("all": every peer).
+func (r *runner) softReset(ctx context.Context, address string, dir api.ResetPeerRequest_Direction) error {
+	what := "re-apply import policy (soft reset in)"
+	if dir == api.ResetPeerRequest_DIRECTION_OUT {
+		what = "re-apply export policy (soft reset out)"
+	}
+	if err := r.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: address, Soft: true, Direction: dir}); err != nil {
+		return fmt.Errorf("%s for %s: %w", what, address, err)
+	}
+	return nil
 }
 
 // applyAdvertisements adds, re-adds and withdraws our locally originated

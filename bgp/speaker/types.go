@@ -140,6 +140,33 @@ type Peer struct {
 	Passive bool
 	// BFD detects a failed peer faster than the hold time (bfd.go).
 	BFD BFD
+	// Filters, when not nil, narrow what is taken from and sent to the
+	// peer (filter.go). They are not session settings: a change applies
+	// without resetting the session. Treat them as immutable once given
+	// to SetPeers.
+	Filters *Filters
+}
+
+// session is p without what can change on a running session (its
+// filters): two peers with equal sessions need no re-created neighbour.
+func (p Peer) session() Peer {
+	p.Filters = nil
+	return p
+}
+
+// importRules and exportRules are the peer's rules of one direction.
+func (p Peer) importRules() []FilterRule {
+	if p.Filters == nil {
+		return nil
+	}
+	return p.Filters.Import
+}
+
+func (p Peer) exportRules() []FilterRule {
+	if p.Filters == nil {
+		return nil
+	}
+	return p.Filters.Export
 }
 
 // displayName is how the peer is named in logs and status.

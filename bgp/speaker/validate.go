@@ -121,7 +121,14 @@ func validatePeers(peers []Peer, localASN uint32) (map[netip.Addr]Peer, error) {
 		if p.SourceAddress.IsValid() {
 			p.SourceAddress = p.SourceAddress.Unmap()
 		}
-		if err := validatePeer(p, localASN); err != nil {
+		err := validatePeer(p, localASN)
+		if err == nil {
+			p.Filters, err = validateFilters(p.Filters)
+			if err != nil {
+				err = fmt.Errorf("%w filters: %w", ErrInvalid, err)
+			}
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("peer %s (%s): %w", p.displayName(), p.Address, err))
 			continue
 		}
