@@ -1,12 +1,11 @@
 package bgpstatus
 
 import (
-	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
+	"github.com/cairn-net/cairn/bgp/peering"
 )
 
 // Filter is the status of f: the BGPPeers that name it, whether its rules
@@ -42,56 +41,9 @@ func Filter(f *v1.BGPFilter, peers []*v1.BGPPeer) v1.BGPFilterStatus {
 	return st
 }
 
-// ValidateFilter reports the rules of f that cannot be used: a cidr that
-// does not parse or is of the other family than its list, a prefix length
-// range that is empty or longer than the family's addresses.
+// ValidateFilter reports the rules of f that cannot be used (see
+// peering.FilterRules, which the agents apply).
 func ValidateFilter(f *v1.BGPFilter) error {
-	var errs []error
-	for _, list := range []struct {
-		name  string
-		v6    bool
-		rules []v1.BGPFilterRule
-	}{{"exportV4", false, f.Spec.ExportV4}, {"importV4", false, f.Spec.ImportV4}, {"exportV6", true, f.Spec.ExportV6}, {"importV6", true, f.Spec.ImportV6}} {
-		for i, r := range list.rules {
-			if err := validateRule(r, list.v6); err != nil {
-				errs = append(errs, fmt.Errorf("%s[%d]: %w", list.name, i, err))
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func validateRule(r v1.BGPFilterRule, v6 bool) error {
-	bits := int32(32)
-	if v6 {
-		bits = 128
-	}
-	if r.CIDR != "" {
-		p, err := netip.ParsePrefix(r.CIDR)
-		if err != nil {
-			return fmt.Errorf("cidr %q: %w", r.CIDR, err)
-		}
-		if p.Addr().Is6() != v6 {
-			return fmt.Errorf("cidr %s is of the other address family than its list", r.CIDR)
-		}
-	}
-	if r.MatchOperator != "" && r.CIDR == "" {
-		return fmt.Errorf("matchOperator %s needs a cidr", r.MatchOperator)
-	}
-	if pl := r.PrefixLength; pl != nil {
-		lo, hi := int32(0), bits
-		if pl.Min != nil {
-			lo = *pl.Min
-		}
-		if pl.Max != nil {
-			hi = *pl.Max
-		}
-		if lo > hi {
-			return fmt.Errorf("prefixLength min %d is above max %d", lo, hi)
-		}
-		if hi > bits {
-			return fmt.Errorf("prefixLength max %d is longer than the family's %d bits", hi, bits)
-		}
-	}
-	return nil
+	_, err := peering.FilterRules(f)
+	return err
 }

@@ -76,6 +76,8 @@ type PeersInput struct {
 	// defaults (mesh on).
 	Config *v1.BGPConfiguration
 	Peers  []v1.BGPPeer
+	// Filters are every BGPFilter; the peers' filters name them.
+	Filters []v1.BGPFilter
 	// Previous are the peers Peers returned last time: a session whose
 	// password is unavailable keeps its settings from there.
 	Previous []speaker.Peer
@@ -88,9 +90,16 @@ type PeersInput struct {
 // object (a bad selector, a missing secret) are returned and that object is
 // skipped; the rest still applies. A password that is unavailable for now
 // (ErrPasswordUnavailable) is returned as a problem too, but its sessions
-// stay as in in.Previous. The result is sorted by address.
+// stay as in in.Previous. A BGPPeer's filters apply to every session it
+// makes; one it names that is missing or invalid is a problem, and those
+// sessions refuse every prefix meanwhile (peerFilters). The result is
+// sorted by address.
 func Peers(in PeersInput, secrets Secrets) ([]speaker.Peer, []error) {
 	var errs []error
+	filters := map[string]*v1.BGPFilter{}
+	for i := range in.Filters {
+		filters[in.Filters[i].Name] = &in.Filters[i]
+	}
 	byAddr := map[netip.Addr]speaker.Peer{}
 	// A node has a session per family of its addresses, under one name.
 	type key struct {
@@ -144,7 +153,12 @@ func Peers(in PeersInput, secrets Secrets) ([]speaker.Peer, []error) {
 		if err != nil {
 			errs = append(errs, err)
 		}
+		f, err := peerFilters(p, filters)
+		if err != nil {
+			errs = append(errs, err)
+		}
 		for _, sp := range peers {
+			sp.Filters = f
 			byAddr[sp.Address] = sp
 		}
 	}

@@ -279,7 +279,7 @@ func (a *agent) wire(dp dataplane, spk nodeSpeaker) error {
 		log: a.log.With("component", "controller"), nodeName: a.opts.NodeName, nodeAddr: a.self.Addr, nodeAddr6: a.self.Addr6, queue: newQueue(),
 		logLevel: newLogLevel(a.opts.LogLevel),
 		listers: listers{nodes: a.inf.nodeLister, pools: a.inf.poolLister, configs: a.inf.configLister,
-			peers: a.inf.peerLister, blocks: a.inf.blockLister, affinities: a.inf.affinityLister,
+			peers: a.inf.peerLister, filters: a.inf.filterLister, blocks: a.inf.blockLister, affinities: a.inf.affinityLister,
 			services: serviceListers{services: a.inf.serviceLister, slices: a.inf.sliceLister}},
 		speaker: spk, dataplane: dp,
 	}

@@ -58,6 +58,7 @@ type listers struct {
 	pools      cairnlisters.IPPoolLister
 	configs    cairnlisters.BGPConfigurationLister
 	peers      cairnlisters.BGPPeerLister
+	filters    cairnlisters.BGPFilterLister
 	blocks     cairnlisters.IPAMBlockLister
 	affinities cairnlisters.BlockAffinityLister
 	services   serviceListers
@@ -172,6 +173,7 @@ type clusterState struct {
 	config          *v1.BGPConfiguration
 	pools           []v1.IPPool
 	peers           []v1.BGPPeer
+	filters         []v1.BGPFilter
 	self            peering.NodeInfo
 	nodes           []peering.NodeInfo
 	owned, borrowed []netip.Prefix
@@ -211,6 +213,10 @@ func (c *controller) read() (clusterState, error) {
 	if err != nil {
 		return st, fmt.Errorf("list BGPPeers: %w", err)
 	}
+	filters, err := c.listers.filters.List(labels.Everything())
+	if err != nil {
+		return st, fmt.Errorf("list BGPFilters: %w", err)
+	}
 	blocks, err := c.listers.blocks.List(labels.Everything())
 	if err != nil {
 		return st, fmt.Errorf("list IPAMBlocks: %w", err)
@@ -219,7 +225,7 @@ func (c *controller) read() (clusterState, error) {
 	if err != nil {
 		return st, fmt.Errorf("list BlockAffinities: %w", err)
 	}
-	st.pools, st.peers = deref(pools), deref(peers)
+	st.pools, st.peers, st.filters = deref(pools), deref(peers), deref(filters)
 	slices.SortFunc(st.peers, func(a, b v1.BGPPeer) int { return strings.Compare(a.Name, b.Name) })
 	st.self, st.nodes, st.problems = c.nodeInfos(clusterASN(def), func(node string) uint16 {
 		return peering.ListenPort(peering.EffectiveConfig(def, byName[peering.NodeConfigName(node)]))
@@ -247,7 +253,7 @@ func (c *controller) applyPeers(ctx context.Context, st clusterState) ([]speaker
 	c.secrets.watch(ctx, peering.SecretNames(st.config, st.peers))
 	// A password that cannot be read for now keeps its sessions as they
 	// were last set.
-	in := peering.PeersInput{Self: st.self, Nodes: st.nodes, Config: st.config, Peers: st.peers, Previous: c.lastResult().peers}
+	in := peering.PeersInput{Self: st.self, Nodes: st.nodes, Config: st.config, Peers: st.peers, Filters: st.filters, Previous: c.lastResult().peers}
 	var peers []speaker.Peer
 	var errs []error
 	if st.departed {

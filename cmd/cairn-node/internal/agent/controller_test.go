@@ -104,13 +104,14 @@ func claim(node, cidr string) *v1.BlockAffinity {
 // TestSyncWiresClusterStateToSpeakerAndDataplane checks the whole sync on
 // listers and fakes: mesh and BGPPeer sessions (the password read through
 // a Secret informer), announced blocks and borrowed /32s in numeric order,
-// the import filter and the pools felix NATs for.
+// the import filter, the BGPPeer's BGPFilter and the pools felix NATs for.
 func TestSyncWiresClusterStateToSpeakerAndDataplane(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: v1.IPPoolSpec{CIDR: "10.244.0.0/16", NATOutgoing: true}}
 	tor := &v1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor"}, Spec: v1.BGPPeerSpec{PeerIP: "172.30.1.1", ASNumber: 65001, NodeSelector: "rack=r1",
-		Password: &v1.BGPPassword{SecretKeyRef: &v1.SecretKeyRef{Name: "bgp", Key: "tor"}}}}
+		Password: &v1.BGPPassword{SecretKeyRef: &v1.SecretKeyRef{Name: "bgp", Key: "tor"}}, Filters: []string{"tor-in"}}}
+	torIn := &v1.BGPFilter{ObjectMeta: metav1.ObjectMeta{Name: "tor-in"}, Spec: v1.BGPFilterSpec{ImportV4: []v1.BGPFilterRule{{Action: "Reject"}}}}
 	kube := fake.NewClientset(
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "cairn-system", Name: "bgp"}, Data: map[string][]byte{"tor": []byte("pw")}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "cairn-system", Name: "unrelated"}},
@@ -123,7 +124,7 @@ func TestSyncWiresClusterStateToSpeakerAndDataplane(t *testing.T) {
 			nodes:   corelisters.NewNodeLister(indexer(node("node1", "172.30.1.11"), node("node2", "172.30.1.12"))),
 			pools:   cairnlisters.NewIPPoolLister(indexer(pool)),
 			configs: cairnlisters.NewBGPConfigurationLister(indexer()),
-			peers:   cairnlisters.NewBGPPeerLister(indexer(tor)),
+			peers:   cairnlisters.NewBGPPeerLister(indexer(tor)), filters: cairnlisters.NewBGPFilterLister(indexer(torIn)),
 			// node1 owns two blocks (10.244.10.0 sorts before 10.244.2.0
 			// as a string, after it as a prefix) and borrowed 10.244.9.7.
 			blocks: cairnlisters.NewIPAMBlockLister(indexer(
@@ -147,6 +148,9 @@ func TestSyncWiresClusterStateToSpeakerAndDataplane(t *testing.T) {
 	}
 	if spk.peers[0].Password != "pw" {
 		t.Error("the BGPPeer's password was not read from its Secret")
+	}
+	if f := spk.peers[0].Filters; f == nil || len(f.Import) != 1 || f.Import[0].Source != "BGPFilter tor-in importV4[0]" || spk.peers[1].Filters != nil {
+		t.Errorf("filters %+v, %+v: want the BGPPeer's BGPFilter on its session only", spk.peers[0].Filters, spk.peers[1].Filters)
 	}
 	var ads []string
 	for _, a := range spk.ads {
@@ -192,7 +196,7 @@ func TestSyncReportsMissingSecret(t *testing.T) {
 		listers: listers{
 			nodes: corelisters.NewNodeLister(indexer(node("node1", "172.30.1.11"), node("node2", "172.30.1.12"))),
 			pools: cairnlisters.NewIPPoolLister(indexer()), configs: cairnlisters.NewBGPConfigurationLister(indexer()),
-			peers: cairnlisters.NewBGPPeerLister(indexer(tor)), blocks: cairnlisters.NewIPAMBlockLister(indexer()),
+			peers: cairnlisters.NewBGPPeerLister(indexer(tor)), filters: cairnlisters.NewBGPFilterLister(indexer()), blocks: cairnlisters.NewIPAMBlockLister(indexer()),
 			affinities: cairnlisters.NewBlockAffinityLister(indexer()),
 		},
 		speaker: spk, dataplane: &recordingDataplane{},
@@ -244,10 +248,10 @@ func TestSyncOfADeletedNode(t *testing.T) {
 	c := &controller{
 		log: slog.New(slog.DiscardHandler), nodeName: "node1", nodeAddr: netip.MustParseAddr("172.30.1.11"), queue: newQueue(),
 		listers: listers{
-			nodes:      corelisters.NewNodeLister(nodes),
-			pools:      cairnlisters.NewIPPoolLister(indexer(pool)),
-			configs:    cairnlisters.NewBGPConfigurationLister(indexer()),
-			peers:      cairnlisters.NewBGPPeerLister(indexer(tor)),
+			nodes:   corelisters.NewNodeLister(nodes),
+			pools:   cairnlisters.NewIPPoolLister(indexer(pool)),
+			configs: cairnlisters.NewBGPConfigurationLister(indexer()),
+			peers:   cairnlisters.NewBGPPeerLister(indexer(tor)), filters: cairnlisters.NewBGPFilterLister(indexer()),
 			blocks:     cairnlisters.NewIPAMBlockLister(indexer(block("10.244.2.0/26", "node1", nil))),
 			affinities: cairnlisters.NewBlockAffinityLister(indexer(claim("node1", "10.244.2.0/26"))),
 		},
@@ -334,7 +338,7 @@ func TestSyncPerNodeConfiguration(t *testing.T) {
 					ServiceClusterIPs: []v1.ServiceIPBlock{}}),
 				cfg("node.node2", v1.BGPConfigurationSpec{ListenPort: 179}),
 			)),
-			peers: cairnlisters.NewBGPPeerLister(indexer()), blocks: cairnlisters.NewIPAMBlockLister(indexer()),
+			peers: cairnlisters.NewBGPPeerLister(indexer()), filters: cairnlisters.NewBGPFilterLister(indexer()), blocks: cairnlisters.NewIPAMBlockLister(indexer()),
 			affinities: cairnlisters.NewBlockAffinityLister(indexer()),
 			services:   serviceListers{services: corelisters.NewServiceLister(indexer())},
 		},

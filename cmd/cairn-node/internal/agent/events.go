@@ -11,8 +11,8 @@ import (
 )
 
 // watchEvents enqueues a sync on the events that can change this node's
-// state. Any Node, pool, BGPConfiguration or BGPPeer can (mesh peers,
-// selectors, pools); so can any block claim and any IPAM block created,
+// state. Any Node, pool, BGPConfiguration, BGPPeer or BGPFilter can (mesh
+// peers, selectors, pools, a peer's filters); so can any block claim and any IPAM block created,
 // deleted, given another owner or a changed set of borrowed addresses,
 // because the owner-only import rule needs every node to know who holds
 // each block; other IPAM block changes (allocations on a node's own
@@ -25,7 +25,7 @@ func (c *controller) watchEvents(inf *informers) error {
 		inf cache.SharedIndexInformer
 		h   cache.ResourceEventHandler
 	}{
-		{inf.nodes, always}, {inf.pools, always}, {inf.configs, always}, {inf.peers, always},
+		{inf.nodes, always}, {inf.pools, always}, {inf.configs, always}, {inf.peers, always}, {inf.filters, always},
 		{inf.blocks, c.blockHandler()},
 		{inf.affinities, always},
 		{inf.services, always}, {inf.slices, c.handler(c.concernsSlice)},

@@ -65,6 +65,7 @@ type informers struct {
 	pools      cache.SharedIndexInformer
 	configs    cache.SharedIndexInformer
 	peers      cache.SharedIndexInformer
+	filters    cache.SharedIndexInformer
 	blocks     cache.SharedIndexInformer
 	affinities cache.SharedIndexInformer
 	services   cache.SharedIndexInformer
@@ -74,6 +75,7 @@ type informers struct {
 	poolLister     cairnlisters.IPPoolLister
 	configLister   cairnlisters.BGPConfigurationLister
 	peerLister     cairnlisters.BGPPeerLister
+	filterLister   cairnlisters.BGPFilterLister
 	blockLister    cairnlisters.IPAMBlockLister
 	affinityLister cairnlisters.BlockAffinityLister
 	serviceLister  corelisters.ServiceLister
@@ -85,16 +87,16 @@ func watchCluster(ctx context.Context, cl clients, log *slog.Logger) (*informers
 	kubeFactory := kubeinformers.NewSharedInformerFactory(cl.kube, 0)
 	cairnFactory := cairninformers.NewSharedInformerFactory(cl.cairn, 0)
 	nodes, cairn := kubeFactory.Core().V1().Nodes(), cairnFactory.Cairn().V1alpha1()
-	pools, configs, peers := cairn.IPPools(), cairn.BGPConfigurations(), cairn.BGPPeers()
+	pools, configs, peers, filters := cairn.IPPools(), cairn.BGPConfigurations(), cairn.BGPPeers(), cairn.BGPFilters()
 	blocks, affinities := cairn.IPAMBlocks(), cairn.BlockAffinities()
 	services, slices := kubeFactory.Core().V1().Services(), kubeFactory.Discovery().V1().EndpointSlices()
 	// Informer() registers each informer with its factory; Start starts
 	// only registered ones.
 	inf := &informers{
 		nodes: nodes.Informer(), pools: pools.Informer(), configs: configs.Informer(),
-		peers: peers.Informer(), blocks: blocks.Informer(), affinities: affinities.Informer(),
+		peers: peers.Informer(), filters: filters.Informer(), blocks: blocks.Informer(), affinities: affinities.Informer(),
 		nodeLister: nodes.Lister(), poolLister: pools.Lister(), configLister: configs.Lister(),
-		peerLister: peers.Lister(), blockLister: blocks.Lister(), affinityLister: affinities.Lister(),
+		peerLister: peers.Lister(), filterLister: filters.Lister(), blockLister: blocks.Lister(), affinityLister: affinities.Lister(),
 		services: services.Informer(), slices: slices.Informer(),
 		serviceLister: services.Lister(), sliceLister: slices.Lister(),
 	}
@@ -110,7 +112,7 @@ func watchCluster(ctx context.Context, cl clients, log *slog.Logger) (*informers
 	cairnFactory.Start(ctx.Done())
 	log.Info("waiting for caches")
 	if !cache.WaitForCacheSync(ctx.Done(), inf.nodes.HasSynced, inf.pools.HasSynced, inf.configs.HasSynced,
-		inf.peers.HasSynced, inf.blocks.HasSynced, inf.affinities.HasSynced, inf.services.HasSynced, inf.slices.HasSynced) {
+		inf.peers.HasSynced, inf.filters.HasSynced, inf.blocks.HasSynced, inf.affinities.HasSynced, inf.services.HasSynced, inf.slices.HasSynced) {
 		return nil, fmt.Errorf("sync informer caches: %w", ctx.Err())
 	}
 	return inf, nil

@@ -201,7 +201,7 @@ func newSecretWorld(t *testing.T, secrets ...runtime.Object) *secretWorld {
 		listers: listers{
 			nodes: corelisters.NewNodeLister(indexer(node("node1", "172.30.1.11"), node("node2", "172.30.1.12"))),
 			pools: cairnlisters.NewIPPoolLister(indexer()), configs: cairnlisters.NewBGPConfigurationLister(w.configs),
-			peers: cairnlisters.NewBGPPeerLister(w.peers), blocks: cairnlisters.NewIPAMBlockLister(indexer()),
+			peers: cairnlisters.NewBGPPeerLister(w.peers), filters: cairnlisters.NewBGPFilterLister(indexer()), blocks: cairnlisters.NewIPAMBlockLister(indexer()),
 			affinities: cairnlisters.NewBlockAffinityLister(indexer()),
 		},
 		speaker: w.spk, dataplane: &recordingDataplane{},

@@ -66,10 +66,10 @@ func TestSyncAnnouncesServicesServedHere(t *testing.T) {
 	c := &controller{
 		log: slog.New(slog.DiscardHandler), nodeName: "node1", nodeAddr: netip.MustParseAddr("172.30.1.11"), queue: newQueue(),
 		listers: listers{
-			nodes:      corelisters.NewNodeLister(indexer(node("node1", "172.30.1.11"))),
-			pools:      cairnlisters.NewIPPoolLister(indexer()),
-			configs:    cairnlisters.NewBGPConfigurationLister(indexer(cfg)),
-			peers:      cairnlisters.NewBGPPeerLister(indexer()),
+			nodes:   corelisters.NewNodeLister(indexer(node("node1", "172.30.1.11"))),
+			pools:   cairnlisters.NewIPPoolLister(indexer()),
+			configs: cairnlisters.NewBGPConfigurationLister(indexer(cfg)),
+			peers:   cairnlisters.NewBGPPeerLister(indexer()), filters: cairnlisters.NewBGPFilterLister(indexer()),
 			blocks:     cairnlisters.NewIPAMBlockLister(indexer()),
 			affinities: cairnlisters.NewBlockAffinityLister(indexer()),
 			services:   serviceListers{services: corelisters.NewServiceLister(services), slices: discoverylisters.NewEndpointSliceLister(slices)},
