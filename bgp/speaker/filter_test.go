@@ -1,6 +1,8 @@
 package speaker
 
 import (
+	"context"
+	"log/slog"
 	"maps"
 	"net/netip"
 	"slices"
@@ -8,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/osrg/gobgp/v4/api"
+	gobgp "github.com/osrg/gobgp/v4/pkg/server"
 )
 
 // rule builds a FilterRule from a compact form: action, operator, cidr
@@ -266,5 +269,30 @@ func TestExportFilterPolicy(t *testing.T) {
 	}
 	if !slices.Equal(ns.List, []string{"192.0.2.1/32"}) {
 		t.Errorf("neighbour set %v", ns.List)
+	}
+}
+
+// TestExportFilterPolicyAcceptedByGoBGP: GoBGP takes the policy with
+// export filters for an IPv4 and an IPv6 neighbour, and takes it again
+// with them removed (names with colons, sets replaced).
+func TestExportFilterPolicyAcceptedByGoBGP(t *testing.T) {
+	srv := gobgp.NewBgpServer(gobgp.LoggerOption(slog.New(slog.DiscardHandler), nil))
+	go srv.Serve()
+	defer srv.Stop()
+	ctx := context.Background()
+	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{Asn: 64512, RouterId: "10.0.0.1", ListenPort: -1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := installPolicy(ctx, srv); err != nil {
+		t.Fatal(err)
+	}
+	in := policyInput{pools: prefixes("10.244.0.0/16", "fd00:244::/48"), exportRejects: map[netip.Addr][]netip.Prefix{
+		netip.MustParseAddr("192.0.2.1"): prefixes("10.244.1.0/26", "fd00:244::/122"),
+		netip.MustParseAddr("2001:db8::1"): prefixes("fd00:244::/122"),
+	}}
+	for _, in := range []policyInput{in, {pools: in.pools}, in} {
+		if err := srv.SetPolicies(ctx, buildPolicy(in)); err != nil {
+			t.Fatalf("set policy %+v: %v", in, err)
+		}
 	}
 }
