@@ -287,7 +287,7 @@ func TestExportFilterPolicyAcceptedByGoBGP(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := policyInput{pools: prefixes("10.244.0.0/16", "fd00:244::/48"), exportRejects: map[netip.Addr][]netip.Prefix{
-		netip.MustParseAddr("192.0.2.1"): prefixes("10.244.1.0/26", "fd00:244::/122"),
+		netip.MustParseAddr("192.0.2.1"):   prefixes("10.244.1.0/26", "fd00:244::/122"),
 		netip.MustParseAddr("2001:db8::1"): prefixes("fd00:244::/122"),
 	}}
 	for _, in := range []policyInput{in, {pools: in.pools}, in} {
