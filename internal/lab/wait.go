@@ -10,6 +10,9 @@ import (
 // until checks cond every interval until it holds or timeout passes. cond
 // returns why it does not hold yet; the last reason ends up in the error.
 // A reason wrapped by stopWaiting ends the wait at once with that error.
+// A reason given after the deadline passed is only the deadline cutting
+// cond short (a birdc killed half-way, say): the reason before it is the
+// one that explains the timeout, and is kept.
 func until(ctx context.Context, timeout, interval time.Duration, what string, cond func(context.Context) (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -25,7 +28,7 @@ func until(ctx context.Context, timeout, interval time.Duration, what string, co
 		if errors.As(err, &stop) {
 			return stop.err
 		}
-		if err != nil {
+		if err != nil && (last == nil || ctx.Err() == nil) {
 			last = err
 		}
 		select {
