@@ -110,6 +110,20 @@ func (o *Options) defaults() error {
 	return nil
 }
 
+// checkModes refuses options that do not go together, before Up touches
+// anything: an option that would be ignored is an error, not a surprise.
+func (o Options) checkModes() error {
+	switch {
+	case o.DualStack && o.Kubelet:
+		// The kubelets, kube-proxy and the API server's Service range
+		// are IPv4-only in this lab for now.
+		return errors.New("a dual-stack lab runs in the fast mode only: leave out --kubelet (or --dual-stack)")
+	case o.AgentProcesses && !o.Kubelet:
+		return errors.New("--agent-processes chooses how real nodes run cairn-node: it needs --kubelet (the fast mode always runs it as a process)")
+	}
+	return nil
+}
+
 // Timings are how long the phases of Up took.
 type Timings struct {
 	Build, Network, ControlPlane, Agents, Pods, Converge, Total time.Duration
@@ -138,10 +152,8 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
-	if o.DualStack && o.Kubelet {
-		// The kubelets, kube-proxy and the API server's Service range
-		// are IPv4-only in this lab for now.
-		return nil, errors.New("a dual-stack lab runs in the fast mode only: leave out --kubelet")
+	if err := o.checkModes(); err != nil {
+		return nil, err
 	}
 	plan, err := NewPlan(PlanOptions{Racks: o.Racks, NodesPerRack: o.NodesPerRack, Router: o.Router, Instance: o.Instance, DualStack: o.DualStack, BlockSize: o.BlockSize, BFD: o.BFD, RouteReflectors: o.RouteReflectors})
 	if err != nil {
