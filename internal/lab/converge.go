@@ -50,8 +50,17 @@ func (l *Lab) waitAgentReady(ctx context.Context, n Node) error {
 }
 
 // WaitConverged waits until every router session is Established and every
-// host forwards to every pod as the topology says it should.
+// host forwards to every pod as the topology says it should. Its error
+// ends with the nodes' routing (RoutingReport), which says why a node
+// does not route to a pod.
 func (l *Lab) WaitConverged(ctx context.Context, timeout time.Duration) error {
+	if err := l.waitConverged(ctx, timeout); err != nil {
+		return fmt.Errorf("%w\n%s", err, l.RoutingReport(ctx))
+	}
+	return nil
+}
+
+func (l *Lab) waitConverged(ctx context.Context, timeout time.Duration) error {
 	return until(ctx, timeout, 200*time.Millisecond, "the lab to converge", func(ctx context.Context) (bool, error) {
 		if err := l.sessionsUp(ctx); err != nil {
 			return false, err
