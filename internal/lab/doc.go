@@ -29,7 +29,11 @@
 // IPv6 row in a test: lab.ProbeAddr to a pod's IPv6 address,
 // Plan.NextHopFor, KernelRoutes6, RouterRoutes (IPv6 routes included).
 // The nodes' agents switch IPv6 forwarding on themselves (an IPv6 pool
-// serves them); the lab does so only on its routers.
+// serves them); the lab does so only on its routers. With racks, each ToR
+// sends its nodes both pools as covering routes (RouterPlan.AnnouncePool):
+// nodes refuse another rack's blocks from the ToR (owner-only imports).
+// WaitConverged's error ends with RoutingReport, each node's routes into
+// the pools and the learned routes it refused, with the reason.
 //
 // Nothing the lab creates is linked to the root network namespace, and no
 // route leads out of the lab: every address lives in 172.30.0.0/16 (the

@@ -113,6 +113,24 @@ func TestDualStackRouterConfigs(t *testing.T) {
 	if !strings.Contains(frr, "ipv6 prefix-list POOL6 seq 10 permit fd00:10:244::/56 le 128") {
 		t.Errorf("FRR config lacks the IPv6 pool list:\n%s", frr)
 	}
+	// With racks a node refuses another rack's blocks from its ToR (owner-
+	// only imports) and reaches them through the ToR's pool route, which
+	// the IPv6 side needs as much as the IPv4 one; never sent to routers.
+	for _, want := range []string{
+		"protocol static pool_aggregate6 { ipv6; route fd00:10:244::/56 unreachable; }",
+		"filter to_routers6 {\n  if source = RTS_STATIC then reject;",
+	} {
+		if !strings.Contains(bird, want) {
+			t.Errorf("BIRD config lacks %q:\n%s", want, bird)
+		}
+	}
+	if !strings.Contains(v6, "  aggregate-address fd00:10:244::/56\n") || !strings.Contains(frr, "route-map ROUTERS6 deny 5\n match ipv6 address prefix-list POOL6-AGGREGATE\n") {
+		t.Errorf("FRR does not send its nodes the IPv6 pool route, or sends it to routers:\n%s", frr)
+	}
+	one, _ := NewPlan(PlanOptions{Racks: 1, NodesPerRack: 2, Router: RouterBIRD, DualStack: true})
+	if c := birdConfig(one.Racks[0].ToR) + frrBGPConfig(one.Racks[0].ToR); strings.Contains(c, "pool_aggregate") || strings.Contains(c, "aggregate-address") {
+		t.Errorf("a one-rack ToR announces the pool, which its nodes reach directly:\n%s", c)
+	}
 	// An IPv4-only router keeps its IPv4-only configuration.
 	p4, _ := NewPlan(PlanOptions{Racks: 1, NodesPerRack: 1, Router: RouterBIRD})
 	if c := birdConfig(p4.Racks[0].ToR) + frrBGPConfig(p4.Racks[0].ToR); strings.Contains(c, "6") && strings.Contains(c, "POOL6") {

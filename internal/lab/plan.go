@@ -187,11 +187,12 @@ type RouterPlan struct {
 	// its eBGP routers, so other racks reach this rack's nodes and the
 	// control plane.
 	ExportConnected bool `json:"exportConnected"`
-	// AnnouncePool makes the router announce the whole pool to its nodes
-	// (and to no router): with racks, a node refuses another rack's
-	// blocks from its ToR (only the block's owner may announce a block,
-	// and the ToR's path carries the ToR as next hop), so it reaches
-	// other racks through this covering route, as on a real fabric.
+	// AnnouncePool makes the router announce the whole pool (both pools
+	// in a dual-stack lab) to its nodes and to no router: with racks, a
+	// node refuses another rack's blocks from its ToR (only the block's
+	// owner may announce a block, and the ToR's path carries the ToR as
+	// next hop), so it reaches other racks through this covering route,
+	// as on a real fabric.
 	AnnouncePool bool `json:"announcePool,omitempty"`
 }
 

@@ -45,6 +45,11 @@ func birdIPv6Globals(rp RouterPlan) string {
 	if rp.ExportConnected {
 		w("protocol direct direct6 { ipv6; interface \"*\"; }")
 	}
+	if rp.AnnouncePool {
+		// The twin of pool_aggregate: without it a node has no route to
+		// another rack's IPv6 pods (it refuses their blocks from the ToR).
+		w("protocol static pool_aggregate6 { ipv6; route %s unreachable; }", PoolCIDR6)
+	}
 	w("protocol kernel kernel6 {")
 	w("  merge paths on;")
 	w("  ipv6 { import none; export where source = RTS_BGP; };")
@@ -53,6 +58,7 @@ func birdIPv6Globals(rp RouterPlan) string {
 	w("filter from_nodes6 { if net ~ POOL6 then accept; reject; }")
 	w("filter from_routers6 { if net ~ POOL6 || net ~ LAB6 then accept; reject; }")
 	w("filter to_routers6 {")
+	w("  if source = RTS_STATIC then reject;")
 	w("  if net ~ POOL6 then accept;")
 	w("  if net ~ LAB6 && (source = RTS_DEVICE || source = RTS_BGP) then accept;")
 	w("  reject;")
@@ -77,11 +83,14 @@ func frrIPv6Policy() string {
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("ipv6 prefix-list POOL6 seq 10 permit %s le 128", PoolCIDR6)
 	w("ipv6 prefix-list LAB6 seq 10 permit %s le 128", LabCIDR6)
+	w("ipv6 prefix-list POOL6-AGGREGATE seq 10 permit %s", PoolCIDR6)
 	w("route-map POOL-ONLY6 permit 10")
 	w(" match ipv6 address prefix-list POOL6")
 	w("route-map FROM-NODES6 permit 10")
 	w(" match ipv6 address prefix-list POOL6")
 	w(" set ipv6 next-hop prefer-global")
+	w("route-map ROUTERS6 deny 5")
+	w(" match ipv6 address prefix-list POOL6-AGGREGATE")
 	w("route-map ROUTERS6 permit 10")
 	w(" match ipv6 address prefix-list POOL6")
 	w(" set ipv6 next-hop prefer-global")
@@ -102,6 +111,10 @@ func frrIPv6Family(rp RouterPlan) string {
 	w(" address-family ipv6 unicast")
 	if rp.ExportConnected {
 		w("  redistribute connected route-map CONNECTED6")
+	}
+	if rp.AnnouncePool {
+		// Sent to the nodes only (ROUTERS6 denies it): see AnnouncePool.
+		w("  aggregate-address %s", PoolCIDR6)
 	}
 	w("  maximum-paths %d", frrMaxPaths)
 	w("  maximum-paths ibgp %d", frrMaxPaths)

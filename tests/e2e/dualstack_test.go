@@ -58,7 +58,7 @@ func checkDualStack(t *testing.T, l *lab.Lab) {
 	t.Run("sessions of both families are Established", func(t *testing.T) { checkSessionsBothFamilies(t, l) })
 	t.Run("pods reach pods over IPv4 and IPv6 from their own addresses", func(t *testing.T) { checkPodToPodBothFamilies(t, l) })
 	t.Run("routers hold every node's IPv6 blocks via the node's IPv6 address", func(t *testing.T) { checkRouterTables6(t, l) })
-	t.Run("nodes install each other's IPv6 blocks", func(t *testing.T) { checkNodeRoutes6(t, l) })
+	t.Run("nodes route each other's IPv6 blocks: from the owner in the rack, through the ToR's pool route across racks", func(t *testing.T) { checkNodeRoutes6(t, l) })
 	t.Run("outside1 reaches every pod over IPv6", func(t *testing.T) { checkOutside6(t, l) })
 }
 
@@ -172,6 +172,9 @@ func checkPodToPodBothFamilies(t *testing.T, l *lab.Lab) {
 			}
 		}
 	}
+	if t.Failed() {
+		t.Logf("%s", l.RoutingReport(context.Background()))
+	}
 	if probed[false] == 0 || probed[true] == 0 || probed[false] != probed[true] {
 		t.Fatalf("probed %d IPv4 and %d IPv6 pairs across nodes, want the same number of each, more than none", probed[false], probed[true])
 	}
@@ -225,34 +228,61 @@ func routerNextHop6(p lab.Plan, r lab.RouterPlan, n lab.Node) netip.Addr {
 	return netip.Addr{}
 }
 
-// checkNodeRoutes6 reads each node's kernel: every other node's IPv6
-// blocks are installed by felix (protocol 77) via the next hop the plan
-// says (the node itself in its rack, else the ToR's IPv6 address).
+// checkNodeRoutes6 reads each node's kernel: felix (protocol 77) installs
+// every IPv6 block of the node's own rack via its owner's IPv6 address.
+// Another rack's block reaches a node only relayed by its ToR, with the
+// ToR as next hop, which owner-only imports refuse: it must not be in the
+// kernel, and the ToR's IPv6 pool route must be, via the ToR's IPv6
+// address, for the node to reach that rack's pods (as the IPv4 side does).
 func checkNodeRoutes6(t *testing.T, l *lab.Lab) {
 	ctx := context.Background()
 	plan := l.Plan()
 	blocks := nodeBlocks(t, l)
+	pool6 := netip.MustParsePrefix(lab.PoolCIDR6)
 	for _, n := range plan.Nodes() {
 		routes, err := lab.KernelRoutes6(ctx, n.NS)
 		if err != nil {
 			t.Fatal(err)
 		}
+		otherRacks := false
 		for owner, cidrs := range blocks {
 			if owner == n.Name {
 				continue
 			}
 			o, _ := plan.Node(owner)
-			want := plan.NextHopFor(n, o, o.Addr6)
 			for _, cidr := range cidrs {
 				if !cidr.Addr().Is6() {
 					continue
 				}
-				if !hasKernelRoute(routes, cidr, want) {
-					t.Errorf("%s has no route %s via %s (%s's block) from felix", n.Name, cidr, want, owner)
+				if o.Rack != n.Rack {
+					otherRacks = true
+					if r, ok := kernelRoute(routes, cidr); ok {
+						t.Errorf("%s installed %s's block %s from another rack: %s (only its owner may announce it)", n.Name, owner, cidr, r)
+					}
+					continue
+				}
+				if !hasKernelRoute(routes, cidr, o.Addr6) {
+					t.Errorf("%s has no route %s via %s (%s's block) from felix", n.Name, cidr, o.Addr6, owner)
 				}
 			}
 		}
+		if otherRacks && !hasKernelRoute(routes, pool6, n.Gateway6) {
+			t.Errorf("%s has no route %s via its ToR %s from felix, so no way to another rack's IPv6 pods", n.Name, pool6, n.Gateway6)
+		}
 	}
+	if t.Failed() {
+		t.Logf("%s", l.RoutingReport(ctx))
+	}
+}
+
+// kernelRoute is the route to exactly dst, if any.
+func kernelRoute(routes []lab.KernelRoute, dst netip.Prefix) (lab.KernelRoute, bool) {
+	for _, r := range routes {
+		if r.Dst == dst.String() {
+			return r, true
+		}
+	}
+	return lab.KernelRoute{}, false
 }
 
 func hasKernelRoute(routes []lab.KernelRoute, dst netip.Prefix, via netip.Addr) bool {
