@@ -1,15 +1,18 @@
 package speaker
 
 import (
+	"context"
 	"errors"
 	"maps"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/osrg/gobgp/v4/api"
 	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
+	gobgp "github.com/osrg/gobgp/v4/pkg/server"
 )
 
 // TestSessionFamilies: a session carries its address's family, and with
@@ -140,6 +143,38 @@ func TestCrossFamilyNextHops(t *testing.T) {
 		}
 		if got := crossFamilyNextHops(m, tc.opts); !maps.Equal(got, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestGoBGPTablesOnlyForUnicast: the speaker's GoBGP keeps tables for
+// IPv4 and IPv6 unicast only. With GoBGP's default (every family it
+// knows) a fresh server held about 8 MiB of empty tables (issue 15); the
+// heap a started server adds is logged.
+func TestGoBGPTablesOnlyForUnicast(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	srv := gobgp.NewBgpServer()
+	go srv.Serve()
+	defer srv.Stop()
+	s := &Speaker{opts: Options{RouterID: netip.MustParseAddr("10.0.0.1")}}
+	ctx := context.Background()
+	if err := s.startGoBGP(ctx, srv, Global{ASN: 64512}); err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	t.Logf("a started GoBGP server holds %.1f MiB more heap", float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/(1<<20))
+	for _, tc := range []struct {
+		fam  bgp.Family
+		want bool
+	}{{bgp.RF_IPv4_UC, true}, {bgp.RF_IPv6_UC, true}, {bgp.RF_IPv4_VPN, false}, {bgp.RF_EVPN, false}, {bgp.RF_FS_IPv4_UC, false}} {
+		afi, safi := tc.fam.Afi(), tc.fam.Safi()
+		_, err := srv.GetTable(ctx, &api.GetTableRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL,
+			Family: &api.Family{Afi: api.Family_Afi(afi), Safi: api.Family_Safi(safi)}})
+		if got := err == nil; got != tc.want {
+			t.Errorf("global table of %v: exists %v (err %v), want %v", tc.fam, got, err, tc.want)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/config/oc"
 	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
 	gobgp "github.com/osrg/gobgp/v4/pkg/server"
 )
@@ -81,7 +82,17 @@ func (s *Speaker) newGoBGP(quiet *atomic.Bool) *gobgp.BgpServer {
 	return srv
 }
 
-// startGoBGP applies the global settings: AS, router ID, listener.
+// globalFamilies are the only address families Cairn speaks. Left empty,
+// GoBGP enables every family it knows (about 30) and gives each a global
+// and a route-server table of 2,048 shards: about 8 MiB of heap that an
+// agent never uses (measured with pprof on a lab agent, issue 15).
+var globalFamilies = []uint32{
+	uint32(oc.AfiSafiTypeToIntMap[oc.AFI_SAFI_TYPE_IPV4_UNICAST]),
+	uint32(oc.AfiSafiTypeToIntMap[oc.AFI_SAFI_TYPE_IPV6_UNICAST]),
+}
+
+// startGoBGP applies the global settings: AS, router ID, listener, the
+// unicast families.
 func (s *Speaker) startGoBGP(ctx context.Context, srv *gobgp.BgpServer, g Global) error {
 	port := g.ListenPort
 	if port == 0 {
@@ -92,6 +103,7 @@ func (s *Speaker) startGoBGP(ctx context.Context, srv *gobgp.BgpServer, g Global
 		RouterId:         s.opts.RouterID.String(),
 		ListenPort:       port,
 		ListenAddresses:  s.opts.ListenAddresses,
+		Families:         globalFamilies,
 		UseMultiplePaths: true,
 	}}); err != nil {
 		return fmt.Errorf("start GoBGP (AS %d, listen port %d): %w", g.ASN, g.ListenPort, err)
