@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	kubeinformers "k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -103,7 +104,11 @@ func watchCluster(ctx context.Context, cl clients, log *slog.Logger) (*informers
 	for _, t := range []struct {
 		inf cache.SharedIndexInformer
 		fn  cache.TransformFunc
-	}{{inf.services, serviceFields}, {inf.slices, sliceFields}} {
+	}{
+		{inf.services, serviceFields}, {inf.slices, sliceFields},
+		{inf.nodes, dropManagedFields}, {inf.pools, dropManagedFields}, {inf.configs, dropManagedFields},
+		{inf.peers, dropManagedFields}, {inf.blocks, dropManagedFields}, {inf.affinities, dropManagedFields},
+	} {
 		if err := t.inf.SetTransform(t.fn); err != nil {
 			return nil, fmt.Errorf("set informer transform: %w", err)
 		}
@@ -116,4 +121,18 @@ func watchCluster(ctx context.Context, cl clients, log *slog.Logger) (*informers
 		return nil, fmt.Errorf("sync informer caches: %w", ctx.Err())
 	}
 	return inf, nil
+}
+
+// dropManagedFields is the transform of the informers whose objects are
+// cached whole: server-side apply's bookkeeping (metadata.managedFields,
+// one entry per writer, each listing the fields it set) is never read
+// here, and on a block every agent writes to, or a Node the kubelet
+// updates, it is a good part of the object. An Update built from a cached
+// object still keeps it on the server: a request without managedFields
+// leaves them as they are.
+func dropManagedFields(obj any) (any, error) {
+	if m, err := meta.Accessor(obj); err == nil {
+		m.SetManagedFields(nil)
+	}
+	return obj, nil // a tombstone passes unchanged
 }

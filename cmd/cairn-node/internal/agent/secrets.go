@@ -81,6 +81,7 @@ func (w *secretWatch) start(ctx context.Context, name string) *secretInformer {
 		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
 	}
 	inf := coreinformers.NewFilteredSecretInformer(w.kube, w.namespace, 0, cache.Indexers{}, onlyThis)
+	_ = inf.SetTransform(dropManagedFields) // fails only on a started informer
 	// AddEventHandler fails only on a stopped informer; this one has not
 	// started yet.
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
