@@ -23,9 +23,10 @@ const maxPerRequest = 64
 const maxMoveRounds = 8
 
 // AutoAssign hands out req.IPv4 IPv4 and req.IPv6 IPv6 addresses to the
-// handle req.HandleID and returns them as /32 and /128 prefixes. The
-// handle is written before any block, so an address is never held without
-// a handle saying so. Calling it again for a handle that already holds
+// handle req.HandleID and returns them as /32 and /128 prefixes. A new
+// handle and its first block writes go out together (createAndCommit);
+// a handle that grows names every block before an address is written
+// there. Calling it again for a handle that already holds
 // addresses returns those (topped up to the requested counts), so a
 // retried CNI ADD does not leak; a handle of that ID written for another
 // node, container or interface is not a retry and fails with
@@ -82,6 +83,9 @@ type assignment struct {
 	existing, got []ipam.Allocation
 	// touched: blocks this call sent assignments to.
 	touched map[netip.Prefix]bool
+	// dropOnRollback: rollback releases exactly got (createAndCommit
+	// found the handle existing and could not release them).
+	dropOnRollback bool
 }
 
 func (a *Allocator) newAssignment(ctx context.Context, req Request) (*assignment, error) {
@@ -117,15 +121,13 @@ func (as *assignment) run(ctx context.Context) ([]netip.Prefix, error) {
 	if err != nil {
 		return nil, err
 	}
-	created, err := as.createHandle(ctx, res)
+	created, moved, err := as.createAndCommit(ctx, res)
 	if err != nil {
-		as.a.unreserve(res)
 		return nil, err
 	}
 	if !created {
 		// The handle exists (a retried ADD): keep what it holds and
 		// assign only what is missing.
-		as.a.unreserve(res)
 		if err := as.readExisting(ctx); err != nil {
 			return nil, err
 		}
@@ -140,12 +142,11 @@ func (as *assignment) run(ctx context.Context) ([]netip.Prefix, error) {
 			as.a.unreserve(res)
 			return nil, err
 		}
-	}
-	for round := 0; ; round++ {
-		moved, err := as.commit(ctx, res)
-		if err != nil {
+		if moved, err = as.commit(ctx, res); err != nil {
 			return nil, err
 		}
+	}
+	for round := 0; ; round++ {
 		if len(moved) == 0 {
 			return as.result(), nil
 		}
@@ -161,7 +162,84 @@ func (as *assignment) run(ctx context.Context) ([]netip.Prefix, error) {
 			as.a.unreserve(res)
 			return nil, err
 		}
+		if moved, err = as.commit(ctx, res); err != nil {
+			return nil, err
+		}
 	}
+}
+
+// createAndCommit creates the handle and writes the reserved addresses to
+// their blocks at the same time: a pod's ADD waits for one API round trip
+// instead of two. For as long as the block write has landed and the
+// handle's has not, an address is held by a handle that does not exist;
+// that window is covered where a handle-first order did not need it:
+// rollback releases the allocations of a failed call, ReleaseByHandle of
+// a missing handle (the runtime's DEL after an agent crashed here) looks
+// for them in the node's blocks, and the garbage collector releases an
+// allocation without a handle once its pod is gone.
+//
+// It returns false when the handle already existed (a retried ADD): what
+// this call assigned is released again, and the caller goes on with what
+// the handle holds.
+func (as *assignment) createAndCommit(ctx context.Context, res []reservation) (created bool, moved map[pools.Family]int, err error) {
+	type handleResult struct {
+		created bool
+		err     error
+	}
+	hc := make(chan handleResult, 1)
+	want := as.newHandle(res) // before commit adds to as.got
+	go func() {
+		created, err := as.createHandle(ctx, want)
+		hc <- handleResult{created, err}
+	}()
+	moved, cerr := as.commit(ctx, res)
+	h := <-hc
+	switch {
+	case h.err != nil || cerr != nil:
+		return false, nil, errors.Join(h.err, cerr)
+	case !h.created:
+		// The handle may be another owner's: from here on only the exact
+		// allocations of this call may be released, never whatever the
+		// handle holds in the blocks touched.
+		as.touched = map[netip.Prefix]bool{}
+		if err := as.dropGot(ctx); err != nil {
+			as.dropOnRollback = true
+			return false, nil, fmt.Errorf("handle exists (a retried assignment): release what was assigned meanwhile: %w", err)
+		}
+		return false, nil, nil
+	}
+	return true, moved, nil
+}
+
+// dropGot releases exactly what this call assigned (its handle and
+// sequence), leaving anything else the handle holds.
+func (as *assignment) dropGot(ctx context.Context) error {
+	if len(as.got) == 0 {
+		return nil
+	}
+	mine := map[netip.Prefix]map[int32]int64{}
+	for _, al := range as.got {
+		if mine[al.Block] == nil {
+			mine[al.Block] = map[int32]int64{}
+		}
+		mine[al.Block][al.Ordinal] = al.Sequence
+	}
+	blocks := map[netip.Prefix]bool{}
+	for p := range mine {
+		blocks[p] = true
+	}
+	id := as.req.HandleID
+	_, err := as.a.releaseInBlocks(ctx, blocks, func(p netip.Prefix) func(v1.BlockAllocation) bool {
+		return func(al v1.BlockAllocation) bool {
+			seq, ok := mine[p][al.Ordinal]
+			return ok && al.Handle == id && al.Sequence == seq
+		}
+	})
+	if err != nil {
+		return err
+	}
+	as.got = nil
+	return nil
 }
 
 func (as *assignment) reserve(ctx context.Context, need map[pools.Family]int) ([]reservation, error) {
@@ -205,10 +283,9 @@ func (as *assignment) newHandle(res []reservation) *v1.IPAMHandle {
 	}
 }
 
-// createHandle creates the handle naming the reserved blocks. It returns
-// false when the handle already exists.
-func (as *assignment) createHandle(ctx context.Context, res []reservation) (bool, error) {
-	want := as.newHandle(res)
+// createHandle creates the handle, want. It returns false when the
+// handle already exists.
+func (as *assignment) createHandle(ctx context.Context, want *v1.IPAMHandle) (bool, error) {
 	exists := false
 	err := as.a.retry(ctx, "create handle", func() error {
 		h, err := as.a.store.Handles().Create(ctx, want)
@@ -394,6 +471,9 @@ func (as *assignment) result() []netip.Prefix {
 // is written after the assignments queued before it) and brings the
 // handle back to what it held before.
 func (as *assignment) rollback(ctx context.Context) error {
+	if as.dropOnRollback {
+		return as.dropGot(ctx)
+	}
 	keep := map[netip.Addr]bool{}
 	for _, al := range as.existing {
 		keep[al.Addr] = true

@@ -14,22 +14,27 @@ import (
 
 // ReleaseByHandle releases every address the handle holds and deletes the
 // handle. Releasing a handle that does not exist succeeds, so a repeated
-// CNI DEL is harmless. Concurrent releases on one block are written
-// together.
+// CNI DEL is harmless; addresses the node's blocks still hold for it
+// (see releaseUnnamed) are released. Concurrent releases on one block are
+// written together.
 func (a *Allocator) ReleaseByHandle(ctx context.Context, handleID string) error {
 	unlock := a.handles.lock(handleID)
 	defer unlock()
 	name := ipam.HandleName(handleID)
+	missing := false
 	err := a.retry(ctx, "release handle", func() error {
+		missing = false
 		h, err := a.store.Handles().Get(ctx, name)
 		if ipam.IsNotFound(err) {
+			missing = true
 			return nil
 		}
 		if err != nil {
 			return err
 		}
 		if h.Spec.HandleID != handleID {
-			return nil // the name is another handle's hash: ours does not exist
+			missing = true // the name is another handle's hash: ours does not exist
+			return nil
 		}
 		if _, err := a.releaseInBlocks(ctx, handleBlocks(h), matchHandle(handleID)); err != nil {
 			return err
@@ -42,10 +47,45 @@ func (a *Allocator) ReleaseByHandle(ctx context.Context, handleID string) error 
 		}
 		return err
 	})
+	if err == nil && missing {
+		err = a.releaseUnnamed(ctx, handleID)
+	}
 	if err != nil {
 		return fmt.Errorf("release handle %s on node %s: %w", handleID, a.opts.Node, err)
 	}
 	return nil
+}
+
+// releaseUnnamed releases the allocations of a handle that does not
+// exist. A new handle and its first block write go out together
+// (createAndCommit), so an agent that crashed between the two, or whose
+// rollback failed, leaves an allocation whose handle was never written;
+// the runtime's DEL of that attachment lands here. It looks in the blocks
+// the allocator knows (the node's own, and those it wrote to since it
+// started), in its cache, so a DEL of a handle that holds nothing costs no
+// API call. An address borrowed from another node's block before a
+// restart is not seen here: the garbage collector releases it once its
+// pod is gone.
+func (a *Allocator) releaseUnnamed(ctx context.Context, handleID string) error {
+	if err := a.ensureLoaded(ctx); err != nil {
+		return err
+	}
+	blocks := map[netip.Prefix]bool{}
+	a.mu.Lock()
+	for p, e := range a.entries {
+		if e.block != nil && slices.ContainsFunc(e.block.Spec.Allocations, func(al v1.BlockAllocation) bool { return al.Handle == handleID }) {
+			blocks[p] = true
+		}
+	}
+	a.mu.Unlock()
+	if len(blocks) == 0 {
+		return nil
+	}
+	released, err := a.releaseInBlocks(ctx, blocks, matchHandle(handleID))
+	for _, al := range released {
+		a.log.Info("released an address whose handle was never written", "handle", handleID, "addr", al.Addr.String(), "block", al.Block.String())
+	}
+	return err
 }
 
 func matchHandle(id string) func(netip.Prefix) func(v1.BlockAllocation) bool {

@@ -55,7 +55,8 @@ type Options struct {
 	Owners Owners
 	// Grace is how long something must keep looking like garbage before
 	// it is removed; default DefaultGrace. It must exceed the longest an
-	// assignment can take (handle written, block not yet).
+	// assignment can take (one of its handle and block written, the other
+	// not yet).
 	Grace time.Duration
 	// Backoff bounds compare-and-swap retries.
 	Backoff ipam.Backoff
@@ -271,8 +272,10 @@ func (p *pass) allocations(ctx context.Context) {
 }
 
 // recreateHandle gives a live pod's allocation its handle back, so that
-// the pod's CNI DEL can release it. (Only possible after manual edits or
-// a bug: handles are written before allocations and deleted after them.)
+// the pod's CNI DEL can release it. (A new handle and its first block
+// write go out together, so an agent that died between them leaves an
+// allocation whose handle was never written; otherwise only manual edits
+// or a bug: handles are deleted after their allocations.)
 func (p *pass) recreateHandle(ctx context.Context, h audit.Holder) {
 	if !p.due("nohandle/" + h.Handle) {
 		return
