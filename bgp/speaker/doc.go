@@ -28,4 +28,9 @@
 // variables (table.SelectionOptions, table.UseMultiplePaths) that StartBgp
 // overwrites, so two running Speakers in one process share them (and race).
 // Constructing several is harmless; tests run each Speaker in its own process.
+// Several may run in one process when every one of them is started (wait on
+// Started) before any is given a peer or an advertisement: StartBgp is then
+// the only writer, it writes the same values for every Speaker (multipath
+// on, default selection), and every read comes after every write. The scale
+// simulation (internal/speakersim) runs a thousand that way.
 package speaker

@@ -31,7 +31,10 @@ type Speaker struct {
 	// status; written by the owner goroutine.
 	refused atomic.Pointer[refusedSet]
 	started atomic.Bool
-	done    chan struct{} // closed when Run returns
+	// running is closed once Run has started GoBGP, or has returned.
+	running     chan struct{}
+	runningOnce sync.Once
+	done        chan struct{} // closed when Run returns
 }
 
 // desired is what the caller asked for; the owner goroutine converges
@@ -70,6 +73,7 @@ func New(opts Options) (*Speaker, error) {
 		inbox:    newInbox(),
 		stateReq: make(chan chan []PeerState),
 		learned:  make(chan []Path, 1),
+		running:  make(chan struct{}),
 		done:     make(chan struct{}),
 	}, nil
 }
@@ -239,12 +243,26 @@ func (s *Speaker) Run(ctx context.Context) error {
 	}
 	defer close(s.done)
 	defer close(s.learned)
+	defer s.markRunning()
 	r, err := s.start(ctx)
 	if err != nil {
 		return fmt.Errorf("start BGP speaker %s (AS %d): %w", s.opts.RouterID, s.opts.ASN, err)
 	}
+	s.markRunning()
 	r.loop(ctx)
 	return nil
+}
+
+// Started is closed once Run has started GoBGP (its listener is open and
+// the Set calls are being applied), or once Run has returned, whichever
+// comes first. GoBGP's start happens before a receive from it returns;
+// several speakers in one process rely on that (see the package doc).
+func (s *Speaker) Started() <-chan struct{} {
+	return s.running
+}
+
+func (s *Speaker) markRunning() {
+	s.runningOnce.Do(func() { close(s.running) })
 }
 
 // poke wakes the owner goroutine; it never blocks.

@@ -61,10 +61,20 @@ func TestRunLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	select {
+	case <-sp.Started():
+		t.Fatal("Started closed before Run")
+	default:
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- sp.Run(ctx) }()
+	select {
+	case <-sp.Started():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Started not closed 10s after Run")
+	}
 
 	sp.SetImportFilter(prefixes("10.244.0.0/16"))
 	if err := sp.SetPeers(nil); err != nil {
@@ -125,6 +135,11 @@ func TestRunFailsWhenThePortIsTaken(t *testing.T) {
 	}
 	if _, open := <-sp.Learned(); open {
 		t.Error("Learned not closed after a failed Run")
+	}
+	select {
+	case <-sp.Started(): // a waiter must not hang on a Run that failed
+	default:
+		t.Error("Started not closed after a failed Run")
 	}
 	if st := sp.PeerStates(); len(st) != 0 {
 		t.Errorf("states %+v", st)
