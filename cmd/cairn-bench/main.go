@@ -22,12 +22,16 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == bench.SpeakerCommand {
 		os.Exit(bench.SpeakerMain(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == bench.SimCommand {
+		os.Exit(bench.SimMain(os.Args[2:]))
+	}
 	sections := flag.String("sections", "", "comma-separated sections to run (default all: "+strings.Join(bench.SectionNames(), ",")+")")
 	out := flag.String("out", "", "output directory (default bench/results/<UTC date and time>)")
 	rounds := flag.Int("rounds", 5, "interleaved rounds per ratio (at least 5)")
 	instances := flag.String("instances", "bench,bench2,bench3,bench4", "lab instance names this run may use")
 	goCmd := flag.String("go", "go", "the go command")
 	scaleNodes := flag.String("scale-nodes", "20", "comma-separated lab sizes for the scale section (100 needs about 10 GB and many minutes)")
+	simSpeakers := flag.String("sim-speakers", "100,1000", "comma-separated sizes of the scale-sim section (speakers besides the two reflectors)")
 	flag.Parse()
 
 	repo, err := controlplane.RepoRoot()
@@ -43,14 +47,15 @@ func main() {
 	if *sections != "" {
 		names = strings.Split(*sections, ",")
 	}
-	var sizes []int
-	for _, f := range strings.Split(*scaleNodes, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 2 {
-			fmt.Fprintf(os.Stderr, "cairn-bench: -scale-nodes: %q is not a node count of at least 2\n", f)
-			os.Exit(2)
-		}
-		sizes = append(sizes, n)
+	sizes, err := counts("-scale-nodes", *scaleNodes)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cairn-bench:", err)
+		os.Exit(2)
+	}
+	simSizes, err := counts("-sim-speakers", *simSpeakers)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cairn-bench:", err)
+		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -59,7 +64,7 @@ func main() {
 	}
 	rep, err := bench.Run(ctx, bench.Options{
 		Sections: names, Rounds: *rounds, OutDir: dir, RepoRoot: repo,
-		Instances: strings.Split(*instances, ","), Go: *goCmd, ScaleNodes: sizes, Logf: logf,
+		Instances: strings.Split(*instances, ","), Go: *goCmd, ScaleNodes: sizes, SimClients: simSizes, Logf: logf,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cairn-bench:", err)
@@ -70,4 +75,17 @@ func main() {
 		fmt.Fprintln(os.Stderr, "cairn-bench: some sections failed (see the report); no figure fails the run")
 		os.Exit(1)
 	}
+}
+
+// counts parses a comma-separated list of sizes of at least 2.
+func counts(flagName, list string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 2 {
+			return nil, fmt.Errorf("%s: %q is not a count of at least 2", flagName, f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }

@@ -26,6 +26,9 @@ type Options struct {
 	Instances []string
 	// ScaleNodes are the lab sizes of the scale section (default 20).
 	ScaleNodes []int
+	// SimClients are the sizes of the scale-sim section: speakers besides
+	// the two reflectors (default 100 and 1000).
+	SimClients []int
 	// Go is the go command (for the sections that run Go benchmarks).
 	Go string
 	// Logf receives progress lines.

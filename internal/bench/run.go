@@ -34,6 +34,7 @@ func Sections() []Section {
 		{Name: "ipam", Title: "IPAM", Run: runIPAM},
 		{Name: "felix", Title: "felix route table", Run: runFelix},
 		{Name: "scale", Title: "Scale", Run: runScale},
+		{Name: "scale-sim", Title: "Scale: many Cairn speakers in one process against two route reflectors", Run: runScaleSim},
 	}
 }
 
@@ -92,6 +93,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	if len(o.ScaleNodes) == 0 {
 		o.ScaleNodes = []int{20}
+	}
+	if len(o.SimClients) == 0 {
+		o.SimClients = []int{100, 1000}
 	}
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", o.OutDir, err)

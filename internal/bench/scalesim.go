@@ -1,0 +1,105 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cairn-net/cairn/internal/speakersim"
+)
+
+// SimCommand is the hidden subcommand that runs one speaker simulation
+// (internal/speakersim) and prints its result as JSON: each size gets a
+// fresh process, so its memory is its own and nothing of a run stays in
+// the bench's heap.
+const SimCommand = "internal-speakersim"
+
+// simTimeout bounds one simulation's wait for every route everywhere.
+const simTimeout = 20 * time.Minute
+
+// SimMain runs the simulation the arguments describe; it returns the exit
+// code.
+func SimMain(args []string) int {
+	fs := flag.NewFlagSet(SimCommand, flag.ContinueOnError)
+	clients := fs.Int("clients", 100, "speakers announcing blocks")
+	blocks := fs.Int("blocks", 1, "blocks each announces")
+	timeout := fs.Duration("timeout", simTimeout, "how long to wait for every route everywhere")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	logf := func(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
+	res, err := speakersim.Run(context.Background(), speakersim.Options{Clients: *clients, BlocksPerClient: *blocks, Timeout: *timeout, Logf: logf})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "speakersim:", err)
+		return 1
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(res); err != nil {
+		fmt.Fprintln(os.Stderr, "speakersim:", err)
+		return 1
+	}
+	return 0
+}
+
+// runScaleSim runs the simulation at each of Options.SimClients, one
+// size at a time, each once: a run of a thousand speakers takes minutes
+// and the figure is a time to converge, not a ratio.
+func runScaleSim(ctx context.Context, e *Env) ([]Row, error) {
+	var rows []Row
+	for _, n := range e.SimClients {
+		e.Logf("scale-sim: %d speakers and two reflectors in one process", n)
+		res, err := simulate(ctx, n)
+		if err != nil {
+			return rows, fmt.Errorf("simulate %d speakers: %w", n, err)
+		}
+		rows = append(rows, simRows(res)...)
+	}
+	return rows, nil
+}
+
+// simulate runs the simulation in a child process (this binary, which
+// dispatches SimCommand in main) and decodes its result.
+func simulate(ctx context.Context, clients int) (speakersim.Result, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return speakersim.Result{}, err
+	}
+	cmd := exec.CommandContext(ctx, self, SimCommand, "-clients", strconv.Itoa(clients), "-timeout", simTimeout.String())
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return speakersim.Result{}, fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
+		}
+		return speakersim.Result{}, err
+	}
+	var res speakersim.Result
+	if err := json.Unmarshal(out, &res); err != nil {
+		return res, fmt.Errorf("decode the simulation's result %q: %w", out, err)
+	}
+	return res, nil
+}
+
+// simRows are the report's rows for one simulation.
+func simRows(r speakersim.Result) []Row {
+	name := fmt.Sprintf("simulation, %d speakers + 2 reflectors in one process", r.Clients)
+	how := fmt.Sprintf("%d blocks; every GoBGP server started (%.1f s), then peers and blocks set on all at once", r.Blocks, r.Start.Seconds())
+	return []Row{
+		{Name: name + ": both reflectors hold every block", Unit: "s", Value: r.Reflected.Seconds(), Note: how},
+		{Name: name + ": every speaker holds every block, median speaker", Unit: "s", Value: r.ClientP50.Seconds()},
+		{Name: name + ": every speaker holds every block", Unit: "s", Value: r.Converged.Seconds(),
+			Anchor: "kube-router here: all agents started → every route everywhere 9.4 s (10 nodes)",
+			Note:   "the owner as next hop; includes GoBGP's first connect, 1.5–2 s after a peer is added"},
+		{Name: name + ": memory per speaker (RSS)", Unit: "MiB", Value: r.RSSPerSpeaker / mib,
+			Note: fmt.Sprintf("process RSS converged minus before, over %d speakers; %.0f MiB in all, %d goroutines", r.Clients+r.Reflectors, r.RSS/mib, r.Goroutines)},
+		{Name: name + ": live Go heap per speaker", Unit: "MiB", Value: r.HeapPerSpeaker / mib, Note: "after a GC"},
+	}
+}
