@@ -428,7 +428,7 @@ func (l *Lab) upNodes(ctx context.Context, o Options) error {
 	}
 	l.Timings.Pods = time.Since(start)
 	start = time.Now()
-	if err := l.WaitConverged(ctx, 90*time.Second); err != nil {
+	if err := l.waitSettled(ctx, 90*time.Second); err != nil {
 		return err
 	}
 	l.Timings.Converge = time.Since(start)

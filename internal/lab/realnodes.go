@@ -93,7 +93,7 @@ func (l *Lab) upRealNodes(ctx context.Context, o Options) error {
 	}
 	l.Timings.Pods = time.Since(start)
 	start = time.Now()
-	if err := l.WaitConverged(ctx, 90*time.Second); err != nil {
+	if err := l.waitSettled(ctx, 90*time.Second); err != nil {
 		return err
 	}
 	l.Timings.Converge = time.Since(start)

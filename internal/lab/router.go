@@ -43,6 +43,8 @@ type routerDriver interface {
 	// ready returns nil once the daemon answers on its control socket.
 	ready(ctx context.Context, rp RouterPlan, dir string) error
 	sessions(ctx context.Context, rp RouterPlan, dir string) ([]Session, error)
+	// bfdSessions lists the router's BFD sessions; none when it runs no BFD.
+	bfdSessions(ctx context.Context, rp RouterPlan, dir string) ([]BFDSession, error)
 	routes(ctx context.Context, rp RouterPlan, dir string) ([]RouterRoute, error)
 	// cli returns the argv of the router's own CLI (birdc, vtysh).
 	cli(rp RouterPlan, dir string) []string

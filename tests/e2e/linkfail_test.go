@@ -2,7 +2,7 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -57,13 +57,13 @@ func checkLinkFailure(t *testing.T, router string) {
 	lf := linkFailure{t: t, l: l, tor: tor, cut: cut, other: other, block: blocks[0], mons: mons}
 
 	t.Run("with BFD", func(t *testing.T) {
-		lf.t = t
-		lf.measure(time.Second, "BFD 200ms x 3")
+		lf.t, lf.bound = t, time.Second
+		lf.measure(lf.bound, "BFD 200ms x 3", true)
 	})
 	t.Run("without BFD, hold time 9s", func(t *testing.T) {
-		lf.t = t
+		lf.t, lf.bound = t, linkFailHold
 		lf.setBFDAndHold(t, nil, &metav1.Duration{Duration: linkFailHold})
-		lf.measure(linkFailHold, "no BFD, hold time 9s")
+		lf.measure(lf.bound, "no BFD, hold time 9s", false)
 	})
 }
 
@@ -75,17 +75,20 @@ type linkFailure struct {
 	cut, other lab.Node
 	block      netip.Prefix
 	mons       map[string]*routeMonitor
+	// bound is the current mode's: a cut that takes longer is explained.
+	bound time.Duration
 }
 
 // measure cuts the link linkCuts times and checks that the block leaves
 // the ToR and the other node within bound every time (a generous margin
 // for a busy machine: 1 s more), and that half the cuts make it within
-// bound itself.
-func (lf *linkFailure) measure(bound time.Duration, what string) {
+// bound itself. A cut over bound logs, at once, what explains it (see
+// explain).
+func (lf *linkFailure) measure(bound time.Duration, what string, bfd bool) {
 	t := lf.t
 	var torT, nodeT []time.Duration
 	for i := range linkCuts {
-		a, b := lf.cutOnce()
+		a, b := lf.cutOnce(bfd)
 		torT, nodeT = append(torT, a), append(nodeT, b)
 		t.Logf("cut %d (%s): block %s gone from %s after %v, from %s after %v",
 			i+1, what, lf.block, lf.tor.Name, a.Round(time.Millisecond), lf.other.Name, b.Round(time.Millisecond))
@@ -95,17 +98,28 @@ func (lf *linkFailure) measure(bound time.Duration, what string) {
 		lf.tor.Name, p50(torT), slices.Max(torT), lf.other.Name, p50(nodeT), slices.Max(nodeT), strings.TrimSpace(string(load)))
 	for name, ds := range map[string][]time.Duration{lf.tor.Name: torT, lf.other.Name: nodeT} {
 		if p50(ds) > bound || slices.Max(ds) > bound+time.Second {
-			t.Errorf("%s: %s kept %s's block too long: %v (want within %v)", what, name, lf.cut.Name, ds, bound)
+			t.Errorf("%s: %s kept %s's block too long: %v (want within %v); the state at each slow cut is logged above", what, name, lf.cut.Name, ds, bound)
 		}
 	}
 }
 
-// cutOnce sets the ToR's end of the cut node's veth down, waits for the
-// block's route to leave the ToR's and the other node's kernels, then
-// restores the link and waits for the lab to converge again.
-func (lf *linkFailure) cutOnce() (torGone, nodeGone time.Duration) {
+// cutOnce waits until the lab is settled (with BFD: BFD up at the ToR
+// too) and the block is routed at the ToR and the other node, sets the
+// ToR's end of the cut node's veth down, waits for the block's route to
+// leave the ToR's and the other node's kernels, then restores the link.
+// A cut that takes longer than the bound, or never ends, gets explain's
+// dump.
+func (lf *linkFailure) cutOnce(bfd bool) (torGone, nodeGone time.Duration) {
 	t := lf.t
 	t.Helper()
+	lf.settle(bfd)
+	for _, h := range []host{{lf.tor.Name, lf.tor.NS}, {lf.other.Name, lf.other.NS}} {
+		// A cut measures a route's withdrawal only if the route is there:
+		// a session that went down before the cut withdrew it already.
+		if !routed(h.ns, lf.block) {
+			t.Fatalf("before the cut, %s does not route %s's block %s, though the lab converged:%s", h.name, lf.cut.Name, lf.block, lf.explain(time.Now().Add(-time.Minute)))
+		}
+	}
 	setLink := func(state string) {
 		if out, err := exec.Command("ip", "-n", lf.tor.NS, "link", "set", lf.cut.Name, state).CombinedOutput(); err != nil {
 			t.Fatalf("ip link set %s %s in %s: %v: %s", lf.cut.Name, state, lf.tor.NS, err, out)
@@ -118,7 +132,7 @@ func (lf *linkFailure) cutOnce() (torGone, nodeGone time.Duration) {
 	for _, h := range []string{lf.tor.Name, lf.other.Name} {
 		e, ok := lf.mons[h].after(start, 5*time.Minute, gone)
 		if !ok {
-			t.Fatalf("%s still routes %s's block %s %v after the cut", h, lf.cut.Name, lf.block, time.Since(start).Round(time.Second))
+			t.Fatalf("%s still routes %s's block %s %v after the cut:%s", h, lf.cut.Name, lf.block, time.Since(start).Round(time.Second), lf.explain(start))
 		}
 		if h == lf.tor.Name {
 			torGone = e.at.Sub(start)
@@ -126,18 +140,110 @@ func (lf *linkFailure) cutOnce() (torGone, nodeGone time.Duration) {
 			nodeGone = e.at.Sub(start)
 		}
 	}
+	if slow := max(torGone, nodeGone); slow > lf.bound {
+		t.Logf("this cut took %v, over %v:%s", slow.Round(time.Millisecond), lf.bound, lf.explain(start))
+	}
 	setLink("up")
-	ctx := context.Background()
 	back := func(e routeEvent) bool { return !e.deleted && e.dst == lf.block.String() }
 	for _, h := range []string{lf.tor.Name, lf.other.Name} {
 		if _, ok := lf.mons[h].after(start, 3*time.Minute, back); !ok {
-			t.Fatalf("%s did not route %s's block again after the link came back", h, lf.cut.Name)
+			t.Fatalf("%s did not route %s's block again after the link came back:%s", h, lf.cut.Name, lf.explain(start))
 		}
 	}
-	if err := lf.l.WaitConverged(ctx, 3*time.Minute); err != nil {
-		t.Fatalf("after the link came back: %v", err)
-	}
 	return torGone, nodeGone
+}
+
+// settle waits until the lab converged and, with BFD, until the ToR's BFD
+// sessions are up and the lab converged again after that: FRR replaces
+// its BFD session when the BGP session comes up, and the node resets the
+// BGP session it just established (lab.WaitBFDUp says why). Cut inside
+// that window, the block is withdrawn by the reset, not by the cut, or
+// stays at the ToR until the hold time.
+func (lf *linkFailure) settle(bfd bool) {
+	t := lf.t
+	t.Helper()
+	ctx := context.Background()
+	if err := lf.l.WaitConverged(ctx, 3*time.Minute); err != nil {
+		t.Fatalf("before the cut: %v%s", err, lf.explain(time.Now().Add(-time.Minute)))
+	}
+	if !bfd {
+		return
+	}
+	if err := lf.l.WaitBFDUp(ctx, 3*time.Minute); err != nil {
+		t.Fatalf("before the cut: %v%s", err, lf.explain(time.Now().Add(-time.Minute)))
+	}
+	if err := lf.l.WaitConverged(ctx, 3*time.Minute); err != nil {
+		t.Fatalf("before the cut, after BFD came up: %v%s", err, lf.explain(time.Now().Add(-time.Minute)))
+	}
+}
+
+// routed reports whether the kernel of namespace ns has a route for p.
+func routed(ns string, p netip.Prefix) bool {
+	out, err := exec.Command("ip", "-n", ns, "route", "show", "exact", p.String()).Output()
+	return err == nil && strings.TrimSpace(string(out)) != ""
+}
+
+// explain is what a slow or failed cut needs to be understood: the ToR's
+// BFD and BGP sessions now, the agents' session and BFD events and the
+// route events of the ToR and the other node since the cut.
+func (lf *linkFailure) explain(since time.Time) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n--- %s BFD sessions:", lf.tor.Name)
+	if bfd, err := lf.l.RouterBFD(ctx, lf.tor.Name); err != nil {
+		fmt.Fprintf(&b, " %v", err)
+	} else {
+		for _, s := range bfd {
+			fmt.Fprintf(&b, "\n  %s from %s: %s (%s)", s.Peer, s.Local, s.State, s.Detail)
+		}
+	}
+	summary := []string{"birdc", "show", "protocols"}
+	if lf.l.Plan().Router == lab.RouterFRR {
+		summary = []string{"vtysh", "-c", "show bgp summary"}
+	}
+	out, err := lf.l.Output(ctx, lf.tor.Name, summary...)
+	fmt.Fprintf(&b, "\n--- %s BGP sessions (%v):\n%s", lf.tor.Name, err, strings.TrimSpace(string(out)))
+	for _, n := range []lab.Node{lf.cut, lf.other} {
+		fmt.Fprintf(&b, "\n--- %s's agent, sessions and BFD since %s:", n.Name, since.UTC().Format("15:04:05.000"))
+		for _, p := range lf.l.Procs() {
+			if p.Name == "cairn-node-"+n.Name {
+				b.WriteString(sessionLogLines(p.Log, since))
+			}
+		}
+	}
+	for _, h := range []string{lf.tor.Name, lf.other.Name} {
+		fmt.Fprintf(&b, "\n--- %s route events since then:", h)
+		for _, e := range lf.mons[h].since(since) {
+			fmt.Fprintf(&b, "\n  %s %s", e.at.UTC().Format("15:04:05.000"), e.line)
+		}
+	}
+	return b.String()
+}
+
+// sessionLogLines are the lines of an agent's log, at or after since,
+// about BGP sessions and BFD.
+func sessionLogLines(path string, since time.Time) string {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return " " + err.Error()
+	}
+	var b strings.Builder
+	for _, line := range strings.Split(string(raw), "\n") {
+		l := strings.ToLower(line)
+		if !strings.Contains(l, "bfd") && !strings.Contains(l, "peer up") && !strings.Contains(l, "peer down") &&
+			!strings.Contains(l, "session state changed") && !strings.Contains(l, "hold timer") {
+			continue
+		}
+		if _, rest, ok := strings.Cut(line, "time="); ok {
+			at, err := time.Parse(time.RFC3339Nano, strings.Fields(rest + " ")[0])
+			if err == nil && at.Before(since) {
+				continue
+			}
+		}
+		fmt.Fprintf(&b, "\n  %s", line)
+	}
+	return b.String()
 }
 
 // setBFDAndHold sets the mesh's and the ToR BGPPeers' BFD and hold time,
@@ -147,6 +253,9 @@ func (lf *linkFailure) cutOnce() (torGone, nodeGone time.Duration) {
 func (lf *linkFailure) setBFDAndHold(t *testing.T, bfd *cairnv1.BFD, hold *metav1.Duration) {
 	t.Helper()
 	ctx := context.Background()
+	// From a settled lab, with BFD up: BFD sessions down after the last
+	// cut must not pass for BFD turned off.
+	lf.settle(true)
 	cc, err := lf.l.CairnClient()
 	if err != nil {
 		t.Fatal(err)
@@ -171,49 +280,42 @@ func (lf *linkFailure) setBFDAndHold(t *testing.T, bfd *cairnv1.BFD, hold *metav
 	}
 	if bfd == nil {
 		if err := waitUntil(2*time.Minute, func() bool { return lf.torBFDUp() == 0 }); err != nil {
-			t.Fatalf("%s still has BFD sessions up after BFD was turned off: %v", lf.tor.Name, err)
+			t.Fatalf("%s still has BFD sessions up after BFD was turned off: %v%s", lf.tor.Name, err, lf.explain(time.Now().Add(-2*time.Minute)))
 		}
 	}
 	if err := lf.l.WaitConverged(ctx, 3*time.Minute); err != nil {
-		t.Fatalf("after the BGP settings changed: %v", err)
+		t.Fatalf("after the BGP settings changed: %v%s", err, lf.explain(time.Now().Add(-3*time.Minute)))
 	}
 }
 
 // torBFDUp counts the ToR's BFD sessions that are up.
 func (lf *linkFailure) torBFDUp() int {
-	t := lf.t
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if lf.l.Plan().Router == lab.RouterFRR {
-		out, err := lf.l.Output(ctx, lf.tor.Name, "vtysh", "-c", "show bfd peers json")
-		if err != nil {
-			t.Fatalf("show bfd peers on %s: %v", lf.tor.Name, err)
-		}
-		var peers []struct {
-			Status string `json:"status"`
-		}
-		if err := json.Unmarshal(out, &peers); err != nil {
-			t.Fatalf("decode bfdd peers of %s: %v: %s", lf.tor.Name, err, out)
-		}
-		n := 0
-		for _, p := range peers {
-			if p.Status == "up" {
-				n++
-			}
-		}
-		return n
-	}
-	out, err := lf.l.Output(ctx, lf.tor.Name, "birdc", "show", "bfd", "sessions")
+	sessions, err := lf.l.RouterBFD(ctx, lf.tor.Name)
 	if err != nil {
-		t.Fatalf("birdc show bfd sessions on %s: %v", lf.tor.Name, err)
+		lf.t.Fatal(err)
 	}
 	n := 0
-	for _, line := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(line); len(f) >= 3 && f[2] == "Up" {
+	for _, s := range sessions {
+		if s.Up() {
 			n++
 		}
 	}
 	return n
+}
+
+// since returns the events read at or after t.
+func (m *routeMonitor) since(t time.Time) []routeEvent {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []routeEvent
+	for _, e := range m.events {
+		if !e.at.Before(t) {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // after returns the first event read at or after since that matches,
