@@ -73,10 +73,15 @@ func (l *Lab) waitSettled(ctx context.Context, timeout time.Duration) error {
 	if err := l.WaitConverged(ctx, timeout); err != nil || !l.st.Plan.BGP.BFD {
 		return err
 	}
+	start := time.Now()
 	if err := l.WaitBFDUp(ctx, timeout); err != nil {
 		return err
 	}
-	return l.WaitConverged(ctx, timeout)
+	if err := l.WaitConverged(ctx, timeout); err != nil {
+		return err
+	}
+	l.logf("BFD up at the routers and converged again after %v", time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 // bfdUpFrom reports whether sessions hold an up session with peer p from
