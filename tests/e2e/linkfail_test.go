@@ -58,12 +58,12 @@ func checkLinkFailure(t *testing.T, router string) {
 
 	t.Run("with BFD", func(t *testing.T) {
 		lf.t, lf.bound = t, time.Second
-		lf.measure(lf.bound, "BFD 200ms x 3", true)
+		lf.measure("BFD 200ms x 3", true)
 	})
 	t.Run("without BFD, hold time 9s", func(t *testing.T) {
 		lf.t, lf.bound = t, linkFailHold
 		lf.setBFDAndHold(t, nil, &metav1.Duration{Duration: linkFailHold})
-		lf.measure(lf.bound, "no BFD, hold time 9s", false)
+		lf.measure("no BFD, hold time 9s", false)
 	})
 }
 
@@ -80,12 +80,12 @@ type linkFailure struct {
 }
 
 // measure cuts the link linkCuts times and checks that the block leaves
-// the ToR and the other node within bound every time (a generous margin
-// for a busy machine: 1 s more), and that half the cuts make it within
-// bound itself. A cut over bound logs, at once, what explains it (see
-// explain).
-func (lf *linkFailure) measure(bound time.Duration, what string, bfd bool) {
-	t := lf.t
+// the ToR and the other node within lf.bound every time (a generous
+// margin for a busy machine: 1 s more), and that half the cuts make it
+// within the bound itself. A cut over the bound logs, at once, what
+// explains it (see explain).
+func (lf *linkFailure) measure(what string, bfd bool) {
+	t, bound := lf.t, lf.bound
 	var torT, nodeT []time.Duration
 	for i := range linkCuts {
 		a, b := lf.cutOnce(bfd)
