@@ -229,6 +229,12 @@ func (lf *linkFailure) explain(since time.Time) string {
 	}
 	out, err := lf.l.Output(ctx, lf.tor.Name, summary...)
 	fmt.Fprintf(&b, "\n--- %s BGP sessions (%v):\n%s", lf.tor.Name, err, strings.TrimSpace(string(out)))
+	for _, p := range lf.l.Procs() {
+		// The router's daemons (bird; zebra, bfdd, bgpd): their last lines.
+		if p.NS == lf.tor.NS {
+			fmt.Fprintf(&b, "\n--- %s, last lines:\n%s", p.Name, lastLines(p.Log, 15))
+		}
+	}
 	for _, n := range []lab.Node{lf.cut, lf.other} {
 		fmt.Fprintf(&b, "\n--- %s's agent, sessions and BFD since %s:", n.Name, since.UTC().Format("15:04:05.000"))
 		for _, p := range lf.l.Procs() {
@@ -244,6 +250,16 @@ func (lf *linkFailure) explain(since time.Time) string {
 		}
 	}
 	return b.String()
+}
+
+// lastLines is the last n lines of the file at path.
+func lastLines(path string, n int) string {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // sessionLogLines are the lines of an agent's log, at or after since,
