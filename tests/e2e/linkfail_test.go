@@ -57,11 +57,11 @@ func checkLinkFailure(t *testing.T, router string) {
 	lf := linkFailure{t: t, l: l, tor: tor, cut: cut, other: other, block: blocks[0], mons: mons}
 
 	t.Run("with BFD", func(t *testing.T) {
-		lf.t, lf.bound = t, time.Second
+		lf.t, lf.bound, lf.slack = t, time.Second, time.Second
 		lf.measure("BFD 200ms x 3", true)
 	})
 	t.Run("without BFD, hold time 9s", func(t *testing.T) {
-		lf.t, lf.bound = t, linkFailHold
+		lf.t, lf.bound, lf.slack = t, linkFailHold, 2*time.Second
 		lf.setBFDAndHold(t, nil, &metav1.Duration{Duration: linkFailHold})
 		lf.measure("no BFD, hold time 9s", false)
 	})
@@ -75,15 +75,21 @@ type linkFailure struct {
 	cut, other lab.Node
 	block      netip.Prefix
 	mons       map[string]*routeMonitor
-	// bound is the current mode's: a cut that takes longer is explained.
-	bound time.Duration
+	// bound is the current mode's: half the cuts must be within it, and
+	// a cut that takes longer is explained. slack is what one cut may
+	// take on top: the detection itself ends within the bound (600 ms of
+	// BFD; the hold timer, at most the hold time after the last message
+	// before the cut), and the rest is the router's or agent's event
+	// loop, the kernel and the route monitor on a busy machine. BIRD
+	// dropped the route 9.4 s after a cut at a 9 s hold time, at load 45
+	// on 2 cores; CI runs at loads up to 78.
+	bound, slack time.Duration
 }
 
 // measure cuts the link linkCuts times and checks that the block leaves
-// the ToR and the other node within lf.bound every time (a generous
-// margin for a busy machine: 1 s more), and that half the cuts make it
-// within the bound itself. A cut over the bound logs, at once, what
-// explains it (see explain).
+// the ToR and the other node within lf.bound for half the cuts, and
+// within lf.bound plus lf.slack for every cut. A cut over the bound logs,
+// at once, what explains it (see explain).
 func (lf *linkFailure) measure(what string, bfd bool) {
 	t, bound := lf.t, lf.bound
 	var torT, nodeT []time.Duration
@@ -97,8 +103,9 @@ func (lf *linkFailure) measure(what string, bfd bool) {
 	t.Logf("%s, %s, %d cuts: %s p50 %v max %v; %s p50 %v max %v; load average %s", lf.l.Plan().Router, what, linkCuts,
 		lf.tor.Name, p50(torT), slices.Max(torT), lf.other.Name, p50(nodeT), slices.Max(nodeT), strings.TrimSpace(string(load)))
 	for name, ds := range map[string][]time.Duration{lf.tor.Name: torT, lf.other.Name: nodeT} {
-		if p50(ds) > bound || slices.Max(ds) > bound+time.Second {
-			t.Errorf("%s: %s kept %s's block too long: %v (want within %v); the state at each slow cut is logged above", what, name, lf.cut.Name, ds, bound)
+		if p50(ds) > bound || slices.Max(ds) > bound+lf.slack {
+			t.Errorf("%s: %s kept %s's block too long: %v (want half within %v, all within %v); the state at each slow cut is logged above",
+				what, name, lf.cut.Name, ds, bound, bound+lf.slack)
 		}
 	}
 }
@@ -220,7 +227,11 @@ func (lf *linkFailure) explain(since time.Time) string {
 		fmt.Fprintf(&b, " %v", err)
 	} else {
 		for _, s := range bfd {
-			fmt.Fprintf(&b, "\n  %s from %s: %s (%s)", s.Peer, s.Local, s.State, s.Detail)
+			from := ""
+			if s.Local.IsValid() {
+				from = " from " + s.Local.String()
+			}
+			fmt.Fprintf(&b, "\n  %s%s: %s (%s)", s.Peer, from, s.State, s.Detail)
 		}
 	}
 	summary := []string{"birdc", "show", "protocols"}
