@@ -68,9 +68,18 @@ func (l *Lab) WaitBFDUp(ctx context.Context, timeout time.Duration) error {
 
 // waitSettled is Up's last wait: converged and, in a lab that runs BFD,
 // BFD up at the routers and converged again after it (WaitBFDUp says
-// why).
+// why). A BFD lab gets a minute more: a node's first session with an FRR
+// ToR is reset once by BFD (WaitBFDUp), and GoBGP (v4.8.0) may reset the
+// next one as soon as it is up: a BFD session that goes down after its
+// BGP session already did (the peer's Cease came first) leaves GoBGP's
+// reset queued until the next session is Established. Each reset costs
+// GoBGP's 30 s idle hold.
 func (l *Lab) waitSettled(ctx context.Context, timeout time.Duration) error {
-	if err := l.WaitConverged(ctx, timeout); err != nil || !l.st.Plan.BGP.BFD {
+	if !l.st.Plan.BGP.BFD {
+		return l.WaitConverged(ctx, timeout)
+	}
+	timeout += time.Minute
+	if err := l.WaitConverged(ctx, timeout); err != nil {
 		return err
 	}
 	start := time.Now()
