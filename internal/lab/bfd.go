@@ -179,3 +179,9 @@ func parseBirdBFD(out string) []BFDSession {
 	}
 	return sessions
 }
+
+// bfdSessions of the gobgpd ToR: none, the lab refuses BFD with it
+// (gobgpdSupports).
+func (gobgpdDriver) bfdSessions(context.Context, RouterPlan, string) ([]BFDSession, error) {
+	return nil, nil
+}
