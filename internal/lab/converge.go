@@ -1,10 +1,14 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"time"
 )
@@ -116,47 +120,124 @@ func (l *Lab) agentSessionsUp(ctx context.Context) error {
 }
 
 // podsRouted checks the kernel's forwarding decision for every pod on
-// every node and router (`ip route get`), against the plan.
+// every node and router, against the plan: one `ip -batch` of `route get`
+// per namespace, and an error that lists what is wrong everywhere, not
+// only the first thing found (a 20-node lab has 400 such routes).
 func (l *Lab) podsRouted(ctx context.Context) error {
 	p := l.st.Plan
-	for _, pod := range l.st.Pods {
-		owner, _ := p.Node(pod.Node)
-		for _, addr := range pod.Addrs() {
-			for _, n := range p.Nodes() {
-				if err := l.checkNodeRoute(ctx, n, owner, pod, addr); err != nil {
-					return err
-				}
-			}
-			for _, r := range p.Routers() {
-				want := l.routerNextHop(r, owner, addr)
-				got, err := RouteGet(ctx, r.NS, addr)
-				if err != nil {
-					return err
-				}
-				if got.Gateway != want {
-					return fmt.Errorf("%s routes pod %s (%s) via %v, want via %s", r.Name, pod.Name, addr, got.Gateway, want)
-				}
-			}
+	var wrong []string
+	checked := 0
+	for _, n := range p.Nodes() {
+		w, c, err := l.nodeRoutesWrong(ctx, n)
+		if err != nil {
+			return err
 		}
+		wrong, checked = append(wrong, w...), checked+c
 	}
-	return nil
+	for _, r := range p.Routers() {
+		w, c, err := l.routerRoutesWrong(ctx, r)
+		if err != nil {
+			return err
+		}
+		wrong, checked = append(wrong, w...), checked+c
+	}
+	return routesWrong(wrong, checked)
 }
 
-func (l *Lab) checkNodeRoute(ctx context.Context, n, owner Node, pod Pod, addr netip.Addr) error {
-	got, err := RouteGet(ctx, n.NS, addr)
-	if err != nil {
-		return err
-	}
-	if n.Name == owner.Name {
-		if got.Gateway.IsValid() || !strings.HasPrefix(got.Dev, "crn") {
-			return fmt.Errorf("%s routes its pod %s (%s) %s, want straight to a crn* veth", n.Name, pod.Name, addr, got)
-		}
+// maxListed bounds how many wrong routes an error names.
+const maxListed = 8
+
+// routesWrong sums up the wrong routes: how many of how many, and the
+// first few.
+func routesWrong(wrong []string, checked int) error {
+	if len(wrong) == 0 {
 		return nil
 	}
-	if want := l.st.Plan.NextHopFor(n, owner, addr); got.Gateway != want {
-		return fmt.Errorf("%s routes pod %s (%s) %s, want via %s", n.Name, pod.Name, addr, got, want)
+	listed := wrong[:min(len(wrong), maxListed)]
+	more := ""
+	if len(wrong) > len(listed) {
+		more = fmt.Sprintf("; and %d more", len(wrong)-len(listed))
 	}
-	return nil
+	return fmt.Errorf("%d of %d pod routes not as planned: %s%s", len(wrong), checked, strings.Join(listed, "; "), more)
+}
+
+// podAddr is one address of one pod.
+type podAddr struct {
+	pod  Pod
+	addr netip.Addr
+}
+
+func (l *Lab) podAddrs() []podAddr {
+	var out []podAddr
+	for _, pod := range l.st.Pods {
+		for _, a := range pod.Addrs() {
+			out = append(out, podAddr{pod: pod, addr: a})
+		}
+	}
+	return out
+}
+
+// nodeRoutesWrong checks node n's route to every pod: its own pods
+// straight to their veth, the others via the plan's next hop.
+func (l *Lab) nodeRoutesWrong(ctx context.Context, n Node) (wrong []string, checked int, err error) {
+	pas := l.podAddrs()
+	got, err := routesGet(ctx, n.NS, addrsOf(pas))
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, pa := range pas {
+		owner, _ := l.st.Plan.Node(pa.pod.Node)
+		if why := checkNodeRoute(l.st.Plan, n, owner, pa, got); why != "" {
+			wrong = append(wrong, why)
+		}
+	}
+	return wrong, len(pas), nil
+}
+
+func checkNodeRoute(p Plan, n, owner Node, pa podAddr, got map[netip.Addr]Route) string {
+	r, ok := got[pa.addr]
+	if !ok {
+		return fmt.Sprintf("%s has no route to pod %s (%s)", n.Name, pa.pod.Name, pa.addr)
+	}
+	if n.Name == owner.Name {
+		if r.Gateway.IsValid() || !strings.HasPrefix(r.Dev, "crn") {
+			return fmt.Sprintf("%s routes its pod %s (%s) %s, want straight to a crn* veth", n.Name, pa.pod.Name, pa.addr, r)
+		}
+		return ""
+	}
+	if want := p.NextHopFor(n, owner, pa.addr); r.Gateway != want {
+		return fmt.Sprintf("%s routes pod %s (%s) %s, want via %s", n.Name, pa.pod.Name, pa.addr, r, want)
+	}
+	return ""
+}
+
+// routerRoutesWrong checks router r's route to every pod.
+func (l *Lab) routerRoutesWrong(ctx context.Context, r RouterPlan) (wrong []string, checked int, err error) {
+	pas := l.podAddrs()
+	got, err := routesGet(ctx, r.NS, addrsOf(pas))
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, pa := range pas {
+		owner, _ := l.st.Plan.Node(pa.pod.Node)
+		want := l.routerNextHop(r, owner, pa.addr)
+		rt, ok := got[pa.addr]
+		switch {
+		case !ok:
+			wrong = append(wrong, fmt.Sprintf("%s has no route to pod %s (%s), want via %s", r.Name, pa.pod.Name, pa.addr, want))
+		case rt.Gateway != want:
+			wrong = append(wrong, fmt.Sprintf("%s routes pod %s (%s) via %v, want via %s", r.Name, pa.pod.Name, pa.addr, rt.Gateway, want))
+		}
+	}
+	return wrong, len(pas), nil
+}
+
+func addrsOf(pas []podAddr) []netip.Addr {
+	out := make([]netip.Addr, len(pas))
+	for i, pa := range pas {
+		out[i] = pa.addr
+	}
+	return out
 }
 
 // routerNextHop is where router r should send traffic for a pod address
@@ -210,4 +291,45 @@ func RouteGet(ctx context.Context, netns string, dst netip.Addr) (Route, error) 
 		return Route{}, fmt.Errorf("decode route to %s in %s: %q: %v", dst, netns, out, err)
 	}
 	return routes[0], nil
+}
+
+// routesGet asks the kernel of namespace netns how it forwards to each of
+// dsts, in one `ip -batch` (one process, not one per address). A
+// destination the kernel has no route to is missing from the map.
+func routesGet(ctx context.Context, netns string, dsts []netip.Addr) (map[netip.Addr]Route, error) {
+	out := make(map[netip.Addr]Route, len(dsts))
+	if len(dsts) == 0 {
+		return out, nil
+	}
+	var in strings.Builder
+	for _, d := range dsts {
+		fmt.Fprintf(&in, "route get %s\n", d)
+	}
+	// -force: an unreachable destination fails its line and the rest go on.
+	cmd := exec.CommandContext(ctx, "ip", "-n", netns, "-force", "-j", "-batch", "-")
+	cmd.Stdin = strings.NewReader(in.String())
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	dec := json.NewDecoder(&stdout)
+	for {
+		var routes []Route
+		if err := dec.Decode(&routes); err == io.EOF {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("decode routes in %s: %w", netns, err)
+		}
+		for _, r := range routes {
+			if a, err := netip.ParseAddr(r.Dst); err == nil {
+				out[a] = r
+			}
+		}
+	}
+	// ip exits 1 when a line failed (no route to it, said on stderr);
+	// anything else (255: no such namespace) is a failure to ask.
+	var exit *exec.ExitError
+	if runErr != nil && (!errors.As(runErr, &exit) || exit.ExitCode() != 1 || ctx.Err() != nil) {
+		return nil, fmt.Errorf("ip -n %s route get (batch of %d): %w: %s", netns, len(dsts), runErr, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
 }
