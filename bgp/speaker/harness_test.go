@@ -62,7 +62,7 @@ type helperConfig struct {
 
 type helperCmd struct {
 	ID     int
-	Op     string // global, peers, ads, filter, states, quit
+	Op     string // global, peers, ads, filter, states, refused, quit
 	Global Global
 	Peers  []Peer
 	Ads    []Advertisement
@@ -73,6 +73,7 @@ type helperMsg struct {
 	ID      int
 	Err     string
 	States  []PeerState
+	Refused []RefusedPath
 	Learned *[]Path
 	Exited  bool
 }
@@ -134,6 +135,8 @@ func runHelper(cfgJSON string) int {
 				sp.SetImportFilter(c.Filter)
 			case "states":
 				reply.States = sp.PeerStates()
+			case "refused":
+				reply.Refused, _ = sp.RefusedPaths()
 			case "quit":
 				send(reply)
 				return
@@ -306,6 +309,12 @@ func (sp *speakerProc) SetAds(t testing.TB, ps ...string) {
 func (sp *speakerProc) SetFilter(t testing.TB, ps ...string) {
 	t.Helper()
 	sp.call(t, helperCmd{Op: "filter", Filter: prefixes(ps...)})
+}
+
+// Refused is the speaker's RefusedPaths.
+func (sp *speakerProc) Refused(t testing.TB) []RefusedPath {
+	t.Helper()
+	return sp.call(t, helperCmd{Op: "refused"}).Refused
 }
 
 func (sp *speakerProc) States(t testing.TB) []PeerState {

@@ -376,7 +376,12 @@ type BGPPeerSpec struct {
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('4095s')",message="maxRestartTime must be between 1s and 4095s"
 	MaxRestartTime *metav1.Duration `json:"maxRestartTime,omitempty"`
-	// Filters are BGPFilter names applied in order.
+	// Filters are BGPFilter names, applied in this order on every
+	// session of this peer: to the routes learned from it and to what the
+	// node announces to it. A name with no BGPFilter, or with an invalid
+	// one, makes those sessions refuse every prefix both ways until it is
+	// fixed (the FiltersResolved condition says which). Editing a filter
+	// or this list applies live, without resetting the session.
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
 	Filters []string `json:"filters,omitempty"`
@@ -439,8 +444,17 @@ type BGPFilter struct {
 	Status BGPFilterStatus `json:"status,omitempty"`
 }
 
-// BGPFilterSpec holds rules per direction and family, evaluated in order;
-// the first match decides.
+// BGPFilterSpec holds rules per direction and family. For each prefix
+// the rules of its family are evaluated in order, the first that matches
+// decides: Reject refuses the prefix, Accept ends the evaluation and
+// leaves the prefix to Cairn's own rules; a prefix no rule matches goes
+// on to the next filter the peer names, then to Cairn's own rules too.
+// Filters only narrow: Accept never lets in a prefix Cairn would refuse
+// anyway (outside the IP pools, a default route, another node's block
+// from anyone but its owner) nor makes a node announce anything it does
+// not own. Import rules apply to the routes learned from the peer; export
+// rules to the node's own announcements (blocks, borrowed addresses,
+// Service addresses), not to routes a route reflector reflects.
 type BGPFilterSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=256
@@ -460,16 +474,21 @@ type BGPFilterSpec struct {
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.matchOperator) || has(self.cidr)",message="matchOperator needs a cidr",fieldPath=".cidr"
 type BGPFilterRule struct {
-	// CIDR to compare prefixes with.
+	// CIDR to compare prefixes with; without it the rule matches every
+	// prefix of its list's family (within prefixLength).
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="cidr must be a CIDR"
 	CIDR string `json:"cidr,omitempty"`
-	// MatchOperator compares the prefix with cidr.
+	// MatchOperator compares the prefix with cidr: Equal (the prefix is
+	// cidr), NotEqual, In (inside cidr, cidr itself included), NotIn
+	// (disjoint from cidr, or covering it). Unset with a cidr: In.
 	// +optional
 	// +kubebuilder:validation:Enum=Equal;NotEqual;In;NotIn
 	MatchOperator string `json:"matchOperator,omitempty"`
-	// PrefixLength bounds the prefix length matched.
+	// PrefixLength bounds the length of the prefixes the rule matches,
+	// inclusive, on top of cidr: min defaults to 0, max to 32 (IPv4) or
+	// 128 (IPv6).
 	// +optional
 	PrefixLength *PrefixLengthRange `json:"prefixLength,omitempty"`
 	// Action when the rule matches.
