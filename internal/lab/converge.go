@@ -127,19 +127,25 @@ func (l *Lab) podsRouted(ctx context.Context) error {
 	p := l.st.Plan
 	var wrong []string
 	checked := 0
+	add := func(w []string, c int, err error) error {
+		wrong, checked = append(wrong, w...), checked+c
+		return err
+	}
 	for _, n := range p.Nodes() {
-		w, c, err := l.nodeRoutesWrong(ctx, n)
+		err := add(l.routesWrongIn(ctx, n.NS, func(pa podAddr, owner Node, r Route, ok bool) string {
+			return checkNodeRoute(p, n, owner, pa, r, ok)
+		}))
 		if err != nil {
 			return err
 		}
-		wrong, checked = append(wrong, w...), checked+c
 	}
 	for _, r := range p.Routers() {
-		w, c, err := l.routerRoutesWrong(ctx, r)
+		err := add(l.routesWrongIn(ctx, r.NS, func(pa podAddr, owner Node, rt Route, ok bool) string {
+			return l.checkRouterRoute(r, owner, pa, rt, ok)
+		}))
 		if err != nil {
 			return err
 		}
-		wrong, checked = append(wrong, w...), checked+c
 	}
 	return routesWrong(wrong, checked)
 }
@@ -177,25 +183,28 @@ func (l *Lab) podAddrs() []podAddr {
 	return out
 }
 
-// nodeRoutesWrong checks node n's route to every pod: its own pods
-// straight to their veth, the others via the plan's next hop.
-func (l *Lab) nodeRoutesWrong(ctx context.Context, n Node) (wrong []string, checked int, err error) {
+// routesWrongIn asks namespace netns for its route to every pod and
+// returns what judge finds wrong (judge says "" for a right route; ok is
+// false when there is no route at all).
+func (l *Lab) routesWrongIn(ctx context.Context, netns string, judge func(pa podAddr, owner Node, r Route, ok bool) string) (wrong []string, checked int, err error) {
 	pas := l.podAddrs()
-	got, err := routesGet(ctx, n.NS, addrsOf(pas))
+	got, err := routesGet(ctx, netns, addrsOf(pas))
 	if err != nil {
 		return nil, 0, err
 	}
 	for _, pa := range pas {
 		owner, _ := l.st.Plan.Node(pa.pod.Node)
-		if why := checkNodeRoute(l.st.Plan, n, owner, pa, got); why != "" {
+		r, ok := got[pa.addr]
+		if why := judge(pa, owner, r, ok); why != "" {
 			wrong = append(wrong, why)
 		}
 	}
 	return wrong, len(pas), nil
 }
 
-func checkNodeRoute(p Plan, n, owner Node, pa podAddr, got map[netip.Addr]Route) string {
-	r, ok := got[pa.addr]
+// checkNodeRoute judges node n's route to a pod: its own pods straight to
+// their veth, the others via the plan's next hop.
+func checkNodeRoute(p Plan, n, owner Node, pa podAddr, r Route, ok bool) string {
 	if !ok {
 		return fmt.Sprintf("%s has no route to pod %s (%s)", n.Name, pa.pod.Name, pa.addr)
 	}
@@ -211,25 +220,16 @@ func checkNodeRoute(p Plan, n, owner Node, pa podAddr, got map[netip.Addr]Route)
 	return ""
 }
 
-// routerRoutesWrong checks router r's route to every pod.
-func (l *Lab) routerRoutesWrong(ctx context.Context, r RouterPlan) (wrong []string, checked int, err error) {
-	pas := l.podAddrs()
-	got, err := routesGet(ctx, r.NS, addrsOf(pas))
-	if err != nil {
-		return nil, 0, err
+// checkRouterRoute judges router r's route to a pod.
+func (l *Lab) checkRouterRoute(r RouterPlan, owner Node, pa podAddr, rt Route, ok bool) string {
+	want := l.routerNextHop(r, owner, pa.addr)
+	switch {
+	case !ok:
+		return fmt.Sprintf("%s has no route to pod %s (%s), want via %s", r.Name, pa.pod.Name, pa.addr, want)
+	case rt.Gateway != want:
+		return fmt.Sprintf("%s routes pod %s (%s) via %v, want via %s", r.Name, pa.pod.Name, pa.addr, rt.Gateway, want)
 	}
-	for _, pa := range pas {
-		owner, _ := l.st.Plan.Node(pa.pod.Node)
-		want := l.routerNextHop(r, owner, pa.addr)
-		rt, ok := got[pa.addr]
-		switch {
-		case !ok:
-			wrong = append(wrong, fmt.Sprintf("%s has no route to pod %s (%s), want via %s", r.Name, pa.pod.Name, pa.addr, want))
-		case rt.Gateway != want:
-			wrong = append(wrong, fmt.Sprintf("%s routes pod %s (%s) via %v, want via %s", r.Name, pa.pod.Name, pa.addr, rt.Gateway, want))
-		}
-	}
-	return wrong, len(pas), nil
+	return ""
 }
 
 func addrsOf(pas []podAddr) []netip.Addr {
