@@ -26,11 +26,12 @@ type topology struct {
 
 // scaleTopologies are the shapes at n nodes: one rack whose nodes peer in
 // a full iBGP mesh, and two racks whose ToRs (BIRD) reflect routes for
-// their nodes, the lab's multi-rack design (two route reflectors).
+// their nodes, the lab's multi-rack design (two route reflectors; n/2
+// nodes each, so an odd n loses one and the name says so).
 func scaleTopologies(n int) []topology {
 	return []topology{
 		{name: fmt.Sprintf("%d nodes, full mesh", n), racks: 1, nodesPerRack: n},
-		{name: fmt.Sprintf("%d nodes, two route reflectors (the ToRs)", n), racks: 2, nodesPerRack: n / 2},
+		{name: fmt.Sprintf("%d nodes, two route reflectors (the ToRs)", 2*(n/2)), racks: 2, nodesPerRack: n / 2},
 	}
 }
 
