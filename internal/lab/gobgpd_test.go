@@ -1,13 +1,19 @@
 package lab
 
 import (
+	"context"
+	"errors"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cairn-net/cairn/internal/testenv"
 )
@@ -173,5 +179,105 @@ func TestFIBDiff(t *testing.T) {
 	}
 	if got, want := str(remove), []string{"10.244.9.0/26 via 172.30.1.13"}; !slices.Equal(got, want) {
 		t.Errorf("remove = %q, want %q", got, want)
+	}
+}
+
+// fakeFIB is a kernel holding fibRoutes that fails the calls it is told to.
+type fakeFIB struct {
+	routes map[netip.Prefix]fibRoute
+	fail   map[string]error // "replace 10.244.1.0/26", "list", "remove ..."
+}
+
+func (f *fakeFIB) failing(op string) error {
+	err := f.fail[op]
+	delete(f.fail, op)
+	return err
+}
+
+func (f *fakeFIB) list(family int) ([]fibRoute, error) {
+	if err := f.failing("list"); err != nil {
+		return nil, err
+	}
+	var out []fibRoute
+	for _, r := range f.routes {
+		if r.Dst.Addr().Is4() == (family == unix.AF_INET) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeFIB) replace(r fibRoute) error {
+	if err := f.failing("replace " + r.Dst.String()); err != nil {
+		return err
+	}
+	f.routes[r.Dst] = r
+	return nil
+}
+
+func (f *fakeFIB) remove(r fibRoute) error {
+	if err := f.failing("remove " + r.Dst.String()); err != nil {
+		return err
+	}
+	delete(f.routes, r.Dst)
+	return nil
+}
+
+func (f *fakeFIB) String() string {
+	var out []string
+	for _, r := range f.routes {
+		out = append(out, r.String())
+	}
+	slices.Sort(out)
+	return strings.Join(out, "; ")
+}
+
+// The helper's reconcile loop under kernel and CLI failures: what fails is
+// retried by the next sync, the rest goes in at once, and a route that left
+// the RIB leaves the kernel.
+func TestFIBSyncerRecovers(t *testing.T) {
+	n1, n2 := mustAddr("172.30.1.11"), mustAddr("fd30:0:0:1::c")
+	rib := map[string][]gobgpPath{
+		"ipv4": {{Prefix: netip.MustParsePrefix("10.244.1.0/26"), NextHop: n1, Neighbor: n1, Best: true},
+			{Prefix: netip.MustParsePrefix("10.96.0.0/16"), NextHop: n1, Neighbor: n1, Best: true}},
+		"ipv6": {{Prefix: netip.MustParsePrefix("fd00:10:244:1::/122"), NextHop: n2, Neighbor: n2, Best: true}},
+	}
+	readErr := map[string]error{}
+	k := &fakeFIB{routes: map[netip.Prefix]fibRoute{
+		// Left by a withdrawn path: must go.
+		netip.MustParsePrefix("10.244.9.0/26"): {Dst: netip.MustParsePrefix("10.244.9.0/26"), Via: []netip.Addr{n1}},
+	}, fail: map[string]error{
+		"replace 10.244.1.0/26": syscall.ENETUNREACH,
+		"remove 10.244.9.0/26":  syscall.EINTR,
+	}}
+	var logs strings.Builder
+	s := fibSyncer{k: k, fams: []string{"ipv4", "ipv6"}, log: slog.New(slog.NewTextHandler(&logs, nil)),
+		read: func(_ context.Context, fam string) ([]gobgpPath, error) {
+			if err := readErr[fam]; err != nil {
+				return nil, err
+			}
+			return rib[fam], nil
+		}}
+	readErr["ipv6"] = errors.New("gobgp: connection refused")
+	s.sync(context.Background())
+	if got, want := k.String(), "10.244.9.0/26 via 172.30.1.11; 10.96.0.0/16 via 172.30.1.11"; got != want {
+		t.Errorf("after a sync with failures, kernel = %q, want %q", got, want)
+	}
+	for _, w := range []string{"install 10.244.1.0/26 via 172.30.1.11", "remove 10.244.9.0/26", "read the ipv6 RIB"} {
+		if !strings.Contains(logs.String(), w) {
+			t.Errorf("the warning does not say %q:\n%s", w, logs.String())
+		}
+	}
+	delete(readErr, "ipv6")
+	s.sync(context.Background())
+	if got, want := k.String(), "10.244.1.0/26 via 172.30.1.11; 10.96.0.0/16 via 172.30.1.11; fd00:10:244:1::/122 via fd30:0:0:1::c"; got != want {
+		t.Errorf("after the retry, kernel = %q, want %q", got, want)
+	}
+	rib["ipv4"] = rib["ipv4"][:1]
+	k.fail["list"] = syscall.EINTR
+	s.sync(context.Background()) // the IPv4 dump fails: nothing changes there
+	s.sync(context.Background())
+	if got, want := k.String(), "10.244.1.0/26 via 172.30.1.11; fd00:10:244:1::/122 via fd30:0:0:1::c"; got != want {
+		t.Errorf("after a withdrawal, kernel = %q, want %q", got, want)
 	}
 }
