@@ -1,7 +1,7 @@
 // Package lab builds a Cairn cluster on one Linux machine out of network
 // namespaces, and tears it down again: a control-plane host (real etcd and
 // kube-apiserver, and the EndpointSlice controllers of
-// kube-controller-manager), top-of-rack routers (BIRD or FRR) and
+// kube-controller-manager), top-of-rack routers (BIRD, FRR or gobgpd) and
 // optionally a spine, node hosts running cairn-node and kube-proxy, pods
 // created through the real cairn-cni binary exactly as a container runtime
 // would run it, and outside1, a client of the data-centre network outside
@@ -13,7 +13,9 @@
 // The package owns:
 //   - the topology plan (plan.go): a pure function from options to
 //     namespaces, links, addresses, AS numbers and BGP sessions;
-//   - router configurations (bird.go, frr.go), rendered from the plan;
+//   - router configurations (bird.go, frr.go, gobgpd.go), rendered from
+//     the plan, and for gobgpd, which programs no kernel, the helper that
+//     installs its routes in the ToR's kernel (gobgpfib.go);
 //   - the lifecycle: Up, Open, Down, with every namespace and process
 //     recorded in a JSON state file before it is created, so Down works
 //     from a fresh process and after any failure;
