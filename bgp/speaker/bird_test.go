@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -55,26 +54,8 @@ func startBird(t *testing.T, netns, conf string) *birdRouter {
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b := &birdRouter{sock: filepath.Join(dir, "bird.ctl"), logs: &lockedBuffer{}}
-	cmd := exec.Command("ip", "netns", "exec", netns, "bird", "-f", "-c", confPath, "-s", b.sock, "-P", filepath.Join(dir, "bird.pid"))
-	cmd.Stdout, cmd.Stderr = b.logs, b.logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start bird: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			t.Errorf("bird (pid %d) did not die", cmd.Process.Pid)
-		}
-		if t.Failed() {
-			t.Logf("=== bird logs ===\n%s", b.logs.String())
-		}
-	})
+	b := &birdRouter{sock: filepath.Join(dir, "bird.ctl")}
+	b.logs = startDaemon(t, "bird", netns, "bird", "-f", "-c", confPath, "-s", b.sock, "-P", filepath.Join(dir, "bird.pid"))
 	b.waitFor(t, "BIRD control socket up", 10*time.Second, func(out string) bool {
 		return strings.Contains(out, "Daemon is up and running")
 	}, "show", "status")
@@ -90,19 +71,7 @@ func (b *birdRouter) show(args ...string) (string, error) {
 // waitFor polls a birdc command until cond holds on its output.
 func (b *birdRouter) waitFor(t *testing.T, what string, timeout time.Duration, cond func(string) bool, args ...string) string {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		out, err := b.show(args...)
-		if err == nil && cond(out) {
-			return out
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bird: %s: not within %s; birdc %s: %v\n%s", what, timeout, strings.Join(args, " "), err, out)
-		}
-		<-tick.C
-	}
+	return pollCLI(t, "birdc", b.show, what, timeout, cond, args...)
 }
 
 // TestBirdInterop peers a speaker (AS 65000, namespace A) with a real BIRD 2

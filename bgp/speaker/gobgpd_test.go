@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -52,27 +51,8 @@ func startGoBGPD(t *testing.T, netns, conf string) *gobgpdRouter {
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := &gobgpdRouter{netns: netns, logs: &lockedBuffer{}}
-	cmd := exec.Command("ip", "netns", "exec", netns, "gobgpd", "-f", path, "-t", "toml", "-p",
-		"--api-hosts", "127.0.0.1:50051", "--pprof-disable")
-	cmd.Stdout, cmd.Stderr = g.logs, g.logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start gobgpd: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			t.Errorf("gobgpd (pid %d) did not die", cmd.Process.Pid)
-		}
-		if t.Failed() {
-			t.Logf("=== gobgpd logs ===\n%s", g.logs.String())
-		}
-	})
+	g := &gobgpdRouter{netns: netns}
+	g.logs = startDaemon(t, "gobgpd", netns, "gobgpd", "-f", path, "-t", "toml", "-p", "--api-hosts", "127.0.0.1:50051", "--pprof-disable")
 	g.waitFor(t, "gobgpd's API up", 20*time.Second, func(string) bool { return true }, "global")
 	return g
 }
@@ -92,19 +72,7 @@ func (g *gobgpdRouter) mustGoBGP(t *testing.T, args ...string) {
 // waitFor polls a gobgp command until cond holds on its output.
 func (g *gobgpdRouter) waitFor(t *testing.T, what string, timeout time.Duration, cond func(string) bool, args ...string) string {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		out, err := g.gobgp(args...)
-		if err == nil && cond(out) {
-			return out
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gobgpd: %s: not within %s; gobgp %s: %v\n%s", what, timeout, strings.Join(args, " "), err, out)
-		}
-		<-tick.C
-	}
+	return pollCLI(t, "gobgp", g.gobgp, what, timeout, cond, args...)
 }
 
 // ribHas reports whether `gobgp global rib -j` output holds prefix with
