@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -75,50 +74,19 @@ func startInteropFRR(t *testing.T, netns string, nodes []*interopNode) interopRo
 	if err := os.Chown(dir, uid, gid); err != nil {
 		t.Fatal(err)
 	}
-	f := &frrInterop{dir: dir, logs: &lockedBuffer{}}
+	f := &frrInterop{dir: dir}
 	for daemon, conf := range map[string]string{"zebra": "hostname tor\n", "bgpd": frrInteropConf(nodes)} {
 		if err := os.WriteFile(filepath.Join(dir, daemon+".conf"), []byte(conf), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, daemon := range []string{"zebra", "bgpd"} {
-		cmd := exec.Command("ip", "netns", "exec", netns, filepath.Join("/usr/lib/frr", daemon),
+		f.logs = startDaemon(t, daemon, netns, filepath.Join("/usr/lib/frr", daemon),
 			"-f", filepath.Join(dir, daemon+".conf"), "-i", filepath.Join(dir, daemon+".pid"),
 			"-z", filepath.Join(dir, "zserv.api"), "--vty_socket", dir, "-u", "frr", "-g", "frr", "-P", "0", "--log", "stdout")
-		cmd.Stdout, cmd.Stderr = f.logs, f.logs
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", daemon, err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			select {
-			case <-exited:
-			case <-time.After(10 * time.Second):
-				t.Errorf("%s (pid %d) did not die", daemon, cmd.Process.Pid)
-			}
-		})
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("=== FRR logs ===\n%s", f.logs.String())
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		_, err := f.vtysh("show bgp summary json")
-		if err == nil {
-			return f
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("FRR's bgpd did not answer vtysh within 20s: %v\n%s", err, f.logs.String())
-		}
-		<-tick.C
-	}
+	pollCLI(t, "vtysh", f.vtysh, "bgpd answers", 20*time.Second, func(string) bool { return true }, "show bgp summary json")
+	return f
 }
 
 func (f *frrInterop) vtysh(cmds ...string) (string, error) {
