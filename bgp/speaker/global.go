@@ -42,7 +42,7 @@ func (r *runner) restartServer(g Global) error {
 		"asn", g.ASN, "previousASN", old.ASN, "listenPort", g.ListenPort, "previousListenPort", old.ListenPort,
 		"gracefulRestart", old.GracefulRestart.Enabled)
 	flaps := r.flapsAcrossRestart()
-	r.stopServer()
+	r.stopServer(old.GracefulRestart.Enabled)
 	r.s.inbox.take() // the old server's events
 	sv, err := r.s.startServer(context.Background(), g)
 	if err != nil {

@@ -62,7 +62,7 @@ type helperConfig struct {
 
 type helperCmd struct {
 	ID     int
-	Op     string // global, peers, ads, filter, states, refused, quit
+	Op     string // global, peers, ads, filter, states, refused, leave, quit
 	Global Global
 	Peers  []Peer
 	Ads    []Advertisement
@@ -137,6 +137,8 @@ func runHelper(cfgJSON string) int {
 				reply.States = sp.PeerStates()
 			case "refused":
 				reply.Refused, _ = sp.RefusedPaths()
+			case "leave":
+				sp.SetLeaving(true)
 			case "quit":
 				send(reply)
 				return

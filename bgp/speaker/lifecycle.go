@@ -164,27 +164,31 @@ func installPolicy(ctx context.Context, srv *gobgp.BgpServer) error {
 }
 
 // stop shuts GoBGP down for good (see stopServer) and the runner's timers.
+// A speaker whose node is leaving the cluster (SetLeaving) closes its
+// sessions without graceful restart, so that peers withdraw its routes now.
 func (r *runner) stop() {
-	r.stopServer()
+	leaving := r.s.leaving.Load()
+	gr := r.global.GracefulRestart.Enabled && !leaving
+	r.stopServer(gr)
 	if r.retry != nil {
 		r.retry.Stop()
 	}
 	r.syncTimer.Stop()
-	r.log.Info("BGP speaker stopped", "gracefulRestart", r.global.GracefulRestart.Enabled)
+	r.log.Info("BGP speaker stopped", "gracefulRestart", gr, "leaving", leaving)
 }
 
 // stopServer shuts the GoBGP server down. With graceful restart, GR-capable
 // peers get no NOTIFICATION and keep our routes for the restart time;
-// others get a Cease and withdraw them. BgpServer.Stop is still needed to
-// end GoBGP's BFD goroutine; its own StopBgp call then fails and logs
-// gobgpStopNoise, which is dropped.
-func (r *runner) stopServer() {
+// without, every peer gets a Cease and withdraws them. BgpServer.Stop is
+// still needed to end GoBGP's BFD goroutine; its own StopBgp call then
+// fails and logs gobgpStopNoise, which is dropped.
+func (r *runner) stopServer(gracefulRestart bool) {
 	if r.srv == nil {
 		return
 	}
 	r.cancelWatch()
 	r.quiet.Store(true)
-	if err := r.srv.StopBgp(context.Background(), &api.StopBgpRequest{AllowGracefulRestart: r.global.GracefulRestart.Enabled}); err != nil {
+	if err := r.srv.StopBgp(context.Background(), &api.StopBgpRequest{AllowGracefulRestart: gracefulRestart}); err != nil {
 		r.log.Warn("GoBGP stop reported an error", "err", err)
 	}
 	r.srv.Stop()

@@ -31,6 +31,9 @@ type Speaker struct {
 	// status; written by the owner goroutine.
 	refused atomic.Pointer[refusedSet]
 	started atomic.Bool
+	// leaving: the end of Run closes every session with a Cease
+	// (SetLeaving).
+	leaving atomic.Bool
 	// running is closed once Run has started GoBGP, or has returned.
 	running     chan struct{}
 	runningOnce sync.Once
@@ -232,10 +235,21 @@ func (s *Speaker) idleStates(why string) []PeerState {
 	return out
 }
 
+// SetLeaving declares how the end of Run closes the sessions. A speaker
+// that is leaving (its node is being removed from the cluster) closes
+// every one with a Cease NOTIFICATION, graceful restart or not, so that
+// its peers withdraw its routes at once. One that is not (the default: an
+// agent restart or upgrade) closes them as graceful restart says. It
+// takes effect when Run stops: call it before cancelling Run's context.
+func (s *Speaker) SetLeaving(leaving bool) {
+	s.leaving.Store(leaving)
+}
+
 // Run starts GoBGP, converges it towards the desired state until ctx is
 // done, then stops it. With graceful restart enabled the stop sends no
 // NOTIFICATION, so peers keep our routes (marked stale) for the restart
-// time; without it peers are told (Cease) and withdraw at once. Run may be
+// time; without it, or when leaving (SetLeaving), peers are told (Cease)
+// and withdraw at once. Run may be
 // called once; it returns nil after a stop requested through ctx.
 func (s *Speaker) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {

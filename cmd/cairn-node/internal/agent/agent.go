@@ -175,8 +175,18 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	h.attach(a.ctrl.synced, fx, func() { spk.PeerStates() })
 	g, ctx := errgroup.WithContext(ctx)
+	// The speaker stops once the agent knows whether its node is leaving
+	// the cluster, which decides how its sessions close.
+	spkCtx, stopSpeaker := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSpeaker()
+	g.Go(func() error {
+		<-ctx.Done()
+		decideLeaving(a.cl.kube, opts.NodeName, a.ctrl.isDeparted(), spk, a.log)
+		stopSpeaker()
+		return nil
+	})
 	g.Go(func() error { return fx.Run(ctx) })
-	g.Go(func() error { return h.runSpeaker(func() error { return spk.Run(ctx) }) })
+	g.Go(func() error { return h.runSpeaker(func() error { return spk.Run(spkCtx) }) })
 	g.Go(func() error { forwardLearned(ctx, spk.Learned(), fx, &a.learned); return nil })
 	g.Go(func() error { return a.run(ctx) })
 	return g.Wait()

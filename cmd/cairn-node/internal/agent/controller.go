@@ -327,6 +327,13 @@ func (c *controller) noteDeparture(departed bool) {
 	}
 }
 
+// isDeparted reports whether the last sync found this node's Node gone.
+func (c *controller) isDeparted() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.departed
+}
+
 // synced reports whether a sync has applied the node's state.
 func (c *controller) synced() bool { return !c.lastResult().at.IsZero() }
 
