@@ -12,21 +12,27 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/cairn-net/cairn/internal/lab"
 )
+
+// rrGCGrace is the IPAM GC's grace in TestRouteReflectorsAtScale (the
+// default is minutes).
+const rrGCGrace = 20 * time.Second
 
 // TestRouteReflectorsAtScale: 20 nodes in two racks, the node mesh off and
 // two nodes of each rack, chosen by label, reflecting its routes (the
 // ToRs do not). Every node has sessions to its reflectors and ToR only (a
 // reflector to every node of its rack), and every node's kernel routes
 // every block of every other node of its rack straight to the owner
-// (learned through the reflectors); other racks go through the ToR. Then a client
-// node leaves the cluster (Node deleted, agent stopped): no route for its
-// blocks or pods may remain in any node's kernel or any router.
+// (learned through the reflectors); other racks go through the ToR. Then
+// a client's agent restarts (graceful restart: none of its routes change
+// anywhere), and another client leaves the cluster (Node deleted, agent
+// stopped with SIGTERM): within departBound no route for its blocks or
+// pods remains in any node's kernel or any router; the IPAM GC releases
+// its blocks, and a node taking one over is routed to everywhere.
 func TestRouteReflectorsAtScale(t *testing.T) {
-	l := upLab(t, lab.Options{Instance: "e2err", Racks: 2, NodesPerRack: 10, RouteReflectors: true, PodsPerNode: 1})
+	l := upLab(t, lab.Options{Instance: "e2err", Racks: 2, NodesPerRack: 10, RouteReflectors: true, PodsPerNode: 1,
+		AgentArgs: []string{"--ipam-gc-grace", rrGCGrace.String(), "--ipam-gc-interval", "5s"}})
 	tm := l.Timings
 	t.Logf("agents started to every route everywhere: %v (agents ready %v, 20 pods %v, converged %v after the last pod); load %s",
 		(tm.Agents + tm.Pods + tm.Converge).Round(time.Millisecond), tm.Agents.Round(time.Millisecond),
@@ -85,44 +91,37 @@ func TestRouteReflectorsAtScale(t *testing.T) {
 		return
 	}
 
-	// A client node leaves the cluster: its Node is deleted and its agent
-	// stopped.
-	nodes := plan.Nodes()
-	gone := nodes[len(nodes)-1]
-	goneRoutes := slices.Clone(blocks[gone.Name])
-	for _, p := range l.Pods() {
-		if p.Node == gone.Name {
-			goneRoutes = append(goneRoutes, netip.PrefixFrom(p.IP, p.IP.BitLen()))
+	// Two clients of the last rack: one restarts, the other leaves.
+	rack := plan.Racks[len(plan.Racks)-1]
+	var clients []lab.Node
+	for _, n := range rack.Nodes {
+		if !n.Reflector() {
+			clients = append(clients, n)
 		}
 	}
-	if len(goneRoutes) < 2 || gone.Reflector() {
-		t.Fatalf("%s should be a client owning a block and a pod, has %v", gone.Name, goneRoutes)
+	gone, stays := clients[len(clients)-1], clients[len(clients)-2]
+	watchers := []host{{rack.ToR.Name, rack.ToR.NS}, {gone.Name, gone.NS}}
+	for _, n := range rack.Nodes {
+		if n.Reflector() {
+			watchers = append(watchers, host{n.Name, n.NS})
+		}
 	}
-	kube, err := l.KubeClient()
-	if err != nil {
-		t.Fatal(err)
+	if !t.Run("a plain agent restart keeps its routes at the ToR, the reflectors and the other nodes", func(t *testing.T) {
+		checkRestartKeepsRoutes(t, l, stays, watchers)
+	}) {
+		return
 	}
 	removed := time.Now()
-	if err := kube.CoreV1().Nodes().Delete(ctx, gone.Name, metav1.DeleteOptions{}); err != nil {
-		t.Fatalf("delete Node %s: %v", gone.Name, err)
+	var goneRoutes []netip.Prefix
+	if !t.Run("a node leaving the cluster leaves no route behind", func(t *testing.T) { goneRoutes = checkDeparture(t, l, gone) }) {
+		return
 	}
-	stopAgent(t, l, gone.Name)
-	// Today the agent is stopped with SIGTERM, which closes its sessions as
-	// a graceful restart, so the ToR (and a reflector that saw no Node
-	// deletion in time) keeps its routes for the 120 s restart time: 2m0.9s
-	// was measured. That is issue 13's open stale-route case; until an agent
-	// whose Node is gone closes without graceful restart, the bound is the
-	// restart time with room for a loaded machine, and the test still fails
-	// on a route left behind for good (kube-router's bug).
-	var left []string
-	if err := waitUntil(5*time.Minute, func() bool {
-		left = routesLeft(t, l, gone, goneRoutes)
-		return len(left) == 0
-	}); err != nil {
-		t.Fatalf("%v after %s left the cluster, its routes are still at: %s", time.Since(removed).Round(time.Second), gone.Name, strings.Join(left, "; "))
+	if !t.Run("the IPAM GC releases the departed node's blocks", func(t *testing.T) { checkReleased(t, l, gone.Name, rrGCGrace, removed) }) {
+		return
 	}
-	t.Logf("%s's routes %v left every node's kernel and every router %v after its Node was deleted and its agent stopped; load %s",
-		gone.Name, goneRoutes, time.Since(removed).Round(time.Millisecond), loadAvg())
+	t.Run("another node takes its block over and announces it", func(t *testing.T) {
+		checkTakeover(t, l, goneRoutes[0], gone, stays)
+	})
 }
 
 // stopAgent ends a node's cairn-node with SIGTERM and waits until it is
