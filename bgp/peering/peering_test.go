@@ -115,14 +115,18 @@ func TestPeers(t *testing.T) {
 		{name: "client side of a reflector", in: PeersInput{Self: n1, Nodes: []NodeInfo{rr, n1, n2}, Config: cfg(false),
 			Peers: []v1.BGPPeer{bgpPeer("to-rr", v1.BGPPeerSpec{PeerSelector: "rr=yes", SourceAddress: v1.SourceAddressNone})}},
 			want: []speaker.Peer{{Name: "peer:to-rr:rr", Address: rr.Addr, ASN: 64512, MaxPrefixes: DefaultMaxPrefixes}}},
-		{name: "redundant reflectors of one cluster: each other's non-client peer, both clients' reflector", in: PeersInput{Self: rr,
+		{name: "redundant reflectors of one cluster: each other's non-client peer taking only its own routes, both clients' reflector", in: PeersInput{Self: rr,
 			Nodes: []NodeInfo{rr, rr2, n1}, Config: cfg(false), Peers: []v1.BGPPeer{
 				bgpPeer("rr-clients", v1.BGPPeerSpec{NodeSelector: "rr=yes", PeerSelector: "rack=r1", SourceAddress: v1.SourceAddressNone}),
 				bgpPeer("to-rr", v1.BGPPeerSpec{PeerSelector: "rr=yes", SourceAddress: v1.SourceAddressNone})}},
 			want: []speaker.Peer{
-				{Name: "peer:to-rr:rr2", Address: rr2.Addr, ASN: 64512, MaxPrefixes: DefaultMaxPrefixes},
+				{Name: "peer:to-rr:rr2", Address: rr2.Addr, ASN: 64512, MaxPrefixes: DefaultMaxPrefixes, SameCluster: true},
 				{Name: "peer:rr-clients:n1", Address: n1.Addr, ASN: 64512, RouteReflectorClient: true, RouteReflectorClusterID: "1.1.1.1", MaxPrefixes: DefaultMaxPrefixes},
 			}},
+		{name: "reflectors of two clusters are plain non-client peers", in: PeersInput{Self: rr,
+			Nodes: []NodeInfo{rr, func() NodeInfo { o := rr2; o.RRClusterID = "2.2.2.2"; return o }()}, Config: cfg(false), Peers: []v1.BGPPeer{
+				bgpPeer("to-rr", v1.BGPPeerSpec{PeerSelector: "rr=yes", SourceAddress: v1.SourceAddressNone})}},
+			want: []speaker.Peer{{Name: "peer:to-rr:rr2", Address: rr2.Addr, ASN: 64512, MaxPrefixes: DefaultMaxPrefixes}}},
 		{name: "bad selector is reported, others still apply", in: PeersInput{Self: n1, Nodes: []NodeInfo{n1}, Config: cfg(false),
 			Peers: []v1.BGPPeer{bgpPeer("bad", v1.BGPPeerSpec{NodeSelector: "rack in (", PeerIP: "10.0.0.9", ASNumber: 1}), tor}},
 			want: []speaker.Peer{{Name: "peer:tor", Address: netip.MustParseAddr("172.30.1.1"), ASN: 65001, Password: "s3cret",

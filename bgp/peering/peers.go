@@ -287,6 +287,13 @@ func expand(p *v1.BGPPeer, in PeersInput, secrets Secrets) ([]speaker.Peer, erro
 				sp.RouteReflectorClient = true
 				sp.RouteReflectorClusterID = in.Self.RRClusterID
 			}
+			// Another reflector of its cluster: only its own routes (RFC
+			// 4456 section 8). Over one session for both families its
+			// other family's next hop is not the session address, so such
+			// a session is left as it was.
+			if in.Self.RRClusterID != "" && n.RRClusterID == in.Self.RRClusterID && n.ASN == in.Self.ASN && !sp.BothFamilies {
+				sp.SameCluster = true
+			}
 			out = append(out, sp)
 		}
 	}

@@ -2,6 +2,7 @@ package speaker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -169,12 +170,63 @@ func installPolicy(ctx context.Context, srv *gobgp.BgpServer) error {
 func (r *runner) stop() {
 	leaving := r.s.leaving.Load()
 	gr := r.global.GracefulRestart.Enabled && !leaving
+	if leaving {
+		r.withdrawBeforeLeaving()
+	}
 	r.stopServer(gr)
 	if r.retry != nil {
 		r.retry.Stop()
 	}
 	r.syncTimer.Stop()
 	r.log.Info("BGP speaker stopped", "gracefulRestart", gr, "leaving", leaving)
+}
+
+// Leaving: how long withdrawals may take to go out before the sessions
+// close, and how long GoBGP's sending goroutines get to write the last.
+const (
+	leaveWithdrawWait = 2 * time.Second
+	leaveLinger       = 200 * time.Millisecond
+)
+
+// withdrawBeforeLeaving withdraws every advertisement by UPDATE and waits,
+// at most leaveWithdrawWait, until no peer is still sent one. Peers then
+// learn of the departure by withdrawal even if the Cease that follows is
+// lost: a connection closed with data still unread is reset, and a peer
+// that loses the NOTIFICATION with it takes the close for a restart and
+// keeps the routes for the restart time (seen with GoBGP reflectors).
+func (r *runner) withdrawBeforeLeaving() {
+	if r.srv == nil {
+		return
+	}
+	if errs := r.applyAdvertisements(desired{peers: r.peers}); len(errs) > 0 {
+		r.log.Warn("leaving: some prefixes could not be withdrawn before the sessions close", "err", errors.Join(errs...))
+	}
+	deadline := time.Now().Add(leaveWithdrawWait)
+	for r.stillAdvertised() > 0 {
+		if time.Now().After(deadline) {
+			r.log.Warn("leaving: withdrawals not all sent; closing the sessions anyway", "advertised", r.stillAdvertised())
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // GoBGP reports no event when its Adj-RIB-Out empties
+	}
+	time.Sleep(leaveLinger) // its send goroutines write what is queued
+}
+
+// stillAdvertised counts the paths GoBGP still has out to Established
+// peers.
+func (r *runner) stillAdvertised() uint64 {
+	var n uint64
+	for _, p := range r.goBGPPeers() {
+		if p.State == nil || p.State.SessionState != api.PeerState_SESSION_STATE_ESTABLISHED {
+			continue
+		}
+		for _, af := range p.AfiSafis {
+			if af.State != nil {
+				n += af.State.Advertised
+			}
+		}
+	}
+	return n
 }
 
 // stopServer shuts the GoBGP server down. With graceful restart, GR-capable

@@ -18,6 +18,8 @@ const (
 	setPoolsV4   = "cairn-pools-v4"
 	setPoolsV6   = "cairn-pools-v6"
 	setIBGPPeers = "cairn-ibgp-peers"
+	// setClusterPeers holds the other route reflectors of our cluster.
+	setClusterPeers = "cairn-cluster-peers"
 )
 
 // policyInput is everything the routing policy depends on.
@@ -30,6 +32,9 @@ type policyInput struct {
 	// exportRejects are, per peer with export filters, the prefixes of
 	// ours they refuse (exportfilter.go).
 	exportRejects map[netip.Addr][]netip.Prefix
+	// clusterPeers lists the other reflectors of our cluster (Peer
+	// SameCluster), sorted.
+	clusterPeers []netip.Addr
 }
 
 // policyInputFor derives the policy input from the desired peers, the
@@ -44,17 +49,21 @@ func policyInputFor(pools []netip.Prefix, peers map[netip.Addr]Peer, localASN ui
 		}
 		ibgp = append(ibgp, addr)
 		reflecting = reflecting || p.RouteReflectorClient
+		if p.SameCluster {
+			in.clusterPeers = append(in.clusterPeers, addr)
+		}
 	}
 	if reflecting {
 		slices.SortFunc(ibgp, netip.Addr.Compare)
 		in.reflectTo = ibgp
 	}
+	slices.SortFunc(in.clusterPeers, netip.Addr.Compare)
 	return in
 }
 
 func (in policyInput) equal(o policyInput) bool {
 	return slices.Equal(in.pools, o.pools) && slices.Equal(in.reflectTo, o.reflectTo) &&
-		equalRejects(in.exportRejects, o.exportRejects)
+		equalRejects(in.exportRejects, o.exportRejects) && slices.Equal(in.clusterPeers, o.clusterPeers)
 }
 
 // buildPolicy returns the complete GoBGP routing policy for in. Global
@@ -112,11 +121,25 @@ func buildPolicy(in policyInput) *api.SetPoliciesRequest {
 	if len(in.reflectTo) > 0 {
 		sets = append(sets, neighborSet(setIBGPPeers, in.reflectTo))
 	}
-	for _, f := range []struct {
+	pools := []struct {
 		set      string
 		prefixes []netip.Prefix
 		maxLen   int
-	}{{setPoolsV4, v4, 32}, {setPoolsV6, v6, 128}} {
+	}{{setPoolsV4, v4, 32}, {setPoolsV6, v6, 128}}
+	if len(in.clusterPeers) > 0 {
+		sets = append(sets, neighborSet(setClusterPeers, in.clusterPeers))
+		for _, f := range pools {
+			if len(f.prefixes) > 0 {
+				imp = append(imp, acceptOwnOfClusterPeers(in.clusterPeers, f.set))
+			}
+		}
+		imp = append(imp, &api.Statement{
+			Name:       "reject-reflected-by-cluster-peers",
+			Conditions: &api.Conditions{NeighborSet: matchAny(setClusterPeers)},
+			Actions:    &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_REJECT},
+		})
+	}
+	for _, f := range pools {
 		if len(f.prefixes) == 0 {
 			continue
 		}
@@ -144,6 +167,26 @@ func buildPolicy(in policyInput) *api.SetPoliciesRequest {
 			{Name: importPolicyName, Statements: imp},
 			{Name: exportPolicyName, Statements: exp},
 		},
+	}
+}
+
+// acceptOwnOfClusterPeers accepts, inside the pools of poolSet, the paths
+// another reflector of our cluster originates: those whose next hop is
+// its own address. The statement after it rejects the rest from them (what
+// they reflect: RFC 4456 section 8).
+func acceptOwnOfClusterPeers(peers []netip.Addr, poolSet string) *api.Statement {
+	hops := make([]string, len(peers))
+	for i, a := range peers {
+		hops[i] = netip.PrefixFrom(a, a.BitLen()).String()
+	}
+	return &api.Statement{
+		Name: "accept-own-of-cluster-peers-" + poolSet,
+		Conditions: &api.Conditions{
+			NeighborSet:   matchAny(setClusterPeers),
+			NextHopInList: hops,
+			PrefixSet:     matchAny(poolSet),
+		},
+		Actions: &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_ACCEPT},
 	}
 }
 
@@ -207,5 +250,5 @@ func describePolicy(in policyInput) []any {
 	for i, p := range in.pools {
 		pools[i] = p.String()
 	}
-	return []any{"pools", pools, "reflectToPeers", len(in.reflectTo), "peersWithExportRejects", len(in.exportRejects)}
+	return []any{"pools", pools, "reflectToPeers", len(in.reflectTo), "peersWithExportRejects", len(in.exportRejects), "clusterPeers", len(in.clusterPeers)}
 }

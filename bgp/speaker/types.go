@@ -129,6 +129,14 @@ type Peer struct {
 	// RouteReflectorClusterID is the cluster ID (dotted IPv4) used when
 	// reflecting to this client; empty means the router ID.
 	RouteReflectorClusterID string
+	// SameCluster marks another route reflector of this speaker's cluster
+	// (iBGP, one session per family). Only the routes it originates (next
+	// hop its session address) are imported from it: what it reflects
+	// carries our cluster ID, which RFC 4456 section 8 says to ignore and
+	// GoBGP does not check on receipt. Such a copy, once a reflector's
+	// best path, keeps the reflector's clients from ever hearing the
+	// withdrawal of the original (policy.go).
+	SameCluster bool
 	// KeepOriginalNextHop asks that the next hop of routes sent to this
 	// peer is not rewritten. Cairn sends its own routes (next hop self by
 	// definition) and reflects iBGP routes (never rewritten by GoBGP), so
