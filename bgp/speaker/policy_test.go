@@ -131,6 +131,15 @@ func TestBuildPolicy(t *testing.T) {
 			wantSets:   []string{setDefaultV4, setDefaultV6, setIBGPPeers, setPoolsV4, setPoolsV6},
 		},
 		{
+			name: "a reflector of our cluster: only its own routes, before the pools accept anything",
+			in:   policyInput{pools: prefixes("10.244.0.0/16", "fd00::/48"), reflectTo: rr, clusterPeers: []netip.Addr{peerA}},
+			wantImport: []string{"reject-default-v4", "reject-default-v6", "import-own",
+				"accept-own-of-cluster-peers-" + setPoolsV4, "accept-own-of-cluster-peers-" + setPoolsV6, "reject-reflected-by-cluster-peers",
+				"accept-" + setPoolsV4, "accept-" + setPoolsV6},
+			wantExport: []string{"export-reject-default-v4", "export-reject-default-v6", "export-own", "reflect-" + setPoolsV4, "reflect-" + setPoolsV6},
+			wantSets:   []string{setDefaultV4, setDefaultV6, setIBGPPeers, setClusterPeers, setPoolsV4, setPoolsV6},
+		},
+		{
 			name:       "reflection without pools reflects nothing",
 			in:         policyInput{reflectTo: rr},
 			wantImport: []string{"reject-default-v4", "reject-default-v6", "import-own"},
@@ -248,5 +257,36 @@ func TestPolicyInputFor(t *testing.T) {
 				t.Errorf("got %+v, want reflectTo %v", in, tc.want)
 			}
 		})
+	}
+}
+
+// TestClusterPeersImportOnlyTheirOwn: from another reflector of our
+// cluster a path is accepted only with that reflector as next hop and
+// inside the pools; anything else from it is rejected before the pools
+// could accept it (RFC 4456 section 8, which GoBGP leaves undone on
+// receipt).
+func TestClusterPeersImportOnlyTheirOwn(t *testing.T) {
+	req := buildPolicy(policyInput{pools: prefixes("10.244.0.0/16"), clusterPeers: []netip.Addr{peerA, peerB}})
+	imp := req.Policies[0].Statements
+	var own, rest *api.Statement
+	for _, st := range imp {
+		switch st.Name {
+		case "accept-own-of-cluster-peers-" + setPoolsV4:
+			own = st
+		case "reject-reflected-by-cluster-peers":
+			rest = st
+		}
+	}
+	if own == nil || rest == nil {
+		t.Fatalf("statements missing from %d import statements", len(imp))
+	}
+	want := []string{netip.PrefixFrom(peerA, 32).String(), netip.PrefixFrom(peerB, 32).String()}
+	c := own.Conditions
+	if !slices.Equal(c.NextHopInList, want) || c.NeighborSet.GetName() != setClusterPeers || c.PrefixSet.GetName() != setPoolsV4 ||
+		own.Actions.RouteAction != api.RouteAction_ROUTE_ACTION_ACCEPT {
+		t.Errorf("own routes statement: %+v", own)
+	}
+	if rest.Conditions.NeighborSet.GetName() != setClusterPeers || rest.Actions.RouteAction != api.RouteAction_ROUTE_ACTION_REJECT {
+		t.Errorf("reject statement: %+v", rest)
 	}
 }
