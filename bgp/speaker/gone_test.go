@@ -26,13 +26,8 @@ func TestHoldTimerExpiryDropsStalePaths(t *testing.T) {
 		t.Skip("real BGP sessions over loopback (tens of seconds); skipped with -short")
 	}
 	const holdSecs = 3
-	port := freeLoopbackPort(t)
-	a := startSpeaker(t, "A", "", helperConfig{RouterID: netip.MustParseAddr("10.0.0.1"), ASN: 64512, ListenPort: port,
-		ListenAddresses: []string{"127.0.0.1"}, GracefulRestart: &GROptions{Enabled: true}, InitialSyncTimeout: 5 * time.Second})
-	a.SetFilter(t, "10.244.0.0/16")
 	tor := netip.MustParseAddr("127.0.0.7")
-	a.SetPeers(t, Peer{Name: "tor", Address: tor, ASN: 65001, Passive: true})
-	a.SetAds(t, "10.244.1.0/26")
+	a, port := startSpeakerForRawTor(t, tor)
 	block := "10.244.7.0/26 via " + tor.String()
 
 	session := func(t *testing.T) (*rawPeer, func()) {
@@ -120,4 +115,18 @@ func TestHoldExpiryHandler(t *testing.T) {
 	if !h.Enabled(context.Background(), slog.LevelWarn) || h.Enabled(context.Background(), slog.LevelInfo) {
 		t.Error("enabled levels: want Warn and above only")
 	}
+}
+
+// startSpeakerForRawTor runs a speaker with graceful restart on 127.0.0.1
+// that announces 10.244.1.0/26 and waits for a raw peer (AS 65001) from
+// tor to connect; it returns the speaker and its port.
+func startSpeakerForRawTor(t *testing.T, tor netip.Addr) (*speakerProc, int32) {
+	t.Helper()
+	port := freeLoopbackPort(t)
+	a := startSpeaker(t, "A", "", helperConfig{RouterID: netip.MustParseAddr("10.0.0.1"), ASN: 64512, ListenPort: port,
+		ListenAddresses: []string{"127.0.0.1"}, GracefulRestart: &GROptions{Enabled: true}, InitialSyncTimeout: 5 * time.Second})
+	a.SetFilter(t, "10.244.0.0/16")
+	a.SetPeers(t, Peer{Name: "tor", Address: tor, ASN: 65001, Passive: true})
+	a.SetAds(t, "10.244.1.0/26")
+	return a, port
 }

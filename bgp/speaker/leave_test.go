@@ -35,13 +35,8 @@ func TestStopLeavingWithdraws(t *testing.T) {
 		{"a node leaving the cluster withdraws its routes first", true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			port := freeLoopbackPort(t)
-			a := startSpeaker(t, "A", "", helperConfig{RouterID: netip.MustParseAddr("10.0.0.1"), ASN: 64512, ListenPort: port,
-				ListenAddresses: []string{"127.0.0.1"}, GracefulRestart: &GROptions{Enabled: true}, InitialSyncTimeout: 5 * time.Second})
-			a.SetFilter(t, "10.244.0.0/16")
 			tor := netip.MustParseAddr("127.0.0.8")
-			a.SetPeers(t, Peer{Name: "tor", Address: tor, ASN: 65001, Passive: true})
-			a.SetAds(t, "10.244.1.0/26")
+			a, port := startSpeakerForRawTor(t, tor)
 			p := dialRawOpen(t, tor, port, rawOpen{asn: 65001, holdTime: 90, grRestartTime: 120})
 			a.WaitEstablished(t, sessionTimeout)
 			if tc.leaving {
