@@ -83,6 +83,11 @@ func TestPeers(t *testing.T) {
 				{Name: "mesh:n2", Address: n2.Addr, ASN: 64512, MaxPrefixes: DefaultMaxPrefixes},
 				{Name: "mesh:n3", Address: n3.Addr, ASN: 64513, MaxPrefixes: DefaultMaxPrefixes},
 			}},
+		{name: "of each pair of nodes the lower address dials, the higher listens", in: PeersInput{Self: n2, Nodes: []NodeInfo{n1, n2, n3}},
+			want: []speaker.Peer{
+				{Name: "mesh:n1", Address: n1.Addr, ASN: 64512, MaxPrefixes: DefaultMaxPrefixes, Passive: true},
+				{Name: "mesh:n3", Address: n3.Addr, ASN: 64513, MaxPrefixes: DefaultMaxPrefixes},
+			}},
 		{name: "the configuration's prefix limit applies to the mesh and to peers without their own",
 			in: PeersInput{Self: n1, Nodes: []NodeInfo{n1, n2}, Config: &v1.BGPConfiguration{Spec: v1.BGPConfigurationSpec{MaxPrefixes: int32p(300)}},
 				Peers: []v1.BGPPeer{bgpPeer("tor", v1.BGPPeerSpec{PeerIP: "172.30.1.1", ASNumber: 65001, SourceAddress: v1.SourceAddressNone}),
@@ -402,5 +407,27 @@ func TestDeparted(t *testing.T) {
 				t.Errorf("Departed = %+v, want %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestMeshListens(t *testing.T) {
+	a := netip.MustParseAddr
+	for _, c := range []struct {
+		self, peer netip.Addr
+		want       bool
+	}{
+		{a("172.30.1.11"), a("172.30.1.12"), false},
+		{a("172.30.1.12"), a("172.30.1.11"), true},
+		{a("172.30.2.11"), a("172.30.10.1"), false}, // numeric, not text, order
+		{a("fd30::c"), a("fd30::b"), true},
+		{a("fd30::b"), a("fd30::c"), false},
+		{netip.Addr{}, a("172.30.1.11"), false}, // no address of the family: dial, as before
+	} {
+		if got := meshListens(c.self, c.peer); got != c.want {
+			t.Errorf("meshListens(%v, %v) = %v, want %v", c.self, c.peer, got, c.want)
+		}
+		if c.self.IsValid() && meshListens(c.self, c.peer) == meshListens(c.peer, c.self) {
+			t.Errorf("%v and %v: exactly one end must dial", c.self, c.peer)
+		}
 	}
 }

@@ -126,6 +126,7 @@ func Peers(in PeersInput, secrets Secrets) ([]speaker.Peer, []error) {
 			for _, addr := range sharedFamilies(in.Self, n) {
 				p := speaker.Peer{Name: "mesh:" + n.Name, Address: addr, ASN: n.ASN, Port: meshPort(n.Port), Password: meshPassword, MaxPrefixes: maxPrefixes(in.Config)}
 				p.HoldTime, p.BFD = meshTimers(in.Config)
+				p.Passive = meshListens(in.Self.AddrOf(addr), addr)
 				if held {
 					var ok bool
 					if p, ok = previous[key{p.Name, p.Address}]; !ok {
@@ -210,6 +211,20 @@ func bfd(b *v1.BFD) speaker.BFD {
 
 // meshPort is the port to dial a node on: 0 (the speaker's 179) unless the
 // node listens elsewhere.
+// meshListens reports whether this end of a mesh session only listens:
+// of each pair of nodes, the one with the lower address dials and the
+// other waits. Both ends dialling at once is a connection collision
+// (RFC 4271 section 6.8), and GoBGP's resolution can leave the two ends
+// in OpenConfirm on different connections: seen after a cut link, when
+// both ends' hold timers expired together and both re-added the peer,
+// the session cycled for minutes instead of coming back. With one
+// dialler there is one connection and nothing to resolve; the dialler
+// retries every connectRetry (5 s). Sessions to routers stay active:
+// their collision handling is their own.
+func meshListens(self, peer netip.Addr) bool {
+	return self.IsValid() && self.Compare(peer) > 0
+}
+
 func meshPort(p uint16) uint16 {
 	if p == DefaultListenPort {
 		return 0
