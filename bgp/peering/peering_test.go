@@ -117,9 +117,9 @@ func TestPeers(t *testing.T) {
 				{Name: "peer:rr-clients:n1", Address: n1.Addr, ASN: 64512, RouteReflectorClient: true, RouteReflectorClusterID: "1.1.1.1", MaxPrefixes: DefaultMaxPrefixes},
 				{Name: "peer:rr-clients:n2", Address: n2.Addr, ASN: 64512, RouteReflectorClient: true, RouteReflectorClusterID: "1.1.1.1", MaxPrefixes: DefaultMaxPrefixes},
 			}},
-		{name: "client side of a reflector", in: PeersInput{Self: n1, Nodes: []NodeInfo{rr, n1, n2}, Config: cfg(false),
+		{name: "client side of a reflector (listening: the reflector's address is lower)", in: PeersInput{Self: n1, Nodes: []NodeInfo{rr, n1, n2}, Config: cfg(false),
 			Peers: []v1.BGPPeer{bgpPeer("to-rr", v1.BGPPeerSpec{PeerSelector: "rr=yes", SourceAddress: v1.SourceAddressNone})}},
-			want: []speaker.Peer{{Name: "peer:to-rr:rr", Address: rr.Addr, ASN: 64512, MaxPrefixes: DefaultMaxPrefixes}}},
+			want: []speaker.Peer{{Name: "peer:to-rr:rr", Address: rr.Addr, ASN: 64512, MaxPrefixes: DefaultMaxPrefixes, Passive: true}}},
 		{name: "redundant reflectors of one cluster: each other's non-client peer taking only its own routes, both clients' reflector", in: PeersInput{Self: rr,
 			Nodes: []NodeInfo{rr, rr2, n1}, Config: cfg(false), Peers: []v1.BGPPeer{
 				bgpPeer("rr-clients", v1.BGPPeerSpec{NodeSelector: "rr=yes", PeerSelector: "rack=r1", SourceAddress: v1.SourceAddressNone}),

@@ -211,9 +211,10 @@ func bfd(b *v1.BFD) speaker.BFD {
 
 // meshPort is the port to dial a node on: 0 (the speaker's 179) unless the
 // node listens elsewhere.
-// meshListens reports whether this end of a mesh session only listens:
-// of each pair of nodes, the one with the lower address dials and the
-// other waits. Both ends dialling at once is a connection collision
+// meshListens reports whether this end of a session between two nodes
+// (the mesh, or a BGPPeer's peerSelector: reflectors and their clients)
+// only listens: of each pair, the one with the lower address dials and
+// the other waits. Both ends dialling at once is a connection collision
 // (RFC 4271 section 6.8), and GoBGP's resolution can leave the two ends
 // in OpenConfirm on different connections: seen after a cut link, when
 // both ends' hold timers expired together and both re-added the peer,
@@ -297,6 +298,8 @@ func expand(p *v1.BGPPeer, in PeersInput, secrets Secrets) ([]speaker.Peer, erro
 				sp.Port = meshPort(n.Port) // the port that node listens on
 			}
 			sp.SourceAddress = source(p, in.Self, addr)
+			// Between two nodes, one dials: the same rule as the mesh.
+			sp.Passive = sp.Passive || meshListens(in.Self.AddrOf(addr), addr)
 			// A reflector treats non-reflector nodes in its AS as clients.
 			if in.Self.RRClusterID != "" && n.RRClusterID == "" && n.ASN == in.Self.ASN {
 				sp.RouteReflectorClient = true
