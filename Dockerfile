@@ -16,8 +16,8 @@ RUN go mod download
 COPY . .
 ARG VERSION=dev
 ARG TARGETARCH
-# Static binaries: the image has no libc.
-RUN CGO_ENABLED=0 GOOS=linux GOARCH=${TARGETARCH} go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/ ./cmd/cairn-node ./cmd/cairn-cni ./cmd/cairnctl
+# Static binaries: the image has no libc. -tags: internal/images.BuildTags.
+RUN CGO_ENABLED=0 GOOS=linux GOARCH=${TARGETARCH} go build -trimpath -tags grpcnotrace -ldflags "-s -w -X main.version=${VERSION}" -o /out/ ./cmd/cairn-node ./cmd/cairn-cni ./cmd/cairnctl
 
 FROM scratch
 COPY --from=build --chmod=0755 /out/cairn-node /out/cairn-cni /out/cairnctl /usr/local/bin/

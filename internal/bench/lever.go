@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cairn-net/cairn/internal/images"
 	"github.com/cairn-net/cairn/internal/lab"
 )
 
@@ -31,7 +32,7 @@ func measureStripped(ctx context.Context, e *Env, l *lab.Lab, node lab.Node) ([]
 	defer os.RemoveAll(dir)
 	stripped := filepath.Join(dir, "cairn-node")
 	e.Logf("footprint: linking cairn-node with -ldflags=-s -w")
-	build := exec.CommandContext(ctx, e.Go, "build", "-ldflags=-s -w", "-o", stripped, "./cmd/cairn-node")
+	build := exec.CommandContext(ctx, e.Go, "build", "-tags", images.BuildTags, "-ldflags=-s -w", "-o", stripped, "./cmd/cairn-node")
 	build.Dir = e.RepoRoot
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("build a stripped cairn-node: %w\n%s", err, out)

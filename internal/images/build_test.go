@@ -18,8 +18,8 @@ import (
 )
 
 // fakeGo stands in for the go command: for "go build ... -o DIR/ PKG..."
-// it writes DIR/<base of PKG> holding the package and the environment a
-// static build needs, so tests check what reaches the image without
+// it writes DIR/<base of PKG> holding the package, the environment a
+// static build needs and the build tags, so tests check what reaches the image without
 // compiling anything.
 const fakeGo = `#!/bin/sh
 out=""; pkgs=""
@@ -27,12 +27,13 @@ while [ $# -gt 0 ]; do
   case "$1" in
     -o) out="$2"; shift 2;;
     -ldflags) ldflags="$2"; shift 2;;
+    -tags) tags="$2"; shift 2;;
     build|-trimpath) shift;;
     *) pkgs="$pkgs $1"; shift;;
   esac
 done
 for p in $pkgs; do
-  printf '%s CGO_ENABLED=%s GOOS=%s GOARCH=%s %s\n' "$p" "$CGO_ENABLED" "$GOOS" "$GOARCH" "$ldflags" > "$out$(basename "$p")"
+  printf '%s CGO_ENABLED=%s GOOS=%s GOARCH=%s tags=%s %s\n' "$p" "$CGO_ENABLED" "$GOOS" "$GOARCH" "$tags" "$ldflags" > "$out$(basename "$p")"
 done
 `
 
@@ -157,7 +158,7 @@ func checkEntries(t *testing.T, s Spec, entries map[string]layerEntry) {
 	for _, f := range s.Files {
 		content := "content of " + f.Source.RepoFile
 		if f.Source.Package != "" {
-			content = f.Source.Package + " CGO_ENABLED=0 GOOS=linux GOARCH=arm64 -s -w -X main.version=t1\n"
+			content = f.Source.Package + " CGO_ENABLED=0 GOOS=linux GOARCH=arm64 tags=" + BuildTags + " -s -w -X main.version=t1\n"
 		}
 		want[f.Path] = layerEntry{typ: tar.TypeReg, mode: int64(f.Mode), content: content}
 		for d := path.Dir(f.Path); d != "/"; d = path.Dir(d) {

@@ -37,7 +37,7 @@ func TestDockerfileBuildsTheCairnImage(t *testing.T) {
 // The comparison itself catches each kind of difference.
 func TestDockerfileDifferencesAreFound(t *testing.T) {
 	base := `FROM golang:1 AS build
-RUN CGO_ENABLED=0 go build -trimpath -o /out/ ./cmd/cairn-node ./cmd/cairn-cni ./cmd/cairnctl
+RUN CGO_ENABLED=0 go build -trimpath -tags grpcnotrace -o /out/ ./cmd/cairn-node ./cmd/cairn-cni ./cmd/cairnctl
 FROM scratch
 COPY --from=build --chmod=0755 /out/cairn-node /out/cairn-cni /out/cairnctl /usr/local/bin/
 COPY --chmod=0644 deploy/node/10-cairn.conflist /etc/cairn/10-cairn.conflist
@@ -60,6 +60,8 @@ ENTRYPOINT ["/usr/local/bin/cairn-node"]
 		"the working directory":    {"WORKDIR /\n", "WORKDIR /tmp\n"},
 		"a command":                {"ENTRYPOINT", "CMD [\"-v\"]\nENTRYPOINT"},
 		"a package built with cgo": {"CGO_ENABLED=0 ", ""},
+		"no build tags":            {"-tags grpcnotrace ", ""},
+		"other build tags":         {"-tags grpcnotrace ", "-tags netgo "},
 		"another package":          {"./cmd/cairn-cni ./cmd/cairnctl", "./cmd/cairn-lab ./cmd/cairnctl"},
 	} {
 		df := strings.Replace(base, edit[0], edit[1], 1)
@@ -225,7 +227,7 @@ func parseDockerfile(df string) (Spec, error) {
 }
 
 // goBuildOutputs records what a "go build -o DIR/ PKG..." run makes,
-// when it builds static.
+// when it builds static and with BuildTags.
 func goBuildOutputs(run string, outputs map[string]string) error {
 	f := strings.Fields(run)
 	i := slices.Index(f, "build")
@@ -234,6 +236,9 @@ func goBuildOutputs(run string, outputs map[string]string) error {
 	}
 	if !slices.Contains(f[:i], "CGO_ENABLED=0") || !slices.Contains(f, "-trimpath") {
 		return fmt.Errorf("go build without CGO_ENABLED=0 and -trimpath: %q", run)
+	}
+	if t := slices.Index(f, "-tags"); t < 0 || t+1 >= len(f) || f[t+1] != BuildTags {
+		return fmt.Errorf("go build without -tags %s: %q", BuildTags, run)
 	}
 	o := slices.Index(f, "-o")
 	if o < 0 || o+1 >= len(f) || !strings.HasSuffix(f[o+1], "/") {

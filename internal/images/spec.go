@@ -53,7 +53,7 @@ type File struct {
 // Source is where a file's content comes from: exactly one field is set.
 type Source struct {
 	// Package is a Go main package relative to the repository root
-	// ("./cmd/cairn-node"), built static (CGO_ENABLED=0, -trimpath).
+	// ("./cmd/cairn-node"), built static (CGO_ENABLED=0, -trimpath) with BuildTags.
 	Package string
 	// RepoFile is a file of the repository, relative to its root.
 	RepoFile string

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/cairn-net/cairn/internal/controlplane"
+	"github.com/cairn-net/cairn/internal/images"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -63,7 +64,9 @@ func buildBinaries(ctx context.Context, b binaryBuild, names ...string) error {
 		return err
 	}
 	defer unlock()
-	args := []string{"go", "build", "-o", cache + "/"}
+	// The tags of the images' builds, static or not: the lab's agent is
+	// the one nodes run, in size and footprint.
+	args := []string{"go", "build", "-tags", images.BuildTags, "-o", cache + "/"}
 	if b.Static {
 		args = append(args, "-trimpath")
 	}
