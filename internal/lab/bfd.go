@@ -78,19 +78,7 @@ func (l *Lab) waitSettled(ctx context.Context, timeout time.Duration) error {
 	if !l.st.Plan.BGP.BFD {
 		return l.WaitConverged(ctx, timeout)
 	}
-	timeout += time.Minute
-	if err := l.WaitConverged(ctx, timeout); err != nil {
-		return err
-	}
-	start := time.Now()
-	if err := l.WaitBFDUp(ctx, timeout); err != nil {
-		return err
-	}
-	if err := l.WaitConverged(ctx, timeout); err != nil {
-		return err
-	}
-	l.logf("BFD up at the routers and converged again after %v", time.Since(start).Round(time.Millisecond))
-	return nil
+	return l.WaitSettled(ctx, timeout+time.Minute, true)
 }
 
 // bfdUpFrom reports whether sessions hold an up session with peer p from

@@ -264,28 +264,11 @@ func expectedRouterNextHop(p lab.Plan, r lab.RouterPlan, n lab.Node) netip.Addr 
 
 func nodeBlocks(t *testing.T, l *lab.Lab) map[string][]netip.Prefix {
 	t.Helper()
-	cc, err := l.CairnClient()
+	blocks, err := l.NodeBlocks(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	list, err := cc.CairnV1alpha1().IPAMBlocks().List(context.Background(), metav1.ListOptions{})
-	if err != nil {
-		t.Fatalf("list IPAMBlocks: %v", err)
-	}
-	out := map[string][]netip.Prefix{}
-	for _, b := range list.Items {
-		node, ok := strings.CutPrefix(b.Spec.Affinity, "node:")
-		if !ok {
-			continue
-		}
-		p, err := netip.ParsePrefix(b.Spec.CIDR)
-		if err != nil {
-			t.Errorf("IPAMBlock %s has CIDR %q: %v", b.Name, b.Spec.CIDR, err)
-			continue
-		}
-		out[node] = append(out[node], p)
-	}
-	return out
+	return blocks
 }
 
 func hasRoute(routes []lab.RouterRoute, p netip.Prefix, via netip.Addr) bool {

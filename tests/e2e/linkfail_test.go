@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -121,15 +120,13 @@ func (lf *linkFailure) cutOnce(bfd bool) (torGone, nodeGone time.Duration) {
 	t := lf.t
 	t.Helper()
 	lf.settleRouted(bfd)
-	setLink := func(state string) {
-		if out, err := exec.Command("ip", "-n", lf.tor.NS, "link", "set", lf.cut.Name, state).CombinedOutput(); err != nil {
-			t.Fatalf("ip link set %s %s in %s: %v: %s", lf.cut.Name, state, lf.tor.NS, err, out)
-		}
+	restore, err := lf.l.CutLink(context.Background(), lf.cut.Name)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = exec.Command("ip", "-n", lf.tor.NS, "link", "set", lf.cut.Name, "up").Run() })
-	gone := func(e routeEvent) bool { return e.deleted && e.dst == lf.block.String() }
+	t.Cleanup(func() { _ = restore(context.Background()) })
 	start := time.Now()
-	setLink("down")
+	gone := func(e routeEvent) bool { return e.deleted && e.dst == lf.block.String() }
 	for _, h := range []string{lf.tor.Name, lf.other.Name} {
 		e, ok := lf.mons[h].after(start, 5*time.Minute, gone)
 		if !ok {
@@ -144,7 +141,9 @@ func (lf *linkFailure) cutOnce(bfd bool) (torGone, nodeGone time.Duration) {
 	if slow := max(torGone, nodeGone); slow > lf.bound {
 		t.Logf("this cut took %v, over %v:%s", slow.Round(time.Millisecond), lf.bound, lf.explain(start))
 	}
-	setLink("up")
+	if err := restore(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	back := func(e routeEvent) bool { return !e.deleted && e.dst == lf.block.String() }
 	for _, h := range []string{lf.tor.Name, lf.other.Name} {
 		if _, ok := lf.mons[h].after(start, 3*time.Minute, back); !ok {
@@ -163,18 +162,8 @@ func (lf *linkFailure) cutOnce(bfd bool) (torGone, nodeGone time.Duration) {
 func (lf *linkFailure) settle(bfd bool) {
 	t := lf.t
 	t.Helper()
-	ctx := context.Background()
-	if err := lf.l.WaitConverged(ctx, 3*time.Minute); err != nil {
+	if err := lf.l.WaitSettled(context.Background(), 3*time.Minute, bfd); err != nil {
 		t.Fatalf("before the cut: %v%s", err, lf.explain(time.Now().Add(-time.Minute)))
-	}
-	if !bfd {
-		return
-	}
-	if err := lf.l.WaitBFDUp(ctx, 3*time.Minute); err != nil {
-		t.Fatalf("before the cut: %v%s", err, lf.explain(time.Now().Add(-time.Minute)))
-	}
-	if err := lf.l.WaitConverged(ctx, 3*time.Minute); err != nil {
-		t.Fatalf("before the cut, after BFD came up: %v%s", err, lf.explain(time.Now().Add(-time.Minute)))
 	}
 }
 
@@ -192,7 +181,7 @@ func (lf *linkFailure) settleRouted(bfd bool) {
 		lf.settle(bfd)
 		missing := ""
 		for _, h := range []host{{lf.tor.Name, lf.tor.NS}, {lf.other.Name, lf.other.NS}} {
-			if !routed(h.ns, lf.block) {
+			if ok, err := lab.Routed(context.Background(), h.ns, lf.block); err != nil || !ok {
 				missing = h.name
 				break
 			}
@@ -207,12 +196,6 @@ func (lf *linkFailure) settleRouted(bfd bool) {
 		}
 		t.Log(msg)
 	}
-}
-
-// routed reports whether the kernel of namespace ns has a route for p.
-func routed(ns string, p netip.Prefix) bool {
-	out, err := exec.Command("ip", "-n", ns, "route", "show", "exact", p.String()).Output()
-	return err == nil && strings.TrimSpace(string(out)) != ""
 }
 
 // explain is what a slow or failed cut needs to be understood: the ToR's
@@ -299,62 +282,15 @@ func sessionLogLines(path string, since time.Time) string {
 }
 
 // setBFDAndHold sets the mesh's and the ToR BGPPeers' BFD and hold time,
-// then waits until the agents applied it: with BFD off, the ToR's BFD
-// sessions go down (ours stopped answering) and the BGP sessions, reset
-// by the change, are up again.
+// then waits until the agents applied it (lab.SetBFDAndHold).
 func (lf *linkFailure) setBFDAndHold(t *testing.T, bfd *cairnv1.BFD, hold *metav1.Duration) {
 	t.Helper()
-	ctx := context.Background()
 	// From a settled lab, with BFD up: BFD sessions down after the last
 	// cut must not pass for BFD turned off.
 	lf.settle(true)
-	cc, err := lf.l.CairnClient()
-	if err != nil {
-		t.Fatal(err)
+	if err := lf.l.SetBFDAndHold(context.Background(), bfd, hold, 3*time.Minute); err != nil {
+		t.Fatalf("%v%s", err, lf.explain(time.Now().Add(-3*time.Minute)))
 	}
-	conf, err := cc.CairnV1alpha1().BGPConfigurations().Get(ctx, "default", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf.Spec.NodeMeshBFD, conf.Spec.NodeMeshHoldTime = bfd, hold
-	if _, err := cc.CairnV1alpha1().BGPConfigurations().Update(ctx, conf, metav1.UpdateOptions{}); err != nil {
-		t.Fatalf("update BGPConfiguration: %v", err)
-	}
-	peers, err := cc.CairnV1alpha1().BGPPeers().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range peers.Items {
-		p.Spec.BFD, p.Spec.HoldTime = bfd, hold
-		if _, err := cc.CairnV1alpha1().BGPPeers().Update(ctx, &p, metav1.UpdateOptions{}); err != nil {
-			t.Fatalf("update BGPPeer %s: %v", p.Name, err)
-		}
-	}
-	if bfd == nil {
-		if err := waitUntil(2*time.Minute, func() bool { return lf.torBFDUp() == 0 }); err != nil {
-			t.Fatalf("%s still has BFD sessions up after BFD was turned off: %v%s", lf.tor.Name, err, lf.explain(time.Now().Add(-2*time.Minute)))
-		}
-	}
-	if err := lf.l.WaitConverged(ctx, 3*time.Minute); err != nil {
-		t.Fatalf("after the BGP settings changed: %v%s", err, lf.explain(time.Now().Add(-3*time.Minute)))
-	}
-}
-
-// torBFDUp counts the ToR's BFD sessions that are up.
-func (lf *linkFailure) torBFDUp() int {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	sessions, err := lf.l.RouterBFD(ctx, lf.tor.Name)
-	if err != nil {
-		lf.t.Fatal(err)
-	}
-	n := 0
-	for _, s := range sessions {
-		if s.Up() {
-			n++
-		}
-	}
-	return n
 }
 
 // since returns the events read at or after t.
