@@ -82,7 +82,7 @@ func buildBinaries(ctx context.Context, b binaryBuild, names ...string) error {
 		return fmt.Errorf("build %v: %w\n%s", names, err, out)
 	}
 	for _, n := range names {
-		if err := copyBinary(filepath.Join(cache, n), filepath.Join(out, n)); err != nil {
+		if err := CopyBinary(filepath.Join(cache, n), filepath.Join(out, n)); err != nil {
 			return err
 		}
 	}
@@ -107,7 +107,7 @@ func binCacheDir() (string, error) {
 	return dir, nil
 }
 
-// copyBinary writes a fresh copy of the built src to dst. Never a hard
+// CopyBinary writes a fresh copy of the built src to dst. Never a hard
 // link to the linker's output: the Go linker writes its output through a
 // memory mapping, which leaves the file in the page cache as large folios
 // (up to 2 MiB), and Linux maps a whole large folio (or a PMD) into every
@@ -117,7 +117,7 @@ func binCacheDir() (string, error) {
 // (written by the image's extraction), so the lab's footprint figures are
 // the real ones. Copying also keeps the lab's binaries a snapshot that a
 // later build for another lab cannot change.
-func copyBinary(src, dst string) error {
+func CopyBinary(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return fmt.Errorf("open built %s: %w", src, err)

@@ -8,7 +8,7 @@ import (
 )
 
 // The lab's binaries are fresh copies, never hard links to the build
-// cache's linker output (see copyBinary): a linked file carries the
+// cache's linker output (see CopyBinary): a linked file carries the
 // linker's page-cache layout into every agent's RSS. A second copy over
 // an older one (possibly a hard link left by an older lab) replaces it
 // without writing through to the cache.
@@ -25,7 +25,7 @@ func TestCopyBinaryIsAFreshFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 2 {
-		if err := copyBinary(src, dst); err != nil {
+		if err := CopyBinary(src, dst); err != nil {
 			t.Fatalf("copy %d: %v", i, err)
 		}
 		got, err := os.ReadFile(dst)
