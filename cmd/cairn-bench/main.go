@@ -32,6 +32,7 @@ func main() {
 	goCmd := flag.String("go", "go", "the go command")
 	scaleNodes := flag.String("scale-nodes", "20", "comma-separated lab sizes for the scale section (100 needs about 10 GB and many minutes)")
 	simSpeakers := flag.String("sim-speakers", "100,1000", "comma-separated sizes of the scale-sim section (speakers besides the two reflectors)")
+	linkCutHolds := flag.String("linkcut-holds", "9s", "comma-separated hold times the linkcut section measures without BFD (90s, the default hold time, adds about 10 minutes)")
 	flag.Parse()
 
 	repo, err := controlplane.RepoRoot()
@@ -57,6 +58,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "cairn-bench:", err)
 		os.Exit(2)
 	}
+	holds, err := durations("-linkcut-holds", *linkCutHolds)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cairn-bench:", err)
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logf := func(format string, args ...any) {
@@ -64,7 +70,7 @@ func main() {
 	}
 	rep, err := bench.Run(ctx, bench.Options{
 		Sections: names, Rounds: *rounds, OutDir: dir, RepoRoot: repo,
-		Instances: strings.Split(*instances, ","), Go: *goCmd, ScaleNodes: sizes, SimClients: simSizes, Logf: logf,
+		Instances: strings.Split(*instances, ","), Go: *goCmd, ScaleNodes: sizes, SimClients: simSizes, LinkCutHolds: holds, Logf: logf,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cairn-bench:", err)
@@ -86,6 +92,20 @@ func counts(flagName, list string) ([]int, error) {
 			return nil, fmt.Errorf("%s: %q is not a count of at least 2", flagName, f)
 		}
 		out = append(out, n)
+	}
+	return out, nil
+}
+
+// durations parses a comma-separated list of BGP hold times: 3s or more,
+// whole seconds (the CRDs' rule).
+func durations(flagName, list string) ([]time.Duration, error) {
+	var out []time.Duration
+	for _, f := range strings.Split(list, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || d < 3*time.Second || d%time.Second != 0 {
+			return nil, fmt.Errorf("%s: %q is not a hold time (whole seconds, at least 3s)", flagName, f)
+		}
+		out = append(out, d)
 	}
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/cairn-net/cairn/internal/lab"
 )
@@ -29,6 +30,10 @@ type Options struct {
 	// SimClients are the sizes of the scale-sim section: speakers besides
 	// the two reflectors (default 100 and 1000).
 	SimClients []int
+	// LinkCutHolds are the hold times the linkcut section measures
+	// without BFD (default DefaultLinkCutHolds; 90s is the default hold
+	// time and is left unset in the objects).
+	LinkCutHolds []time.Duration
 	// Go is the go command (for the sections that run Go benchmarks).
 	Go string
 	// Logf receives progress lines.

@@ -30,6 +30,7 @@ func Sections() []Section {
 		{Name: "footprint", Title: "Agent footprint", Run: runFootprint},
 		{Name: "cni", Title: "CNI, end to end (exec of cairn-cni to exit, real agent and API server)", Run: runCNI},
 		{Name: "convergence", Title: "Convergence", Run: runConvergence},
+		{Name: "linkcut", Title: "Convergence after a link cut", Run: runLinkCut},
 		{Name: "bgp", Title: "BGP", Run: runBGP},
 		{Name: "ipam", Title: "IPAM", Run: runIPAM},
 		{Name: "felix", Title: "felix route table", Run: runFelix},
