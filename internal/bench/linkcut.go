@@ -184,8 +184,10 @@ func (lc *linkCut) once(ctx context.Context, bfd bool) (torGone, nodeGone time.D
 	if err := restore(ctx); err != nil {
 		return 0, 0, err
 	}
-	for _, w := range []*routeWatch{lc.atToR, lc.atOther} {
-		if _, err := w.waitEvent(ctx, lc.block, false, start, linkCutRestore); err != nil {
+	// Back after it left: an addition between the cut and the removal
+	// (a route replaced) is not the route's return.
+	for w, gone := range map[*routeWatch]time.Time{lc.atToR: tTor, lc.atOther: tNode} {
+		if _, err := w.waitEvent(ctx, lc.block, false, gone, linkCutRestore); err != nil {
 			return 0, 0, fmt.Errorf("after the link came back: %w", err)
 		}
 	}
