@@ -240,5 +240,5 @@ func detection(mode string) string {
 	if strings.HasPrefix(mode, "with BFD") {
 		return "BFD declares the session down after 3 missed packets, 600 ms"
 	}
-	return "the hold timer expires between 2/3 of the hold time and all of it after the cut (keepalives every third of it)"
+	return "the hold timer expires from about two thirds of the hold time to all of it after the cut (a keepalive every third of it)"
 }
