@@ -14,7 +14,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
 
 // ClientOwners answers Owners with live reads from the API server.
@@ -128,9 +127,11 @@ func RunLeaderElected(ctx context.Context, opts LeaderOptions, lead func(ctx con
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("lease", opts.Namespace+"/"+opts.Name, "identity", opts.Identity)
+	lock, stop := watchLease(ctx, opts.Client, opts.Namespace, opts.Name, opts.Identity)
+	defer stop()
 	var leading sync.Mutex // one lead at a time, also across campaigns
 	for ctx.Err() == nil {
-		if err := campaign(ctx, opts, log, &leading, lead); err != nil {
+		if err := campaign(ctx, opts, lock, log, &leading, lead); err != nil {
 			return err
 		}
 	}
@@ -144,12 +145,7 @@ func RunLeaderElected(ctx context.Context, opts LeaderOptions, lead func(ctx con
 // ends. client-go starts lead on its own goroutine; leading makes sure a
 // lead from an earlier term has returned before the next one starts, and
 // a lead whose term already ended does nothing.
-func campaign(ctx context.Context, opts LeaderOptions, log *slog.Logger, leading *sync.Mutex, lead func(ctx context.Context)) error {
-	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Namespace: opts.Namespace, Name: opts.Name},
-		Client:     opts.Client.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: opts.Identity},
-	}
+func campaign(ctx context.Context, opts LeaderOptions, lock *watchedLease, log *slog.Logger, leading *sync.Mutex, lead func(ctx context.Context)) error {
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:            lock,
 		LeaseDuration:   opts.LeaseDuration,
