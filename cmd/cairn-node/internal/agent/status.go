@@ -49,6 +49,9 @@ type statusWriter struct {
 
 	written   *v1.CairnNodeStatusStatus // last written, nil before the first
 	writtenAt time.Time
+	// obj is the object as the last write left it: the next one goes
+	// over it without reading it again.
+	obj *v1.CairnNodeStatus
 }
 
 // run writes the status when it changes, and at least every refresh.
@@ -88,21 +91,48 @@ func sameStatus(a, b v1.CairnNodeStatusStatus) bool {
 	return equality.Semantic.DeepEqual(a, b)
 }
 
+// write puts the status on the object as last written: one request. The
+// object is read (or created) only at the start and when a write finds
+// it changed or gone, and then written at once.
 func (w *statusWriter) write(ctx context.Context) error {
+	err := w.update(ctx)
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		w.obj = nil
+		err = w.update(ctx)
+	}
+	return err
+}
+
+func (w *statusWriter) update(ctx context.Context) error {
+	if w.obj == nil {
+		cur, err := w.read(ctx)
+		if err != nil {
+			return err
+		}
+		w.obj = cur
+	}
+	next := w.obj.DeepCopy()
+	next.Status = w.compute(w.obj.Status.Conditions)
+	updated, err := w.client.CairnV1alpha1().CairnNodeStatuses().UpdateStatus(ctx, next, metav1.UpdateOptions{})
+	if err != nil {
+		return fmt.Errorf("update CairnNodeStatus %s: %w", w.node, err)
+	}
+	w.obj = updated
+	w.written, w.writtenAt = &next.Status, time.Now()
+	return nil
+}
+
+// read gets the node's CairnNodeStatus, creating it if there is none.
+func (w *statusWriter) read(ctx context.Context) (*v1.CairnNodeStatus, error) {
 	c := w.client.CairnV1alpha1().CairnNodeStatuses()
 	cur, err := c.Get(ctx, w.node, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		cur, err = c.Create(ctx, &v1.CairnNodeStatus{ObjectMeta: metav1.ObjectMeta{Name: w.node}, Spec: v1.CairnNodeStatusSpec{Node: w.node}}, metav1.CreateOptions{})
 	}
 	if err != nil {
-		return fmt.Errorf("get CairnNodeStatus %s: %w", w.node, err)
+		return nil, fmt.Errorf("get CairnNodeStatus %s: %w", w.node, err)
 	}
-	cur.Status = w.compute(cur.Status.Conditions)
-	if _, err := c.UpdateStatus(ctx, cur, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("update CairnNodeStatus %s: %w", w.node, err)
-	}
-	w.written, w.writtenAt = &cur.Status, time.Now()
-	return nil
+	return cur, nil
 }
 
 func (w *statusWriter) compute(conds []metav1.Condition) v1.CairnNodeStatusStatus {

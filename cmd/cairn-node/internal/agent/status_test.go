@@ -1,12 +1,20 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"testing"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	k8stesting "k8s.io/client-go/testing"
+
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
+	cairnfake "github.com/cairn-net/cairn/apis/client/clientset/versioned/fake"
 	"github.com/cairn-net/cairn/bgp/speaker"
 	"github.com/cairn-net/cairn/felix"
 )
@@ -77,5 +85,62 @@ func TestStatusSaysWhyAnImportIsRefused(t *testing.T) {
 		Reason: "from 172.30.1.1: owner-only import: inside block 10.244.2.0/26 of the node at 172.30.1.12: next hop 172.30.1.1 is not its owner"}
 	if fmt.Sprint(st.Learned[0]) != fmt.Sprint(want) || st.Learned[1].State != v1.LearnedRouteInstalled {
 		t.Errorf("listed %+v; want first %+v, then the installed route", st.Learned, want)
+	}
+}
+
+// TestStatusWriteIsOneRequest: each CairnNodeStatus write is one UPDATE of
+// the object as the last write left it; it is read only at the start and
+// when a write finds it changed by someone else (then written at once),
+// and created again when deleted. A GET before every write doubled every
+// agent's standing requests (a refresh every StatusInterval).
+func TestStatusWriteIsOneRequest(t *testing.T) {
+	cl := cairnfake.NewSimpleClientset()
+	conflicts := 0
+	cl.PrependReactor("update", "cairnnodestatuses", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if conflicts > 0 {
+			conflicts--
+			return true, nil, apierrors.NewConflict(v1.Resource("cairnnodestatuses"), "node-1", nil)
+		}
+		return false, nil, nil
+	})
+	w := &statusWriter{client: cl, node: "node-1", ctrl: &controller{}, speaker: &fakeSpeaker{}, log: slog.New(slog.DiscardHandler)}
+	ctx := context.Background()
+	steps := []struct {
+		name  string
+		setup func()
+		want  []string // verb of each request, in order
+	}{
+		{"first write", nil, []string{"get", "create", "update"}},
+		{"refresh", nil, []string{"update"}},
+		{"refresh again", nil, []string{"update"}},
+		{"changed by someone else", func() { conflicts = 1 }, []string{"update", "get", "update"}},
+		{"deleted", func() {
+			if err := cl.CairnV1alpha1().CairnNodeStatuses().Delete(ctx, "node-1", metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"update", "get", "create", "update"}},
+	}
+	for _, s := range steps {
+		if s.setup != nil {
+			s.setup()
+		}
+		cl.ClearActions()
+		if err := w.write(ctx); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		var got []string
+		for _, a := range cl.Actions() {
+			got = append(got, a.GetVerb())
+		}
+		if !slices.Equal(got, s.want) {
+			t.Errorf("%s: requests %v, want %v", s.name, got, s.want)
+		}
+	}
+	st, err := cl.CairnV1alpha1().CairnNodeStatuses().Get(ctx, "node-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Spec.Node != "node-1" || st.Status.LastUpdated == nil {
+		t.Errorf("status after the writes: %+v", st)
 	}
 }
