@@ -77,11 +77,11 @@ func TestWaitingCandidateMakesNoRequests(t *testing.T) {
 		if h := holder(cur); h != "node-1" {
 			t.Fatalf("node-2 took over a Lease node-1 renewed %s ago (holder %q)", time.Since(cur.Spec.RenewTime.Time), h)
 		}
-		cur.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
+		lastRenewal = time.Now()
+		cur.Spec.RenewTime = &metav1.MicroTime{Time: lastRenewal}
 		if _, err := leases.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		lastRenewal = time.Now()
 		time.Sleep(100 * time.Millisecond) // node-1's renewal period
 	}
 	renewals := time.Since(start)
