@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/user"
@@ -11,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // frrDir holds the FRR daemons of the Debian frr package.
@@ -55,10 +57,22 @@ func (frrDriver) configure(rp RouterPlan, dir string) ([]routerCommand, error) {
 			"--log", "stdout",
 		}
 	}
-	cmds = append(cmds, routerCommand{name: "zebra", argv: common("zebra", zebraConf)})
+	// Order matters under load. bgpd registers its BFD sessions with bfdd
+	// through zebra; a registration sent while bgpd is not yet connected
+	// to zebra is lost, and bgpd sends them all again only when zebra
+	// relays bfdd's replay request, which bfdd makes once, when it
+	// connects. Seen in CI: zebra slow to listen, bfdd connected before
+	// bgpd, and the ToR never ran a BFD session. So zebra listens first,
+	// bgpd is zebra's client next, and bfdd comes last: its replay
+	// request then reaches bgpd.
+	zserv := filepath.Join(dir, "zserv.api")
+	cmds = append(cmds, routerCommand{name: "zebra", argv: common("zebra", zebraConf),
+		ready: func(context.Context) (bool, error) { return unixListening(zserv) }})
+	cmds = append(cmds, routerCommand{name: "bgpd", argv: common("bgpd", bgpdConf),
+		ready: func(ctx context.Context) (bool, error) { return frrZebraHasClient(ctx, dir, "bgp") }})
 	if frrUsesBFD(rp) {
-		// bfdd runs the BFD sessions bgpd asks for through zebra; its
-		// control socket goes beside the others (the default is global).
+		// bfdd's control socket goes beside the others (the default is
+		// global).
 		bfddConf := filepath.Join(dir, "bfdd.conf")
 		if err := os.WriteFile(bfddConf, []byte(frrBFDConfig()), 0o644); err != nil {
 			return nil, fmt.Errorf("write %s: %w", bfddConf, err)
@@ -66,7 +80,39 @@ func (frrDriver) configure(rp RouterPlan, dir string) ([]routerCommand, error) {
 		cmds = append(cmds, routerCommand{name: "bfdd",
 			argv: append(common("bfdd", bfddConf), "--bfdctl", filepath.Join(dir, "bfdd.sock"))})
 	}
-	return append(cmds, routerCommand{name: "bgpd", argv: common("bgpd", bgpdConf)}), nil
+	return cmds, nil
+}
+
+// unixListening reports whether a server accepts connections on the unix
+// socket at path.
+func unixListening(path string) (bool, error) {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return false, fmt.Errorf("connect to %s: %w", path, err)
+	}
+	c.Close()
+	return true, nil
+}
+
+// frrZebraHasClient reports whether the daemon that calls itself proto
+// ("bgp", "bfd") is connected to the zebra of the FRR in dir.
+func frrZebraHasClient(ctx context.Context, dir, proto string) (bool, error) {
+	out, err := run(ctx, "vtysh", "--vty_socket", dir, "-d", "zebra", "-c", "show zebra client summary")
+	if err != nil {
+		return false, err
+	}
+	return zebraListsClient(out, proto), nil
+}
+
+// zebraListsClient reads `show zebra client summary`: a table whose rows
+// start with the client's protocol name.
+func zebraListsClient(out []byte, proto string) bool {
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == proto {
+			return true
+		}
+	}
+	return false
 }
 
 // frrBFDProfile names the lab's BFD timers in bfdd.conf.

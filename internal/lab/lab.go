@@ -290,7 +290,7 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 		return err
 	}
 	for _, r := range l.st.Plan.Routers() {
-		if err := startRouterHelper(l.drv, r, l.st.Dir, filepath.Join(binDir(l.st.Dir), binLab), l.st.addProc); err != nil {
+		if err := startRouterHelper(ctx, l.drv, r, l.st.Dir, filepath.Join(binDir(l.st.Dir), binLab), l.st.addProc); err != nil {
 			return err
 		}
 	}
@@ -342,7 +342,7 @@ func (l *Lab) upNetwork(ctx context.Context) error {
 	}
 	l.logf("network: %d namespaces, %d links", len(p.Namespaces()), len(p.Links))
 	for _, r := range p.Routers() {
-		if err := startRouter(l.drv, r, l.st.Dir, l.st.addProc); err != nil {
+		if err := startRouter(ctx, l.drv, r, l.st.Dir, l.st.addProc); err != nil {
 			return err
 		}
 	}

@@ -60,7 +60,14 @@ type kernelHelper interface {
 type routerCommand struct {
 	name string
 	argv []string
+	// ready, when set, says whether the daemon has come far enough for
+	// the next one to start: startRouterCommands waits for it.
+	ready func(ctx context.Context) (bool, error)
 }
+
+// routerDaemonReady bounds the wait for one daemon's ready condition; a
+// loaded machine takes seconds, so this is generous.
+const routerDaemonReady = 60 * time.Second
 
 func driverFor(kind string) (routerDriver, error) {
 	switch kind {
@@ -80,7 +87,7 @@ func routerDir(stateDir, name string) string { return filepath.Join(stateDir, "r
 // startRouter writes the configuration and starts the daemons detached.
 // Each started process is passed to record before the next one starts, so
 // a failure half way still leaves every process known to Down.
-func startRouter(d routerDriver, rp RouterPlan, stateDir string, record func(Proc) error) error {
+func startRouter(ctx context.Context, d routerDriver, rp RouterPlan, stateDir string, record func(Proc) error) error {
 	dir := routerDir(stateDir, rp.Name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
@@ -89,25 +96,37 @@ func startRouter(d routerDriver, rp RouterPlan, stateDir string, record func(Pro
 	if err != nil {
 		return fmt.Errorf("configure %s: %w", rp.Name, err)
 	}
-	return startRouterCommands(rp, dir, cmds, record)
+	return startRouterCommands(ctx, rp, dir, cmds, record)
 }
 
 // startRouterHelper starts a kernelHelper driver's helper for rp.
-func startRouterHelper(d routerDriver, rp RouterPlan, stateDir, labBin string, record func(Proc) error) error {
+func startRouterHelper(ctx context.Context, d routerDriver, rp RouterPlan, stateDir, labBin string, record func(Proc) error) error {
 	h, ok := d.(kernelHelper)
 	if !ok {
 		return nil
 	}
-	return startRouterCommands(rp, routerDir(stateDir, rp.Name), []routerCommand{h.helper(rp, labBin)}, record)
+	return startRouterCommands(ctx, rp, routerDir(stateDir, rp.Name), []routerCommand{h.helper(rp, labBin)}, record)
 }
 
-func startRouterCommands(rp RouterPlan, dir string, cmds []routerCommand, record func(Proc) error) error {
+func startRouterCommands(ctx context.Context, rp RouterPlan, dir string, cmds []routerCommand, record func(Proc) error) error {
 	for _, c := range cmds {
 		p, err := startDetached(rp.NS, c.name+"-"+rp.Name, filepath.Join(dir, c.name+".log"), c.argv, nil)
 		if err != nil {
 			return err
 		}
 		if err := record(p); err != nil {
+			return err
+		}
+		if c.ready == nil {
+			continue
+		}
+		err = until(ctx, routerDaemonReady, 50*time.Millisecond, c.name+" on "+rp.Name+" to be ready", func(ctx context.Context) (bool, error) {
+			if !p.Alive() {
+				return false, stopWaiting(fmt.Errorf("%s exited; log tail:\n%s", p.Name, tail(p.Log, 20)))
+			}
+			return c.ready(ctx)
+		})
+		if err != nil {
 			return err
 		}
 	}

@@ -250,3 +250,58 @@ func boolString(b bool) string {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// zebra's client table, as FRR 8.4 prints it.
+func TestZebraListsClient(t *testing.T) {
+	out := []byte(`Name      Connect Time    Last Read  Last Write      IPv4 Routes           IPv6 Routes
+------------------------------------------------------------------------------------------
+bgp           00:01:38     00:00:02    00:00:02          3/0                   0/0
+vnc           00:01:38     00:01:38    00:01:37          0/0                   0/0
+Routes column shows (added+updated)/deleted
+`)
+	for proto, want := range map[string]bool{"bgp": true, "vnc": true, "bfd": false, "Name": true, "bg": false} {
+		if got := zebraListsClient(out, proto); got != want {
+			t.Errorf("zebraListsClient(%q) = %v, want %v", proto, got, want)
+		}
+	}
+	if zebraListsClient(nil, "bgp") {
+		t.Error("an empty table lists bgp")
+	}
+}
+
+// FRR's daemons start in the order that lets bgpd's BFD registrations
+// reach bfdd whatever the load (frrDriver.configure says why): zebra
+// listening, then bgpd connected to it, then bfdd.
+func TestFRRStartOrder(t *testing.T) {
+	testenv.Require(t, testenv.Root)
+	for name, rp := range allRouterPlans(t) {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, d := range []string{filepath.Dir(dir), dir} {
+				if err := os.Chmod(d, 0o755); err != nil { // FRR's user reaches it
+					t.Fatal(err)
+				}
+			}
+			cmds, err := frrDriver{}.configure(rp, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, c := range cmds {
+				names = append(names, c.name)
+			}
+			want := []string{"zebra", "bgpd"}
+			if frrUsesBFD(rp) {
+				want = append(want, "bfdd")
+			}
+			if strings.Join(names, ",") != strings.Join(want, ",") {
+				t.Fatalf("daemons start as %v, want %v", names, want)
+			}
+			for _, c := range cmds[:2] {
+				if c.ready == nil {
+					t.Errorf("%s: the next daemon starts without waiting for it", c.name)
+				}
+			}
+		})
+	}
+}
