@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -47,11 +46,10 @@ type cniServer struct {
 	endpoints *endpointStore
 	// ready reports whether Allocate can be served, and why not.
 	ready func() (bool, string)
-	// inflight orders GC after every allocation in progress: Allocate
-	// holds it shared until its record is written, GC exclusively. GC
-	// knows attachments only by their records, so without it an ADD
-	// whose record lands after GC read the records would leak.
-	inflight sync.RWMutex
+	// inflight orders GC after every allocation in progress when it
+	// starts: GC knows attachments only by their records, so without it
+	// an ADD whose record lands after GC read the records would leak.
+	inflight allocations
 }
 
 // allocateTimeout bounds an allocation once the agent has started it. The
@@ -107,8 +105,7 @@ func (s *cniServer) Allocate(ctx context.Context, req *agentv1.AllocateRequest) 
 		return nil, status.Error(codes.InvalidArgument, "ask for one address of IPv4, IPv6 or both")
 	}
 	log := s.log.With("pod", req.PodNamespace+"/"+req.PodName, "container", req.ContainerId)
-	s.inflight.RLock()
-	defer s.inflight.RUnlock()
+	defer s.inflight.begin()() // until the record is written
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), allocateTimeout)
 	defer cancel()
 	// Idempotent per attachment: a retried ADD gets the same addresses.
@@ -224,9 +221,10 @@ func (s *cniServer) Status(context.Context, *agentv1.StatusRequest) (*agentv1.St
 func (s *cniServer) GC(ctx context.Context, req *agentv1.GCRequest) (*agentv1.GCResponse, error) {
 	// Read the records once the allocations in progress have written
 	// theirs; ADDs that start later are not GC's to judge.
-	s.inflight.Lock()
+	if err := s.inflight.waitBegunBefore(ctx); err != nil {
+		return nil, grpcError(ctx, fmt.Errorf("wait for the allocations in progress: %w", err))
+	}
 	recs := s.endpoints.all()
-	s.inflight.Unlock()
 	valid := map[attachment]bool{}
 	for _, a := range req.ValidAttachments {
 		valid[attachment{a.ContainerId, a.Ifname}] = true
