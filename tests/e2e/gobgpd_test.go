@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"net/netip"
 	"strings"
 	"testing"
@@ -19,6 +20,7 @@ const gobgpdPassword = "gobgpd-MD5-e2e-Key"
 // node-to-ToR session signed with TCP-MD5.
 func TestOneRackGoBGPD(t *testing.T) {
 	l := upLab(t, lab.Options{Racks: 1, NodesPerRack: 2, Router: lab.RouterGoBGPD, PodsPerNode: 2, RouterPassword: gobgpdPassword})
+	t.Run("every session at gobgpd is Established with the MD5 key", func(t *testing.T) { checkGoBGPDSessionsSigned(t, l) })
 	runChecks(t, l)
 	t.Run("outside1 reaches every pod through the gobgpd ToR", func(t *testing.T) { checkOutsideReachesPods(t, l) })
 	t.Run("a pool route from gobgpd is installed on every node, and leaves", func(t *testing.T) { checkRouterPoolRoute(t, l) })
@@ -26,8 +28,45 @@ func TestOneRackGoBGPD(t *testing.T) {
 
 // Both families: IPv4 and IPv6 sessions to gobgpd, MD5 on each.
 func TestDualStackGoBGPD(t *testing.T) {
-	checkDualStack(t, upDualStack(t, lab.Options{Racks: 1, NodesPerRack: 2, Router: lab.RouterGoBGPD, PodsPerNode: 2,
-		Instance: "ds4", RouterPassword: gobgpdPassword}))
+	l := upDualStack(t, lab.Options{Racks: 1, NodesPerRack: 2, Router: lab.RouterGoBGPD, PodsPerNode: 2,
+		Instance: "ds4", RouterPassword: gobgpdPassword})
+	t.Run("every session at gobgpd is Established with the MD5 key", func(t *testing.T) { checkGoBGPDSessionsSigned(t, l) })
+	checkDualStack(t, l)
+}
+
+// checkGoBGPDSessionsSigned reads gobgpd's own view of its sessions: one
+// per node and family, each Established and configured with the key (the
+// kernel then drops every unsigned or wrongly signed segment, so
+// Established means the node signs with the same key).
+func checkGoBGPDSessionsSigned(t *testing.T, l *lab.Lab) {
+	tor := l.Plan().Racks[0].ToR
+	out, err := l.Output(context.Background(), tor.Name, "gobgp", "neighbor", "-j")
+	if err != nil {
+		t.Fatalf("gobgp neighbor: %v", err)
+	}
+	var neighbors []struct {
+		Conf struct {
+			Address  string `json:"neighbor_address"`
+			Password string `json:"auth_password"`
+		} `json:"conf"`
+		State struct {
+			SessionState int `json:"session_state"`
+		} `json:"state"`
+	}
+	if err := json.Unmarshal(out, &neighbors); err != nil {
+		t.Fatalf("decode gobgp neighbor -j: %v", err)
+	}
+	if len(neighbors) != len(tor.Peers) {
+		t.Errorf("gobgpd has %d sessions, the plan %d", len(neighbors), len(tor.Peers))
+	}
+	for _, n := range neighbors {
+		if n.Conf.Password != gobgpdPassword {
+			t.Errorf("session to %s has no MD5 key, or another one", n.Conf.Address) // never print the key
+		}
+		if n.State.SessionState != 6 {
+			t.Errorf("session to %s is in state %d, want 6 (Established)", n.Conf.Address, n.State.SessionState)
+		}
+	}
 }
 
 // checkOutsideReachesPods pings every pod from outside1, whose only way in
