@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,7 +35,8 @@ type cniRunner struct {
 	conf   []byte
 	podPfx string
 	mu     sync.Mutex
-	made   []string // pod namespaces to remove
+	made   []string        // pod namespaces to remove
+	cpu    []time.Duration // each exec's user+system time, since takeCPU
 }
 
 func newCNIRunner(l *lab.Lab, node lab.Node) (*cniRunner, error) {
@@ -114,10 +116,24 @@ func (c *cniRunner) execOut(ctx context.Context, verb string, p *cniPod) (time.D
 		took = time.Since(start)
 		return err
 	})
+	if st := cmd.ProcessState; st != nil {
+		c.mu.Lock()
+		c.cpu = append(c.cpu, st.UserTime()+st.SystemTime())
+		c.mu.Unlock()
+	}
 	if err != nil {
 		return took, nil, fmt.Errorf("cairn-cni %s: %w: %s %s", verb, err, strings.TrimSpace(stdout.String()), lastLine(stderr.String()))
 	}
 	return took, stdout.Bytes(), nil
+}
+
+// takeCPU returns the plugin's CPU time of each exec since the last call.
+func (c *cniRunner) takeCPU() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.cpu
+	c.cpu = nil
+	return out
 }
 
 func lastLine(s string) string {
@@ -149,14 +165,22 @@ func runCNI(ctx context.Context, e *Env) ([]Row, error) {
 		}
 		version = append(version, d)
 	}
-	add, del, err := c.sequential(ctx, cniSequential)
+	add, del, split, err := c.sequential(ctx, cniSequential, node)
+	if err != nil {
+		return nil, err
+	}
+	cpu, err := newBurstCPU(l, node)
 	if err != nil {
 		return nil, err
 	}
 	var bAdd, bDel, bTotal []float64
 	for round := range e.Rounds {
 		e.Logf("CNI burst %d/%d", round+1, e.Rounds)
-		a, d, total, err := c.burst(ctx, fmt.Sprintf("b%d", round), cniBurst)
+		c.takeCPU()
+		if err := cpu.start(); err != nil {
+			return nil, err
+		}
+		a, d, total, err := c.burst(ctx, fmt.Sprintf("b%d", round), cniBurst, func() error { return cpu.stop(c.takeCPU()) })
 		if err != nil {
 			return nil, err
 		}
@@ -183,36 +207,89 @@ func runCNI(ctx context.Context, e *Env) ([]Row, error) {
 			Anchor: "Calico plugin here 3.8–4.0 s", Note: "first start to last exit, median of bursts"},
 		{Name: "30 DELs at once on one node, p99", Unit: "ms", Value: Quantile(bDel, 0.99), Note: bursts},
 	}
+	rows = append(rows, split.rows(seq)...)
+	rows = append(rows, cpu.rows(cniBurst)...)
 	return rows, nil
 }
 
-// sequential adds n pods one at a time, then deletes them one at a time.
-func (c *cniRunner) sequential(ctx context.Context, n int) (add, del []time.Duration, err error) {
+// sequential adds n pods one at a time, then deletes them one at a time,
+// and splits the ADDs' time (addSplit).
+func (c *cniRunner) sequential(ctx context.Context, n int, node lab.Node) (add, del []time.Duration, split addSplit, err error) {
 	pods := make([]cniPod, n)
+	c.takeCPU()
+	before, err := scrapeAgent(ctx, node)
+	if err != nil {
+		return nil, nil, split, err
+	}
 	for i := range n {
 		if pods[i], err = c.newPod(ctx, "s", i); err != nil {
-			return nil, nil, err
+			return nil, nil, split, err
 		}
 		d, err := c.exec(ctx, "ADD", &pods[i])
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, split, err
 		}
 		add = append(add, d)
 	}
+	after, err := scrapeAgent(ctx, node)
+	if err != nil {
+		return nil, nil, split, err
+	}
+	split = newAddSplit(before, after, c.takeCPU(), n)
 	for i := range n {
 		d, err := c.exec(ctx, "DEL", &pods[i])
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, split, err
 		}
 		del = append(del, d)
 		c.delPodNS(ctx, pods[i])
 	}
-	return add, del, nil
+	return add, del, split, nil
+}
+
+// addSplit is where the time of an ADD goes: the plugin's own CPU time,
+// the agent's two calls (their time as the agent measures it), and the
+// agent's requests to the API server in them (watches left out).
+type addSplit struct {
+	pluginCPU            []float64 // ms, each ADD
+	allocate, endpointUp float64   // ms, mean
+	apiRequests, apiTime float64   // per ADD; ms
+}
+
+func newAddSplit(before, after agentMetrics, cpu []time.Duration, n int) addSplit {
+	mean := func(rpc string) float64 {
+		with := []string{`verb="ADD"`, `rpc="` + rpc + `"`}
+		count := delta(before, after, "cairn_cni_request_duration_seconds_count", with, nil)
+		if count == 0 {
+			return math.NaN()
+		}
+		return 1000 * delta(before, after, "cairn_cni_request_duration_seconds_sum", with, nil) / count
+	}
+	notWatch := []string{`verb="WATCH"`}
+	return addSplit{
+		pluginCPU:   Millis(cpu),
+		allocate:    mean("Allocate"),
+		endpointUp:  mean("EndpointUp"),
+		apiRequests: delta(before, after, "cairn_api_request_duration_seconds_count", nil, notWatch) / float64(n),
+		apiTime:     1000 * delta(before, after, "cairn_api_request_duration_seconds_sum", nil, notWatch) / float64(n),
+	}
+}
+
+// rows are the split's figures.
+func (s addSplit) rows(note string) []Row {
+	return []Row{
+		{Name: "ADD split: the plugin's CPU time (user+system), p50", Unit: "ms", Value: Median(s.pluginCPU), Note: note},
+		{Name: "ADD split: the agent's Allocate, mean", Unit: "ms", Value: s.allocate, Note: "the agent's own cairn_cni_request_duration_seconds"},
+		{Name: "ADD split: the agent's EndpointUp, mean", Unit: "ms", Value: s.endpointUp, Note: "the route in the kernel before it answers"},
+		{Name: "ADD split: API requests per ADD", Unit: "", Value: s.apiRequests, Note: "the agent's, watches left out"},
+		{Name: "ADD split: API request time per ADD", Unit: "ms", Value: s.apiTime, Note: "summed over those requests"},
+	}
 }
 
 // burst starts n ADDs at once, then n DELs at once, and returns each
-// one's time and the ADDs' first-start-to-last-exit.
-func (c *cniRunner) burst(ctx context.Context, tag string, n int) (add, del []time.Duration, total time.Duration, err error) {
+// one's time and the ADDs' first-start-to-last-exit. afterAdds runs
+// between the two.
+func (c *cniRunner) burst(ctx context.Context, tag string, n int, afterAdds func() error) (add, del []time.Duration, total time.Duration, err error) {
 	pods := make([]cniPod, n)
 	for i := range n {
 		if pods[i], err = c.newPod(ctx, tag, i); err != nil {
@@ -237,6 +314,9 @@ func (c *cniRunner) burst(ctx context.Context, tag string, n int) (add, del []ti
 	}
 	add, total, err = all("ADD")
 	if err != nil {
+		return nil, nil, 0, err
+	}
+	if err := afterAdds(); err != nil {
 		return nil, nil, 0, err
 	}
 	del, _, err = all("DEL")

@@ -1,12 +1,10 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
+	"runtime"
 	"time"
 
 	"github.com/cairn-net/cairn/internal/lab"
@@ -62,16 +60,48 @@ func runScale(ctx context.Context, e *Env) ([]Row, error) {
 	// A shape that fails is reported and the next one still runs: a
 	// 20-node mesh that does not converge says nothing of the reflectors.
 	var errs []error
+	var largest scaleCost
 	for _, n := range e.ScaleNodes {
+		cost := scaleCost{nodes: n}
 		for _, t := range scaleTopologies(n) {
+			start := time.Now()
 			r, err := scaleLab(ctx, e, t)
+			cost.took += time.Since(start)
 			rows = append(rows, r...)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", t.name, err))
 			}
+			if len(r) > 1 && r[1].Unit == "MiB" {
+				cost.rss = max(cost.rss, r[1].Value)
+			}
+		}
+		if n >= largest.nodes {
+			largest = cost
 		}
 	}
+	if largest.nodes < 100 && largest.rss > 0 {
+		e.Note("Not run at 100 nodes (`-scale-nodes %d,100`): %s", largest.nodes, largest.why100())
+	}
 	return rows, errors.Join(errs...)
+}
+
+// scaleCost is what the largest lab size of a run cost: wall time for
+// both shapes, and its agents' median RSS (the larger shape's).
+type scaleCost struct {
+	nodes int
+	took  time.Duration
+	rss   float64
+}
+
+// why100 says, from the cost measured at the run's largest size, what
+// 100 nodes would take.
+func (c scaleCost) why100() string {
+	f := 100.0 / float64(c.nodes)
+	return fmt.Sprintf("both shapes at %d nodes took %v here (bring-up, measurement, teardown) at load %s, "+
+		"with agents of %.0f MiB each (median). At 100 nodes the agents alone would hold about %.1f GiB, "+
+		"and the time grows at least %.0f-fold (the full mesh's sessions with the square of the nodes): "+
+		"about %v or more, more than the rest of the run together on this %d-core machine shared with other work.",
+		c.nodes, c.took.Round(time.Second), loadAvg(), c.rss, 100*c.rss/1024, f, time.Duration(f*float64(c.took)).Round(time.Minute), runtime.NumCPU())
 }
 
 func scaleLab(ctx context.Context, e *Env, t topology) ([]Row, error) {
@@ -167,22 +197,11 @@ func apiPerPodStart(ctx context.Context, l *lab.Lab) (own, others float64, err e
 func apiCounts(ctx context.Context, nodes []lab.Node) ([]float64, error) {
 	out := make([]float64, len(nodes))
 	for i, n := range nodes {
-		body, err := inNS(ctx, n.NS, "curl", "-sf", "--max-time", "10", "http://127.0.0.1:9091/metrics")
+		m, err := scrapeAgent(ctx, n)
 		if err != nil {
-			return nil, fmt.Errorf("metrics of %s: %w", n.Name, err)
+			return nil, err
 		}
-		sc := bufio.NewScanner(strings.NewReader(body))
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			if !strings.HasPrefix(line, "cairn_api_request_duration_seconds_count{") {
-				continue
-			}
-			f := strings.Fields(line)
-			if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-				out[i] += v
-			}
-		}
+		out[i] = m.sum("cairn_api_request_duration_seconds_count", nil, nil)
 	}
 	return out, nil
 }
