@@ -35,7 +35,8 @@ type path struct {
 
 // runDataplane measures single-stream TCP throughput and round-trip time
 // across the ToRs, interleaved per round: pod to pod across nodes, node to
-// node over the same routers, and a VXLAN overlay between the same nodes.
+// node over the same routers, and a VXLAN overlay between the same nodes;
+// pod to node and node to pod split the pod path's cost by side.
 func runDataplane(ctx context.Context, e *Env) ([]Row, error) {
 	l, err := e.MainLab(ctx)
 	if err != nil {
@@ -63,10 +64,14 @@ func runDataplane(ctx context.Context, e *Env) ([]Row, error) {
 		}
 		defer d.stop()
 	}
+	// Pod to node and node to pod split the pod path's cost between the
+	// sending node (the pod's veth, then forwarding) and the receiving one.
 	paths := []path{
 		{name: "node-to-node", fromNS: n1.NS, to: n2.Addr},
 		{name: "pod-to-pod", fromNS: p1.NS, to: p2.IP},
 		{name: "VXLAN overlay", fromNS: n1.NS, to: vx2},
+		{name: "pod-to-node", fromNS: p1.NS, to: n2.Addr},
+		{name: "node-to-pod", fromNS: n1.NS, to: p2.IP},
 	}
 	if err := waitIperf(ctx, paths); err != nil {
 		return nil, err
@@ -107,6 +112,16 @@ func runDataplane(ctx context.Context, e *Env) ([]Row, error) {
 			Anchor: "Calico routed 1.7, IPIP 2.2, VXLAN 2.4 (DaoCloud)", Note: "per-round ratio"},
 		{Name: "RTT, VXLAN overlay / node-to-node", Unit: "x", Value: Median(Ratios(rtt["VXLAN overlay"], rtt["node-to-node"])),
 			Samples: Ratios(rtt["VXLAN overlay"], rtt["node-to-node"]), Note: "per-round ratio"},
+	}
+	for _, side := range []struct{ path, note string }{
+		{"pod-to-node", "the sending side alone: pod on " + n1.Name + " to " + n2.Name + "'s address"},
+		{"node-to-pod", "the receiving side alone: " + n1.Name + " to the pod on " + n2.Name},
+	} {
+		rows = append(rows,
+			Row{Name: "split: throughput, " + side.path + " / node-to-node", Unit: "x", Value: Median(Ratios(tput[side.path], node)),
+				Samples: Ratios(tput[side.path], node), Note: side.note},
+			Row{Name: "split: RTT, " + side.path + " / node-to-node", Unit: "x", Value: Median(Ratios(rtt[side.path], rtt["node-to-node"])),
+				Samples: Ratios(rtt[side.path], rtt["node-to-node"]), Note: side.note})
 	}
 	return rows, nil
 }
