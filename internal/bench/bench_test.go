@@ -101,7 +101,8 @@ func TestMarkdownMarksRowsBelowGoal(t *testing.T) {
 		{Name: "cni", Title: "CNI", Rows: []Row{
 			{Name: "ADD, p50", Unit: "ms", Value: 20, Goal: AtMost(15), Anchor: "Calico | 232 ms"},
 			{Name: "DEL, p50", Unit: "ms", Value: 10},
-		}},
+			{Name: "burst p99", Unit: "ms", Value: 400, Goal: AtMost(500)},
+		}, Notes: []string{"Not run at 100 nodes."}},
 		{Name: "felix", Title: "felix", Error: "build failed\nmore"},
 	}}
 	md := r.Markdown()
@@ -110,10 +111,18 @@ func TestMarkdownMarksRowsBelowGoal(t *testing.T) {
 		"| DEL, p50 | – | – | **10.0 ms** |  |",
 		"**The section failed** after 0s: `build failed`",
 		"- ADD, p50: 20.0 ms against ≤ 15.0 ms",
+		// The goals table: every row with a goal, and the failed section.
+		"| cni | ADD, p50 | Calico / 232 ms | ≤ 15.0 ms | **20.0 ms** | **below** |",
+		"| cni | burst p99 | – | ≤ 500 ms | **400 ms** | met |",
+		"| felix | **the section failed**: build failed | | | | |",
+		"Not run at 100 nodes.",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
+	}
+	if strings.Contains(md, "| cni | DEL, p50 |") {
+		t.Errorf("the goals table lists a row without a goal:\n%s", md)
 	}
 	if !r.Failed() {
 		t.Error("a report with a failed section is not Failed")
@@ -127,5 +136,14 @@ func TestSelectSections(t *testing.T) {
 	}
 	if _, err := selectSections([]string{"nope"}); err == nil || !strings.Contains(err.Error(), "dataplane") {
 		t.Fatalf("unknown section: err = %v, want one listing the sections", err)
+	}
+}
+
+func TestWhy100(t *testing.T) {
+	got := scaleCost{nodes: 20, took: 10 * time.Minute, rss: 60}.why100()
+	for _, want := range []string{"at 20 nodes took 10m0s", "agents of 60 MiB", "about 5.9 GiB", "at least 5-fold", "about 50m0s or more"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("why100 = %q, lacks %q", got, want)
+		}
 	}
 }

@@ -46,6 +46,13 @@ type Env struct {
 	Options
 	lab    *lab.Lab
 	labErr error
+	notes  []string // the running section's
+}
+
+// Note adds a paragraph to the running section's part of the report.
+func (e *Env) Note(format string, args ...any) {
+	e.notes = append(e.notes, fmt.Sprintf(format, args...))
+	e.Logf("note: "+format, args...)
 }
 
 // MainLab is the lab sections share: two racks of one node each behind

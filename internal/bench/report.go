@@ -48,6 +48,7 @@ func (r *Report) Markdown() string {
 		w("![%s](%s)", strings.TrimSuffix(c, filepath.Ext(c)), c)
 	}
 	w("")
+	r.goalsTable(w)
 	for _, s := range r.Sections {
 		w("## %s", s.Title)
 		w("")
@@ -56,6 +57,10 @@ func (r *Report) Markdown() string {
 			w("")
 		}
 		if len(s.Rows) == 0 {
+			for _, n := range s.Notes {
+				w("%s", n)
+				w("")
+			}
 			continue
 		}
 		w("| measure | anchor | goal | measured | | samples | how |")
@@ -65,6 +70,10 @@ func (r *Report) Markdown() string {
 				formatValue(row.Value, row.Unit), metMark(row), samplesText(row), dash(row.Note))
 		}
 		w("")
+		for _, n := range s.Notes {
+			w("%s", n)
+			w("")
+		}
 		w("(%s)", s.Duration.Round(time.Second))
 		w("")
 	}
@@ -86,6 +95,29 @@ func (r *Report) Markdown() string {
 		w("")
 	}
 	return b.String()
+}
+
+// goalsTable is every figure that has a goal, in one table: the report's
+// summary. A section that failed says so in it, since its goals went
+// unmeasured.
+func (r *Report) goalsTable(w func(string, ...any)) {
+	w("## Goals")
+	w("")
+	w("| section | measure | anchor | goal | measured | |")
+	w("|---|---|---|---|---|---|")
+	for _, s := range r.Sections {
+		for _, row := range s.Rows {
+			if row.Goal == nil {
+				continue
+			}
+			w("| %s | %s | %s | %s | **%s** | %s |", s.Name, row.Name, dash(row.Anchor), goalText(row),
+				formatValue(row.Value, row.Unit), metMark(row))
+		}
+		if s.Error != "" {
+			w("| %s | **the section failed**: %s | | | | |", s.Name, dash(firstLine(s.Error)))
+		}
+	}
+	w("")
 }
 
 func goalText(r Row) string {

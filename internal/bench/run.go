@@ -41,9 +41,12 @@ func Sections() []Section {
 
 // SectionResult is what one section produced.
 type SectionResult struct {
-	Name     string        `json:"name"`
-	Title    string        `json:"title"`
-	Rows     []Row         `json:"rows"`
+	Name  string `json:"name"`
+	Title string `json:"title"`
+	Rows  []Row  `json:"rows"`
+	// Notes are what the section says besides its figures (what it
+	// left out, and why).
+	Notes    []string      `json:"notes,omitempty"`
 	Error    string        `json:"error,omitempty"`
 	Duration time.Duration `json:"durationNs"`
 }
@@ -106,8 +109,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	for _, s := range selected {
 		o.Logf("== %s", s.Name)
 		start := time.Now()
+		e.notes = nil
 		rows, err := runSection(ctx, e, s)
-		res := SectionResult{Name: s.Name, Title: s.Title, Rows: rows, Duration: time.Since(start)}
+		res := SectionResult{Name: s.Name, Title: s.Title, Rows: rows, Notes: e.notes, Duration: time.Since(start)}
 		if err != nil {
 			res.Error = err.Error()
 			o.Logf("%s failed: %v", s.Name, err)
