@@ -281,8 +281,9 @@ func (s addSplit) rows(note string) []Row {
 		{Name: "ADD split: the plugin's CPU time (user+system), p50", Unit: "ms", Value: Median(s.pluginCPU), Note: note},
 		{Name: "ADD split: the agent's Allocate, mean", Unit: "ms", Value: s.allocate, Note: "the agent's own cairn_cni_request_duration_seconds"},
 		{Name: "ADD split: the agent's EndpointUp, mean", Unit: "ms", Value: s.endpointUp, Note: "the route in the kernel before it answers"},
-		{Name: "ADD split: API requests per ADD", Unit: "", Value: s.apiRequests, Note: "the agent's, watches left out"},
-		{Name: "ADD split: API request time per ADD", Unit: "ms", Value: s.apiTime, Note: "summed over those requests"},
+		{Name: "ADD split: API requests per ADD", Unit: "", Value: s.apiRequests,
+			Note: "every request of the agent's while the ADDs ran (background ones too: status, leases), watches left out"},
+		{Name: "ADD split: API request time per ADD", Unit: "ms", Value: s.apiTime, Note: "summed over those requests, some of them concurrent"},
 	}
 }
 
