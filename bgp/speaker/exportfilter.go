@@ -71,7 +71,8 @@ func rejectsChangedFor(old, new map[netip.Addr][]netip.Prefix, advertised map[ne
 	return out
 }
 
-func union(a, b map[netip.Addr][]netip.Prefix) map[netip.Addr]bool {
+// union is the set of peers that are keys of a or b.
+func union[V any](a, b map[netip.Addr]V) map[netip.Addr]bool {
 	out := map[netip.Addr]bool{}
 	for k := range a {
 		out[k] = true

@@ -192,9 +192,12 @@ func TestImportFilterRefusal(t *testing.T) {
 			t.Errorf("%s from %s: usable %v", tc.prefix, tc.peer, f.usable(c))
 		}
 	}
+	// The refused path twice: from the RIB and, kept out by GoBGP's
+	// policy, from the peer's Adj-RIB-In. It is one refused path.
 	accepted, refused, total := judgeImports([]candidate{
 		{Prefix: netip.MustParsePrefix("10.244.7.0/26"), NextHop: tor, Peer: tor},
 		{Prefix: netip.MustParsePrefix("10.244.8.0/26"), NextHop: tor, Peer: tor},
+		{Prefix: netip.MustParsePrefix("10.244.7.0/26"), NextHop: tor, Peer: tor},
 	}, f, 10)
 	if accepted[tor] != 1 || total != 1 || len(refused) != 1 || !strings.Contains(refused[0].Reason, "BGPFilter tor") {
 		t.Errorf("judged accepted=%v refused=%v total=%d", accepted, refused, total)
@@ -272,10 +275,11 @@ func TestExportFilterPolicy(t *testing.T) {
 	}
 }
 
-// TestExportFilterPolicyAcceptedByGoBGP: GoBGP takes the policy with
-// export filters for an IPv4 and an IPv6 neighbour, and takes it again
-// with them removed (names with colons, sets replaced).
-func TestExportFilterPolicyAcceptedByGoBGP(t *testing.T) {
+// TestFilterPolicyAcceptedByGoBGP: GoBGP takes the policy with export
+// filters and import rules of both families for an IPv4 and an IPv6
+// neighbour (names with colons, length ranges, neighbour and next-hop
+// conditions), and takes it again with them removed (sets replaced).
+func TestFilterPolicyAcceptedByGoBGP(t *testing.T) {
 	srv := gobgp.NewBgpServer(gobgp.LoggerOption(slog.New(slog.DiscardHandler), nil))
 	go srv.Serve()
 	defer srv.Stop()
@@ -286,10 +290,19 @@ func TestExportFilterPolicyAcceptedByGoBGP(t *testing.T) {
 	if err := installPolicy(ctx, srv); err != nil {
 		t.Fatal(err)
 	}
+	imp, err := validateFilters(&Filters{Import: []FilterRule{
+		rule("", FilterAccept, MatchIn, "10.244.3.0/24", false, 0, 0),
+		rule("", FilterReject, MatchNotIn, "10.244.0.0/23", false, 0, 0),
+		rule("", FilterAccept, MatchNotEqual, "fd00:244::/64", true, 0, 0),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	in := policyInput{pools: prefixes("10.244.0.0/16", "fd00:244::/48"), exportRejects: map[netip.Addr][]netip.Prefix{
 		netip.MustParseAddr("192.0.2.1"):   prefixes("10.244.1.0/26", "fd00:244::/122"),
 		netip.MustParseAddr("2001:db8::1"): prefixes("fd00:244::/122"),
-	}}
+	}, clusterPeers: []netip.Addr{peerA},
+		importRules: map[netip.Addr][]FilterRule{peerA: imp.Import, netip.MustParseAddr("2001:db8::1"): imp.Import}}
 	for _, in := range []policyInput{in, {pools: in.pools}, in} {
 		if err := srv.SetPolicies(ctx, buildPolicy(in)); err != nil {
 			t.Fatalf("set policy %+v: %v", in, err)

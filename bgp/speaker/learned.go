@@ -191,7 +191,8 @@ type RefusedPath struct {
 
 // judgeImports counts, per neighbour, the paths in the RIB that the import
 // rules admit, whether or not they were chosen, and lists those they
-// refuse (at most limit, by prefix), with the total refused.
+// refuse (at most limit, by prefix), with the total refused. cands are the
+// RIB's paths and those the peers' import filters kept out of it.
 func judgeImports(cands []candidate, f learnedFilter, limit int) (accepted map[netip.Addr]uint64, refused []RefusedPath, total int) {
 	accepted = map[netip.Addr]uint64{}
 	for _, c := range cands {
@@ -203,10 +204,13 @@ func judgeImports(cands []candidate, f learnedFilter, limit int) (accepted map[n
 			accepted[c.Peer]++
 			continue
 		}
-		total++
 		refused = append(refused, RefusedPath{Path: Path{Prefix: c.Prefix.Masked(), NextHop: c.NextHop, Peer: c.Peer, Communities: c.Communities}, Reason: why})
 	}
+	// A path kept out by GoBGP's import policy may still be in the RIB
+	// until the policy's soft reset has run: count it once.
 	slices.SortFunc(refused, func(a, b RefusedPath) int { return comparePath(a.Path, b.Path) })
+	refused = slices.CompactFunc(refused, func(a, b RefusedPath) bool { return comparePath(a.Path, b.Path) == 0 })
+	total = len(refused)
 	if len(refused) > limit {
 		refused = refused[:limit]
 	}

@@ -1,6 +1,7 @@
 package speaker
 
 import (
+	"maps"
 	"net/netip"
 	"slices"
 
@@ -35,12 +36,15 @@ type policyInput struct {
 	// clusterPeers lists the other reflectors of our cluster (Peer
 	// SameCluster), sorted.
 	clusterPeers []netip.Addr
+	// importRules are, per peer with import rules, its rules
+	// (importrules.go).
+	importRules map[netip.Addr][]FilterRule
 }
 
 // policyInputFor derives the policy input from the desired peers, the
 // import filter and our advertisements (ads: desired and still applied).
 func policyInputFor(pools []netip.Prefix, peers map[netip.Addr]Peer, localASN uint32, ads []netip.Prefix) policyInput {
-	in := policyInput{pools: pools, exportRejects: exportRejects(peers, ads)}
+	in := policyInput{pools: pools, exportRejects: exportRejects(peers, ads), importRules: importRulesOf(peers)}
 	reflecting := false
 	var ibgp []netip.Addr
 	for addr, p := range peers {
@@ -63,7 +67,8 @@ func policyInputFor(pools []netip.Prefix, peers map[netip.Addr]Peer, localASN ui
 
 func (in policyInput) equal(o policyInput) bool {
 	return slices.Equal(in.pools, o.pools) && slices.Equal(in.reflectTo, o.reflectTo) &&
-		equalRejects(in.exportRejects, o.exportRejects) && slices.Equal(in.clusterPeers, o.clusterPeers)
+		equalRejects(in.exportRejects, o.exportRejects) && slices.Equal(in.clusterPeers, o.clusterPeers) &&
+		maps.EqualFunc(in.importRules, o.importRules, slices.Equal)
 }
 
 // buildPolicy returns the complete GoBGP routing policy for in. Global
@@ -71,7 +76,9 @@ func (in policyInput) equal(o policyInput) bool {
 // statements are the only things that accept.
 //
 // Import: reject default routes; accept our own paths (GoBGP imports local
-// paths through the same policy); accept prefixes inside the pools.
+// paths through the same policy); apply each peer's import rules
+// (importrules.go); from another reflector of our cluster accept only its
+// own paths; accept prefixes inside the pools.
 // Export: reject default routes; reject what a peer's export filters
 // refuse towards it (exportfilter.go); accept locally originated paths (only our
 // Advertisements are ever added locally); when reflecting, accept iBGP-learned
@@ -106,6 +113,9 @@ func buildPolicy(in policyInput) *api.SetPoliciesRequest {
 			Actions:    &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_ACCEPT},
 		},
 	}
+	importSets, importStmts := importFilterStatements(in)
+	sets = append(sets, importSets...)
+	imp = append(imp, importStmts...)
 	filterSets, filterStmts := exportFilterStatements(in.exportRejects)
 	sets = append(sets, filterSets...)
 	exp := []*api.Statement{
@@ -175,15 +185,11 @@ func buildPolicy(in policyInput) *api.SetPoliciesRequest {
 // its own address. The statement after it rejects the rest from them (what
 // they reflect: RFC 4456 section 8).
 func acceptOwnOfClusterPeers(peers []netip.Addr, poolSet string) *api.Statement {
-	hops := make([]string, len(peers))
-	for i, a := range peers {
-		hops[i] = netip.PrefixFrom(a, a.BitLen()).String()
-	}
 	return &api.Statement{
 		Name: "accept-own-of-cluster-peers-" + poolSet,
 		Conditions: &api.Conditions{
 			NeighborSet:   matchAny(setClusterPeers),
-			NextHopInList: hops,
+			NextHopInList: hostPrefixes(peers),
 			PrefixSet:     matchAny(poolSet),
 		},
 		Actions: &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_ACCEPT},
@@ -225,11 +231,17 @@ func prefixSet(name string, prefixes []netip.Prefix, maxLen int) *api.DefinedSet
 }
 
 func neighborSet(name string, addrs []netip.Addr) *api.DefinedSet {
-	ds := &api.DefinedSet{DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR, Name: name}
-	for _, a := range addrs {
-		ds.List = append(ds.List, netip.PrefixFrom(a, a.BitLen()).String())
+	return &api.DefinedSet{DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR, Name: name, List: hostPrefixes(addrs)}
+}
+
+// hostPrefixes are the addresses as host prefixes (/32, /128), the form
+// of GoBGP's neighbour sets and next-hop lists.
+func hostPrefixes(addrs []netip.Addr) []string {
+	out := make([]string, len(addrs))
+	for i, a := range addrs {
+		out[i] = netip.PrefixFrom(a, a.BitLen()).String()
 	}
-	return ds
+	return out
 }
 
 func rejectStatement(name, set string) *api.Statement {
@@ -250,5 +262,5 @@ func describePolicy(in policyInput) []any {
 	for i, p := range in.pools {
 		pools[i] = p.String()
 	}
-	return []any{"pools", pools, "reflectToPeers", len(in.reflectTo), "peersWithExportRejects", len(in.exportRejects), "clusterPeers", len(in.clusterPeers)}
+	return []any{"pools", pools, "reflectToPeers", len(in.reflectTo), "peersWithExportRejects", len(in.exportRejects), "clusterPeers", len(in.clusterPeers), "peersWithImportRules", len(in.importRules)}
 }

@@ -22,8 +22,12 @@ func (r *runner) publishLearned() {
 		return
 	}
 	f := learnedFilter{localASN: r.global.ASN, pools: r.last.pools, holdings: r.last.holdings, peers: r.last.peers, own: r.last.ads, staleDead: r.backWithoutGR()}
+	kept, err := r.keptOutByRules()
+	if err != nil {
+		r.log.Warn("could not read what import filters keep out; RefusedPaths may miss it", "err", err)
+	}
 	var refused refusedSet
-	r.accepted, refused.paths, refused.total = judgeImports(cands, f, maxRefusedListed)
+	r.accepted, refused.paths, refused.total = judgeImports(slices.Concat(cands, kept), f, maxRefusedListed)
 	r.s.refused.Store(&refused)
 	if !r.synced {
 		return
@@ -80,4 +84,32 @@ func (r *runner) candidates() ([]candidate, error) {
 		}
 	}
 	return out, nil
+}
+
+// keptOutByRules lists the paths that peers with import rules sent and the
+// rules refuse. GoBGP's import policy keeps them out of the RIB, so only
+// the peer's Adj-RIB-In still has them; they are read for RefusedPaths.
+func (r *runner) keptOutByRules() ([]candidate, error) {
+	var out []candidate
+	var errs []error
+	for a, p := range r.peers {
+		rules := r.last.peers[a].importRules()
+		if len(rules) == 0 {
+			continue
+		}
+		for _, fam := range sessionFamilies(p) {
+			err := r.srv.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_ADJ_IN, Name: a.String(), Family: fam},
+				func(_ bgp.NLRI, paths []*apiutil.Path) {
+					for _, ap := range paths {
+						if c, ok := candidateFromAPI(ap); ok && filterRefusal(rules, c.Prefix) != "" {
+							out = append(out, c)
+						}
+					}
+				})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("list %s paths received from %s: %w", fam, a, err))
+			}
+		}
+	}
+	return out, errors.Join(errs...)
 }

@@ -75,10 +75,12 @@ func (r *runner) retryC() <-chan time.Time {
 
 // applyPolicy replaces the routing policy when its inputs changed, then has
 // GoBGP re-evaluate what it already holds: soft reset in re-runs the import
-// policy over every received path (including ones rejected before), soft
-// reset out re-runs the export policy and withdraws what it now rejects,
-// towards every peer when reflection changed, else only towards the peers
-// whose export filters changed their verdict on what we advertise.
+// policy over every received path (including ones rejected before), from
+// every peer when the pools changed, else from the peers whose import
+// rules changed; soft reset out re-runs the export policy and withdraws
+// what it now rejects, towards every peer when reflection changed, else
+// only towards the peers whose export filters changed their verdict on
+// what we advertise.
 func (r *runner) applyPolicy(d desired) error {
 	in := policyInputFor(d.pools, d.peers, r.global.ASN, adPrefixes(d.ads, r.ads))
 	if in.equal(r.policy) {
@@ -91,6 +93,7 @@ func (r *runner) applyPolicy(d desired) error {
 	importChanged := !slices.Equal(in.pools, r.policy.pools)
 	exportChanged := !slices.Equal(in.reflectTo, r.policy.reflectTo)
 	filtered := rejectsChangedFor(r.policy.exportRejects, in.exportRejects, r.ads)
+	reimport := importRulesChangedFor(r.policy.importRules, in.importRules)
 	r.policy = in
 	r.log.Info("routing policy updated", describePolicy(in)...)
 	if len(r.peers) == 0 {
@@ -99,18 +102,28 @@ func (r *runner) applyPolicy(d desired) error {
 	var errs []error
 	if importChanged {
 		errs = append(errs, r.softReset(ctx, "all", api.ResetPeerRequest_DIRECTION_IN))
+	} else {
+		errs = append(errs, r.softResetPeers(ctx, reimport, api.ResetPeerRequest_DIRECTION_IN, "import filter changed: judging the peer's routes again")...)
 	}
 	if exportChanged {
 		errs = append(errs, r.softReset(ctx, "all", api.ResetPeerRequest_DIRECTION_OUT))
 	} else {
-		for _, a := range filtered {
-			if _, ok := r.peers[a]; ok {
-				r.log.Info("export filter changed: re-sending to the peer (soft reset out)", "peer", r.peers[a].displayName(), "address", a.String())
-				errs = append(errs, r.softReset(ctx, a.String(), api.ResetPeerRequest_DIRECTION_OUT))
-			}
-		}
+		errs = append(errs, r.softResetPeers(ctx, filtered, api.ResetPeerRequest_DIRECTION_OUT, "export filter changed: re-sending to the peer")...)
 	}
 	return errors.Join(errs...)
+}
+
+// softResetPeers soft resets those of addrs that GoBGP has (a peer still
+// to be added is judged by the new policy anyway), saying why.
+func (r *runner) softResetPeers(ctx context.Context, addrs []netip.Addr, dir api.ResetPeerRequest_Direction, why string) []error {
+	var errs []error
+	for _, a := range addrs {
+		if p, ok := r.peers[a]; ok {
+			r.log.Info(why, "peer", p.displayName(), "address", a.String(), "softReset", dir.String())
+			errs = append(errs, r.softReset(ctx, a.String(), dir))
+		}
+	}
+	return errs
 }
 
 // softReset has GoBGP re-run a policy for address ("all": every peer).

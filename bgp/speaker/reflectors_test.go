@@ -27,10 +27,7 @@ func TestReflectorsWithdrawADepartedClient(t *testing.T) {
 	addr := func(i byte) netip.Addr { return netip.AddrFrom4([4]byte{127, 0, 0, 20 + i}) }
 	r1, r2, c, d := addr(1), addr(2), addr(3), addr(4)
 	start := func(name string, a netip.Addr) *speakerProc {
-		sp := startSpeaker(t, name, "", helperConfig{RouterID: a, ASN: asn, ListenPort: port,
-			ListenAddresses: []string{a.String()}, GracefulRestart: &GROptions{Enabled: true}, InitialSyncTimeout: 5 * time.Second})
-		sp.SetFilter(t, "10.244.0.0/16")
-		return sp
+		return startPoolSpeaker(t, name, a, helperConfig{ASN: asn, ListenPort: port, GracefulRestart: &GROptions{Enabled: true}})
 	}
 	// Each speaker's sessions start from its own loopback address.
 	reflector := func(a netip.Addr) bool { return a == r1 || a == r2 }
@@ -64,4 +61,14 @@ func TestReflectorsWithdrawADepartedClient(t *testing.T) {
 	spC.Stop(t)
 	spD.WaitLearned(t, "C's block withdrawn", sessionTimeout, exactly())
 	t.Logf("C's block left D %v after the reflectors dropped C", time.Since(left).Round(time.Millisecond))
+}
+
+// startPoolSpeaker starts a speaker of hc on loopback address a (its
+// router ID and only listen address) importing the pool 10.244.0.0/16,
+// with a 5 s initial sync.
+func startPoolSpeaker(t *testing.T, name string, a netip.Addr, hc helperConfig) *speakerProc {
+	hc.RouterID, hc.ListenAddresses, hc.InitialSyncTimeout = a, []string{a.String()}, 5*time.Second
+	sp := startSpeaker(t, name, "", hc)
+	sp.SetFilter(t, "10.244.0.0/16")
+	return sp
 }
