@@ -5,25 +5,24 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
-	"k8s.io/client-go/tools/leaderelection"
+
+	"github.com/cairn-net/cairn/apis/kubecore"
 )
 
 // ClientOwners answers Owners with live reads from the API server.
 type ClientOwners struct {
-	Client kubernetes.Interface
+	Client kubecore.Interface
 }
 
 // PodAlive implements Owners.
 func (o ClientOwners) PodAlive(ctx context.Context, owner Pod) (bool, error) {
-	pod, err := o.Client.CoreV1().Pods(owner.Namespace).Get(ctx, owner.Name, metav1.GetOptions{})
+	pod, err := o.Client.Pods(owner.Namespace).Get(ctx, owner.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}
@@ -35,7 +34,7 @@ func (o ClientOwners) PodAlive(ctx context.Context, owner Pod) (bool, error) {
 
 // NodeExists implements Owners.
 func (o ClientOwners) NodeExists(ctx context.Context, name string) (bool, error) {
-	_, err := o.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	_, err := o.Client.Nodes().Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}
@@ -94,7 +93,7 @@ func podAlive(pod *corev1.Pod, owner Pod) bool {
 // (and for any other one-per-cluster loop, such as LoadBalancer IPAM).
 type LeaderOptions struct {
 	// Client reaches the coordination.k8s.io Lease API.
-	Client kubernetes.Interface
+	Client kubecore.Interface
 	// Namespace and Name of the Lease.
 	Namespace, Name string
 	// Identity of this candidate (usually the node name); unique.
@@ -122,56 +121,48 @@ func RunLeaderElected(ctx context.Context, opts LeaderOptions, lead func(ctx con
 	if opts.RetryPeriod == 0 {
 		opts.RetryPeriod = 2 * time.Second
 	}
+	if opts.RenewDeadline >= opts.LeaseDuration || opts.RetryPeriod >= opts.RenewDeadline {
+		return fmt.Errorf("leader election: want RetryPeriod %v < RenewDeadline %v < LeaseDuration %v",
+			opts.RetryPeriod, opts.RenewDeadline, opts.LeaseDuration)
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("lease", opts.Namespace+"/"+opts.Name, "identity", opts.Identity)
-	lock, stop := watchLease(ctx, opts.Client, opts.Namespace, opts.Name, opts.Identity)
+	lease, stop := watchLease(ctx, opts.Client, opts.Namespace, opts.Name, opts.Identity)
 	defer stop()
-	var leading sync.Mutex // one lead at a time, also across campaigns
 	for ctx.Err() == nil {
-		if err := campaign(ctx, opts, lock, log, &leading, lead); err != nil {
-			return err
-		}
+		campaign(ctx, opts, lease, log, lead)
 	}
-	leading.Lock() // wait for a running lead to return
-	leading.Unlock()
 	return nil
 }
 
-// campaign runs one leader election: it waits to acquire the Lease, runs
-// lead while renewing it, and returns once leadership is lost or ctx
-// ends. client-go starts lead on its own goroutine; leading makes sure a
-// lead from an earlier term has returned before the next one starts, and
-// a lead whose term already ended does nothing.
-func campaign(ctx context.Context, opts LeaderOptions, lock *watchedLease, log *slog.Logger, leading *sync.Mutex, lead func(ctx context.Context)) error {
-	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock:            lock,
-		LeaseDuration:   opts.LeaseDuration,
-		RenewDeadline:   opts.RenewDeadline,
-		RetryPeriod:     opts.RetryPeriod,
-		ReleaseOnCancel: true,
-		Name:            opts.Name,
-		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(ctx context.Context) {
-				leading.Lock()
-				defer leading.Unlock()
-				if ctx.Err() != nil {
-					return
-				}
-				log.Info("became leader")
-				lead(ctx)
-			},
-			OnStoppedLeading: func() {},
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("leader election for %s/%s: %w", opts.Namespace, opts.Name, err)
+// campaign runs one term: it waits to acquire the Lease, runs lead while
+// renewing it, and returns once leadership is lost or ctx ends. lead
+// runs on its own goroutine and has returned before the Lease is released
+// and campaign returns: never two leads at once in this process, and
+// another candidate takes over only from a lead that has stopped (or
+// whose term expired).
+func campaign(ctx context.Context, opts LeaderOptions, lease *watchedLease, log *slog.Logger, lead func(ctx context.Context)) {
+	e := &elector{lease: lease, opts: opts, log: log, now: time.Now}
+	if !e.acquire(ctx) {
+		return
 	}
-	le.Run(ctx) // returns when leadership is lost or ctx ends
+	term, end := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		log.Info("became leader")
+		lead(term)
+	}()
+	e.renew(term) // returns when leadership is lost or ctx ends
+	end()
+	<-done
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opts.RenewDeadline)
+	e.release(rctx)
+	cancel()
 	if ctx.Err() == nil {
 		log.Info("lost leadership; campaigning again")
 	}
-	return nil
 }

@@ -14,7 +14,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"github.com/cairn-net/cairn/apis/kubecore/kubecoretest"
 )
 
 const testNS, testLease = "cairn-system", "cairn-test"
@@ -50,7 +51,7 @@ func TestWaitingCandidateMakesNoRequests(t *testing.T) {
 	led := make(chan time.Time, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- RunLeaderElected(ctx, LeaderOptions{Client: kube, Namespace: testNS, Name: testLease, Identity: "node-2",
+		done <- RunLeaderElected(ctx, LeaderOptions{Client: kubecoretest.From(kube), Namespace: testNS, Name: testLease, Identity: "node-2",
 			LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 100 * time.Millisecond,
 			Logger: slog.New(slog.DiscardHandler)},
 			func(ctx context.Context) { led <- time.Now(); <-ctx.Done() })
@@ -139,29 +140,31 @@ func TestStaleWatchCostsAConflictNotALeader(t *testing.T) {
 	if err := store.Add(old); err != nil {
 		t.Fatal(err)
 	}
-	l := &watchedLease{client: kube, meta: metav1.ObjectMeta{Namespace: testNS, Name: testLease}, identity: "node-2",
+	l := &watchedLease{leases: kube.CoordinationV1().Leases(testNS), meta: metav1.ObjectMeta{Namespace: testNS, Name: testLease}, identity: "node-2",
 		store: store, synced: func() bool { return true }}
 	ctx := context.Background()
 
-	rec, _, err := l.Get(ctx)
+	cur, err := l.get(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if gets.Load() != 0 {
 		t.Errorf("read another's Lease with %d GETs; the watch has it", gets.Load())
 	}
-	takeover := resourcelock.LeaderElectionRecord{HolderIdentity: "node-2", LeaseDurationSeconds: 3, LeaderTransitions: rec.LeaderTransitions + 1}
-	if err := l.Update(ctx, takeover); !apierrors.IsConflict(err) {
+	takeover := cur.DeepCopy()
+	me := "node-2"
+	takeover.Spec.HolderIdentity = &me
+	if _, err := l.update(ctx, takeover); !apierrors.IsConflict(err) {
 		t.Fatalf("takeover of a Lease read stale: %v, want a conflict", err)
 	}
-	rec, _, err = l.Get(ctx)
+	cur, err = l.get(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if gets.Load() != 1 {
 		t.Errorf("%d GETs after a conflict, want 1", gets.Load())
 	}
-	if !rec.RenewTime.Time.Equal(fresh.Spec.RenewTime.Time) {
-		t.Errorf("read after a conflict: renewed %s, want the API server's %s", rec.RenewTime, fresh.Spec.RenewTime)
+	if !cur.Spec.RenewTime.Time.Equal(fresh.Spec.RenewTime.Time) {
+		t.Errorf("read after a conflict: renewed %s, want the API server's %s", cur.Spec.RenewTime, fresh.Spec.RenewTime)
 	}
 }

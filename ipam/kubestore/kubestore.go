@@ -13,7 +13,6 @@ import (
 	"k8s.io/client-go/rest"
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
-	"github.com/cairn-net/cairn/apis/client/clientset/versioned"
 	typed "github.com/cairn-net/cairn/apis/client/clientset/versioned/typed/cairn/v1alpha1"
 	"github.com/cairn-net/cairn/ipam"
 )
@@ -31,12 +30,12 @@ type Store struct {
 	c typed.CairnV1alpha1Interface
 }
 
-// New returns a store using cs.
-func New(cs versioned.Interface) *Store {
-	return &Store{c: cs.CairnV1alpha1()}
+// New returns a store using c (a clientset's CairnV1alpha1()).
+func New(c typed.CairnV1alpha1Interface) *Store {
+	return &Store{c: c}
 }
 
-// NewForConfig builds a clientset from cfg, raising client-side rate limits
+// NewForConfig builds a client from cfg, raising client-side rate limits
 // left at zero to DefaultQPS and DefaultBurst.
 func NewForConfig(cfg *rest.Config) (*Store, error) {
 	cfg = rest.CopyConfig(cfg)
@@ -46,11 +45,11 @@ func NewForConfig(cfg *rest.Config) (*Store, error) {
 	if cfg.Burst == 0 {
 		cfg.Burst = DefaultBurst
 	}
-	cs, err := versioned.NewForConfig(cfg)
+	c, err := typed.NewForConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("build cairn clientset: %w", err)
+		return nil, fmt.Errorf("build cairn client: %w", err)
 	}
-	return New(cs), nil
+	return New(c), nil
 }
 
 // client is the part of a generated typed client the store uses.

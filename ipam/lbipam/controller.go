@@ -13,14 +13,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
-	kubeinformers "k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
 	cairnlisters "github.com/cairn-net/cairn/apis/client/listers/cairn/v1alpha1"
+	"github.com/cairn-net/cairn/apis/kubecore"
 	"github.com/cairn-net/cairn/ipam/pools"
 )
 
@@ -28,7 +27,7 @@ import (
 type Options struct {
 	// Kube reads Services (the controller's own watch, while it runs) and
 	// writes their status and Events.
-	Kube kubernetes.Interface
+	Kube kubecore.Interface
 	// Pools is a started IPPool informer; Run waits for its cache.
 	Pools cache.SharedIndexInformer
 	// Configs is a started BGPConfiguration informer, read to say when an
@@ -80,11 +79,14 @@ func New(opts Options) (*Controller, error) {
 // both caches have synced.
 func (c *Controller) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
-	factory := kubeinformers.NewSharedInformerFactoryWithOptions(c.opts.Kube, 0, kubeinformers.WithTransform(serviceFields))
-	defer func() { cancel(); factory.Shutdown() }()
-	svc := factory.Core().V1().Services()
-	informer := svc.Informer()
-	factory.Start(ctx.Done())
+	informer := kubecore.NewInformer(c.opts.Kube.Services(""), &corev1.Service{}, kubecore.InformerOptions{Client: c.opts.Kube})
+	if err := informer.SetTransform(serviceFields); err != nil {
+		cancel()
+		return fmt.Errorf("set Service transform: %w", err)
+	}
+	var informing sync.WaitGroup
+	informing.Go(func() { informer.RunWithContext(ctx) })
+	defer func() { cancel(); informing.Wait() }()
 	synced := []cache.InformerSynced{informer.HasSynced, c.opts.Pools.HasSynced}
 	if c.opts.Configs != nil {
 		synced = append(synced, c.opts.Configs.HasSynced)
@@ -92,7 +94,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return fmt.Errorf("sync Service, IPPool and BGPConfiguration caches: %w", context.Cause(ctx))
 	}
-	c.services, c.pools = svc.Lister(), cairnlisters.NewIPPoolLister(c.opts.Pools.GetIndexer())
+	c.services, c.pools = corelisters.NewServiceLister(informer.GetIndexer()), cairnlisters.NewIPPoolLister(c.opts.Pools.GetIndexer())
 	if c.opts.Configs != nil {
 		c.configs = cairnlisters.NewBGPConfigurationLister(c.opts.Configs.GetIndexer())
 	}

@@ -23,6 +23,7 @@ import (
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
 	cairnlisters "github.com/cairn-net/cairn/apis/client/listers/cairn/v1alpha1"
+	"github.com/cairn-net/cairn/apis/kubecore/kubecoretest"
 )
 
 // harness drives a Controller's sync by hand: cache is what its Service
@@ -50,7 +51,7 @@ func newHarness(t *testing.T, ps []*v1.IPPool, svcs ...*corev1.Service) *harness
 			t.Fatal(err)
 		}
 	}
-	c, err := New(Options{Kube: h.kube, Pools: cache.NewSharedIndexInformer(nil, &v1.IPPool{}, 0, cache.Indexers{}), Recorder: h.events})
+	c, err := New(Options{Kube: kubecoretest.From(h.kube), Pools: cache.NewSharedIndexInformer(nil, &v1.IPPool{}, 0, cache.Indexers{}), Recorder: h.events})
 	if err != nil {
 		t.Fatal(err)
 	}

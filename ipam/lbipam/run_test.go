@@ -12,6 +12,7 @@ import (
 
 	cairnfake "github.com/cairn-net/cairn/apis/client/clientset/versioned/fake"
 	cairninformers "github.com/cairn-net/cairn/apis/client/informers/externalversions"
+	"github.com/cairn-net/cairn/apis/kubecore/kubecoretest"
 )
 
 // Run end to end on fake clients: Services there at the start of the term,
@@ -25,7 +26,7 @@ func TestRunServesAndReleases(t *testing.T) {
 	pools.Start(ctx.Done())
 	defer func() { cancel(); pools.Shutdown() }() // Shutdown waits for informers that stop with ctx
 	events := record.NewFakeRecorder(100)
-	c, err := New(Options{Kube: kube, Pools: poolInformer, Recorder: events})
+	c, err := New(Options{Kube: kubecoretest.From(kube), Pools: poolInformer, Recorder: events})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,10 +8,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
+
+	"github.com/cairn-net/cairn/apis/kubecore"
 )
 
 // writeStatus sets the Service's status.loadBalancer.ingress to addrs
@@ -19,12 +18,12 @@ import (
 // (conditions other controllers own), and carries the resourceVersion
 // the decision was made on, so the API server refuses it (Conflict) if
 // the Service changed since.
-func writeStatus(ctx context.Context, kube kubernetes.Interface, svc *corev1.Service, addrs []netip.Addr) error {
+func writeStatus(ctx context.Context, kube kubecore.Interface, svc *corev1.Service, addrs []netip.Addr) error {
 	patch, err := statusPatch(svc.ResourceVersion, addrs)
 	if err != nil {
 		return err
 	}
-	_, err = kube.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: Component}, "status")
+	_, err = kube.Services(svc.Namespace).Patch(ctx, svc.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: Component}, "status")
 	return err
 }
 
@@ -48,8 +47,6 @@ func statusPatch(resourceVersion string, addrs []netip.Addr) ([]byte, error) {
 
 // NewRecorder returns an EventRecorder writing Events on Services as
 // Component from host, and the function that stops it.
-func NewRecorder(kube kubernetes.Interface, host string) (record.EventRecorder, func()) {
-	b := record.NewBroadcaster()
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
-	return b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: Component, Host: host}), b.Shutdown
+func NewRecorder(kube kubecore.Interface, host string) (record.EventRecorder, func()) {
+	return kubecore.NewRecorder(kube, Component, host)
 }

@@ -238,7 +238,7 @@ func testKilledMidBurst(t *testing.T, c *cluster) {
 	t.Logf("before GC: %s", before.Summary())
 	clock := &fakeClock{now: time.Now()}
 	const grace = time.Minute
-	col, err := gc.New(gc.Options{Store: c.store, Owners: gc.ClientOwners{Client: c.kube}, Grace: grace, Clock: clock, Logger: logger(t)})
+	col, err := gc.New(gc.Options{Store: c.store, Owners: gc.ClientOwners{Client: c.core}, Grace: grace, Clock: clock, Logger: logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,7 @@ func testLeaderElection(t *testing.T, c *cluster) {
 		stops[id] = cancel
 		wg.Go(func() {
 			err := gc.RunLeaderElected(ctx, gc.LeaderOptions{
-				Client: c.kube, Namespace: "kube-system", Name: "cairn-ipam-gc", Identity: id,
+				Client: c.core, Namespace: "kube-system", Name: "cairn-ipam-gc", Identity: id,
 				// Generous timings: on a loaded machine a renewal can take
 				// seconds, and a leader that lost its lease to slowness
 				// would read as a second leader here.

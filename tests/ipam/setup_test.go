@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
+	"github.com/cairn-net/cairn/apis/kubecore"
 	"github.com/cairn-net/cairn/internal/controlplane"
 	"github.com/cairn-net/cairn/internal/controlplane/cptest"
 	"github.com/cairn-net/cairn/ipam"
@@ -24,8 +25,10 @@ import (
 
 // cluster is a control plane with clients.
 type cluster struct {
-	cp    *controlplane.ControlPlane
-	kube  kubernetes.Interface
+	cp   *controlplane.ControlPlane
+	kube kubernetes.Interface
+	// core is the product's own client of the same kinds (kubecore).
+	core  kubecore.Interface
 	store *kubestore.Store
 	// writes and reads count requests made through store.
 	writes, reads *atomic.Int64
@@ -39,6 +42,9 @@ func startCluster(t testing.TB) *cluster {
 	cfg.WrapTransport = countRequests(c.writes, c.reads)
 	var err error
 	if c.store, err = kubestore.NewForConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if c.core, err = kubecore.NewForConfig(cp.Config); err != nil {
 		t.Fatal(err)
 	}
 	if c.kube, err = kubernetes.NewForConfig(cp.Config); err != nil {

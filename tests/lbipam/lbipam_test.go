@@ -24,6 +24,7 @@ import (
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
 	"github.com/cairn-net/cairn/apis/client/clientset/versioned"
 	cairninformers "github.com/cairn-net/cairn/apis/client/informers/externalversions"
+	"github.com/cairn-net/cairn/apis/kubecore"
 	"github.com/cairn-net/cairn/internal/controlplane/cptest"
 	"github.com/cairn-net/cairn/ipam/gc"
 	"github.com/cairn-net/cairn/ipam/lbipam"
@@ -52,8 +53,10 @@ func TestLoadBalancerIPAMOnAPIServer(t *testing.T) {
 // cluster is the control plane, clients, a watch of the test's Services,
 // and the controller's candidates.
 type cluster struct {
-	t     *testing.T
-	kube  kubernetes.Interface
+	t    *testing.T
+	kube kubernetes.Interface
+	// core is the product's own client of the same kinds (kubecore).
+	core  kubecore.Interface
 	cairn versioned.Interface
 	pools cache.SharedIndexInformer
 	// services is the test's own view, and changed is signalled on every
@@ -75,6 +78,9 @@ func start(t *testing.T) *cluster {
 	c := &cluster{t: t, changed: make(chan struct{}, 1), candidates: map[string]context.CancelFunc{},
 		createdAt: map[string]time.Time{}, addressedAt: map[string]time.Time{}}
 	var err error
+	if c.core, err = kubecore.NewForConfig(cp.Config); err != nil {
+		t.Fatal(err)
+	}
 	if c.kube, err = kubernetes.NewForConfig(cp.Config); err != nil {
 		t.Fatal(err)
 	}
@@ -158,13 +164,13 @@ func (c *cluster) campaign(id string) {
 	c.mu.Lock()
 	c.candidates[id] = cancel
 	c.mu.Unlock()
-	recorder, stop := lbipam.NewRecorder(c.kube, id)
+	recorder, stop := lbipam.NewRecorder(c.core, id)
 	c.stopped.Go(func() {
 		defer stop()
-		err := gc.RunLeaderElected(ctx, gc.LeaderOptions{Client: c.kube, Namespace: "kube-system", Name: "cairn-lbipam", Identity: id,
+		err := gc.RunLeaderElected(ctx, gc.LeaderOptions{Client: c.core, Namespace: "kube-system", Name: "cairn-lbipam", Identity: id,
 			LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 500 * time.Millisecond, Logger: logger()},
 			func(ctx context.Context) {
-				ctl, err := lbipam.New(lbipam.Options{Kube: c.kube, Pools: c.pools, Recorder: recorder, Logger: logger().With("candidate", id)})
+				ctl, err := lbipam.New(lbipam.Options{Kube: c.core, Pools: c.pools, Recorder: recorder, Logger: logger().With("candidate", id)})
 				if err != nil {
 					c.t.Error(err)
 					return

@@ -18,6 +18,7 @@ import (
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
 	cairnlisters "github.com/cairn-net/cairn/apis/client/listers/cairn/v1alpha1"
+	"github.com/cairn-net/cairn/apis/kubecore/kubecoretest"
 	"github.com/cairn-net/cairn/bgp/peering"
 	"github.com/cairn-net/cairn/bgp/speaker"
 	"github.com/cairn-net/cairn/felix"
@@ -135,7 +136,7 @@ func TestSyncWiresClusterStateToSpeakerAndDataplane(t *testing.T) {
 		},
 		speaker: spk, dataplane: dp,
 	}
-	c.secrets = newSecretWatch(kube, "cairn-system", c.enqueue)
+	c.secrets = newSecretWatch(kubecoretest.From(kube), "cairn-system", c.enqueue)
 	if err := c.sync(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +202,7 @@ func TestSyncReportsMissingSecret(t *testing.T) {
 		},
 		speaker: spk, dataplane: &recordingDataplane{},
 	}
-	c.secrets = newSecretWatch(fake.NewClientset(), "cairn-system", c.enqueue)
+	c.secrets = newSecretWatch(kubecoretest.From(fake.NewClientset()), "cairn-system", c.enqueue)
 	err := c.sync(ctx)
 	if err == nil || !strings.Contains(err.Error(), "cairn-system/missing not found") {
 		t.Errorf("sync error = %v, want the missing Secret named", err)
@@ -257,7 +258,7 @@ func TestSyncOfADeletedNode(t *testing.T) {
 		},
 		speaker: spk, dataplane: dp,
 	}
-	c.secrets = newSecretWatch(fake.NewClientset(), "cairn-system", c.enqueue)
+	c.secrets = newSecretWatch(kubecoretest.From(fake.NewClientset()), "cairn-system", c.enqueue)
 	state := func() (peers, ads []string) {
 		for _, p := range spk.peers {
 			peers = append(peers, p.Name)
@@ -344,7 +345,7 @@ func TestSyncPerNodeConfiguration(t *testing.T) {
 		},
 		speaker: spk, dataplane: &recordingDataplane{},
 	}
-	c.secrets = newSecretWatch(fake.NewClientset(), "cairn-system", c.enqueue)
+	c.secrets = newSecretWatch(kubecoretest.From(fake.NewClientset()), "cairn-system", c.enqueue)
 	if err := c.sync(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -4,14 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	kubeinformers "k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/cairn-net/cairn/apis/kubecore"
 	"github.com/cairn-net/cairn/ipam"
 	"github.com/cairn-net/cairn/ipam/gc"
 )
@@ -23,7 +23,7 @@ const gcLeaseName = "cairn-ipam-gc"
 // ipamGC is what the cluster-wide IPAM garbage collector needs.
 type ipamGC struct {
 	opts  Options
-	kube  kubernetes.Interface
+	kube  kubecore.Interface
 	store ipam.Store
 	nodes corelisters.NodeLister
 	log   *slog.Logger
@@ -58,16 +58,19 @@ func (g ipamGC) lead(ctx context.Context) {
 // watchPods starts a pod informer and waits for its cache; stop ends it.
 func (g ipamGC) watchPods(ctx context.Context) (corelisters.PodLister, func(), error) {
 	ctx, cancel := context.WithCancel(ctx)
-	factory := kubeinformers.NewSharedInformerFactoryWithOptions(g.kube, 0, kubeinformers.WithTransform(podOwnerFields))
-	pods := factory.Core().V1().Pods()
-	informer := pods.Informer()
-	factory.Start(ctx.Done())
-	stop := func() { cancel(); factory.Shutdown() }
+	informer := kubecore.NewInformer(g.kube.Pods(""), &corev1.Pod{}, kubecore.InformerOptions{Client: g.kube})
+	if err := informer.SetTransform(podOwnerFields); err != nil {
+		cancel()
+		return nil, nil, fmt.Errorf("set pod transform: %w", err)
+	}
+	var informing sync.WaitGroup
+	informing.Go(func() { informer.RunWithContext(ctx) })
+	stop := func() { cancel(); informing.Wait() }
 	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
 		stop()
 		return nil, nil, fmt.Errorf("sync pod cache: %w", context.Cause(ctx))
 	}
-	return pods.Lister(), stop, nil
+	return corelisters.NewPodLister(informer.GetIndexer()), stop, nil
 }
 
 // podOwnerFields keeps of a Pod only what deciding ownership reads, so the

@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	corelisters "k8s.io/client-go/listers/core/v1"
 
+	"github.com/cairn-net/cairn/apis/kubecore/kubecoretest"
 	"github.com/cairn-net/cairn/ipam/gc"
 )
 
@@ -25,7 +26,7 @@ func TestGCOwnersFromCaches(t *testing.T) {
 	}
 	done := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "job"}, Spec: corev1.PodSpec{NodeName: "node1"},
 		Status: corev1.PodStatus{Phase: corev1.PodSucceeded}}
-	g := ipamGC{kube: fake.NewClientset(pod, done), log: slog.New(slog.DiscardHandler)}
+	g := ipamGC{kube: kubecoretest.From(fake.NewClientset(pod, done)), log: slog.New(slog.DiscardHandler)}
 	pods, stop, err := g.watchPods(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -5,25 +5,27 @@ import (
 	"fmt"
 	"log/slog"
 
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	kubeinformers "k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/cairn-net/cairn/apis/client/clientset/versioned"
-	cairninformers "github.com/cairn-net/cairn/apis/client/informers/externalversions"
+	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
+	cairnclient "github.com/cairn-net/cairn/apis/client/clientset/versioned/typed/cairn/v1alpha1"
 	cairnlisters "github.com/cairn-net/cairn/apis/client/listers/cairn/v1alpha1"
+	"github.com/cairn-net/cairn/apis/kubecore"
 	"github.com/cairn-net/cairn/ipam/kubestore"
 )
 
-// clients reach the API server.
+// clients reach the API server: narrow clients of the kinds the agent
+// uses, never client-go's clientset (see kubecore).
 type clients struct {
-	kube  kubernetes.Interface
-	cairn versioned.Interface
+	kube  kubecore.Interface
+	cairn cairnclient.CairnV1alpha1Interface
 }
 
 // connect builds the clients from a kubeconfig file, or the in-cluster
@@ -48,11 +50,11 @@ func newClients(cfg *rest.Config) (clients, error) {
 	// A burst of pod starts is one write per pod (the IPAM handle); the
 	// client must not be the bottleneck.
 	cfg.QPS, cfg.Burst = kubestore.DefaultQPS, kubestore.DefaultBurst
-	kube, err := kubernetes.NewForConfig(cfg)
+	kube, err := kubecore.NewForConfig(cfg)
 	if err != nil {
-		return clients{}, fmt.Errorf("kubernetes client: %w", err)
+		return clients{}, err
 	}
-	cairn, err := versioned.NewForConfig(cfg)
+	cairn, err := cairnclient.NewForConfig(cfg)
 	if err != nil {
 		return clients{}, fmt.Errorf("cairn client: %w", err)
 	}
@@ -85,22 +87,23 @@ type informers struct {
 
 // watchCluster starts the informers and waits for their caches.
 func watchCluster(ctx context.Context, cl clients, log *slog.Logger) (*informers, error) {
-	kubeFactory := kubeinformers.NewSharedInformerFactory(cl.kube, 0)
-	cairnFactory := cairninformers.NewSharedInformerFactory(cl.cairn, 0)
-	nodes, cairn := kubeFactory.Core().V1().Nodes(), cairnFactory.Cairn().V1alpha1()
-	pools, configs, peers, filters := cairn.IPPools(), cairn.BGPConfigurations(), cairn.BGPPeers(), cairn.BGPFilters()
-	blocks, affinities := cairn.IPAMBlocks(), cairn.BlockAffinities()
-	services, slices := kubeFactory.Core().V1().Services(), kubeFactory.Discovery().V1().EndpointSlices()
-	// Informer() registers each informer with its factory; Start starts
-	// only registered ones.
+	kube, cairn := kubecore.InformerOptions{Client: cl.kube}, kubecore.InformerOptions{Client: cl.cairn}
 	inf := &informers{
-		nodes: nodes.Informer(), pools: pools.Informer(), configs: configs.Informer(),
-		peers: peers.Informer(), filters: filters.Informer(), blocks: blocks.Informer(), affinities: affinities.Informer(),
-		nodeLister: nodes.Lister(), poolLister: pools.Lister(), configLister: configs.Lister(),
-		peerLister: peers.Lister(), filterLister: filters.Lister(), blockLister: blocks.Lister(), affinityLister: affinities.Lister(),
-		services: services.Informer(), slices: slices.Informer(),
-		serviceLister: services.Lister(), sliceLister: slices.Lister(),
+		nodes:      kubecore.NewInformer(cl.kube.Nodes(), &corev1.Node{}, kube),
+		services:   kubecore.NewInformer(cl.kube.Services(""), &corev1.Service{}, kube),
+		slices:     kubecore.NewInformer(cl.kube.EndpointSlices(""), &discoveryv1.EndpointSlice{}, kube),
+		pools:      kubecore.NewInformer(cl.cairn.IPPools(), &v1.IPPool{}, cairn),
+		configs:    kubecore.NewInformer(cl.cairn.BGPConfigurations(), &v1.BGPConfiguration{}, cairn),
+		peers:      kubecore.NewInformer(cl.cairn.BGPPeers(), &v1.BGPPeer{}, cairn),
+		filters:    kubecore.NewInformer(cl.cairn.BGPFilters(), &v1.BGPFilter{}, cairn),
+		blocks:     kubecore.NewInformer(cl.cairn.IPAMBlocks(), &v1.IPAMBlock{}, cairn),
+		affinities: kubecore.NewInformer(cl.cairn.BlockAffinities(), &v1.BlockAffinity{}, cairn),
 	}
+	inf.nodeLister, inf.serviceLister = corelisters.NewNodeLister(inf.nodes.GetIndexer()), corelisters.NewServiceLister(inf.services.GetIndexer())
+	inf.sliceLister = discoverylisters.NewEndpointSliceLister(inf.slices.GetIndexer())
+	inf.poolLister, inf.configLister = cairnlisters.NewIPPoolLister(inf.pools.GetIndexer()), cairnlisters.NewBGPConfigurationLister(inf.configs.GetIndexer())
+	inf.peerLister, inf.filterLister = cairnlisters.NewBGPPeerLister(inf.peers.GetIndexer()), cairnlisters.NewBGPFilterLister(inf.filters.GetIndexer())
+	inf.blockLister, inf.affinityLister = cairnlisters.NewIPAMBlockLister(inf.blocks.GetIndexer()), cairnlisters.NewBlockAffinityLister(inf.affinities.GetIndexer())
 	for _, t := range []struct {
 		inf cache.SharedIndexInformer
 		fn  cache.TransformFunc
@@ -113,14 +116,24 @@ func watchCluster(ctx context.Context, cl clients, log *slog.Logger) (*informers
 			return nil, fmt.Errorf("set informer transform: %w", err)
 		}
 	}
-	kubeFactory.Start(ctx.Done())
-	cairnFactory.Start(ctx.Done())
+	// They run until ctx ends, as long as the agent.
+	for _, i := range inf.all() {
+		go i.RunWithContext(ctx)
+	}
 	log.Info("waiting for caches")
-	if !cache.WaitForCacheSync(ctx.Done(), inf.nodes.HasSynced, inf.pools.HasSynced, inf.configs.HasSynced,
-		inf.peers.HasSynced, inf.filters.HasSynced, inf.blocks.HasSynced, inf.affinities.HasSynced, inf.services.HasSynced, inf.slices.HasSynced) {
+	var synced []cache.InformerSynced
+	for _, i := range inf.all() {
+		synced = append(synced, i.HasSynced)
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return nil, fmt.Errorf("sync informer caches: %w", ctx.Err())
 	}
 	return inf, nil
+}
+
+// all are every informer.
+func (inf *informers) all() []cache.SharedIndexInformer {
+	return []cache.SharedIndexInformer{inf.nodes, inf.pools, inf.configs, inf.peers, inf.filters, inf.blocks, inf.affinities, inf.services, inf.slices}
 }
 
 // dropManagedFields is the transform of the informers whose objects are

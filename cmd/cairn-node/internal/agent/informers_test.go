@@ -11,6 +11,7 @@ import (
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
 	cairnfake "github.com/cairn-net/cairn/apis/client/clientset/versioned/fake"
+	"github.com/cairn-net/cairn/apis/kubecore/kubecoretest"
 )
 
 // TestCachesHoldNoManagedFields: the agent's caches keep objects without
@@ -27,7 +28,7 @@ func TestCachesHoldNoManagedFields(t *testing.T) {
 	kube := fake.NewClientset(&corev1.Node{ObjectMeta: meta("node1")})
 	cairn := cairnfake.NewSimpleClientset(&v1.IPAMBlock{ObjectMeta: meta("10-244-0-0-26"), Spec: v1.IPAMBlockSpec{CIDR: "10.244.0.0/26"}},
 		&v1.IPPool{ObjectMeta: meta("default"), Spec: v1.IPPoolSpec{CIDR: "10.244.0.0/16"}})
-	inf, err := watchCluster(ctx, clients{kube: kube, cairn: cairn}, slog.New(slog.DiscardHandler))
+	inf, err := watchCluster(ctx, clients{kube: kubecoretest.From(kube), cairn: kubecoretest.Cairn(cairn)}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

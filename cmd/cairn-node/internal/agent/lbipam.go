@@ -4,9 +4,9 @@ import (
 	"context"
 	"log/slog"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/cairn-net/cairn/apis/kubecore"
 	"github.com/cairn-net/cairn/ipam/lbipam"
 )
 
@@ -18,7 +18,7 @@ const lbLeaseName = "cairn-lbipam"
 // lbIPAM is what the cluster-wide LoadBalancer address controller needs.
 type lbIPAM struct {
 	opts  Options
-	kube  kubernetes.Interface
+	kube  kubecore.Interface
 	pools cache.SharedIndexInformer
 	// configs tell which addresses nodes announce: one given outside them
 	// is reported (lbipam.ReasonNotAdvertised).

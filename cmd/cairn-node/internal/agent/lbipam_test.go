@@ -13,6 +13,7 @@ import (
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
 	cairnfake "github.com/cairn-net/cairn/apis/client/clientset/versioned/fake"
 	cairninformers "github.com/cairn-net/cairn/apis/client/informers/externalversions"
+	"github.com/cairn-net/cairn/apis/kubecore/kubecoretest"
 )
 
 // TestLBIPAMLeadServes: the leader's term gives a Service of type
@@ -31,7 +32,7 @@ func TestLBIPAMLeadServes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Stop()
-	l := lbIPAM{opts: Options{NodeName: "node1"}, kube: kube, pools: informer, log: slog.New(slog.DiscardHandler)}
+	l := lbIPAM{opts: Options{NodeName: "node1"}, kube: kubecoretest.From(kube), pools: informer, log: slog.New(slog.DiscardHandler)}
 	done := make(chan struct{})
 	go func() { l.lead(ctx); close(done) }()
 	deadline := time.After(30 * time.Second)

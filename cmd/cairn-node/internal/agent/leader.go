@@ -5,8 +5,7 @@ import (
 	"log/slog"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
-
+	"github.com/cairn-net/cairn/apis/kubecore"
 	"github.com/cairn-net/cairn/ipam/gc"
 )
 
@@ -14,7 +13,7 @@ import (
 // among all agents), until ctx ends. A failure of the election must not
 // stop the node's dataplane, so it is logged and retried rather than
 // returned. log names the loop.
-func campaign(ctx context.Context, opts Options, kube kubernetes.Interface, lease string, log *slog.Logger, lead func(ctx context.Context)) {
+func campaign(ctx context.Context, opts Options, kube kubecore.Interface, lease string, log *slog.Logger, lead func(ctx context.Context)) {
 	leader := gc.LeaderOptions{Client: kube, Namespace: opts.SecretNamespace, Name: lease, Identity: opts.NodeName, Logger: log}
 	for ctx.Err() == nil {
 		err := gc.RunLeaderElected(ctx, leader, lead)

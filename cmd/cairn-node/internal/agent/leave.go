@@ -6,8 +6,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
+	"github.com/cairn-net/cairn/apis/kubecore"
 	"github.com/cairn-net/cairn/bgp/peering"
 )
 
@@ -25,10 +25,10 @@ type leaver interface{ SetLeaving(leaving bool) }
 // would keep them for the restart time. The Node is read from the API
 // server, not the cache: a drain and delete sends SIGTERM right after the
 // deletion, before the watch may have told the cache.
-func decideLeaving(kube kubernetes.Interface, node string, departed bool, spk leaver, log *slog.Logger) {
+func decideLeaving(kube kubecore.Interface, node string, departed bool, spk leaver, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), ownNodeReadTimeout)
 	defer cancel()
-	n, err := kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	n, err := kube.Nodes().Get(ctx, node, metav1.GetOptions{})
 	leaving, why := peering.Leaving(peering.OwnNode{Node: n, Err: err, Departed: departed})
 	if leaving {
 		log.Info("stopping: this node is leaving the cluster, so its BGP sessions close with a Cease and peers withdraw its routes now", "why", why)

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/cairn-net/cairn/apis/kubecore/kubecoretest"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -32,7 +33,7 @@ func TestDecideLeaving(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var rec leaveRecorder
-			decideLeaving(fake.NewClientset(tc.objects...), "node1", tc.departed, &rec, slog.New(slog.DiscardHandler))
+			decideLeaving(kubecoretest.From(fake.NewClientset(tc.objects...)), "node1", tc.departed, &rec, slog.New(slog.DiscardHandler))
 			if len(rec.calls) != 1 || rec.calls[0] != tc.want {
 				t.Errorf("SetLeaving calls %v, want [%v]", rec.calls, tc.want)
 			}

@@ -10,17 +10,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
+	"github.com/cairn-net/cairn/apis/kubecore"
 	"github.com/cairn-net/cairn/felix"
 )
 
 // waitForNode waits for this node's Node object: the agent can start
 // before the kubelet registered it, or while the API server is down.
-func waitForNode(ctx context.Context, kube kubernetes.Interface, name string, log *slog.Logger) (*corev1.Node, error) {
+func waitForNode(ctx context.Context, kube kubecore.Interface, name string, log *slog.Logger) (*corev1.Node, error) {
 	delay := 200 * time.Millisecond
 	for {
-		n, err := kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		n, err := kube.Nodes().Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
 			return n, nil
 		}

@@ -4,8 +4,7 @@ import (
 	"context"
 	"log/slog"
 
-	"k8s.io/client-go/kubernetes"
-
+	"github.com/cairn-net/cairn/apis/kubecore"
 	"github.com/cairn-net/cairn/cmd/cairn-node/internal/objstatus"
 )
 
@@ -17,7 +16,7 @@ const statusLeaseName = "cairn-status"
 // objectStatus is what the cluster-wide status controller needs.
 type objectStatus struct {
 	opts Options
-	kube kubernetes.Interface
+	kube kubecore.Interface
 	base objstatus.Options
 	log  *slog.Logger
 }

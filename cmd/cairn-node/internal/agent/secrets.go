@@ -10,11 +10,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	coreinformers "k8s.io/client-go/informers/core/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
+	"github.com/cairn-net/cairn/apis/kubecore"
 	"github.com/cairn-net/cairn/bgp/peering"
 )
 
@@ -27,7 +26,7 @@ const secretSyncTimeout = 5 * time.Second
 // in the agent's namespace: passwords are read from memory, a changed
 // password triggers a sync, and no other Secret is ever fetched.
 type secretWatch struct {
-	kube      kubernetes.Interface
+	kube      kubecore.Interface
 	namespace string
 	// changed is called on every event of a watched Secret.
 	changed func()
@@ -41,7 +40,7 @@ type secretInformer struct {
 	stop context.CancelFunc
 }
 
-func newSecretWatch(kube kubernetes.Interface, namespace string, changed func()) *secretWatch {
+func newSecretWatch(kube kubecore.Interface, namespace string, changed func()) *secretWatch {
 	return &secretWatch{kube: kube, namespace: namespace, changed: changed, watches: map[string]*secretInformer{}}
 }
 
@@ -80,7 +79,7 @@ func (w *secretWatch) start(ctx context.Context, name string) *secretInformer {
 	onlyThis := func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
 	}
-	inf := coreinformers.NewFilteredSecretInformer(w.kube, w.namespace, 0, cache.Indexers{}, onlyThis)
+	inf := kubecore.NewInformer(w.kube.Secrets(w.namespace), &corev1.Secret{}, kubecore.InformerOptions{Tweak: onlyThis, Client: w.kube})
 	_ = inf.SetTransform(dropManagedFields) // fails only on a started informer
 	// AddEventHandler fails only on a stopped informer; this one has not
 	// started yet.

@@ -22,6 +22,7 @@ import (
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
 	cairnlisters "github.com/cairn-net/cairn/apis/client/listers/cairn/v1alpha1"
+	"github.com/cairn-net/cairn/apis/kubecore/kubecoretest"
 	"github.com/cairn-net/cairn/bgp/speaker"
 )
 
@@ -206,7 +207,7 @@ func newSecretWorld(t *testing.T, secrets ...runtime.Object) *secretWorld {
 		},
 		speaker: w.spk, dataplane: &recordingDataplane{},
 	}
-	w.c.secrets = newSecretWatch(w.api.kube, "cairn-system", func() {})
+	w.c.secrets = newSecretWatch(kubecoretest.From(w.api.kube), "cairn-system", func() {})
 	return w
 }
 

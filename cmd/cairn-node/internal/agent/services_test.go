@@ -16,6 +16,7 @@ import (
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
 	cairnlisters "github.com/cairn-net/cairn/apis/client/listers/cairn/v1alpha1"
+	"github.com/cairn-net/cairn/apis/kubecore/kubecoretest"
 )
 
 func lbService(name string, local bool, lbIP string) *corev1.Service {
@@ -76,7 +77,7 @@ func TestSyncAnnouncesServicesServedHere(t *testing.T) {
 		},
 		speaker: spk, dataplane: &recordingDataplane{fakeDataplane: fakeDataplane{endpoints: map[string][]netip.Prefix{}}},
 	}
-	c.secrets = newSecretWatch(fake.NewClientset(), "cairn-system", c.enqueue)
+	c.secrets = newSecretWatch(kubecoretest.From(fake.NewClientset()), "cairn-system", c.enqueue)
 	announced := func() []string {
 		t.Helper()
 		if err := c.sync(ctx); err != nil {

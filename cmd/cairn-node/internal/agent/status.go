@@ -14,7 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
-	"github.com/cairn-net/cairn/apis/client/clientset/versioned"
+	cairnclient "github.com/cairn-net/cairn/apis/client/clientset/versioned/typed/cairn/v1alpha1"
 	"github.com/cairn-net/cairn/bgp/peering"
 	"github.com/cairn-net/cairn/bgp/speaker"
 	"github.com/cairn-net/cairn/cmd/cairn-node/internal/health"
@@ -34,7 +34,7 @@ const statusPoll = time.Second
 type statusWriter struct {
 	// contact is marked whenever the API server answers, for readiness.
 	contact *health.Beat
-	client  versioned.Interface
+	client  cairnclient.CairnV1alpha1Interface
 	node    string
 	version string
 	ctrl    *controller
@@ -113,7 +113,7 @@ func (w *statusWriter) update(ctx context.Context) error {
 	}
 	next := w.obj.DeepCopy()
 	next.Status = w.compute(w.obj.Status.Conditions)
-	updated, err := w.client.CairnV1alpha1().CairnNodeStatuses().UpdateStatus(ctx, next, metav1.UpdateOptions{})
+	updated, err := w.client.CairnNodeStatuses().UpdateStatus(ctx, next, metav1.UpdateOptions{})
 	if err != nil {
 		return fmt.Errorf("update CairnNodeStatus %s: %w", w.node, err)
 	}
@@ -124,7 +124,7 @@ func (w *statusWriter) update(ctx context.Context) error {
 
 // read gets the node's CairnNodeStatus, creating it if there is none.
 func (w *statusWriter) read(ctx context.Context) (*v1.CairnNodeStatus, error) {
-	c := w.client.CairnV1alpha1().CairnNodeStatuses()
+	c := w.client.CairnNodeStatuses()
 	cur, err := c.Get(ctx, w.node, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		cur, err = c.Create(ctx, &v1.CairnNodeStatus{ObjectMeta: metav1.ObjectMeta{Name: w.node}, Spec: v1.CairnNodeStatusSpec{Node: w.node}}, metav1.CreateOptions{})

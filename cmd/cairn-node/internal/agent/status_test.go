@@ -103,7 +103,7 @@ func TestStatusWriteIsOneRequest(t *testing.T) {
 		}
 		return false, nil, nil
 	})
-	w := &statusWriter{client: cl, node: "node-1", ctrl: &controller{}, speaker: &fakeSpeaker{}, log: slog.New(slog.DiscardHandler)}
+	w := &statusWriter{client: cl.CairnV1alpha1(), node: "node-1", ctrl: &controller{}, speaker: &fakeSpeaker{}, log: slog.New(slog.DiscardHandler)}
 	ctx := context.Background()
 	steps := []struct {
 		name  string

@@ -12,7 +12,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
-	"github.com/cairn-net/cairn/apis/client/clientset/versioned"
+	cairnclient "github.com/cairn-net/cairn/apis/client/clientset/versioned/typed/cairn/v1alpha1"
 	cairnlisters "github.com/cairn-net/cairn/apis/client/listers/cairn/v1alpha1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 )
@@ -25,8 +25,8 @@ const (
 
 // Options configure a Controller.
 type Options struct {
-	// Cairn writes the statuses.
-	Cairn versioned.Interface
+	// Cairn writes the statuses, and watches node statuses and filters.
+	Cairn cairnclient.CairnV1alpha1Interface
 	// Informers the agent runs anyway; they outlive a term, so the
 	// controller's handlers are removed when it ends.
 	Pools, Peers, Configs, Blocks, Services, Nodes cache.SharedIndexInformer

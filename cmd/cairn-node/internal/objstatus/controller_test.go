@@ -20,6 +20,7 @@ import (
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
 	cairnfake "github.com/cairn-net/cairn/apis/client/clientset/versioned/fake"
 	cairninformers "github.com/cairn-net/cairn/apis/client/informers/externalversions"
+	"github.com/cairn-net/cairn/apis/kubecore/kubecoretest"
 	"github.com/cairn-net/cairn/bgp/bgpstatus"
 )
 
@@ -71,7 +72,7 @@ func newEnv(t *testing.T, objs ...runtime.Object) *env {
 	cf := cairninformers.NewSharedInformerFactory(e.cairn, 0)
 	kf := kubeinformers.NewSharedInformerFactory(e.kube, 0)
 	cv := cf.Cairn().V1alpha1()
-	opts := Options{Cairn: e.cairn, Pools: cv.IPPools().Informer(), Peers: cv.BGPPeers().Informer(), Configs: cv.BGPConfigurations().Informer(),
+	opts := Options{Cairn: kubecoretest.Cairn(e.cairn), Pools: cv.IPPools().Informer(), Peers: cv.BGPPeers().Informer(), Configs: cv.BGPConfigurations().Informer(),
 		Blocks: cv.IPAMBlocks().Informer(), Services: kf.Core().V1().Services().Informer(), Nodes: kf.Core().V1().Nodes().Informer(),
 		Recorder: &record.FakeRecorder{Events: e.events}, Metrics: e.metrics, BatchDelay: 10 * time.Millisecond,
 		EventInterval: eventInterval, Now: e.clock.Now}

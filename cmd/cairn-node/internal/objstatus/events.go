@@ -6,12 +6,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
+	"github.com/cairn-net/cairn/apis/kubecore"
 	"github.com/cairn-net/cairn/bgp/bgpstatus"
 )
 
@@ -24,10 +22,8 @@ const ReasonPoolExhausted = "PoolExhausted"
 // NewRecorder returns an EventRecorder writing Events as Component from
 // host, and the function that stops it. client-go's correlator behind it
 // also folds repeats into counts and drops spam per source and object.
-func NewRecorder(kube kubernetes.Interface, host string) (record.EventRecorder, func()) {
-	b := record.NewBroadcaster()
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
-	return b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: Component, Host: host}), b.Shutdown
+func NewRecorder(kube kubecore.Interface, host string) (record.EventRecorder, func()) {
+	return kubecore.NewRecorder(kube, Component, host)
 }
 
 // Metrics count the controller's writes and Events. Make them once per
@@ -57,7 +53,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-// ref is an Event's involved object. Cairn's kinds are not in client-go's
+// ref is an Event's involved object. Cairn's kinds are not in the recorder's
 // scheme, so the reference is made here rather than looked up.
 func ref(kind, name string, uid types.UID) *corev1.ObjectReference {
 	return &corev1.ObjectReference{APIVersion: v1.SchemeGroupVersion.String(), Kind: kind, Name: name, UID: uid}

@@ -42,7 +42,7 @@ func (c *Controller) syncPeer(ctx context.Context, name string) error {
 	}
 	obj := p.DeepCopy()
 	obj.Status = next
-	if _, err := c.opts.Cairn.CairnV1alpha1().BGPPeers().UpdateStatus(ctx, obj, metav1.UpdateOptions{}); err != nil {
+	if _, err := c.opts.Cairn.BGPPeers().UpdateStatus(ctx, obj, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("update status of BGPPeer %s: %w", name, err)
 	}
 	c.opts.Metrics.writes.WithLabelValues("BGPPeer").Inc()
@@ -72,7 +72,7 @@ func (c *Controller) syncConfig(ctx context.Context, name string) error {
 	}
 	obj := cfg.DeepCopy()
 	obj.Status = next
-	if _, err := c.opts.Cairn.CairnV1alpha1().BGPConfigurations().UpdateStatus(ctx, obj, metav1.UpdateOptions{}); err != nil {
+	if _, err := c.opts.Cairn.BGPConfigurations().UpdateStatus(ctx, obj, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("update status of BGPConfiguration %s: %w", name, err)
 	}
 	c.opts.Metrics.writes.WithLabelValues("BGPConfiguration").Inc()
@@ -98,7 +98,7 @@ func (c *Controller) syncFilter(ctx context.Context, name string) error {
 	}
 	out := f.DeepCopy()
 	out.Status = next
-	if _, err := c.opts.Cairn.CairnV1alpha1().BGPFilters().UpdateStatus(ctx, out, metav1.UpdateOptions{}); err != nil {
+	if _, err := c.opts.Cairn.BGPFilters().UpdateStatus(ctx, out, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("update status of BGPFilter %s: %w", name, err)
 	}
 	c.opts.Metrics.writes.WithLabelValues("BGPFilter").Inc()
@@ -138,7 +138,7 @@ func (c *Controller) syncPools(ctx context.Context) error {
 		}
 		obj := ip.DeepCopy()
 		obj.Status = next
-		if _, err := c.opts.Cairn.CairnV1alpha1().IPPools().UpdateStatus(ctx, obj, metav1.UpdateOptions{}); err != nil {
+		if _, err := c.opts.Cairn.IPPools().UpdateStatus(ctx, obj, metav1.UpdateOptions{}); err != nil {
 			errs = append(errs, fmt.Errorf("update status of IPPool %s: %w", ip.Name, err))
 			continue
 		}

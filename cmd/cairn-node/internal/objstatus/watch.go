@@ -4,17 +4,18 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	v1 "github.com/cairn-net/cairn/apis/cairn/v1alpha1"
-	cairninformers "github.com/cairn-net/cairn/apis/client/informers/externalversions"
 	cairnlisters "github.com/cairn-net/cairn/apis/client/listers/cairn/v1alpha1"
+	"github.com/cairn-net/cairn/apis/kubecore"
 	"github.com/cairn-net/cairn/bgp/peering"
-	corelisters "k8s.io/client-go/listers/core/v1"
 )
 
 // Index names of the node statuses' cache.
@@ -31,16 +32,17 @@ const (
 // informers and unsubscribes: the agent's informers outlive the term.
 func (c *Controller) watch(ctx context.Context) (stop func(), err error) {
 	ctx, cancel := context.WithCancel(ctx)
-	factory := cairninformers.NewSharedInformerFactory(c.opts.Cairn, 0)
-	cns := factory.Cairn().V1alpha1().CairnNodeStatuses().Informer()
-	filters := factory.Cairn().V1alpha1().BGPFilters().Informer()
+	own := kubecore.InformerOptions{Client: c.opts.Cairn}
+	cns := kubecore.NewInformer(c.opts.Cairn.CairnNodeStatuses(), &v1.CairnNodeStatus{}, own)
+	filters := kubecore.NewInformer(c.opts.Cairn.BGPFilters(), &v1.BGPFilter{}, own)
 	var regs []func()
+	var informing sync.WaitGroup
 	stop = func() {
 		for _, r := range regs {
 			r()
 		}
 		cancel()
-		factory.Shutdown()
+		informing.Wait()
 	}
 	if err := cns.SetTransform(sessionFields); err != nil {
 		stop()
@@ -50,7 +52,9 @@ func (c *Controller) watch(ctx context.Context) (stop func(), err error) {
 		stop()
 		return nil, fmt.Errorf("index node statuses: %w", err)
 	}
-	factory.Start(ctx.Done())
+	for _, inf := range []cache.SharedIndexInformer{cns, filters} {
+		informing.Go(func() { inf.RunWithContext(ctx) })
+	}
 	o := c.opts
 	if !cache.WaitForCacheSync(ctx.Done(), cns.HasSynced, filters.HasSynced, o.Pools.HasSynced, o.Peers.HasSynced,
 		o.Configs.HasSynced, o.Blocks.HasSynced, o.Services.HasSynced, o.Nodes.HasSynced) {
