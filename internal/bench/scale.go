@@ -10,12 +10,6 @@ import (
 	"github.com/cairn-net/cairn/internal/lab"
 )
 
-// scalePodStarts is how many pods the API-request figure is averaged over.
-const scalePodStarts = 5
-
-// scaleWindow is how long after the last pod start requests are counted.
-const scaleWindow = 5 * time.Second
-
 // topology is one lab shape of the scale section.
 type topology struct {
 	name                string
@@ -48,15 +42,11 @@ func runScale(ctx context.Context, e *Env) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	own, others, err := apiPerPodStart(ctx, small)
+	api, err := apiPerPodStart(ctx, small)
 	if err != nil {
 		return nil, err
 	}
-	rows = append(rows,
-		Row{Name: fmt.Sprintf("%d nodes: API requests per pod start, the pod's node", len(small.Plan().Nodes())), Unit: "", Value: own,
-			Anchor: "Calico plugin here: 3 writes + about 12 reads per ADD", Note: fmt.Sprintf("mean over %d pod starts", scalePodStarts)},
-		Row{Name: fmt.Sprintf("%d nodes: API requests per pod start, every other node together", len(small.Plan().Nodes())), Unit: "", Value: others},
-	)
+	rows = append(rows, apiRows(fmt.Sprintf("%d nodes", len(small.Plan().Nodes())), api)...)
 	// A shape that fails is reported and the next one still runs: a
 	// 20-node mesh that does not converge says nothing of the reflectors.
 	var errs []error
@@ -133,75 +123,32 @@ func scaleLab(ctx context.Context, e *Env, t topology) ([]Row, error) {
 		}
 		rss = append(rss, r/mib)
 	}
-	own, others, err := apiPerPodStart(ctx, l)
+	api, err := apiPerPodStart(ctx, l)
 	if err != nil {
 		return nil, err
 	}
 	routing := (tm.Agents + tm.Converge).Seconds()
-	return []Row{
+	return append([]Row{
 		{Name: t.name + ": agents started → all ready, plus last pod → every node routes every pod", Unit: "s", Value: routing,
 			Goal: AtMost(3), Anchor: "kube-router here: all agents started → every route everywhere 7.2 s (3 nodes), 9.4 s (10 nodes)",
 			Note: fmt.Sprintf("agents %.1f s + convergence %.2f s; the lab's serial pod creation between them (%.1f s) left out",
 				tm.Agents.Seconds(), tm.Converge.Seconds(), tm.Pods.Seconds())},
 		{Name: t.name + ": agent RSS, median", Unit: "MiB", Value: Median(rss), Samples: rss, Goal: AtMost(40), Note: "every agent, 1 pod per node"},
 		{Name: t.name + ": agent RSS, max", Unit: "MiB", Value: Quantile(rss, 1)},
-		{Name: t.name + ": API requests per pod start, the pod's node", Unit: "", Value: own, Note: fmt.Sprintf("mean over %d pod starts", scalePodStarts)},
-		{Name: t.name + ": API requests per pod start, every other node together", Unit: "", Value: others, Note: "must not grow with the nodes"},
-	}, nil
+	}, apiRows(t.name, api)...), nil
 }
 
-// apiPerPodStart starts scalePodStarts pods on the lab's first node and
-// returns the API requests per pod start made by that node's agent and by
-// all the other agents together, from their own request counters. The
-// pods are deleted again.
-func apiPerPodStart(ctx context.Context, l *lab.Lab) (own, others float64, err error) {
-	nodes := l.Plan().Nodes()
-	before, err := apiCounts(ctx, nodes)
-	if err != nil {
-		return 0, 0, err
+// apiRows are a lab's API request figures: per pod start (the issue's
+// figure, which must not grow with the nodes) and, apart, what each agent
+// sends while nothing happens.
+func apiRows(name string, api apiFigures) []Row {
+	how := fmt.Sprintf("mean over %d pod starts on the first node, minus each agent's idle rate over %s", scalePodStarts, scaleIdleWindow)
+	return []Row{
+		{Name: name + ": API requests per pod start, the pod's node", Value: api.Own,
+			Anchor: "Calico plugin here: 3 writes + about 12 reads per ADD", Note: how},
+		{Name: name + ": API requests per pod start, every other node together", Value: api.Others,
+			Note: "must not grow with the nodes; by kind: " + byKindNote(api.OthersByKind)},
+		{Name: name + ": API requests per minute of an idle agent, median", Unit: "/min", Value: Median(api.IdlePerMinute), Samples: api.IdlePerMinute,
+			Note: fmt.Sprintf("every agent; max %.0f (the leader renews its Leases); a status refresh every 10 s is 6", Quantile(api.IdlePerMinute, 1))},
 	}
-	var pods []string
-	for range scalePodStarts {
-		p, err := l.AddPod(ctx, nodes[0].Name)
-		if err != nil {
-			return 0, 0, err
-		}
-		pods = append(pods, p.Name)
-	}
-	// A measurement window, not a synchronisation: agents answer a new
-	// block through their informers' watches, and whatever requests they
-	// make in answer (status writes, debounced) fall inside it.
-	time.Sleep(scaleWindow)
-	after, err := apiCounts(ctx, nodes)
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, p := range pods {
-		if err := l.DelPod(ctx, p); err != nil {
-			return 0, 0, err
-		}
-	}
-	for i := range nodes {
-		d := after[i] - before[i]
-		if i == 0 {
-			own = d
-		} else {
-			others += d
-		}
-	}
-	return own / scalePodStarts, others / scalePodStarts, nil
-}
-
-// apiCounts reads each node's cairn_api_request_duration_seconds_count,
-// summed over resources and verbs, from the agent's metrics endpoint.
-func apiCounts(ctx context.Context, nodes []lab.Node) ([]float64, error) {
-	out := make([]float64, len(nodes))
-	for i, n := range nodes {
-		m, err := scrapeAgent(ctx, n)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = m.sum("cairn_api_request_duration_seconds_count", nil, nil)
-	}
-	return out, nil
 }
