@@ -24,3 +24,10 @@ func BGPPeerOf(session string) string {
 
 // IsMesh reports whether a session is one of the node mesh's.
 func IsMesh(session string) bool { return strings.HasPrefix(session, meshPrefix) }
+
+// IsNodeSession reports whether a session is between two nodes: the
+// mesh's, or one a BGPPeer's peerSelector makes.
+func IsNodeSession(session string) bool {
+	rest, ok := strings.CutPrefix(session, peerPrefix)
+	return IsMesh(session) || ok && strings.Contains(rest, ":")
+}

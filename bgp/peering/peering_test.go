@@ -30,12 +30,16 @@ func boolp(b bool) *bool { return &b }
 func int32p(i int32) *int32 { return &i }
 
 // withDefaultLimit gives the peers that state no prefix limit the default
+// limit, and sessions between nodes their connect retry
 // one, as Peers does: tables whose subject is something else leave it out.
 func withDefaultLimit(peers []speaker.Peer) []speaker.Peer {
 	out := make([]speaker.Peer, len(peers))
 	for i, p := range peers {
 		if p.MaxPrefixes == 0 {
 			p.MaxPrefixes = DefaultMaxPrefixes
+		}
+		if p.ConnectRetry == 0 && IsNodeSession(p.Name) { // TestNodeSessionsRetrySooner
+			p.ConnectRetry = nodeConnectRetry
 		}
 		out[i] = p
 	}
@@ -428,6 +432,36 @@ func TestMeshListens(t *testing.T) {
 		}
 		if c.self.IsValid() && meshListens(c.self, c.peer) == meshListens(c.peer, c.self) {
 			t.Errorf("%v and %v: exactly one end must dial", c.self, c.peer)
+		}
+	}
+}
+
+// TestNodeSessionsRetrySooner: the dialling end of a session between two
+// nodes (mesh, peerSelector) tries again 2 s after a failed connection,
+// so that nodes starting together meet within seconds; sessions to
+// routers keep the speaker's default.
+func TestNodeSessionsRetrySooner(t *testing.T) {
+	in := PeersInput{Self: n1, Nodes: []NodeInfo{n1, n2, rr}, Config: cfg(true), Peers: []v1.BGPPeer{
+		bgpPeer("to-rr", v1.BGPPeerSpec{PeerSelector: "rr=yes", SourceAddress: v1.SourceAddressNone}),
+		bgpPeer("tor", v1.BGPPeerSpec{PeerIP: "172.30.1.1", ASNumber: 65001, SourceAddress: v1.SourceAddressNone}),
+	}}
+	got, errs := Peers(in, secrets(nil))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	want := map[string]time.Duration{"mesh:n2": 2 * time.Second, "peer:to-rr:rr": 2 * time.Second, "peer:tor": 0}
+	for _, p := range got {
+		if w, ok := want[p.Name]; !ok || p.ConnectRetry != w {
+			t.Errorf("%s: connect retry %s, want %s", p.Name, p.ConnectRetry, w)
+		}
+		delete(want, p.Name)
+	}
+	if len(want) > 0 {
+		t.Errorf("sessions missing: %v", want)
+	}
+	for name, node := range map[string]bool{"mesh:n2": true, "peer:to-rr:rr": true, "peer:tor": false} {
+		if IsNodeSession(name) != node {
+			t.Errorf("IsNodeSession(%q) = %v", name, !node)
 		}
 	}
 }

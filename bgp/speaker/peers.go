@@ -1,6 +1,7 @@
 package speaker
 
 import (
+	"cmp"
 	"math"
 	"net/netip"
 	"slices"
@@ -120,7 +121,7 @@ func toAPIPeer(p Peer, local peerLocal) *api.Peer {
 			Description:     p.Name,
 		},
 		Timers: &api.Timers{Config: &api.TimersConfig{
-			ConnectRetry:      uint64(connectRetry.Seconds()),
+			ConnectRetry:      uint64(cmp.Or(p.ConnectRetry, connectRetry).Seconds()),
 			HoldTime:          uint64(p.HoldTime.Seconds()),
 			KeepaliveInterval: uint64(p.KeepaliveTime.Seconds()),
 		}},

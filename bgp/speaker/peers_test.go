@@ -95,6 +95,11 @@ func TestToAPIPeer(t *testing.T) {
 				t.Errorf("timers %v", p.Timers.Config)
 			}
 		}},
+		{name: "connect retry of a session between nodes", peer: Peer{Address: peerA, ASN: 64512, ConnectRetry: 2 * time.Second}, local: local, check: func(t *testing.T, p *api.Peer) {
+			if p.Timers.Config.ConnectRetry != 2 {
+				t.Errorf("connect retry %d s, want 2", p.Timers.Config.ConnectRetry)
+			}
+		}},
 		{name: "IPv6 peer carries IPv6 only", peer: Peer{Address: netip.MustParseAddr("fd00::2"), ASN: 64512}, local: local, check: func(t *testing.T, p *api.Peer) {
 			if p.AfiSafis[0].Config.Family.String() != v6fam.String() {
 				t.Errorf("family %v", p.AfiSafis[0].Config.Family)

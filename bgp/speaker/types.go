@@ -146,6 +146,11 @@ type Peer struct {
 	SourceAddress netip.Addr
 	// Passive waits for the neighbour to connect instead of connecting.
 	Passive bool
+	// ConnectRetry is how long after a failed outgoing connection the next
+	// one is tried; 0 means 5 s. GoBGP tries the first 1.5 to 2 s after
+	// the peer is added, waits 0.75 to 1 times this between tries, and
+	// never less than 2 s (whole seconds).
+	ConnectRetry time.Duration
 	// BFD detects a failed peer faster than the hold time (bfd.go).
 	BFD BFD
 	// Filters, when not nil, narrow what is taken from and sent to the

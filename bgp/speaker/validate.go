@@ -30,6 +30,8 @@ const (
 	// connectRetry replaces GoBGP's 120s connect-retry default, which made a
 	// peer that came up a moment after us wait two minutes for a session.
 	connectRetry = 5 * time.Second
+	// minConnectRetry is GoBGP's floor (minConnectRetryInterval).
+	minConnectRetry = 2 * time.Second
 )
 
 // ErrInvalid is wrapped by every validation error, so callers can tell bad
@@ -172,6 +174,8 @@ func validatePeer(p Peer, localASN uint32) error {
 		return fmt.Errorf("%w max restart time %s: negative", ErrInvalid, p.MaxRestartTime)
 	case p.HoldTime < 0 || p.KeepaliveTime < 0:
 		return fmt.Errorf("%w timers: negative", ErrInvalid)
+	case p.ConnectRetry != 0 && (p.ConnectRetry < minConnectRetry || p.ConnectRetry%time.Second != 0):
+		return fmt.Errorf("%w connect retry %s: whole seconds, at least %s", ErrInvalid, p.ConnectRetry, minConnectRetry)
 	case p.HoldTime != 0 && (p.HoldTime < 3*time.Second || p.HoldTime > 65535*time.Second):
 		return fmt.Errorf("%w hold time %s: want 0 (default) or 3s to 65535s (RFC 4271)", ErrInvalid, p.HoldTime)
 	case p.KeepaliveTime >= effectiveHoldTime(p):
