@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,7 +20,18 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
+// gcPercent is the agent's GOGC unless the environment sets one. Its heap
+// is small and most of it long-lived (the informers' caches): collecting
+// at 50% growth instead of Go's 100% kept 2.3 MiB less resident on an
+// idle lab node (37.6 -> 35.3 MiB) for 0.07% more of a core (issue 15).
+// 25 saved 1.2 MiB more for twice that CPU, and costs more as the
+// allocation rate rises with the cluster's churn.
+const gcPercent = 50
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	var (
 		opts     = agent.DefaultOptions()
 		nodeIP   string
