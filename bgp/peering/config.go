@@ -70,6 +70,9 @@ func ListenPort(cfg *v1.BGPConfiguration) uint16 {
 // unless it says otherwise).
 func Global(self NodeInfo, cfg *v1.BGPConfiguration) speaker.Global {
 	g := speaker.Global{ASN: self.ASN, ListenPort: int32(ListenPort(cfg)), GracefulRestart: speaker.GROptions{Enabled: true}}
+	if cfg != nil && cfg.Spec.MaxPrefixRestartTime != nil {
+		g.MaxPrefixRestart = max(cfg.Spec.MaxPrefixRestartTime.Duration, 0)
+	}
 	if cfg == nil || cfg.Spec.GracefulRestart == nil {
 		return g
 	}

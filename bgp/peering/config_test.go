@@ -14,12 +14,13 @@ func TestEffectiveConfigAndGlobal(t *testing.T) {
 	off := false
 	def := &v1.BGPConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: v1.BGPConfigurationSpec{
 		ASNumber: 64600, ListenPort: 1790, LogSeverityScreen: "Info",
-		ServiceClusterIPs: []v1.ServiceIPBlock{{CIDR: "10.96.0.0/16"}},
-		GracefulRestart:   &v1.GracefulRestart{RestartTime: &metav1.Duration{Duration: 30 * time.Second}},
+		ServiceClusterIPs:    []v1.ServiceIPBlock{{CIDR: "10.96.0.0/16"}},
+		GracefulRestart:      &v1.GracefulRestart{RestartTime: &metav1.Duration{Duration: 30 * time.Second}},
+		MaxPrefixRestartTime: &metav1.Duration{Duration: 20 * time.Second},
 	}}
 	node := &v1.BGPConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "node.n1"}, Spec: v1.BGPConfigurationSpec{
 		ASNumber: 1, ListenPort: 1791, LogSeverityScreen: "Debug", ServiceClusterIPs: []v1.ServiceIPBlock{},
-		GracefulRestart: &v1.GracefulRestart{Enabled: &off},
+		GracefulRestart: &v1.GracefulRestart{Enabled: &off}, MaxPrefixRestartTime: &metav1.Duration{Duration: 5 * time.Second},
 	}}
 	self := NodeInfo{Name: "n1", ASN: 65010}
 	for _, tc := range []struct {
@@ -32,11 +33,11 @@ func TestEffectiveConfigAndGlobal(t *testing.T) {
 	}{
 		{name: "none", port: 179, global: speaker.Global{ASN: 65010, ListenPort: 179, GracefulRestart: speaker.GROptions{Enabled: true}}},
 		{name: "default only", def: def, port: 1790, level: "Info", services: 1,
-			global: speaker.Global{ASN: 65010, ListenPort: 1790, GracefulRestart: speaker.GROptions{Enabled: true, RestartTime: 30 * time.Second}}},
-		// The node's AS number and graceful restart are not overridable:
-		// they stay the default's.
+			global: speaker.Global{ASN: 65010, ListenPort: 1790, GracefulRestart: speaker.GROptions{Enabled: true, RestartTime: 30 * time.Second}, MaxPrefixRestart: 20 * time.Second}},
+		// The node's AS number, graceful restart and max-prefix restart
+		// time are not overridable: they stay the default's.
 		{name: "node overrides port, level, services", def: def, node: node, port: 1791, level: "Debug", services: 0,
-			global: speaker.Global{ASN: 65010, ListenPort: 1791, GracefulRestart: speaker.GROptions{Enabled: true, RestartTime: 30 * time.Second}}},
+			global: speaker.Global{ASN: 65010, ListenPort: 1791, GracefulRestart: speaker.GROptions{Enabled: true, RestartTime: 30 * time.Second}, MaxPrefixRestart: 20 * time.Second}},
 		{name: "node only", node: node, port: 1791, level: "Debug",
 			global: speaker.Global{ASN: 65010, ListenPort: 1791, GracefulRestart: speaker.GROptions{Enabled: true}}},
 	} {

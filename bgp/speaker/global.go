@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"time"
 )
 
 // applyGlobal brings the server's global settings to d.global. GoBGP cannot
@@ -12,11 +13,13 @@ import (
 // graceful restart both sides keep their routes meanwhile (the peers ours,
 // felix the learned ones), as for an agent restart. Graceful restart is a
 // capability of each session's OPEN: a change of it alone re-creates every
-// session, without a restart. Nothing else is touched.
+// session, without a restart. Nothing else is touched: the max-prefix
+// restart time alone changes no session.
 func (r *runner) applyGlobal(d desired) error {
 	g := d.global
 	switch {
-	case r.srv != nil && g == r.global:
+	case r.srv != nil && g.sessionSettings() == r.global.sessionSettings():
+		r.global = g // the max-prefix restart time, if anything
 		return nil
 	case r.srv != nil && g.ASN == r.global.ASN && g.ListenPort == r.global.ListenPort:
 		r.log.Info("graceful-restart settings changed: re-creating every session",
@@ -30,6 +33,22 @@ func (r *runner) applyGlobal(d desired) error {
 		return nil
 	}
 	return r.restartServer(g)
+}
+
+// sessionSettings are the settings that the server or its sessions run
+// with: g less the max-prefix restart time, which only the runner reads.
+func (g Global) sessionSettings() Global {
+	g.MaxPrefixRestart = 0
+	return g
+}
+
+// maxPrefixRestart is how long a session shut for exceeding its maximum
+// prefixes stays down.
+func (r *runner) maxPrefixRestart() time.Duration {
+	if r.global.MaxPrefixRestart > 0 {
+		return r.global.MaxPrefixRestart
+	}
+	return r.s.opts.MaxPrefixRestart
 }
 
 // restartServer replaces the GoBGP server with one running g. The node kept

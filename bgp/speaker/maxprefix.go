@@ -18,7 +18,8 @@ import (
 // of an RFC 8538 Hard Reset), and adds it again after
 // Options.MaxPrefixRestart, as FRR's "maximum-prefix N restart" and BIRD's
 // "receive limit ... action restart" do; a peer that floods again is shut
-// again.
+// again. The idle time is Global.MaxPrefixRestart (SetGlobal, live), else
+// Options.MaxPrefixRestart.
 
 // holdDown removes a peer GoBGP shut for exceeding its prefix limit and
 // notes when to add it back. Its status (the reason, the flaps) is kept.
@@ -38,11 +39,12 @@ func (r *runner) holdDown(a netip.Addr) {
 	if st := r.status[a]; st != nil {
 		st.state, st.lastError = StateIdle, maxPrefixReason
 	}
-	at := time.Now().Add(r.s.opts.MaxPrefixRestart)
+	idle := r.maxPrefixRestart()
+	at := time.Now().Add(idle)
 	r.heldDown[a] = at
 	r.learnedDirty = true
 	r.log.Warn("BGP session shut down for exceeding its maximum prefixes; its routes are dropped and it will be tried again",
-		"peer", p.displayName(), "address", a.String(), "maxPrefixes", p.MaxPrefixes, "after", r.s.opts.MaxPrefixRestart)
+		"peer", p.displayName(), "address", a.String(), "maxPrefixes", p.MaxPrefixes, "after", idle)
 	r.armReenable()
 }
 

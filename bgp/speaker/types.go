@@ -67,6 +67,11 @@ type Global struct {
 	// GracefulRestart configures RFC 4724 on every session; the zero
 	// value is off.
 	GracefulRestart GROptions
+	// MaxPrefixRestart is how long a session shut down for exceeding its
+	// Peer.MaxPrefixes stays down before it is tried again; 0 means
+	// Options.MaxPrefixRestart. A change applies to the next shutdown
+	// without touching any session.
+	MaxPrefixRestart time.Duration
 }
 
 // GROptions configure graceful restart (RFC 4724).

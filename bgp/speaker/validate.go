@@ -82,7 +82,7 @@ func validateOptions(opts Options) (Options, error) {
 
 // global is the initial Global of opts.
 func (opts Options) global() Global {
-	g := Global{ASN: opts.ASN, ListenPort: opts.ListenPort}
+	g := Global{ASN: opts.ASN, ListenPort: opts.ListenPort, MaxPrefixRestart: opts.MaxPrefixRestart}
 	if opts.GracefulRestart != nil {
 		g.GracefulRestart = *opts.GracefulRestart
 	}
@@ -100,6 +100,9 @@ func validateGlobal(g Global, listen []string) (Global, error) {
 	}
 	if g.ListenPort == 0 && len(listen) > 0 {
 		return g, fmt.Errorf("%w listen addresses %v given with listen port 0", ErrInvalid, listen)
+	}
+	if g.MaxPrefixRestart < 0 {
+		return g, fmt.Errorf("%w max-prefix restart %s", ErrInvalid, g.MaxPrefixRestart)
 	}
 	gr := &g.GracefulRestart
 	if gr.RestartTime == 0 {

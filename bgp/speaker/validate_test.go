@@ -179,3 +179,30 @@ func checkErr(t *testing.T, err error, want string) {
 		t.Fatalf("error %q does not wrap ErrInvalid", err)
 	}
 }
+
+// The max-prefix restart time is a global setting that changes no
+// session: applyGlobal compares the rest (sessionSettings) to decide
+// between nothing, re-created sessions and a server restart.
+func TestMaxPrefixRestartIsNoSessionSetting(t *testing.T) {
+	base := Global{ASN: 64512, ListenPort: 179, GracefulRestart: GROptions{Enabled: true, RestartTime: time.Minute}, MaxPrefixRestart: 2 * time.Minute}
+	for _, tc := range []struct {
+		name   string
+		change func(*Global)
+		same   bool
+	}{
+		{"max-prefix restart time", func(g *Global) { g.MaxPrefixRestart = 15 * time.Second }, true},
+		{"max-prefix restart time unset", func(g *Global) { g.MaxPrefixRestart = 0 }, true},
+		{"graceful restart", func(g *Global) { g.GracefulRestart.Enabled = false }, false},
+		{"listen port", func(g *Global) { g.ListenPort = 1790 }, false},
+		{"AS", func(g *Global) { g.ASN = 64513 }, false},
+	} {
+		g := base
+		tc.change(&g)
+		if got := g.sessionSettings() == base.sessionSettings(); got != tc.same {
+			t.Errorf("%s: same session settings %v, want %v", tc.name, got, tc.same)
+		}
+	}
+	if _, err := validateGlobal(Global{ASN: 1, ListenPort: 179, MaxPrefixRestart: -time.Second}, nil); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a negative max-prefix restart time: %v, want ErrInvalid", err)
+	}
+}

@@ -116,7 +116,7 @@ type BGPConfigurationSpec struct {
 
 	// MaxPrefixRestartTime is how long a session shut for exceeding its
 	// maximum prefixes stays down before it is tried again. Unset means
-	// 2m. Read when the agent starts.
+	// 2m. A change applies live, to the next shutdown.
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="maxPrefixRestartTime must be between 1s and 24h"
 	MaxPrefixRestartTime *metav1.Duration `json:"maxPrefixRestartTime,omitempty"`

@@ -426,15 +426,13 @@ func speakerOptions(self peering.NodeInfo, inf *informers, log *slog.Logger) spe
 	def, _ := inf.configLister.Get(peering.DefaultConfigName)
 	node, _ := inf.configLister.Get(peering.NodeConfigName(self.Name))
 	g := peering.Global(self, peering.EffectiveConfig(def, node))
-	so := speaker.Options{RouterID: self.Addr, ASN: g.ASN, ListenPort: g.ListenPort, Logger: log,
+	// The max-prefix restart time comes with SetGlobal, live, before any
+	// peer is set.
+	return speaker.Options{RouterID: self.Addr, ASN: g.ASN, ListenPort: g.ListenPort, Logger: log,
 		ListenAddresses: listenAddresses(self), GracefulRestart: &g.GracefulRestart,
 		// Used only for a family a session of the other family carries
 		// (BGPPeer dualStackAddressFamily).
 		NextHop4: self.Addr, NextHop6: self.Addr6}
-	if def != nil && def.Spec.MaxPrefixRestartTime != nil {
-		so.MaxPrefixRestart = def.Spec.MaxPrefixRestartTime.Duration
-	}
-	return so
 }
 
 // listenAddresses are the node's BGP addresses, one per family it has:
