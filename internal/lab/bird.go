@@ -89,6 +89,9 @@ func birdConfig(rp RouterPlan) string {
 	w("filter pool_only { if net ~ POOL then accept; reject; }")
 	w("filter from_nodes { if net ~ POOL || net ~ SERVICES then accept; reject; }")
 	w("filter from_routers { if net ~ POOL || net ~ SERVICES || net ~ LAB then accept; reject; }")
+	if inj := birdInjected(rp); inj != "" {
+		b.WriteString(inj)
+	}
 	w("filter to_routers {")
 	w("  if source = RTS_STATIC then reject;")
 	w("  if net ~ POOL || net ~ SERVICES then accept;")
@@ -131,9 +134,9 @@ func birdConfig(rp RouterPlan) string {
 			// Nodes share the rack LAN: reflected node routes keep their
 			// node as next hop; routes from the spine get ours.
 			w("  rr client; rr cluster id %s;", rp.RouterID)
-			w("  %s { import filter from_nodes%s; export filter pool_only%[2]s; next hop self ebgp; };", ch, familySuffix(p))
+			w("  %s { import filter from_nodes%s; export filter %s%[2]s; next hop self ebgp; };", ch, familySuffix(p), nodeExportFilter(rp))
 		default:
-			w("  %s { import filter from_nodes%s; export filter pool_only%[2]s; };", ch, familySuffix(p))
+			w("  %s { import filter from_nodes%s; export filter %s%[2]s; };", ch, familySuffix(p), nodeExportFilter(rp))
 		}
 		w("}")
 	}

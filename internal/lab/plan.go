@@ -194,6 +194,10 @@ type RouterPlan struct {
 	// next hop), so it reaches other racks through this covering route,
 	// as on a real fabric.
 	AnnouncePool bool `json:"announcePool,omitempty"`
+	// Injected are routes the router originates towards its nodes
+	// whatever its filters say, by set name: a misbehaving ToR for tests
+	// (inject.go, SetInjectedRoutes; BIRD only).
+	Injected map[string][]InjectedRoute `json:"injected,omitempty"`
 }
 
 // Peer kinds: a node below the router, or another router.
