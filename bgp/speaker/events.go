@@ -164,7 +164,7 @@ func translatePeerEvent(ev *apiutil.WatchEventMessage_PeerEvent, at time.Time) p
 
 // maxPrefixReason replaces what GoBGP reports when it shut a session for
 // exceeding MaxPrefixes (the peer closing the connection: "read failed").
-const maxPrefixReason = "maximum prefixes exceeded: session shut down (Cease), tried again after the idle time"
+const maxPrefixReason = ReasonMaxPrefixes + ": session shut down (Cease), tried again after the idle time"
 
 func hasGR(caps []bgp.ParameterCapabilityInterface) bool {
 	for _, c := range caps {

@@ -2,6 +2,7 @@ package speaker
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"net/netip"
 	"time"
@@ -36,16 +37,28 @@ func (r *runner) holdDown(a netip.Addr) {
 		r.log.Warn("could not remove a peer shut for exceeding its maximum prefixes", "peer", p.displayName(), "err", err)
 	}
 	delete(r.peers, a)
-	if st := r.status[a]; st != nil {
-		st.state, st.lastError = StateIdle, maxPrefixReason
-	}
 	idle := r.maxPrefixRestart()
 	at := time.Now().Add(idle)
+	if st := r.status[a]; st != nil {
+		st.state, st.lastError = StateIdle, maxPrefixDetail(p.MaxPrefixes, at, idle)
+	}
 	r.heldDown[a] = at
 	r.learnedDirty = true
 	r.log.Warn("BGP session shut down for exceeding its maximum prefixes; its routes are dropped and it will be tried again",
 		"peer", p.displayName(), "address", a.String(), "maxPrefixes", p.MaxPrefixes, "after", idle)
 	r.armReenable()
+}
+
+// maxPrefixDetail is the LastError of a session held down: the limit it
+// went over and when it is tried again, for the operator reading the
+// status.
+func maxPrefixDetail(limit uint32, retry time.Time, idle time.Duration) string {
+	over := ""
+	if limit > 0 {
+		over = fmt.Sprintf(" (more than %d prefixes of one address family)", limit)
+	}
+	return fmt.Sprintf("%s%s: session shut down (Cease), tried again at %s (idle time %s)",
+		ReasonMaxPrefixes, over, retry.UTC().Format("15:04:05 UTC"), idle)
 }
 
 // reenableDue ends the hold-down of the peers whose idle time is over;

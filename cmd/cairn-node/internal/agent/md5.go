@@ -183,7 +183,7 @@ func sessionProblem(p speaker.PeerState, authReason string) (v1.SessionProblem, 
 		return "", p.LastError
 	case authReason != "":
 		return v1.ProblemAuthFailure, authReason
-	case p.LastError == speaker.ReasonMaxPrefixes:
+	case speaker.IsMaxPrefixes(p.LastError):
 		return v1.ProblemMaxPrefixes, p.LastError
 	}
 	return "", p.LastError
