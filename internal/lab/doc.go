@@ -19,7 +19,9 @@
 //   - the lifecycle: Up, Open, Down, with every namespace and process
 //     recorded in a JSON state file before it is created, so Down works
 //     from a fresh process and after any failure;
-//   - the probes the demo and the end-to-end tests use (probe.go, echo.go).
+//   - the probes the demo and the end-to-end tests use (probe.go, echo.go);
+//   - a misbehaving ToR for tests: routes a BIRD ToR originates towards
+//     its nodes whatever its filters say (inject.go, SetInjectedRoutes).
 //
 // Dual-stack (Options.DualStack, `cairn-lab up --dual-stack`, fast mode
 // only; dualstack.go, routers6.go): every link also gets an IPv6 address
