@@ -29,6 +29,9 @@ func TestPodStartRequestsTakeOutIdleRate(t *testing.T) {
 		map[string]float64{"PUT ipamblocks": 9, "POST ipamhandles": 5, "PUT cairnnodestatuses/status": 5},
 		map[string]float64{"PUT leases": 115, "PUT ippools/status": 1},
 		map[string]float64{"PUT cairnnodestatuses/status": 10})
+	// node 2 refreshes its status in step with the busy window only: those
+	// count as idle requests, never as caused ones.
+	idle0.nodes[1][statusRefreshKind], busy0.nodes[1][statusRefreshKind], busy1.nodes[1][statusRefreshKind] = 4, 4, 7
 	f := podStartRequests(idle0, busy0, busy0, busy1, 5)
 	near := func(got, want float64) bool { return math.Abs(got-want) < 1e-9 }
 	// own: 5 blocks + 5 handles + 2 status - 1 idle status = 11 → 2.2
@@ -39,7 +42,7 @@ func TestPodStartRequestsTakeOutIdleRate(t *testing.T) {
 	if !near(f.Others, 0.2) || !near(f.OthersByKind["PUT ippools/status"], 0.2) || !near(f.OthersByKind["PUT leases"], 0) {
 		t.Errorf("others %v per pod start by kind %v, want 0.2, all of it ippools/status", f.Others, f.OthersByKind)
 	}
-	want := []float64{6, 30, 6}
+	want := []float64{6, 30, 6} // node 2's refreshes fell in no idle window
 	for i, w := range want {
 		if !near(f.IdlePerMinute[i], w) {
 			t.Errorf("node %d idle: %v/min, want %v", i+1, f.IdlePerMinute[i], w)
@@ -56,9 +59,11 @@ func TestAPIRequestCounts(t *testing.T) {
 		`cairn_api_request_duration_seconds_count{resource="leases",verb="GET"}`:                   17,
 		`cairn_api_request_duration_seconds_count{resource="cairnnodestatuses/status",verb="PUT"}`: 2,
 		`cairn_api_requests_total{code="200",method="GET"}`:                                        19,
+		`cairn_node_status_writes_total{cause="change"}`:                                           1,
+		`cairn_node_status_writes_total{cause="refresh"}`:                                          1,
 	}
 	got := apiRequestCounts(m)
-	if len(got) != 2 || got["GET leases"] != 17 || got["PUT cairnnodestatuses/status"] != 2 {
+	if len(got) != 3 || got["GET leases"] != 17 || got["PUT cairnnodestatuses/status"] != 1 || got[statusRefreshKind] != 1 {
 		t.Errorf("counts %v", got)
 	}
 }

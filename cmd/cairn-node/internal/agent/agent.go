@@ -297,7 +297,7 @@ func (a *agent) wire(dp dataplane, spk nodeSpeaker) error {
 	a.cni = &cniServer{log: a.log.With("component", "cni-server"), node: a.opts.NodeName, alloc: countingAllocator{a.alloc, a.metrics}, dataplane: dp, endpoints: a.endpoints, ready: a.ready.get}
 	a.status = &statusWriter{contact: a.health.api, client: a.cl.cairn, node: a.opts.NodeName, version: a.opts.Version, ctrl: a.ctrl,
 		speaker: spk, learned: a.learned.get, refused: dp.RefusedRoutes, log: a.log.With("component", "status"),
-		auth: authWatch{read: netstatFile(defaultNetstat)}}
+		auth: authWatch{read: netstatFile(defaultNetstat)}, writes: a.metrics.statusWrites}
 	// A pool change reaches the allocator at once, not after its cache's TTL.
 	if _, err := a.inf.pools.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { a.alloc.InvalidatePools() },

@@ -25,6 +25,7 @@ type metrics struct {
 	cniDuration             *prometheus.HistogramVec // verb, rpc
 	cniRequests             *prometheus.CounterVec   // verb, rpc, code
 	allocations             *prometheus.CounterVec   // result
+	statusWrites            *prometheus.CounterVec   // cause
 }
 
 // newMetrics registers the agent's instruments, and the process and Go
@@ -59,13 +60,17 @@ func newMetrics(reg *prometheus.Registry, version string) (*metrics, error) {
 			Name: "cairn_ipam_allocations_total",
 			Help: "Address allocations asked of IPAM by CNI ADDs, by result: assigned, exhausted (no free address in the pools), rejected, error.",
 		}, []string{"result"}),
+		statusWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_node_status_writes_total",
+			Help: "CairnNodeStatus writes, by cause: change (sessions, blocks, routes or readiness changed) or refresh (unchanged, rewritten every --status-interval to show the agent alive).",
+		}, []string{"cause"}),
 	}
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_agent_info", Help: "The running cairn-node; the value is always 1."}, []string{"version"})
 	info.WithLabelValues(version).Set(1)
 	for _, c := range []prometheus.Collector{
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
-		m.felixApply, m.felixResync, m.cniDuration, m.cniRequests, m.allocations, info,
+		m.felixApply, m.felixResync, m.cniDuration, m.cniRequests, m.allocations, m.statusWrites, info,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
@@ -75,6 +80,9 @@ func newMetrics(reg *prometheus.Registry, version string) (*metrics, error) {
 	// then: start the ones a dashboard divides by at zero.
 	for _, r := range []string{allocAssigned, allocExhausted, allocRejected, allocError} {
 		m.allocations.WithLabelValues(r)
+	}
+	for _, c := range []string{statusChange, statusRefresh} {
+		m.statusWrites.WithLabelValues(c)
 	}
 	return m, nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -49,10 +50,18 @@ type statusWriter struct {
 
 	written   *v1.CairnNodeStatusStatus // last written, nil before the first
 	writtenAt time.Time
+	// writes counts the writes by cause; nil counts nothing.
+	writes *prometheus.CounterVec
 	// obj is the object as the last write left it: the next one goes
 	// over it without reading it again.
 	obj *v1.CairnNodeStatus
 }
+
+// Causes of a status write, as cairn_node_status_writes_total counts them.
+const (
+	statusChange  = "change"
+	statusRefresh = "refresh"
+)
 
 // run writes the status when it changes, and at least every refresh.
 func (w *statusWriter) run(ctx context.Context, refresh time.Duration) {
@@ -60,10 +69,17 @@ func (w *statusWriter) run(ctx context.Context, refresh time.Duration) {
 	defer t.Stop()
 	for {
 		next := w.compute(nil)
-		if w.written == nil || !sameStatus(*w.written, next) || time.Since(w.writtenAt) >= refresh {
+		cause := statusChange
+		if w.written != nil && sameStatus(*w.written, next) {
+			cause = statusRefresh
+		}
+		if cause == statusChange || time.Since(w.writtenAt) >= refresh {
 			err := w.write(ctx)
 			if apiAnswered(err) {
 				w.contact.Mark(time.Now())
+			}
+			if err == nil && w.writes != nil {
+				w.writes.WithLabelValues(cause).Inc()
 			}
 			if err != nil && ctx.Err() == nil {
 				w.log.Warn("writing CairnNodeStatus failed", "err", err)
