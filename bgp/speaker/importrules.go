@@ -1,7 +1,6 @@
 package speaker
 
 import (
-	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
@@ -15,18 +14,12 @@ import (
 // reflector clients. learned.go checks the same rules again in Go: that
 // also holds for held paths and before a soft reset has re-run the policy.
 //
-// GoBGP ends the whole evaluation at the first statement with an accept or
-// reject action and has no "leave the filters, go on" action, which an
-// Accept rule needs. An Accept rule's outcome is known, though: the
-// normal decision after it. So each rule of a peer becomes, in order,
-// statements for that neighbour alone, placed before the normal ones:
-//   - Reject: reject the rule's set;
-//   - Accept: accept the part of the rule's set the normal decision
-//     accepts (inside the pools; from another reflector of our cluster only
-//     with a next hop of one of them, as acceptOwnOfClusterPeers), then
-//     reject the rest of the rule's set.
-//
-// A rule's set is given as prefix ranges (prefixrange.go).
+// Each peer's rules become statements for that neighbour alone
+// (rulestatements.go), after the default-route rejects and before the
+// cluster peers' and the pools' statements; an Accept accepts what the
+// normal decision accepts: inside the pools, and from another reflector
+// of our cluster only with its own address as next hop (as
+// acceptOwnOfClusterPeer).
 
 // importRulesOf lists, per peer with import rules, its rules.
 func importRulesOf(peers map[netip.Addr]Peer) map[netip.Addr][]FilterRule {
@@ -61,36 +54,14 @@ func importFilterStatements(in policyInput) ([]*api.DefinedSet, []*api.Statement
 	var stmts []*api.Statement
 	for _, a := range slices.SortedFunc(maps.Keys(in.importRules), netip.Addr.Compare) {
 		nset := "cairn-import-filter-" + a.String()
-		var peerStmts []*api.Statement
-		for i, r := range in.importRules[a] {
-			matched := ruleRanges(r)
-			if len(matched) == 0 {
-				continue
+		normal := func(c *api.Conditions) {
+			if slices.Contains(in.clusterPeers, a) {
+				c.NextHopInList = hostPrefixes([]netip.Addr{a})
 			}
-			name := fmt.Sprintf("import-filter-%s-%d", a, i)
-			pset := "cairn-" + name
-			if r.Action == FilterAccept {
-				if ok := intersectAll(matched, poolRanges(in.pools, r.IPv6)); len(ok) > 0 {
-					sets = append(sets, rangeSet(pset+"-accept", ok))
-					st := &api.Statement{
-						Name:       name + "-accept",
-						Conditions: &api.Conditions{NeighborSet: matchAny(nset), PrefixSet: matchAny(pset + "-accept")},
-						Actions:    &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_ACCEPT},
-					}
-					if slices.Contains(in.clusterPeers, a) {
-						st.Conditions.NextHopInList = hostPrefixes(in.clusterPeers)
-					}
-					peerStmts = append(peerStmts, st)
-				}
-			}
-			sets = append(sets, rangeSet(pset, matched))
-			peerStmts = append(peerStmts, &api.Statement{
-				Name:       name,
-				Conditions: &api.Conditions{NeighborSet: matchAny(nset), PrefixSet: matchAny(pset)},
-				Actions:    &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_REJECT},
-			})
 		}
+		peerSets, peerStmts := ruleStatements("import-filter-"+a.String(), nset, in.importRules[a], in.pools, normal)
 		if len(peerStmts) > 0 {
+			sets = append(sets, peerSets...)
 			sets = append(sets, neighborSet(nset, []netip.Addr{a}))
 			stmts = append(stmts, peerStmts...)
 		}

@@ -61,11 +61,11 @@ func TestImportFilterStatements(t *testing.T) {
 			in: policyInput{pools: pools, importRules: map[netip.Addr][]FilterRule{tor: {
 				rule("", FilterAccept, MatchIn, "192.168.0.0/16", false, 0, 0)}}},
 			want: []string{"import-filter-192.0.2.1-0 reject from 192.0.2.1/32 [192.168.0.0/16 16..32]"}},
-		{name: "an accept from a reflector of our cluster: only its own routes",
+		{name: "an accept from a reflector of our cluster: only its own routes, its own address as next hop",
 			in: policyInput{pools: pools, clusterPeers: []netip.Addr{peerA, peerB}, importRules: map[netip.Addr][]FilterRule{peerA: {
 				rule("", FilterAccept, MatchIn, "10.244.0.0/16", false, 26, 26)}}},
 			want: []string{
-				"import-filter-10.0.0.2-0-accept accept from 10.0.0.2/32 [10.244.0.0/16 26..26] next hop 10.0.0.2/32,10.0.0.3/32",
+				"import-filter-10.0.0.2-0-accept accept from 10.0.0.2/32 [10.244.0.0/16 26..26] next hop 10.0.0.2/32",
 				"import-filter-10.0.0.2-0 reject from 10.0.0.2/32 [10.244.0.0/16 26..26]"}},
 		{name: "rules in order, a rule matching nothing left out, each family its own set",
 			in: policyInput{pools: pools, importRules: map[netip.Addr][]FilterRule{tor6: {
@@ -125,7 +125,7 @@ func TestImportFiltersBeforeTheNormalDecision(t *testing.T) {
 	req := buildPolicy(policyInput{pools: prefixes("10.244.0.0/16"), clusterPeers: []netip.Addr{peerA},
 		importRules: map[netip.Addr][]FilterRule{peerA: {rule("", FilterReject, MatchIn, "10.244.7.0/24", false, 0, 0)}}})
 	want := []string{"reject-default-v4", "reject-default-v6", "import-own", "import-filter-10.0.0.2-0",
-		"accept-own-of-cluster-peers-" + setPoolsV4, "reject-reflected-by-cluster-peers", "accept-" + setPoolsV4}
+		"accept-own-of-cluster-peer-10.0.0.2-" + setPoolsV4, "reject-reflected-by-cluster-peers", "accept-" + setPoolsV4}
 	if got := names(statements(t, req, importPolicyName)); !slices.Equal(got, want) {
 		t.Errorf("import statements %v, want %v", got, want)
 	}

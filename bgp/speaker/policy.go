@@ -138,9 +138,12 @@ func buildPolicy(in policyInput) *api.SetPoliciesRequest {
 	}{{setPoolsV4, v4, 32}, {setPoolsV6, v6, 128}}
 	if len(in.clusterPeers) > 0 {
 		sets = append(sets, neighborSet(setClusterPeers, in.clusterPeers))
-		for _, f := range pools {
-			if len(f.prefixes) > 0 {
-				imp = append(imp, acceptOwnOfClusterPeers(in.clusterPeers, f.set))
+		for _, a := range in.clusterPeers {
+			sets = append(sets, neighborSet(clusterPeerSet(a), []netip.Addr{a}))
+			for _, f := range pools {
+				if len(f.prefixes) > 0 {
+					imp = append(imp, acceptOwnOfClusterPeer(a, f.set))
+				}
 			}
 		}
 		imp = append(imp, &api.Statement{
@@ -180,20 +183,27 @@ func buildPolicy(in policyInput) *api.SetPoliciesRequest {
 	}
 }
 
-// acceptOwnOfClusterPeers accepts, inside the pools of poolSet, the paths
-// another reflector of our cluster originates: those whose next hop is
-// its own address. The statement after it rejects the rest from them (what
-// they reflect: RFC 4456 section 8).
-func acceptOwnOfClusterPeers(peers []netip.Addr, poolSet string) *api.Statement {
+// acceptOwnOfClusterPeer accepts, inside the pools of poolSet, the paths
+// another reflector of our cluster, peer, originates: those whose next hop
+// is its own address. Not the address of any reflector of the cluster:
+// what peer sends with another one's next hop, it reflects. The statement
+// after these rejects the rest from them (what they reflect: RFC 4456
+// section 8).
+func acceptOwnOfClusterPeer(peer netip.Addr, poolSet string) *api.Statement {
 	return &api.Statement{
-		Name: "accept-own-of-cluster-peers-" + poolSet,
+		Name: "accept-own-of-cluster-peer-" + peer.String() + "-" + poolSet,
 		Conditions: &api.Conditions{
-			NeighborSet:   matchAny(setClusterPeers),
-			NextHopInList: hostPrefixes(peers),
+			NeighborSet:   matchAny(clusterPeerSet(peer)),
+			NextHopInList: hostPrefixes([]netip.Addr{peer}),
 			PrefixSet:     matchAny(poolSet),
 		},
 		Actions: &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_ACCEPT},
 	}
+}
+
+// clusterPeerSet names the neighbour set of one reflector of our cluster.
+func clusterPeerSet(peer netip.Addr) string {
+	return "cairn-cluster-peer-" + peer.String()
 }
 
 // globalAssignments binds the two policies to the global RIB with an

@@ -134,10 +134,10 @@ func TestBuildPolicy(t *testing.T) {
 			name: "a reflector of our cluster: only its own routes, before the pools accept anything",
 			in:   policyInput{pools: prefixes("10.244.0.0/16", "fd00::/48"), reflectTo: rr, clusterPeers: []netip.Addr{peerA}},
 			wantImport: []string{"reject-default-v4", "reject-default-v6", "import-own",
-				"accept-own-of-cluster-peers-" + setPoolsV4, "accept-own-of-cluster-peers-" + setPoolsV6, "reject-reflected-by-cluster-peers",
+				"accept-own-of-cluster-peer-10.0.0.2-" + setPoolsV4, "accept-own-of-cluster-peer-10.0.0.2-" + setPoolsV6, "reject-reflected-by-cluster-peers",
 				"accept-" + setPoolsV4, "accept-" + setPoolsV6},
 			wantExport: []string{"export-reject-default-v4", "export-reject-default-v6", "export-own", "reflect-" + setPoolsV4, "reflect-" + setPoolsV6},
-			wantSets:   []string{setDefaultV4, setDefaultV6, setIBGPPeers, setClusterPeers, setPoolsV4, setPoolsV6},
+			wantSets:   []string{setDefaultV4, setDefaultV6, setIBGPPeers, setClusterPeers, "cairn-cluster-peer-10.0.0.2", setPoolsV4, setPoolsV6},
 		},
 		{
 			name:       "reflection without pools reflects nothing",
@@ -263,32 +263,44 @@ func TestPolicyInputFor(t *testing.T) {
 }
 
 // TestClusterPeersImportOnlyTheirOwn: from another reflector of our
-// cluster a path is accepted only with that reflector as next hop and
-// inside the pools; anything else from it is rejected before the pools
-// could accept it (RFC 4456 section 8, which GoBGP leaves undone on
-// receipt).
+// cluster a path is accepted only inside the pools and with that
+// reflector's own address as next hop, not another reflector's of the
+// cluster (that one it reflects); anything else from it is rejected before
+// the pools could accept it (RFC 4456 section 8, which GoBGP leaves undone
+// on receipt). Import rules' Accepts for it keep the same condition.
 func TestClusterPeersImportOnlyTheirOwn(t *testing.T) {
-	req := buildPolicy(policyInput{pools: prefixes("10.244.0.0/16"), clusterPeers: []netip.Addr{peerA, peerB}})
-	imp := req.Policies[0].Statements
-	var own, rest *api.Statement
-	for _, st := range imp {
-		switch st.Name {
-		case "accept-own-of-cluster-peers-" + setPoolsV4:
-			own = st
-		case "reject-reflected-by-cluster-peers":
-			rest = st
+	const a, b, client = "10.0.0.2", "10.0.0.3", "10.0.0.9"
+	plain := policyInput{pools: prefixes("10.244.0.0/16"), clusterPeers: []netip.Addr{peerA, peerB}}
+	withRule := plain
+	withRule.importRules = map[netip.Addr][]FilterRule{peerA: {rule("", FilterAccept, MatchIn, "10.244.0.0/16", false, 0, 0)}}
+	cases := []struct {
+		name          string
+		from, nextHop string
+		prefix        string
+		want          bool
+	}{
+		{"A's own block", a, a, "10.244.1.0/26", true},
+		{"B's own block", b, b, "10.244.2.0/26", true},
+		{"from A with B's next hop: reflected", a, b, "10.244.2.0/26", false},
+		{"from B with A's next hop: reflected", b, a, "10.244.1.0/26", false},
+		{"from A with a client's next hop: reflected", a, client, "10.244.3.0/26", false},
+		{"A's own, outside the pools", a, a, "192.168.0.0/24", false},
+		{"a client's block from the client", client, client, "10.244.3.0/26", true},
+	}
+	for _, in := range []struct {
+		name string
+		in   policyInput
+	}{{"cluster peers", plain}, {"an import Accept rule on A", withRule}} {
+		for i, r := range in.in.importRules[peerA] {
+			in.in.importRules[peerA][i], _ = validateRule(r)
 		}
-	}
-	if own == nil || rest == nil {
-		t.Fatalf("statements missing from %d import statements", len(imp))
-	}
-	want := []string{netip.PrefixFrom(peerA, 32).String(), netip.PrefixFrom(peerB, 32).String()}
-	c := own.Conditions
-	if !slices.Equal(c.NextHopInList, want) || c.NeighborSet.GetName() != setClusterPeers || c.PrefixSet.GetName() != setPoolsV4 ||
-		own.Actions.RouteAction != api.RouteAction_ROUTE_ACTION_ACCEPT {
-		t.Errorf("own routes statement: %+v", own)
-	}
-	if rest.Conditions.NeighborSet.GetName() != setClusterPeers || rest.Actions.RouteAction != api.RouteAction_ROUTE_ACTION_REJECT {
-		t.Errorf("reject statement: %+v", rest)
+		req := buildPolicy(in.in)
+		checkPolicyInvariants(t, req)
+		for _, tc := range cases {
+			got, by := evalPolicy(t, req, importPolicyName, testRoute{neighbor: tc.from, prefix: tc.prefix, nextHop: tc.nextHop})
+			if got != tc.want {
+				t.Errorf("%s: %s: accepted %v (by %q), want %v", in.name, tc.name, got, by, tc.want)
+			}
+		}
 	}
 }
