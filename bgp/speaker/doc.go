@@ -13,7 +13,8 @@
 //   - Export: only locally originated paths (our Advertisements) are sent;
 //     learned routes are never redistributed, except iBGP reflection of pool
 //     prefixes to iBGP peers when this speaker has route-reflector clients.
-//     A default route is never exported.
+//     A peer's export filter rules narrow both. A default route is never
+//     exported.
 //   - Import: only prefixes inside the import filter (the IP pools) are
 //     accepted; a default route never is, whatever the filter says.
 //   - Per peer: TCP-MD5 password, GTSM (TTL security), hold/keepalive timers,

@@ -9,15 +9,48 @@ import (
 	"github.com/osrg/gobgp/v4/api"
 )
 
-// Export filters. GoBGP has one export policy for every neighbour (a
-// per-neighbour one only for route-server clients), and its statements
-// cannot say "stop evaluating the filter, go on with the rest", which a
-// filter's Accept needs. So the speaker decides in Go, for each of its own
-// advertisements and each peer with export rules, whether the peer's
-// filters refuse it, and the policy gets one statement per such peer and
-// family rejecting exactly those prefixes towards it. A new advertisement
-// is judged before it is added (the policy is applied first); a changed
-// filter re-sends to its peer only (soft reset out), no session resets.
+// Export filters: a peer's export rules judge everything sent to it
+// (Calico's semantics), our own advertisements and, on a route reflector,
+// the routes reflected to it. GoBGP has one export policy for every
+// neighbour (a per-neighbour one only for route-server clients).
+//
+// Our own advertisements: the speaker decides in Go, for each of them and
+// each peer with export rules, whether the peer's filters refuse it, and
+// the policy gets one statement per such peer and family rejecting
+// exactly those prefixes towards it, before export-own accepts the rest.
+// A new advertisement is judged before it is added (the policy is applied
+// first).
+//
+// Reflected routes: the routes are not ours to list, so each rule of a
+// peer that routes are reflected to becomes statements for that neighbour
+// (rulestatements.go), after export-own (our own paths are decided by
+// then) and before the reflect statements: an Accept accepts what the
+// reflect statements would (iBGP-learned, inside the pools), a Reject and
+// the rest of an Accept's set reject.
+//
+// A changed filter re-sends to its peer only (soft reset out), no session
+// resets.
+
+// reflectedExportRules lists, per peer of reflectTo with export rules,
+// its rules.
+func reflectedExportRules(peers map[netip.Addr]Peer, reflectTo []netip.Addr) map[netip.Addr][]FilterRule {
+	out := map[netip.Addr][]FilterRule{}
+	for _, a := range reflectTo {
+		if rules := peers[a].exportRules(); len(rules) > 0 {
+			out[a] = rules
+		}
+	}
+	return out
+}
+
+// reflectedExportStatements are the defined sets and statements of the
+// export rules of every peer routes are reflected to, peers in address
+// order, each peer's rules in order.
+func reflectedExportStatements(in policyInput) ([]*api.DefinedSet, []*api.Statement) {
+	return peersRuleStatements("export-reflected", in.reflectedExportRules, in.pools, func(_ netip.Addr, c *api.Conditions) {
+		c.RouteType = api.Conditions_ROUTE_TYPE_INTERNAL
+	})
+}
 
 // exportRejects lists, per peer with export rules, the prefixes its
 // filters refuse among prefixes (sorted); peers refusing none are left out.
@@ -64,6 +97,21 @@ func rejectsChangedFor(old, new map[netip.Addr][]netip.Prefix, advertised map[ne
 	var out []netip.Addr
 	for _, a := range slices.Collect(maps.Keys(union(old, new))) {
 		if !slices.Equal(advertisedOnly(old[a], advertised), advertisedOnly(new[a], advertised)) {
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// exportChangedFor lists the peers whose Adj-RIB-Out must be re-evaluated
+// when the policy input goes from old to new: those whose verdict on what
+// we advertise changed (rejectsChangedFor), and those with changed export
+// rules for reflected routes.
+func exportChangedFor(old, new policyInput, advertised map[netip.Prefix]adAttrs) []netip.Addr {
+	out := rejectsChangedFor(old.exportRejects, new.exportRejects, advertised)
+	for _, a := range rulesChangedFor(old.reflectedExportRules, new.reflectedExportRules) {
+		if !slices.Contains(out, a) {
 			out = append(out, a)
 		}
 	}

@@ -276,9 +276,10 @@ func TestExportFilterPolicy(t *testing.T) {
 }
 
 // TestFilterPolicyAcceptedByGoBGP: GoBGP takes the policy with export
-// filters and import rules of both families for an IPv4 and an IPv6
-// neighbour (names with colons, length ranges, neighbour and next-hop
-// conditions), and takes it again with them removed (sets replaced).
+// filters (own routes and reflected ones) and import rules of both
+// families for an IPv4 and an IPv6 neighbour (names with colons, length
+// ranges, neighbour, next-hop and route-type conditions), and takes it
+// again with them removed (sets replaced).
 func TestFilterPolicyAcceptedByGoBGP(t *testing.T) {
 	srv := gobgp.NewBgpServer(gobgp.LoggerOption(slog.New(slog.DiscardHandler), nil))
 	go srv.Serve()
@@ -302,7 +303,9 @@ func TestFilterPolicyAcceptedByGoBGP(t *testing.T) {
 		netip.MustParseAddr("192.0.2.1"):   prefixes("10.244.1.0/26", "fd00:244::/122"),
 		netip.MustParseAddr("2001:db8::1"): prefixes("fd00:244::/122"),
 	}, clusterPeers: []netip.Addr{peerA},
-		importRules: map[netip.Addr][]FilterRule{peerA: imp.Import, netip.MustParseAddr("2001:db8::1"): imp.Import}}
+		importRules:          map[netip.Addr][]FilterRule{peerA: imp.Import, netip.MustParseAddr("2001:db8::1"): imp.Import},
+		reflectTo:            []netip.Addr{peerA, peerB},
+		reflectedExportRules: map[netip.Addr][]FilterRule{peerB: imp.Import}}
 	for _, in := range []policyInput{in, {pools: in.pools}, in} {
 		if err := srv.SetPolicies(ctx, buildPolicy(in)); err != nil {
 			t.Fatalf("set policy %+v: %v", in, err)

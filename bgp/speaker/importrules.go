@@ -1,7 +1,6 @@
 package speaker
 
 import (
-	"maps"
 	"net/netip"
 	"slices"
 
@@ -32,39 +31,12 @@ func importRulesOf(peers map[netip.Addr]Peer) map[netip.Addr][]FilterRule {
 	return out
 }
 
-// importRulesChangedFor lists the peers whose import rules differ between
-// old and new: those whose received paths GoBGP must judge again.
-func importRulesChangedFor(old, new map[netip.Addr][]FilterRule) []netip.Addr {
-	var out []netip.Addr
-	for a := range union(old, new) {
-		if !slices.Equal(old[a], new[a]) {
-			out = append(out, a)
-		}
-	}
-	slices.SortFunc(out, netip.Addr.Compare)
-	return out
-}
-
 // importFilterStatements are the defined sets and statements of every
 // peer's import rules, peers in address order, each peer's rules in order.
-// A rule that matches nothing makes nothing, and a peer without a
-// statement no neighbour set (an empty one would match every neighbour).
 func importFilterStatements(in policyInput) ([]*api.DefinedSet, []*api.Statement) {
-	var sets []*api.DefinedSet
-	var stmts []*api.Statement
-	for _, a := range slices.SortedFunc(maps.Keys(in.importRules), netip.Addr.Compare) {
-		nset := "cairn-import-filter-" + a.String()
-		normal := func(c *api.Conditions) {
-			if slices.Contains(in.clusterPeers, a) {
-				c.NextHopInList = hostPrefixes([]netip.Addr{a})
-			}
+	return peersRuleStatements("import-filter", in.importRules, in.pools, func(a netip.Addr, c *api.Conditions) {
+		if slices.Contains(in.clusterPeers, a) {
+			c.NextHopInList = hostPrefixes([]netip.Addr{a})
 		}
-		peerSets, peerStmts := ruleStatements("import-filter-"+a.String(), nset, in.importRules[a], in.pools, normal)
-		if len(peerStmts) > 0 {
-			sets = append(sets, peerSets...)
-			sets = append(sets, neighborSet(nset, []netip.Addr{a}))
-			stmts = append(stmts, peerStmts...)
-		}
-	}
-	return sets, stmts
+	})
 }

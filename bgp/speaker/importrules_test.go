@@ -131,9 +131,9 @@ func TestImportFiltersBeforeTheNormalDecision(t *testing.T) {
 	}
 }
 
-// TestImportRulesChangedFor: the peers whose received routes GoBGP must
+// TestRulesChangedFor: the peers whose received routes GoBGP must
 // judge again after a change, and only those.
-func TestImportRulesChangedFor(t *testing.T) {
+func TestRulesChangedFor(t *testing.T) {
 	tor := netip.MustParseAddr("192.0.2.1")
 	r1 := []FilterRule{rule("a", FilterReject, MatchIn, "10.244.7.0/24", false, 0, 0)}
 	r2 := []FilterRule{rule("a", FilterReject, MatchIn, "10.244.8.0/24", false, 0, 0)}
@@ -146,7 +146,7 @@ func TestImportRulesChangedFor(t *testing.T) {
 		{"one peer's rules changed", map[netip.Addr][]FilterRule{tor: r1, peerA: r1}, map[netip.Addr][]FilterRule{tor: r2, peerA: r1}, []netip.Addr{tor}},
 		{"rules added and removed", map[netip.Addr][]FilterRule{tor: r1}, map[netip.Addr][]FilterRule{peerA: r1}, []netip.Addr{peerA, tor}},
 	} {
-		if got := importRulesChangedFor(tc.old, tc.new); !slices.Equal(got, tc.want) {
+		if got := rulesChangedFor(tc.old, tc.new); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}

@@ -39,6 +39,9 @@ type policyInput struct {
 	// importRules are, per peer with import rules, its rules
 	// (importrules.go).
 	importRules map[netip.Addr][]FilterRule
+	// reflectedExportRules are, per peer of reflectTo with export rules,
+	// its rules: they judge the routes reflected to it (exportfilter.go).
+	reflectedExportRules map[netip.Addr][]FilterRule
 }
 
 // policyInputFor derives the policy input from the desired peers, the
@@ -61,6 +64,7 @@ func policyInputFor(pools []netip.Prefix, peers map[netip.Addr]Peer, localASN ui
 		slices.SortFunc(ibgp, netip.Addr.Compare)
 		in.reflectTo = ibgp
 	}
+	in.reflectedExportRules = reflectedExportRules(peers, in.reflectTo)
 	slices.SortFunc(in.clusterPeers, netip.Addr.Compare)
 	return in
 }
@@ -68,7 +72,8 @@ func policyInputFor(pools []netip.Prefix, peers map[netip.Addr]Peer, localASN ui
 func (in policyInput) equal(o policyInput) bool {
 	return slices.Equal(in.pools, o.pools) && slices.Equal(in.reflectTo, o.reflectTo) &&
 		equalRejects(in.exportRejects, o.exportRejects) && slices.Equal(in.clusterPeers, o.clusterPeers) &&
-		maps.EqualFunc(in.importRules, o.importRules, slices.Equal)
+		maps.EqualFunc(in.importRules, o.importRules, slices.Equal) &&
+		maps.EqualFunc(in.reflectedExportRules, o.reflectedExportRules, slices.Equal)
 }
 
 // buildPolicy returns the complete GoBGP routing policy for in. Global
@@ -80,9 +85,10 @@ func (in policyInput) equal(o policyInput) bool {
 // (importrules.go); from another reflector of our cluster accept only its
 // own paths; accept prefixes inside the pools.
 // Export: reject default routes; reject what a peer's export filters
-// refuse towards it (exportfilter.go); accept locally originated paths (only our
-// Advertisements are ever added locally); when reflecting, accept iBGP-learned
-// pool prefixes towards iBGP peers. GoBGP applies RFC 4456 on top, so a route
+// refuse of our own paths towards it (exportfilter.go); accept locally
+// originated paths (only our Advertisements are ever added locally); when
+// reflecting, apply each iBGP peer's export rules to the routes reflected
+// to it, then accept iBGP-learned pool prefixes towards iBGP peers. GoBGP applies RFC 4456 on top, so a route
 // from a non-client only goes to clients. eBGP peers never get learned routes.
 //
 // GoBGP has two traps this avoids: a prefix set holds one address family, and
@@ -128,6 +134,9 @@ func buildPolicy(in policyInput) *api.SetPoliciesRequest {
 		Conditions: &api.Conditions{RouteType: api.Conditions_ROUTE_TYPE_LOCAL},
 		Actions:    &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_ACCEPT},
 	})
+	reflectedSets, reflectedStmts := reflectedExportStatements(in)
+	sets = append(sets, reflectedSets...)
+	exp = append(exp, reflectedStmts...)
 	if len(in.reflectTo) > 0 {
 		sets = append(sets, neighborSet(setIBGPPeers, in.reflectTo))
 	}
@@ -272,5 +281,5 @@ func describePolicy(in policyInput) []any {
 	for i, p := range in.pools {
 		pools[i] = p.String()
 	}
-	return []any{"pools", pools, "reflectToPeers", len(in.reflectTo), "peersWithExportRejects", len(in.exportRejects), "clusterPeers", len(in.clusterPeers), "peersWithImportRules", len(in.importRules)}
+	return []any{"pools", pools, "reflectToPeers", len(in.reflectTo), "peersWithExportRejects", len(in.exportRejects), "clusterPeers", len(in.clusterPeers), "peersWithImportRules", len(in.importRules), "reflectToPeersWithExportRules", len(in.reflectedExportRules)}
 }

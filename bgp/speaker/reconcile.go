@@ -80,7 +80,7 @@ func (r *runner) retryC() <-chan time.Time {
 // rules changed; soft reset out re-runs the export policy and withdraws
 // what it now rejects, towards every peer when reflection changed, else
 // only towards the peers whose export filters changed their verdict on
-// what we advertise.
+// what we advertise or whose export rules for reflected routes changed.
 func (r *runner) applyPolicy(d desired) error {
 	in := policyInputFor(d.pools, d.peers, r.global.ASN, adPrefixes(d.ads, r.ads))
 	if in.equal(r.policy) {
@@ -92,8 +92,8 @@ func (r *runner) applyPolicy(d desired) error {
 	}
 	importChanged := !slices.Equal(in.pools, r.policy.pools)
 	exportChanged := !slices.Equal(in.reflectTo, r.policy.reflectTo)
-	filtered := rejectsChangedFor(r.policy.exportRejects, in.exportRejects, r.ads)
-	reimport := importRulesChangedFor(r.policy.importRules, in.importRules)
+	filtered := exportChangedFor(r.policy, in, r.ads)
+	reimport := rulesChangedFor(r.policy.importRules, in.importRules)
 	r.policy = in
 	r.log.Info("routing policy updated", describePolicy(in)...)
 	if len(r.peers) == 0 {

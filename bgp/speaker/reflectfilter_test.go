@@ -77,37 +77,14 @@ func TestReflectorImportFilter(t *testing.T) {
 		}
 	})
 
-	noFlaps := func(t *testing.T) {
-		t.Helper()
-		for name, sp := range map[string]*speakerProc{"R": spR, "A": spA, "B": spB} {
-			for _, st := range sp.States(t) {
-				if st.Flaps != 0 || st.State != StateEstablished {
-					t.Errorf("%s: session %s reset: %+v", name, st.Name, st)
-				}
-			}
-		}
-	}
-	// onlyAReimported: since R's log had logStart bytes, GoBGP re-ran its
-	// import policy over A's routes alone.
-	onlyAReimported := func(t *testing.T, logStart int) {
-		t.Helper()
-		resetRE := regexp.MustCompile(`"msg":"Neighbor soft reset in"[^\n]*"Key":"([^"]*)"`)
-		var resets [][]string
-		// R's log reaches us through a pipe, maybe after B's routes.
-		for deadline := time.Now().Add(sessionTimeout); len(resets) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			resets = resetRE.FindAllStringSubmatch(spR.logs.String()[logStart:], -1)
-		}
-		if len(resets) != 1 || resets[0][1] != a.String() {
-			t.Errorf("R's soft resets in %v, want one, of A (%s)", resets, a)
-		}
-	}
+	all := map[string]*speakerProc{"R": spR, "A": spA, "B": spB}
 	t.Run("removing the filter lets the route through, live", func(t *testing.T) {
 		changed, logStart := time.Now(), len(spR.logs.String())
 		spR.SetPeers(t, client("a", a, nil), client("b", b, nil))
 		spB.WaitLearned(t, "all of A's blocks at B", sessionTimeout, exactly(via("10.244.1.0/26"), via("10.244.2.0/26"), via("10.244.3.0/26")))
 		t.Logf("filter removed: 10.244.2.0/26 at B %s later", time.Since(changed).Round(time.Millisecond))
-		noFlaps(t)
-		onlyAReimported(t, logStart)
+		noSessionResets(t, all)
+		onlySoftReset(t, spR, logStart, "in", a)
 	})
 
 	t.Run("putting the filter back withdraws the route from the other client, live", func(t *testing.T) {
@@ -115,7 +92,126 @@ func TestReflectorImportFilter(t *testing.T) {
 		spR.SetPeers(t, client("a", a, filters), client("b", b, nil))
 		spB.WaitLearned(t, "10.244.2.0/26 withdrawn from B", sessionTimeout, exactly(via("10.244.1.0/26"), via("10.244.3.0/26")))
 		t.Logf("filter back: 10.244.2.0/26 gone from B %s later", time.Since(changed).Round(time.Millisecond))
-		noFlaps(t)
-		onlyAReimported(t, logStart)
+		noSessionResets(t, all)
+		onlySoftReset(t, spR, logStart, "in", a)
 	})
+}
+
+// TestReflectorExportFilter: a route reflector R with two clients, A and
+// B, and a BGPFilter with an export rule on R's session to B. Export
+// rules judge everything R sends to B (Calico's semantics), the routes R
+// reflects included: B never receives the route the rule rejects, and
+// receives A's other routes. Removing the rule lets the route through,
+// putting it back withdraws it, each by a soft reset out of B alone, no
+// session reset. Before, export rules judged only R's own announcements
+// and R reflected the route to B anyway. Loopback, no root.
+func TestReflectorExportFilter(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real BGP sessions over loopback; skipped with -short")
+	}
+	port := freeLoopbackPort(t)
+	const asn, cluster = 64512, "10.255.0.9"
+	r, a, b := netip.MustParseAddr("127.0.0.41"), netip.MustParseAddr("127.0.0.42"), netip.MustParseAddr("127.0.0.43")
+	start := func(name string, addr netip.Addr) *speakerProc {
+		return startPoolSpeaker(t, name, addr, helperConfig{ASN: asn, ListenPort: port})
+	}
+	peer := func(from netip.Addr, name string, to netip.Addr) Peer {
+		return Peer{Name: name, Address: to, ASN: asn, Port: uint16(port), SourceAddress: from}
+	}
+	client := func(name string, to netip.Addr, f *Filters) Peer {
+		p := peer(r, name, to)
+		p.RouteReflectorClient, p.RouteReflectorClusterID, p.Filters = true, cluster, f
+		return p
+	}
+	// Rule 0 rejects A's second block; rule 1 accepts the rest of the
+	// pool (an Accept: the reflect decision still decides).
+	filters := &Filters{Export: []FilterRule{
+		{Source: "BGPFilter b-out exportV4[0]", Match: MatchEqual, CIDR: netip.MustParsePrefix("10.244.2.0/26"), Action: FilterReject},
+		{Source: "BGPFilter b-out exportV4[1]", Match: MatchIn, CIDR: netip.MustParsePrefix("10.244.0.0/16"), Action: FilterAccept},
+	}}
+	spR, spA, spB := start("R", r), start("A", a), start("B", b)
+	spR.SetPeers(t, client("a", a, nil), client("b", b, filters))
+	spA.SetPeers(t, peer(a, "r", r))
+	spB.SetPeers(t, peer(b, "r", r))
+	spR.SetAds(t)
+	spB.SetAds(t)
+	spA.SetAds(t, "10.244.1.0/26", "10.244.2.0/26")
+	via := func(p string) string { return p + " via " + a.String() }
+	spB.WaitLearned(t, "A's first block at B", sessionTimeout, func(ps []Path) bool { return hasPrefix(ps, "10.244.1.0/26") })
+	// Anything R sent B of A's first announcement reaches B before what
+	// R reflects of A's second: one session each, in order.
+	spA.SetAds(t, "10.244.1.0/26", "10.244.2.0/26", "10.244.3.0/26")
+	learned := spB.WaitLearned(t, "A's third block at B", sessionTimeout, func(ps []Path) bool { return hasPrefix(ps, "10.244.3.0/26") })
+	all := map[string]*speakerProc{"R": spR, "A": spA, "B": spB}
+
+	t.Run("the client never receives the reflected route its export rule rejects", func(t *testing.T) {
+		if want := []string{via("10.244.1.0/26"), via("10.244.3.0/26")}; !exactly(want...)(learned) {
+			t.Errorf("B learned %v, want only %v", learned, want)
+		}
+		st := spB.WaitStates(t, "B received A's two blocks from R", sessionTimeout, func(st []PeerState) bool { return st[0].Received >= 2 })
+		if st[0].Received != 2 {
+			t.Errorf("B received %d prefixes from R, want 2 (R reflected what its export rule towards B rejects)", st[0].Received)
+		}
+		for _, set := range spB.History() {
+			if hasPrefix(set, "10.244.2.0/26") {
+				t.Fatalf("B learned 10.244.2.0/26, which R's export rule towards B rejects: %v", set)
+			}
+		}
+		// R itself uses the route: the rule is B's, not R's import.
+		spR.WaitLearned(t, "A's three blocks at R", sessionTimeout, exactly(via("10.244.1.0/26"), via("10.244.2.0/26"), via("10.244.3.0/26")))
+	})
+
+	t.Run("removing the rule lets the route through, live", func(t *testing.T) {
+		changed, logStart := time.Now(), len(spR.logs.String())
+		spR.SetPeers(t, client("a", a, nil), client("b", b, nil))
+		spB.WaitLearned(t, "all of A's blocks at B", sessionTimeout, exactly(via("10.244.1.0/26"), via("10.244.2.0/26"), via("10.244.3.0/26")))
+		t.Logf("export rule removed: 10.244.2.0/26 at B %s later", time.Since(changed).Round(time.Millisecond))
+		noSessionResets(t, all)
+		onlySoftReset(t, spR, logStart, "out", b)
+	})
+
+	t.Run("putting the rule back withdraws the route from the client, live", func(t *testing.T) {
+		changed, logStart := time.Now(), len(spR.logs.String())
+		spR.SetPeers(t, client("a", a, nil), client("b", b, filters))
+		spB.WaitLearned(t, "10.244.2.0/26 withdrawn from B", sessionTimeout, exactly(via("10.244.1.0/26"), via("10.244.3.0/26")))
+		t.Logf("export rule back: 10.244.2.0/26 gone from B %s later", time.Since(changed).Round(time.Millisecond))
+		noSessionResets(t, all)
+		onlySoftReset(t, spR, logStart, "out", b)
+	})
+}
+
+// noSessionResets fails when a session of any of procs has flapped or is
+// not Established.
+func noSessionResets(t *testing.T, procs map[string]*speakerProc) {
+	t.Helper()
+	var resets uint64
+	for name, sp := range procs {
+		for _, st := range sp.States(t) {
+			resets += st.Flaps
+			if st.Flaps != 0 || st.State != StateEstablished {
+				t.Errorf("%s: session %s reset: %+v", name, st.Name, st)
+			}
+		}
+	}
+	t.Logf("session resets: %d", resets)
+}
+
+// onlySoftReset checks that, since sp's log had logStart bytes, GoBGP
+// soft reset peer alone, in direction dir ("in" or "out"), once, and
+// made no soft reset in the other direction.
+func onlySoftReset(t *testing.T, sp *speakerProc, logStart int, dir string, peer netip.Addr) {
+	t.Helper()
+	resetRE := regexp.MustCompile(`"msg":"Neighbor soft reset (in|out)"[^\n]*"Key":"([^"]*)"`)
+	var resets [][]string
+	// The log reaches us through a pipe, maybe after the routes.
+	for deadline := time.Now().Add(sessionTimeout); len(resets) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		resets = resetRE.FindAllStringSubmatch(sp.logs.String()[logStart:], -1)
+	}
+	var got []string
+	for _, m := range resets {
+		got = append(got, m[1]+" "+m[2])
+	}
+	if want := dir + " " + peer.String(); !slices.Equal(got, []string{want}) {
+		t.Errorf("%s's soft resets %v, want one: %s", sp.name, got, want)
+	}
 }

@@ -2,7 +2,9 @@ package speaker
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 
 	"github.com/osrg/gobgp/v4/api"
 )
@@ -19,6 +21,41 @@ import (
 //     then reject the rest of the rule's set.
 //
 // A rule's set is given as prefix ranges (prefixrange.go).
+
+// rulesChangedFor lists the peers whose rules (of one direction) differ
+// between old and new: for import rules, those whose received paths GoBGP
+// must judge again; for export rules, those it must re-send to.
+func rulesChangedFor(old, new map[netip.Addr][]FilterRule) []netip.Addr {
+	var out []netip.Addr
+	for a := range union(old, new) {
+		if !slices.Equal(old[a], new[a]) {
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// peersRuleStatements are the defined sets and statements of every peer's
+// rules of one direction (rules), peers in address order: peer a's are
+// named kind-a-<index>, for the neighbour set cairn-kind-a; normal adds
+// the normal decision's other conditions for a to an Accept's statement.
+// A peer without a statement gets no neighbour set (an empty one would
+// match every neighbour).
+func peersRuleStatements(kind string, rules map[netip.Addr][]FilterRule, pools []netip.Prefix, normal func(a netip.Addr, c *api.Conditions)) ([]*api.DefinedSet, []*api.Statement) {
+	var sets []*api.DefinedSet
+	var stmts []*api.Statement
+	for _, a := range slices.SortedFunc(maps.Keys(rules), netip.Addr.Compare) {
+		nset := "cairn-" + kind + "-" + a.String()
+		peerSets, peerStmts := ruleStatements(kind+"-"+a.String(), nset, rules[a], pools, func(c *api.Conditions) { normal(a, c) })
+		if len(peerStmts) > 0 {
+			sets = append(sets, peerSets...)
+			sets = append(sets, neighborSet(nset, []netip.Addr{a}))
+			stmts = append(stmts, peerStmts...)
+		}
+	}
+	return sets, stmts
+}
 
 // ruleStatements are the defined sets and statements of one peer's rules
 // of one direction, named name-<index>. nset is the peer's neighbour set
