@@ -21,20 +21,6 @@ func TestReflectorImportFilter(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real BGP sessions over loopback; skipped with -short")
 	}
-	port := freeLoopbackPort(t)
-	const asn, cluster = 64512, "10.255.0.9"
-	r, a, b := netip.MustParseAddr("127.0.0.31"), netip.MustParseAddr("127.0.0.32"), netip.MustParseAddr("127.0.0.33")
-	start := func(name string, addr netip.Addr) *speakerProc {
-		return startPoolSpeaker(t, name, addr, helperConfig{ASN: asn, ListenPort: port})
-	}
-	peer := func(from netip.Addr, name string, to netip.Addr) Peer {
-		return Peer{Name: name, Address: to, ASN: asn, Port: uint16(port), SourceAddress: from}
-	}
-	client := func(name string, to netip.Addr, f *Filters) Peer {
-		p := peer(r, name, to)
-		p.RouteReflectorClient, p.RouteReflectorClusterID, p.Filters = true, cluster, f
-		return p
-	}
 	// Rule 0 accepts A's /24 of 10.244.3.0 (an Accept: the pools still
 	// decide), rule 1 rejects everything outside 10.244.0.0/23 (NotIn:
 	// GoBGP needs it decomposed into prefix ranges).
@@ -42,19 +28,9 @@ func TestReflectorImportFilter(t *testing.T) {
 		{Source: "BGPFilter a-in importV4[0]", Match: MatchIn, CIDR: netip.MustParsePrefix("10.244.3.0/24"), Action: FilterAccept},
 		{Source: "BGPFilter a-in importV4[1]", Match: MatchNotIn, CIDR: netip.MustParsePrefix("10.244.0.0/23"), Action: FilterReject},
 	}}
-	spR, spA, spB := start("R", r), start("A", a), start("B", b)
-	spR.SetPeers(t, client("a", a, filters), client("b", b, nil))
-	spA.SetPeers(t, peer(a, "r", r))
-	spB.SetPeers(t, peer(b, "r", r))
-	spR.SetAds(t)
-	spB.SetAds(t)
-	spA.SetAds(t, "10.244.1.0/26", "10.244.2.0/26")
+	l, learned := startReflectorAndClients(t, [3]string{"127.0.0.31", "127.0.0.32", "127.0.0.33"}, filters, nil)
+	spR, spB, a := l.R, l.B, l.a
 	via := func(p string) string { return p + " via " + a.String() }
-	spB.WaitLearned(t, "A's accepted block at B", sessionTimeout, func(ps []Path) bool { return hasPrefix(ps, "10.244.1.0/26") })
-	// Anything R reflected of A's first announcement reaches B before
-	// what R reflects of A's second: one session each, in order.
-	spA.SetAds(t, "10.244.1.0/26", "10.244.2.0/26", "10.244.3.0/26")
-	learned := spB.WaitLearned(t, "A's third block at B", sessionTimeout, func(ps []Path) bool { return hasPrefix(ps, "10.244.3.0/26") })
 
 	t.Run("the rejected route never reaches the other client", func(t *testing.T) {
 		if want := []string{via("10.244.1.0/26"), via("10.244.3.0/26")}; !exactly(want...)(learned) {
@@ -77,23 +53,13 @@ func TestReflectorImportFilter(t *testing.T) {
 		}
 	})
 
-	all := map[string]*speakerProc{"R": spR, "A": spA, "B": spB}
 	t.Run("removing the filter lets the route through, live", func(t *testing.T) {
-		changed, logStart := time.Now(), len(spR.logs.String())
-		spR.SetPeers(t, client("a", a, nil), client("b", b, nil))
-		spB.WaitLearned(t, "all of A's blocks at B", sessionTimeout, exactly(via("10.244.1.0/26"), via("10.244.2.0/26"), via("10.244.3.0/26")))
-		t.Logf("filter removed: 10.244.2.0/26 at B %s later", time.Since(changed).Round(time.Millisecond))
-		noSessionResets(t, all)
-		onlySoftReset(t, spR, logStart, "in", a)
+		l.changeLive(t, "filter removed: 10.244.2.0/26 at B", func() { l.setFilters(t, nil, nil) }, "in", a,
+			via("10.244.1.0/26"), via("10.244.2.0/26"), via("10.244.3.0/26"))
 	})
-
 	t.Run("putting the filter back withdraws the route from the other client, live", func(t *testing.T) {
-		changed, logStart := time.Now(), len(spR.logs.String())
-		spR.SetPeers(t, client("a", a, filters), client("b", b, nil))
-		spB.WaitLearned(t, "10.244.2.0/26 withdrawn from B", sessionTimeout, exactly(via("10.244.1.0/26"), via("10.244.3.0/26")))
-		t.Logf("filter back: 10.244.2.0/26 gone from B %s later", time.Since(changed).Round(time.Millisecond))
-		noSessionResets(t, all)
-		onlySoftReset(t, spR, logStart, "in", a)
+		l.changeLive(t, "filter back: 10.244.2.0/26 gone from B", func() { l.setFilters(t, filters, nil) }, "in", a,
+			via("10.244.1.0/26"), via("10.244.3.0/26"))
 	})
 }
 
@@ -109,40 +75,15 @@ func TestReflectorExportFilter(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real BGP sessions over loopback; skipped with -short")
 	}
-	port := freeLoopbackPort(t)
-	const asn, cluster = 64512, "10.255.0.9"
-	r, a, b := netip.MustParseAddr("127.0.0.41"), netip.MustParseAddr("127.0.0.42"), netip.MustParseAddr("127.0.0.43")
-	start := func(name string, addr netip.Addr) *speakerProc {
-		return startPoolSpeaker(t, name, addr, helperConfig{ASN: asn, ListenPort: port})
-	}
-	peer := func(from netip.Addr, name string, to netip.Addr) Peer {
-		return Peer{Name: name, Address: to, ASN: asn, Port: uint16(port), SourceAddress: from}
-	}
-	client := func(name string, to netip.Addr, f *Filters) Peer {
-		p := peer(r, name, to)
-		p.RouteReflectorClient, p.RouteReflectorClusterID, p.Filters = true, cluster, f
-		return p
-	}
 	// Rule 0 rejects A's second block; rule 1 accepts the rest of the
 	// pool (an Accept: the reflect decision still decides).
 	filters := &Filters{Export: []FilterRule{
 		{Source: "BGPFilter b-out exportV4[0]", Match: MatchEqual, CIDR: netip.MustParsePrefix("10.244.2.0/26"), Action: FilterReject},
 		{Source: "BGPFilter b-out exportV4[1]", Match: MatchIn, CIDR: netip.MustParsePrefix("10.244.0.0/16"), Action: FilterAccept},
 	}}
-	spR, spA, spB := start("R", r), start("A", a), start("B", b)
-	spR.SetPeers(t, client("a", a, nil), client("b", b, filters))
-	spA.SetPeers(t, peer(a, "r", r))
-	spB.SetPeers(t, peer(b, "r", r))
-	spR.SetAds(t)
-	spB.SetAds(t)
-	spA.SetAds(t, "10.244.1.0/26", "10.244.2.0/26")
+	l, learned := startReflectorAndClients(t, [3]string{"127.0.0.41", "127.0.0.42", "127.0.0.43"}, nil, filters)
+	spR, spB, a, b := l.R, l.B, l.a, l.b
 	via := func(p string) string { return p + " via " + a.String() }
-	spB.WaitLearned(t, "A's first block at B", sessionTimeout, func(ps []Path) bool { return hasPrefix(ps, "10.244.1.0/26") })
-	// Anything R sent B of A's first announcement reaches B before what
-	// R reflects of A's second: one session each, in order.
-	spA.SetAds(t, "10.244.1.0/26", "10.244.2.0/26", "10.244.3.0/26")
-	learned := spB.WaitLearned(t, "A's third block at B", sessionTimeout, func(ps []Path) bool { return hasPrefix(ps, "10.244.3.0/26") })
-	all := map[string]*speakerProc{"R": spR, "A": spA, "B": spB}
 
 	t.Run("the client never receives the reflected route its export rule rejects", func(t *testing.T) {
 		if want := []string{via("10.244.1.0/26"), via("10.244.3.0/26")}; !exactly(want...)(learned) {
@@ -162,22 +103,76 @@ func TestReflectorExportFilter(t *testing.T) {
 	})
 
 	t.Run("removing the rule lets the route through, live", func(t *testing.T) {
-		changed, logStart := time.Now(), len(spR.logs.String())
-		spR.SetPeers(t, client("a", a, nil), client("b", b, nil))
-		spB.WaitLearned(t, "all of A's blocks at B", sessionTimeout, exactly(via("10.244.1.0/26"), via("10.244.2.0/26"), via("10.244.3.0/26")))
-		t.Logf("export rule removed: 10.244.2.0/26 at B %s later", time.Since(changed).Round(time.Millisecond))
-		noSessionResets(t, all)
-		onlySoftReset(t, spR, logStart, "out", b)
+		l.changeLive(t, "export rule removed: 10.244.2.0/26 at B", func() { l.setFilters(t, nil, nil) }, "out", b,
+			via("10.244.1.0/26"), via("10.244.2.0/26"), via("10.244.3.0/26"))
 	})
-
 	t.Run("putting the rule back withdraws the route from the client, live", func(t *testing.T) {
-		changed, logStart := time.Now(), len(spR.logs.String())
-		spR.SetPeers(t, client("a", a, nil), client("b", b, filters))
-		spB.WaitLearned(t, "10.244.2.0/26 withdrawn from B", sessionTimeout, exactly(via("10.244.1.0/26"), via("10.244.3.0/26")))
-		t.Logf("export rule back: 10.244.2.0/26 gone from B %s later", time.Since(changed).Round(time.Millisecond))
-		noSessionResets(t, all)
-		onlySoftReset(t, spR, logStart, "out", b)
+		l.changeLive(t, "export rule back: 10.244.2.0/26 gone from B", func() { l.setFilters(t, nil, filters) }, "out", b,
+			via("10.244.1.0/26"), via("10.244.3.0/26"))
 	})
+}
+
+// reflectorAndClients is a route reflector R with two clients, A and B,
+// each a speaker process on its own loopback address, importing the pool
+// 10.244.0.0/16.
+type reflectorAndClients struct {
+	r, a, b netip.Addr
+	R, A, B *speakerProc
+	port    int32
+}
+
+const reflectorTestASN, reflectorTestCluster = 64512, "10.255.0.9"
+
+// startReflectorAndClients starts R, A and B on addrs, R's sessions to A
+// and B filtered by fa and fb. A announces 10.244.1.0/26 and
+// 10.244.2.0/26, and once the first reached B, 10.244.3.0/26 too. It
+// returns B's learned set once the third reached it: whatever R sent B
+// of A's first announcement reached B before that (one session, in
+// order).
+func startReflectorAndClients(t *testing.T, addrs [3]string, fa, fb *Filters) (*reflectorAndClients, []Path) {
+	t.Helper()
+	l := &reflectorAndClients{r: netip.MustParseAddr(addrs[0]), a: netip.MustParseAddr(addrs[1]), b: netip.MustParseAddr(addrs[2]), port: freeLoopbackPort(t)}
+	start := func(name string, addr netip.Addr) *speakerProc {
+		return startPoolSpeaker(t, name, addr, helperConfig{ASN: reflectorTestASN, ListenPort: l.port})
+	}
+	l.R, l.A, l.B = start("R", l.r), start("A", l.a), start("B", l.b)
+	l.setFilters(t, fa, fb)
+	l.A.SetPeers(t, l.peer(l.a, "r", l.r))
+	l.B.SetPeers(t, l.peer(l.b, "r", l.r))
+	l.R.SetAds(t)
+	l.B.SetAds(t)
+	l.A.SetAds(t, "10.244.1.0/26", "10.244.2.0/26")
+	l.B.WaitLearned(t, "A's first block at B", sessionTimeout, func(ps []Path) bool { return hasPrefix(ps, "10.244.1.0/26") })
+	l.A.SetAds(t, "10.244.1.0/26", "10.244.2.0/26", "10.244.3.0/26")
+	return l, l.B.WaitLearned(t, "A's third block at B", sessionTimeout, func(ps []Path) bool { return hasPrefix(ps, "10.244.3.0/26") })
+}
+
+// setFilters gives R's sessions to A and B the filters fa and fb.
+func (l *reflectorAndClients) setFilters(t *testing.T, fa, fb *Filters) {
+	t.Helper()
+	client := func(name string, to netip.Addr, f *Filters) Peer {
+		p := l.peer(l.r, name, to)
+		p.RouteReflectorClient, p.RouteReflectorClusterID, p.Filters = true, reflectorTestCluster, f
+		return p
+	}
+	l.R.SetPeers(t, client("a", l.a, fa), client("b", l.b, fb))
+}
+
+func (l *reflectorAndClients) peer(from netip.Addr, name string, to netip.Addr) Peer {
+	return Peer{Name: name, Address: to, ASN: reflectorTestASN, Port: uint16(l.port), SourceAddress: from}
+}
+
+// changeLive makes change at R, waits until B has learned exactly want
+// and logs how long that took (what), then checks that no session reset
+// and that R soft reset peer alone, in direction dir.
+func (l *reflectorAndClients) changeLive(t *testing.T, what string, change func(), dir string, peer netip.Addr, want ...string) {
+	t.Helper()
+	changed, logStart := time.Now(), len(l.R.logs.String())
+	change()
+	l.B.WaitLearned(t, what, sessionTimeout, exactly(want...))
+	t.Logf("%s %s later", what, time.Since(changed).Round(time.Millisecond))
+	noSessionResets(t, map[string]*speakerProc{"R": l.R, "A": l.A, "B": l.B})
+	onlySoftReset(t, l.R, logStart, dir, peer)
 }
 
 // noSessionResets fails when a session of any of procs has flapped or is
