@@ -53,6 +53,7 @@ func (r *runner) peerState(addr netip.Addr, p Peer, ap *api.Peer, adsSet bool) P
 		ps.LastError = st.lastError
 		ps.Flaps = st.flaps
 	}
+	ps.BFD = bfdState(p, ap)
 	if ap != nil && ap.State != nil && ap.State.AdminState == api.PeerState_ADMIN_STATE_PFX_CT {
 		ps.LastError = maxPrefixReason
 	}
@@ -62,6 +63,27 @@ func (r *runner) peerState(addr netip.Addr, p Peer, ap *api.Peer, adsSet bool) P
 	}
 	ps.LastError = r.s.secrets.redact(ps.LastError)
 	return ps
+}
+
+// bfdState is the state of a peer's BFD from GoBGP's view of it: empty
+// without BFD, Down while GoBGP has no session for it (a peer removed, or
+// not added yet).
+func bfdState(p Peer, ap *api.Peer) BFDState {
+	if !p.BFD.Enabled {
+		return ""
+	}
+	if ap == nil || ap.State == nil || ap.State.BfdState == nil {
+		return BFDDown
+	}
+	switch ap.State.BfdState.SessionState {
+	case api.BfdSessionState_BFD_SESSION_STATE_UP:
+		return BFDUp
+	case api.BfdSessionState_BFD_SESSION_STATE_INIT:
+		return BFDInit
+	case api.BfdSessionState_BFD_SESSION_STATE_ADMIN_DOWN:
+		return BFDAdminDown
+	}
+	return BFDDown
 }
 
 // fillFromGoBGP copies GoBGP's session state, uptime and prefix counters.

@@ -266,7 +266,20 @@ type PeerState struct {
 	// Flaps counts the times the session left Established since the peer
 	// was configured.
 	Flaps uint64
+	// BFD is the state of the session's BFD; empty when it runs none.
+	BFD BFDState
 }
+
+// BFDState is a BFD session's state (RFC 5880 section 4.1).
+type BFDState string
+
+// BFD states.
+const (
+	BFDUp        BFDState = "Up"
+	BFDDown      BFDState = "Down"
+	BFDInit      BFDState = "Init"
+	BFDAdminDown BFDState = "AdminDown"
+)
 
 // Holding says which node may announce routes inside one IPAM block or
 // for one borrowed address (see Speaker.SetHoldings).

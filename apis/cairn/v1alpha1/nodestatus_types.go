@@ -97,6 +97,12 @@ type BGPSessionStatus struct {
 	// when Cairn can tell; Events are raised on its transitions.
 	// +optional
 	Problem SessionProblem `json:"problem,omitempty"`
+	// BFD is the state of the session's BFD (RFC 5880) as this node sees
+	// it: Up, Down, Init or AdminDown; empty when the session runs none.
+	// Until the peer answers, BFD is Down and changes nothing.
+	// +optional
+	// +kubebuilder:validation:Enum=Up;Down;Init;AdminDown
+	BFD string `json:"bfd,omitempty"`
 	// +optional
 	PrefixesReceived int64 `json:"prefixesReceived,omitempty"`
 	// +optional

@@ -32,8 +32,9 @@ type fakeSpeaker struct {
 	ads    []speaker.Advertisement
 	filter []netip.Prefix
 	held   []speaker.Holding
-	// refused is what RefusedPaths answers.
+	// refused is what RefusedPaths answers, states what PeerStates does.
 	refused []speaker.RefusedPath
+	states  []speaker.PeerState
 }
 
 func (s *fakeSpeaker) SetGlobal(g speaker.Global) error {
@@ -55,7 +56,7 @@ func (s *fakeSpeaker) SetAdvertisements(a []speaker.Advertisement) error {
 	return nil
 }
 func (s *fakeSpeaker) SetImportFilter(f []netip.Prefix)           { s.mu.Lock(); s.filter = f; s.mu.Unlock() }
-func (s *fakeSpeaker) PeerStates() []speaker.PeerState            { return nil }
+func (s *fakeSpeaker) PeerStates() []speaker.PeerState            { return s.states }
 func (s *fakeSpeaker) RefusedPaths() ([]speaker.RefusedPath, int) { return s.refused, len(s.refused) }
 func (s *fakeSpeaker) SetHoldings(h []speaker.Holding)            { s.mu.Lock(); s.held = h; s.mu.Unlock() }
 

@@ -161,7 +161,7 @@ func (w *statusWriter) compute(conds []metav1.Condition) v1.CairnNodeStatusStatu
 	for _, p := range states {
 		problem, reason := sessionProblem(p, auth[p.Name])
 		s := v1.BGPSessionStatus{PeerIP: p.Address.String(), Name: p.Name, ASNumber: int64(p.ASN), BGPPeer: peering.BGPPeerOf(p.Name),
-			Type: sessionType(p.Name), State: string(p.State), Reason: reason, Problem: problem,
+			Type: sessionType(p.Name), State: string(p.State), Reason: reason, Problem: problem, BFD: string(p.BFD),
 			PrefixesReceived: int64(p.Received), PrefixesAccepted: int64(p.Accepted), PrefixesAdvertised: int64(p.Advertised)}
 		if p.State == speaker.StateEstablished {
 			st.BGP.Established++

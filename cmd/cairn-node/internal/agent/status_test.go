@@ -88,6 +88,32 @@ func TestStatusSaysWhyAnImportIsRefused(t *testing.T) {
 	}
 }
 
+// TestStatusSessions: each session's BFD state, and a max-prefix shutdown
+// as the MaxPrefixes problem with the speaker's words (the limit, the
+// next try).
+func TestStatusSessions(t *testing.T) {
+	shut := "maximum prefixes exceeded (more than 1000 prefixes of one address family): session shut down (Cease), tried again at 07:31:05 UTC (idle time 20s)"
+	spk := &fakeSpeaker{states: []speaker.PeerState{
+		{Name: "peer:tor-r1", Address: netip.MustParseAddr("172.30.1.1"), State: speaker.StateEstablished, BFD: speaker.BFDUp},
+		{Name: "peer:tor-r1-v6", Address: netip.MustParseAddr("fd30:0:0:1::1"), State: speaker.StateIdle, LastError: shut, BFD: speaker.BFDDown},
+		{Name: "mesh:node2", Address: netip.MustParseAddr("172.30.1.12"), State: speaker.StateEstablished},
+	}}
+	w := &statusWriter{ctrl: &controller{}, speaker: spk, log: slog.New(slog.DiscardHandler)}
+	got := w.compute(nil).BGP
+	want := []struct {
+		bfd, problem, reason string
+	}{{"Up", "", ""}, {"Down", "MaxPrefixes", shut}, {"", "", ""}}
+	if len(got.Peers) != len(want) || got.Established != 2 || got.NotEstablished != 1 {
+		t.Fatalf("sessions %+v", got)
+	}
+	for i, w := range want {
+		s := got.Peers[i]
+		if s.BFD != w.bfd || string(s.Problem) != w.problem || s.Reason != w.reason {
+			t.Errorf("%s: bfd %q problem %q reason %q, want %q %q %q", s.Name, s.BFD, s.Problem, s.Reason, w.bfd, w.problem, w.reason)
+		}
+	}
+}
+
 // TestStatusWriteIsOneRequest: each CairnNodeStatus write is one UPDATE of
 // the object as the last write left it; it is read only at the start and
 // when a write finds it changed by someone else (then written at once),
