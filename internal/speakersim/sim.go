@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -50,6 +51,12 @@ type Options struct {
 	BlocksPerClient int
 	// Timeout bounds the wait for every speaker to have every route.
 	Timeout time.Duration
+	// HoldTime is every session's hold time; 0 means the speaker's
+	// default (90 s). A thousand speakers in one process on a few busy
+	// cores can miss their keepalives for longer than that, and sessions
+	// that expire for it start their updates over: a long hold time keeps
+	// the simulation measuring route propagation, not starvation.
+	HoldTime time.Duration
 	// Logf receives progress lines; nil discards them.
 	Logf func(format string, args ...any)
 }
@@ -258,18 +265,18 @@ func (s *sim) configure() {
 		var peers []speaker.Peer
 		for _, c := range s.clients {
 			peers = append(peers, speaker.Peer{Name: c.name, Address: c.addr, ASN: ASN, Passive: true,
-				RouteReflectorClient: true, RouteReflectorClusterID: clusterID})
+				RouteReflectorClient: true, RouteReflectorClusterID: clusterID, HoldTime: s.o.HoldTime})
 		}
 		other := s.reflectors[1-i]
 		// One side connects, the other waits: no collision to resolve.
 		peers = append(peers, speaker.Peer{Name: other.name, Address: other.addr, ASN: ASN, Port: s.port,
-			SourceAddress: r.addr, Passive: i == 0})
+			SourceAddress: r.addr, Passive: i == 0, HoldTime: s.o.HoldTime})
 		s.set(r, peers, filter)
 	}
 	for _, c := range s.clients {
 		var peers []speaker.Peer
 		for _, r := range s.reflectors {
-			peers = append(peers, speaker.Peer{Name: r.name, Address: r.addr, ASN: ASN, Port: s.port, SourceAddress: c.addr})
+			peers = append(peers, speaker.Peer{Name: r.name, Address: r.addr, ASN: ASN, Port: s.port, SourceAddress: c.addr, HoldTime: s.o.HoldTime})
 		}
 		s.set(c, peers, filter)
 	}
@@ -350,22 +357,41 @@ func (s *sim) missing(after time.Duration) error {
 	return fmt.Errorf("after %v, %d of %d speakers lack routes: %s", after, count, len(s.all()), strings.Join(lacking, "; "))
 }
 
-// sessionsDown names a speaker's sessions that are not Established.
+// sessionsDown says which of a speaker's sessions are not Established:
+// their number and, for a reflector's thousand, the states and last
+// errors they share, most common first, four at most.
 func sessionsDown(sp *speaker.Speaker) string {
-	var down []string
+	kinds := map[string]int{}
+	down := 0
 	for _, st := range sp.PeerStates() {
-		if st.State != speaker.StateEstablished {
-			d := fmt.Sprintf("%s %s", st.Name, st.State)
-			if st.LastError != "" {
-				d += ": " + st.LastError
-			}
-			down = append(down, d)
+		if st.State == speaker.StateEstablished {
+			continue
 		}
+		down++
+		k := string(st.State)
+		if st.LastError != "" {
+			k += ": " + st.LastError
+		}
+		kinds[k]++
 	}
-	if len(down) == 0 {
+	if down == 0 {
 		return ""
 	}
-	return ", sessions not Established: " + strings.Join(down, ", ")
+	keys := slices.Collect(maps.Keys(kinds))
+	slices.SortFunc(keys, func(a, b string) int {
+		if kinds[a] != kinds[b] {
+			return kinds[b] - kinds[a]
+		}
+		return strings.Compare(a, b)
+	})
+	var parts []string
+	for _, k := range keys[:min(4, len(keys))] {
+		parts = append(parts, fmt.Sprintf("%d %s", kinds[k], k))
+	}
+	if len(keys) > 4 {
+		parts = append(parts, "...")
+	}
+	return fmt.Sprintf(", %d sessions not Established (%s)", down, strings.Join(parts, "; "))
 }
 
 // times are the reflectors' time, the last client's and the median
