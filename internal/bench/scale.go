@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/cairn-net/cairn/internal/lab"
@@ -61,8 +62,10 @@ func runScale(ctx context.Context, e *Env) ([]Row, error) {
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", t.name, err))
 			}
-			if len(r) > 1 && r[1].Unit == "MiB" {
-				cost.rss = max(cost.rss, r[1].Value)
+			for _, row := range r {
+				if strings.HasSuffix(row.Name, ": agent RSS, median") {
+					cost.rss = max(cost.rss, row.Value)
+				}
 			}
 		}
 		if n >= largest.nodes {
@@ -112,6 +115,7 @@ func scaleLab(ctx context.Context, e *Env, t topology) ([]Row, error) {
 	}()
 	tm := l.Timings
 	var rss []float64
+	var cpu float64 // s, every agent's since it started
 	for _, n := range l.Plan().Nodes() {
 		p, err := agentProc(l, n.Name)
 		if err != nil {
@@ -122,7 +126,13 @@ func scaleLab(ctx context.Context, e *Env, t topology) ([]Row, error) {
 			return nil, err
 		}
 		rss = append(rss, r/mib)
+		ticks, err := cpuTicks(p.PID)
+		if err != nil {
+			return nil, err
+		}
+		cpu += (time.Duration(ticks) * clockTick).Seconds()
 	}
+	nodes := float64(len(rss))
 	api, err := apiPerPodStart(ctx, l)
 	if err != nil {
 		return nil, err
@@ -133,6 +143,8 @@ func scaleLab(ctx context.Context, e *Env, t topology) ([]Row, error) {
 			Goal: AtMost(3), Anchor: "kube-router here: all agents started → every route everywhere 7.2 s (3 nodes), 9.4 s (10 nodes)",
 			Note: fmt.Sprintf("agents %.1f s + convergence %.2f s; the lab's serial pod creation between them (%.1f s) left out",
 				tm.Agents.Seconds(), tm.Converge.Seconds(), tm.Pods.Seconds())},
+		{Name: t.name + ": agents' CPU time, start to converged, all together", Unit: "s", Value: cpu,
+			Note: fmt.Sprintf("%.2f s per agent, its pod included; on %d cores that alone takes %.1f s of wall time", cpu/nodes, runtime.NumCPU(), cpu/float64(runtime.NumCPU()))},
 		{Name: t.name + ": agent RSS, median", Unit: "MiB", Value: Median(rss), Samples: rss, Goal: AtMost(40), Note: "every agent, 1 pod per node"},
 		{Name: t.name + ": agent RSS, max", Unit: "MiB", Value: Quantile(rss, 1)},
 	}, apiRows(t.name, api)...), nil
