@@ -29,19 +29,11 @@ func runConvergence(ctx context.Context, e *Env) ([]Row, error) {
 	if len(e.Instances) < 2 {
 		return nil, fmt.Errorf("convergence needs a second lab instance name")
 	}
-	o := lab.Options{
-		StateDir: labStateDir(e.Instances[1]), RepoRoot: e.RepoRoot, Instance: e.Instances[1],
-		Racks: 2, NodesPerRack: 2, PodsPerNode: 1, BlockSize: 32, Logf: e.Logf,
-	}
-	l, err := upFresh(ctx, o)
+	l, down, err := e.ownLab(ctx, e.Instances[1], lab.Options{Racks: 2, NodesPerRack: 2, PodsPerNode: 1, BlockSize: 32})
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err := lab.Down(context.WithoutCancel(ctx), l.StateDir(), e.Logf); err != nil {
-			e.Logf("take down lab %s: %v", o.Instance, err)
-		}
-	}()
+	defer down()
 	racks := l.Plan().Racks
 	a, b := racks[0].Nodes[0], racks[0].Nodes[1]
 	tor, far := racks[0].ToR, racks[1].ToR

@@ -97,6 +97,22 @@ func upFresh(ctx context.Context, o lab.Options) (*lab.Lab, error) {
 	return l, nil
 }
 
+// ownLab brings up a lab of a section's own on instance inst (StateDir,
+// RepoRoot, Instance and Logf filled in) and returns it with its
+// teardown, for the section to defer.
+func (e *Env) ownLab(ctx context.Context, inst string, o lab.Options) (*lab.Lab, func(), error) {
+	o.StateDir, o.RepoRoot, o.Instance, o.Logf = labStateDir(inst), e.RepoRoot, inst, e.Logf
+	l, err := upFresh(ctx, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return l, func() {
+		if err := lab.Down(context.WithoutCancel(ctx), l.StateDir(), e.Logf); err != nil {
+			e.Logf("take down lab %s: %v", inst, err)
+		}
+	}, nil
+}
+
 // Close takes down the shared lab.
 func (e *Env) Close(ctx context.Context) error {
 	if e.lab == nil {

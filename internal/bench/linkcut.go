@@ -43,19 +43,11 @@ func runLinkCut(ctx context.Context, e *Env) ([]Row, error) {
 	if len(e.Instances) < 2 {
 		return nil, fmt.Errorf("linkcut needs a second lab instance name")
 	}
-	o := lab.Options{
-		StateDir: labStateDir(e.Instances[1]), RepoRoot: e.RepoRoot, Instance: e.Instances[1],
-		Racks: 1, NodesPerRack: 2, PodsPerNode: 1, BFD: true, Logf: e.Logf,
-	}
-	l, err := upFresh(ctx, o)
+	l, down, err := e.ownLab(ctx, e.Instances[1], lab.Options{Racks: 1, NodesPerRack: 2, PodsPerNode: 1, BFD: true})
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err := lab.Down(context.WithoutCancel(ctx), l.StateDir(), e.Logf); err != nil {
-			e.Logf("take down lab %s: %v", o.Instance, err)
-		}
-	}()
+	defer down()
 	watchCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	lc, err := newLinkCut(watchCtx, l)

@@ -99,20 +99,11 @@ func (c scaleCost) why100() string {
 
 func scaleLab(ctx context.Context, e *Env, t topology) ([]Row, error) {
 	e.Logf("scale: %s", t.name)
-	inst := e.Instances[len(e.Instances)-1]
-	o := lab.Options{
-		StateDir: labStateDir(inst), RepoRoot: e.RepoRoot, Instance: inst,
-		Racks: t.racks, NodesPerRack: t.nodesPerRack, PodsPerNode: 1, Logf: e.Logf,
-	}
-	l, err := upFresh(ctx, o)
+	l, down, err := e.ownLab(ctx, e.Instances[len(e.Instances)-1], lab.Options{Racks: t.racks, NodesPerRack: t.nodesPerRack, PodsPerNode: 1})
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err := lab.Down(context.WithoutCancel(ctx), l.StateDir(), e.Logf); err != nil {
-			e.Logf("take down lab %s: %v", o.Instance, err)
-		}
-	}()
+	defer down()
 	tm := l.Timings
 	var rss []float64
 	var cpu float64 // s, every agent's since it started
