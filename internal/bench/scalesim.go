@@ -6,8 +6,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -62,44 +64,67 @@ func SimMain(args []string) int {
 // and the figure is a time to converge, not a ratio.
 func runScaleSim(ctx context.Context, e *Env) ([]Row, error) {
 	var rows []Row
+	largest := simRun{}
 	for _, n := range e.SimClients {
 		e.Logf("scale-sim: %d speakers and two reflectors in one process", n)
-		res, err := simulate(ctx, n)
+		run, err := simulate(ctx, n)
 		if err != nil {
 			return rows, fmt.Errorf("simulate %d speakers: %w", n, err)
 		}
-		rows = append(rows, simRows(res)...)
+		rows = append(rows, simRows(run)...)
+		if n > largest.res.Clients {
+			largest = run
+		}
+	}
+	if n := largest.res.Clients; n > 0 && n < 1000 {
+		f := math.Pow(1000/float64(n), 2)
+		e.Note("Not run at 1,000 speakers (`-sim-speakers %d,1000`): at %d the simulation took %.0f s of CPU in %.0f s "+
+			"(load %s on %d cores). Each reflector sends every block to every client, so the work grows with the square "+
+			"of the speakers: about %.0f-fold, %.0f minutes of CPU at 1,000, more than this run's time at this load.",
+			n, n, largest.cpu.Seconds(), largest.wall.Seconds(), loadAvg(), runtime.NumCPU(), f, f*largest.cpu.Minutes())
 	}
 	return rows, nil
 }
 
+// simRun is one simulation: its result, and the process's CPU and wall
+// time.
+type simRun struct {
+	res       speakersim.Result
+	cpu, wall time.Duration
+}
+
 // simulate runs the simulation in a child process (this binary, which
 // dispatches SimCommand in main) and decodes its result.
-func simulate(ctx context.Context, clients int) (speakersim.Result, error) {
+func simulate(ctx context.Context, clients int) (simRun, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return speakersim.Result{}, err
+		return simRun{}, err
 	}
 	cmd := exec.CommandContext(ctx, self, SimCommand, "-clients", strconv.Itoa(clients), "-timeout", simTimeout.String(), "-hold", simHoldTime.String())
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
+	start := time.Now()
 	out, err := cmd.Output()
+	run := simRun{wall: time.Since(start)}
+	if st := cmd.ProcessState; st != nil {
+		run.cpu = st.UserTime() + st.SystemTime()
+	}
 	if err != nil {
 		var exit *exec.ExitError
 		if errors.As(err, &exit) {
-			return speakersim.Result{}, fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
+			return run, fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
 		}
-		return speakersim.Result{}, err
+		return run, err
 	}
-	var res speakersim.Result
-	if err := json.Unmarshal(out, &res); err != nil {
-		return res, fmt.Errorf("decode the simulation's result %q: %w", out, err)
+	if err := json.Unmarshal(out, &run.res); err != nil {
+		return run, fmt.Errorf("decode the simulation's result %q: %w", out, err)
 	}
-	return res, nil
+	return run, nil
 }
 
 // simRows are the report's rows for one simulation.
-func simRows(r speakersim.Result) []Row {
+func simRows(run simRun) []Row {
+	r := run.res
 	name := fmt.Sprintf("simulation, %d speakers + 2 reflectors in one process", r.Clients)
 	how := fmt.Sprintf("%d blocks; every GoBGP server started (%.1f s), then peers and blocks set on all at once; hold time %v (no session expires for starvation)",
 		r.Blocks, r.Start.Seconds(), simHoldTime)
@@ -112,5 +137,7 @@ func simRows(r speakersim.Result) []Row {
 		{Name: name + ": memory per speaker (RSS)", Unit: "MiB", Value: r.RSSPerSpeaker / mib,
 			Note: fmt.Sprintf("process RSS converged minus before, over %d speakers; %.0f MiB in all, %d goroutines", r.Clients+r.Reflectors, r.RSS/mib, r.Goroutines)},
 		{Name: name + ": live Go heap per speaker", Unit: "MiB", Value: r.HeapPerSpeaker / mib, Note: "after a GC"},
+		{Name: name + ": CPU time of the simulation", Unit: "s", Value: run.cpu.Seconds(),
+			Note: fmt.Sprintf("user+system of its process, start to converged, in %.0f s of wall time", run.wall.Seconds())},
 	}
 }
