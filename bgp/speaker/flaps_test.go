@@ -5,14 +5,21 @@ import (
 	"testing"
 )
 
-// TestFlapsCountLeavingEstablished: only a transition out of Established
-// is a flap; coming up, retrying and repeated events are not.
-func TestFlapsCountLeavingEstablished(t *testing.T) {
+// idleRunner is a runner with no server: enough to feed it events and
+// read its PeerStates.
+func idleRunner(t *testing.T) *runner {
+	t.Helper()
 	sp, err := New(Options{RouterID: netip.MustParseAddr("10.0.0.1"), ASN: 64512})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := sp.newRunner(instance{}, sp.snapshot().global)
+	return sp.newRunner(instance{}, sp.snapshot().global)
+}
+
+// TestFlapsCountLeavingEstablished: only a transition out of Established
+// is a flap; coming up, retrying and repeated events are not.
+func TestFlapsCountLeavingEstablished(t *testing.T) {
+	r := idleRunner(t)
 	peer := netip.MustParseAddr("10.0.0.2")
 	r.status[peer] = &peerStatus{state: StateIdle}
 	for _, step := range []struct {

@@ -9,11 +9,7 @@ import (
 
 // A session's BFD state in PeerState: GoBGP's, when the peer runs BFD.
 func TestPeerStateBFD(t *testing.T) {
-	sp, err := New(Options{RouterID: netip.MustParseAddr("10.0.0.1"), ASN: 64512})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := sp.newRunner(instance{}, sp.snapshot().global)
+	r := idleRunner(t)
 	addr := netip.MustParseAddr("10.0.0.2")
 	withBFD := Peer{Address: addr, ASN: 65001, BFD: BFD{Enabled: true}}
 	gobgp := func(s api.BfdSessionState) *api.Peer {

@@ -2,9 +2,6 @@ package lab
 
 import (
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -48,13 +45,7 @@ func TestBirdInjectedRoutes(t *testing.T) {
 		t.Errorf("an IPv4-only set got an IPv6 protocol:\n%s", c)
 	}
 	testenv.Require(t, testenv.Binary("bird"))
-	conf := filepath.Join(t.TempDir(), "bird.conf")
-	if err := os.WriteFile(conf, []byte(c), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("bird", "-p", "-c", conf).CombinedOutput(); err != nil {
-		t.Fatalf("bird -p rejects the config: %v\n%s\n%s", err, out, c)
-	}
+	checkBirdParses(t, c)
 }
 
 func TestValidSetName(t *testing.T) {
